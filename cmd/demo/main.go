@@ -1,0 +1,196 @@
+// Command demo runs the whole loop on one machine: a private ClickHouse
+// server, four reference orchestrators with different latency and failure
+// profiles, regional testers for two regions, and the leaderboard API. After
+// each round it prints the ranked leaderboard. Ctrl-C stops everything and
+// leaves no process behind (children are killed with the demo even if it
+// crashes: each gets SIGKILL when its parent dies).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lpgauge/lpgauge/internal/chserver"
+)
+
+func main() {
+	var cfg config
+	cfg.RegisterFlags(flag.CommandLine)
+	flag.Parse()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	slog.SetDefault(logger)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	BinDir          string
+	DataDir         string
+	LeaderboardAddr string
+	Interval        time.Duration
+	Pipeline        string
+	Model           string
+	Regions         string
+	Rounds          int
+}
+
+func (c *config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.BinDir, "bin", "bin", "folder holding the built binaries (make build)")
+	fs.StringVar(&c.DataDir, "dir", ".demo", "folder for the demo's ClickHouse data and logs (git-ignored)")
+	fs.StringVar(&c.LeaderboardAddr, "leaderboard-addr", "127.0.0.1:8080", "where the leaderboard API listens (a free port is picked if taken)")
+	fs.DurationVar(&c.Interval, "interval", 20*time.Second, "time between test rounds of each regional tester")
+	fs.StringVar(&c.Pipeline, "pipeline", "Text to image", "pipeline the testers probe and the table shows")
+	fs.StringVar(&c.Model, "model", "ByteDance/SDXL-Lightning", "model the testers probe and the table shows")
+	fs.StringVar(&c.Regions, "regions", "FRA,LAX", "regions to run a tester for")
+	fs.IntVar(&c.Rounds, "rounds", 0, "stop after this many printed leaderboards (0 = run until Ctrl-C)")
+}
+
+func abs(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return a
+}
+
+func run(ctx context.Context, cfg config) error {
+	binDir, dataDir := abs(cfg.BinDir), abs(cfg.DataDir)
+	logDir := filepath.Join(dataDir, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return err
+	}
+	for _, b := range []string{"orchestrator", "tester", "leaderboard"} {
+		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
+			return fmt.Errorf("binary %s missing in %s: run `make build` (or `make demo`)", b, binDir)
+		}
+	}
+	say := func(format string, args ...any) { fmt.Printf("demo: "+format+"\n", args...) }
+
+	say("starting ClickHouse (data in %s)", filepath.Join(dataDir, "clickhouse"))
+	ch, err := chserver.Start(ctx, chserver.Options{Dir: filepath.Join(dataDir, "clickhouse")})
+	if err != nil {
+		return err
+	}
+	defer func() { say("stopping ClickHouse"); ch.Stop() }()
+	sup := &supervisor{logDir: logDir}
+	defer func() { say("stopping components"); sup.stopAll(15 * time.Second) }()
+
+	chFlags := []string{"-clickhouse.addr", ch.TCPAddr, "-clickhouse.database", "lpgauge"}
+	slug := "text-to-image"
+	var targets []string
+	for _, p := range fleet {
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		args := orchestratorArgs(p, addr, slug, cfg.Model)
+		if _, err := sup.start("orchestrator-"+p.Name, filepath.Join(binDir, "orchestrator"), args...); err != nil {
+			return err
+		}
+		if err := waitHTTP(ctx, "http://"+addr+"/healthz", 30*time.Second); err != nil {
+			return fmt.Errorf("orchestrator %s: %w (log: %s)", p.Name, err, filepath.Join(logDir, "orchestrator-"+p.Name+".log"))
+		}
+		say("orchestrator %-6s %s at http://%s (server time ~%s, failure rate %.0f%%)", p.Name, p.Address, addr, p.MeanServer, p.FailureRate*100)
+		targets = append(targets, p.Address+"=http://"+addr)
+	}
+
+	lbAddr := cfg.LeaderboardAddr
+	if !listenable(lbAddr) {
+		if lbAddr, err = freeAddr(); err != nil {
+			return err
+		}
+	}
+	if _, err := sup.start("leaderboard", filepath.Join(binDir, "leaderboard"), append([]string{"-addr", lbAddr}, chFlags...)...); err != nil {
+		return err
+	}
+	base := "http://" + lbAddr
+	if err := waitHTTP(ctx, base+"/healthz", 30*time.Second); err != nil {
+		return fmt.Errorf("leaderboard: %w (log: %s)", err, filepath.Join(logDir, "leaderboard.log"))
+	}
+	say("leaderboard API at %s", base)
+
+	for _, region := range strings.Split(cfg.Regions, ",") {
+		region = strings.TrimSpace(region)
+		metrics, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		args := append([]string{
+			"-region", region,
+			"-orchestrators", strings.Join(targets, ","),
+			"-models", slug + ":" + cfg.Model,
+			"-interval", cfg.Interval.String(),
+			"-simulate-rtt",
+			"-listen", metrics,
+		}, chFlags...)
+		if _, err := sup.start("tester-"+region, filepath.Join(binDir, "tester"), args...); err != nil {
+			return err
+		}
+		say("tester %s probing %d orchestrators every %s (metrics http://%s/metrics)", region, len(targets), cfg.Interval, metrics)
+	}
+	say("logs in %s; Ctrl-C stops everything", logDir)
+	say("try: curl '%s/api/aggregated_stats?pipeline=%s&model=%s'", base, url.QueryEscape(cfg.Pipeline), cfg.Model)
+
+	died := sup.exited()
+	printed := 0
+	lastRows := 0
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	lastPrint := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Println()
+			return nil
+		case c := <-died:
+			return fmt.Errorf("%s exited unexpectedly (%v); see %s", c.name, c.err, filepath.Join(logDir, c.name+".log"))
+		case <-tick.C:
+		}
+		rows, err := fetchBoard(ctx, base, cfg.Pipeline, cfg.Model)
+		if err != nil {
+			say("leaderboard not ready: %v", err)
+			continue
+		}
+		// Print once every orchestrator has a score in every region, then
+		// after each following round.
+		if len(rows) < len(fleet)*len(strings.Split(cfg.Regions, ",")) {
+			continue
+		}
+		if len(rows) == lastRows && time.Since(lastPrint) < cfg.Interval {
+			continue
+		}
+		lastRows, lastPrint = len(rows), time.Now()
+		printBoard(os.Stdout, rows, cfg.Pipeline, cfg.Model)
+		printed++
+		if cfg.Rounds > 0 && printed >= cfg.Rounds {
+			return nil
+		}
+	}
+}
+
+// orchestratorArgs are the reference orchestrator's flags for one profile.
+func orchestratorArgs(p profile, addr, slug, model string) []string {
+	return []string{
+		"-addr", addr,
+		"-ethAddr", p.Address,
+		"-aiModels", fmt.Sprintf("%s:%s:true", slug, model),
+		"-mean-server-time", p.MeanServer.String(),
+		"-jitter", p.Jitter.String(),
+		"-failure-rate", fmt.Sprint(p.FailureRate),
+		"-capacity", fmt.Sprint(p.Capacity),
+	}
+}
