@@ -1,0 +1,276 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/lpgauge/lpgauge/internal/chclient"
+	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/regions"
+)
+
+// DefaultTimeout bounds a query whose context has no earlier deadline.
+const DefaultTimeout = 10 * time.Second
+
+// ClickHouse reads the raw probe_results table of one database. Queries are
+// plain SQL that runs on ClickHouse 18.16 and current releases; values only
+// ever travel as bound parameters.
+type ClickHouse struct {
+	conn    driver.Conn
+	db      string
+	timeout time.Duration
+}
+
+// NewClickHouse returns a Store over conn's database db. timeout bounds each
+// query (DefaultTimeout when 0).
+func NewClickHouse(conn driver.Conn, db string, timeout time.Duration) (*ClickHouse, error) {
+	if !chclient.ValidIdent(db) {
+		return nil, fmt.Errorf("store: invalid database name %q", db)
+	}
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	return &ClickHouse{conn: conn, db: db, timeout: timeout}, nil
+}
+
+func (c *ClickHouse) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.timeout)
+}
+
+func (c *ClickHouse) table() string { return c.db + ".probe_results" }
+
+func unavailable(what string, err error) error {
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
+}
+
+// where builds the WHERE clause for f. The window is compared at millisecond
+// precision (started_at + started_at_ms) so fractional since/until work; the
+// coarse second bounds on started_at let ClickHouse prune partitions.
+func where(f Filter, skipOrchestrator bool) (string, []any) {
+	conds := []string{
+		"started_at >= toDateTime(?)", "started_at <= toDateTime(?)",
+		"(toUInt64(started_at) * 1000 + started_at_ms) >= ?", "(toUInt64(started_at) * 1000 + started_at_ms) <= ?",
+	}
+	args := []any{
+		unixSec(f.Since), unixSec(f.Until), unixMilli(f.Since), unixMilli(f.Until),
+	}
+	if f.Pipeline != "" {
+		conds = append(conds, "pipeline = ?")
+		args = append(args, f.Pipeline)
+	}
+	if f.Model != "" {
+		conds = append(conds, "model = ?")
+		args = append(args, f.Model)
+	}
+	if f.Region != "" && f.Region != regions.Global {
+		conds = append(conds, "region = ?")
+		args = append(args, f.Region)
+	}
+	if f.Orchestrator != "" && !skipOrchestrator {
+		conds = append(conds, "orchestrator = ?")
+		args = append(args, f.Orchestrator)
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+func unixSec(t time.Time) uint32 {
+	s := t.Unix()
+	switch {
+	case s < 0:
+		return 0
+	case s > 1<<32-1:
+		return 1<<32 - 1
+	}
+	return uint32(s)
+}
+
+func unixMilli(t time.Time) uint64 {
+	ms := t.UnixMilli()
+	if ms < 0 {
+		return 0
+	}
+	return uint64(ms)
+}
+
+// Aggregates implements Store.
+func (c *ClickHouse) Aggregates(ctx context.Context, f Filter) ([]Aggregate, error) {
+	regionCol := "region"
+	if f.Region == regions.Global {
+		regionCol = chclient.Quote(regions.Global)
+	}
+	w, args := where(f, false)
+	q := "SELECT orchestrator, " + regionCol + " AS reg, pipeline, model," +
+		" countIf(outcome != 'excused') AS probes," +
+		" countIf(outcome = 'success') AS successes," +
+		" countIf(outcome = 'excused') AS excused," +
+		" sumIf(total_us, outcome = 'success' AND total_us > 0) AS rtt_sum," +
+		" countIf(outcome = 'success' AND total_us > 0) AS rtt_n," +
+		" max(started_at) AS last_tested" +
+		" FROM " + c.table() + w +
+		" GROUP BY orchestrator, reg, pipeline, model HAVING probes > 0" +
+		" ORDER BY orchestrator, reg, pipeline, model"
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	rows, err := c.conn.Query(cctx, q, args...)
+	if err != nil {
+		return nil, unavailable("aggregates", err)
+	}
+	defer rows.Close()
+	var out []Aggregate
+	for rows.Next() {
+		var a Aggregate
+		var rttSum, rttN uint64
+		if err := rows.Scan(&a.Orchestrator, &a.Region, &a.Pipeline, &a.Model, &a.Probes, &a.Successes, &a.Excused, &rttSum, &rttN, &a.LastTested); err != nil {
+			return nil, unavailable("aggregates: scan", err)
+		}
+		if rttN > 0 {
+			a.MeanRTTSeconds = float64(rttSum) / float64(rttN) / 1e6
+		}
+		a.LastTested = a.LastTested.UTC()
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("aggregates", err)
+	}
+	return out, nil
+}
+
+// MedianRTTs implements Store. ClickHouse's median is not interpolated, so
+// the two middle values of the sorted successful times are averaged here the
+// way Postgres percentile_cont(0.5) does (leaderboard-serverless's median).
+func (c *ClickHouse) MedianRTTs(ctx context.Context, f Filter) (map[Key]float64, error) {
+	w, args := where(f, true)
+	q := "SELECT pipeline, model, n," +
+		" if(n % 2 = 1, toFloat64(a[intDiv(n + 1, 2)]), (toFloat64(a[intDiv(n, 2)]) + toFloat64(a[intDiv(n, 2) + 1])) / 2) AS median_us" +
+		" FROM (SELECT pipeline, model, count() AS n, arraySort(groupArray(total_us)) AS a" +
+		" FROM " + c.table() + w + " AND outcome = 'success' AND total_us > 0" +
+		" GROUP BY pipeline, model)"
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	rows, err := c.conn.Query(cctx, q, args...)
+	if err != nil {
+		return nil, unavailable("median", err)
+	}
+	defer rows.Close()
+	out := map[Key]float64{}
+	for rows.Next() {
+		var k Key
+		var n uint64
+		var med float64
+		if err := rows.Scan(&k.Pipeline, &k.Model, &n, &med); err != nil {
+			return nil, unavailable("median: scan", err)
+		}
+		out[k] = med / 1e6
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("median", err)
+	}
+	return out, nil
+}
+
+// Pipelines implements Store.
+func (c *ClickHouse) Pipelines(ctx context.Context, f Filter) ([]Pipeline, error) {
+	f.Pipeline, f.Model, f.Orchestrator = "", "", ""
+	if f.Region == regions.Global {
+		f.Region = ""
+	}
+	w, args := where(f, true)
+	q := "SELECT pipeline, arraySort(groupUniqArray(model)), arraySort(groupUniqArray(region))" +
+		" FROM " + c.table() + w + " AND outcome != 'excused' AND pipeline != ''" +
+		" GROUP BY pipeline ORDER BY pipeline"
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	rows, err := c.conn.Query(cctx, q, args...)
+	if err != nil {
+		return nil, unavailable("pipelines", err)
+	}
+	defer rows.Close()
+	var out []Pipeline
+	for rows.Next() {
+		var p Pipeline
+		if err := rows.Scan(&p.ID, &p.Models, &p.Regions); err != nil {
+			return nil, unavailable("pipelines: scan", err)
+		}
+		sort.Strings(p.Models)
+		sort.Strings(p.Regions)
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("pipelines", err)
+	}
+	return out, nil
+}
+
+const rawColumns = "probe_id, batch_id, round_id, region, tester_id, source, orchestrator, service_uri, pipeline, model, warm," +
+	" started_at, started_at_ms, toString(outcome), error_class, error_code, error_message, http_status," +
+	" discovery_us, connect_us, tls_us, upload_us, server_us, download_us, media_us, total_us, orch_processing_us," +
+	" conn_reused, request_bytes, response_bytes, ttft_us, output_units, input_parameters"
+
+// Raw implements Store.
+func (c *ClickHouse) Raw(ctx context.Context, f Filter, includeExcused bool, limit int) ([]results.Result, error) {
+	if f.Region == regions.Global {
+		f.Region = ""
+	}
+	w, args := where(f, false)
+	if !includeExcused {
+		w += " AND outcome != 'excused'"
+	}
+	if limit <= 0 {
+		limit = 1000
+	}
+	q := "SELECT " + rawColumns + " FROM " + c.table() + w +
+		" ORDER BY started_at DESC, started_at_ms DESC, probe_id LIMIT " + fmt.Sprint(limit)
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	rows, err := c.conn.Query(cctx, q, args...)
+	if err != nil {
+		return nil, unavailable("raw", err)
+	}
+	defer rows.Close()
+	var out []results.Result
+	for rows.Next() {
+		var r results.Result
+		var warm, reused uint8
+		var ms, status uint16
+		var outcome string
+		var disc, conn, tls, up, srv, down, media, total, orch, ttft, reqB, respB uint64
+		if err := rows.Scan(&r.ProbeID, &r.BatchID, &r.RoundID, &r.Region, &r.TesterID, &r.Source, &r.Orchestrator, &r.ServiceURI, &r.Pipeline, &r.Model, &warm,
+			&r.StartedAt, &ms, &outcome, &r.ErrorClass, &r.ErrorCode, &r.ErrorMessage, &status,
+			&disc, &conn, &tls, &up, &srv, &down, &media, &total, &orch,
+			&reused, &reqB, &respB, &ttft, &r.OutputUnits, &r.InputParameters); err != nil {
+			return nil, unavailable("raw: scan", err)
+		}
+		r.Warm, r.ConnReused = warm == 1, reused == 1
+		r.StartedAt = r.StartedAt.UTC().Add(time.Duration(ms) * time.Millisecond)
+		r.Outcome = results.Outcome(outcome)
+		r.HTTPStatus = int(status)
+		d := func(us uint64) time.Duration { return time.Duration(us) * time.Microsecond }
+		r.Discovery, r.Connect, r.TLS, r.Upload, r.Server = d(disc), d(conn), d(tls), d(up), d(srv)
+		r.Download, r.Media, r.Total, r.OrchProcessing, r.TTFT = d(down), d(media), d(total), d(orch), d(ttft)
+		r.RequestBytes, r.ResponseBytes = int64(reqB), int64(respB)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("raw", err)
+	}
+	return out, nil
+}
+
+// Ping implements Store.
+func (c *ClickHouse) Ping(ctx context.Context) error {
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	var n uint64
+	if err := c.conn.QueryRow(cctx, "SELECT count() FROM system.tables WHERE database = ? AND name = 'probe_results'", c.db).Scan(&n); err != nil {
+		return unavailable("ping", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: table %s missing (run migrations)", ErrUnavailable, c.table())
+	}
+	return nil
+}
