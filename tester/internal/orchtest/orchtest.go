@@ -1,0 +1,168 @@
+// Package orchtest serves fake AI orchestrators for the tester's tests: real
+// HTTP servers (httptest) that speak the orchestrator's AI endpoints the way
+// the reference orchestrator does (JSON in, media as absolute /stream URLs
+// when the Livepeer-AI-Worker-1.0 marker is sent, X-Processing-Time-Ms) with
+// behaviour a test controls exactly: injected delays, errors, wrong outputs.
+package orchtest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lpgauge/lpgauge/tester/probe"
+)
+
+// Behaviour says how the fake answers.
+type Behaviour struct {
+	Delay      time.Duration // server time: sleep before answering
+	Status     int           // answer this status with Body instead of working (0: work)
+	Body       string        // body for Status
+	WrongSize  bool          // return images 8 px narrower than asked
+	ExtraImage bool          // return one image more than asked
+	Handler    http.Handler  // replaces everything (hostile behaviours)
+}
+
+// Orch is one fake orchestrator.
+type Orch struct {
+	*httptest.Server
+	Address string
+	b       Behaviour
+	mu      sync.Mutex
+	media   map[string][]byte
+	Calls   atomic.Int64
+}
+
+// New starts a fake orchestrator closed when the test ends.
+func New(t testing.TB, b Behaviour) *Orch {
+	t.Helper()
+	o := &Orch{b: b, media: map[string][]byte{}, Address: RandomAddress()}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /text-to-image", o.textToImage)
+	mux.HandleFunc("GET /stream/", o.stream)
+	var h http.Handler = mux
+	if b.Handler != nil {
+		h = b.Handler
+	}
+	o.Server = httptest.NewServer(h)
+	t.Cleanup(o.Server.Close)
+	return o
+}
+
+// RandomAddress returns a random 0x address.
+func RandomAddress() string {
+	var b [20]byte
+	_, _ = rand.Read(b[:])
+	return "0x" + hex.EncodeToString(b[:])
+}
+
+// Target renders the orchestrator as an -orchestrators entry.
+func (o *Orch) Target() string { return o.Address + "=" + o.URL }
+
+// begin marks the moment the request was read; finish sleeps until Delay
+// after it, so the injected delay is the server time (request received →
+// first response byte) however long producing the output took.
+func (o *Orch) begin() time.Time {
+	o.Calls.Add(1)
+	return time.Now()
+}
+
+func (o *Orch) finish(w http.ResponseWriter, r *http.Request, start time.Time) bool {
+	if wait := o.b.Delay - time.Since(start); wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-r.Context().Done():
+			return false
+		}
+	}
+	w.Header().Set("X-Processing-Time-Ms", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
+	if o.b.Status != 0 {
+		http.Error(w, o.b.Body, o.b.Status)
+		return false
+	}
+	return true
+}
+
+func (o *Orch) store(b []byte, ext string) string {
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	path := "/stream/" + hex.EncodeToString(id[:]) + "/0." + ext
+	o.mu.Lock()
+	o.media[path] = b
+	o.mu.Unlock()
+	return o.URL + path
+}
+
+func (o *Orch) textToImage(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Width, Height int
+		N             int `json:"num_images_per_prompt"`
+		Seed          int64
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Width <= 0 || req.Height <= 0 {
+		http.Error(w, fmt.Sprintf("bad request: %v", err), http.StatusBadRequest)
+		return
+	}
+	start := o.begin()
+	if req.N <= 0 {
+		req.N = 1
+	}
+	if o.b.ExtraImage {
+		req.N++
+	}
+	if o.b.WrongSize {
+		req.Width -= 8
+	}
+	type media struct {
+		URL  string `json:"url"`
+		Seed int64  `json:"seed"`
+		NSFW bool   `json:"nsfw"`
+	}
+	var out struct {
+		Images []media `json:"images"`
+	}
+	for i := 0; i < req.N; i++ {
+		out.Images = append(out.Images, media{URL: o.store(cachedPNG(req.Width, req.Height), "png"), Seed: req.Seed + int64(i)})
+	}
+	if o.finish(w, r, start) {
+		writeJSON(w, out)
+	}
+}
+
+func (o *Orch) stream(w http.ResponseWriter, r *http.Request) {
+	o.mu.Lock()
+	b, ok := o.media[r.URL.Path]
+	o.mu.Unlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	_, _ = w.Write(b)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+var pngs sync.Map // [2]int → []byte: rendering is the fakes' main CPU cost
+
+// cachedPNG keeps the fakes cheap so that, on a small shared CI machine,
+// their CPU use does not leak into the timings under test.
+func cachedPNG(w, h int) []byte {
+	if b, ok := pngs.Load([2]int{w, h}); ok {
+		return b.([]byte)
+	}
+	b := probe.PNG(w, h, 1)
+	pngs.Store([2]int{w, h}, b)
+	return b
+}

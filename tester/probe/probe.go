@@ -1,0 +1,575 @@
+// Package probe runs one probe: one timed AI job against one orchestrator for
+// one pipeline and model, with per-phase timings taken from net/http/httptrace
+// on the monotonic clock, bounded reads, output validation and a classified
+// error. It knows nothing of rounds, schedules or storage.
+package probe
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/internal/results"
+)
+
+// Phase names a stage of a probe; a timeout's code names the phase reached.
+type Phase string
+
+const (
+	PhaseDiscovery Phase = "discovery"
+	PhaseConnect   Phase = "connect"
+	PhaseTLS       Phase = "tls"
+	PhaseUpload    Phase = "upload"
+	PhaseServer    Phase = "server"
+	PhaseDownload  Phase = "download"
+	PhaseMedia     Phase = "media"
+)
+
+// WorkerAuth is the protocol marker go-livepeer gateways send; with it an
+// orchestrator returns result media as URLs to fetch instead of inline data.
+const WorkerAuth = "Livepeer-AI-Worker-1.0"
+
+// Preparer is the seam where the Livepeer wire protocol plugs in. Given the
+// job about to run, it talks to the orchestrator (GetOrchestrator over gRPC,
+// ticket parameters, prices) and returns the headers the AI request must carry
+// (Livepeer-Payment, Livepeer-Segment) and how long discovery took.
+//
+// Implementations must honour ctx's deadline, be safe for concurrent use, and
+// wrap their errors with ErrDiscovery, ErrPayment, ErrCredentials or
+// ErrTesterSide (or return a *Error) so the failure is classified; anything
+// else counts as a discovery failure. A fault on the tester's side (no
+// deposit, price above our ceiling, our RPC down) must wrap ErrTesterSide:
+// it is then recorded as excused and never scored against the orchestrator.
+type Preparer interface {
+	Prepare(ctx context.Context, job PrepareJob) (Preparation, error)
+}
+
+// PrepareJob is what a Preparer needs to know about the probe.
+type PrepareJob struct {
+	Orchestrator string              // 0x address
+	ServiceURI   string              // https://host:port
+	Pipeline     capability.Pipeline // capability id, name, slug
+	Model        string
+	// Units is what the job will be billed for (pixels, tokens, ms of audio),
+	// so a payment can be sized.
+	Units float64
+}
+
+// Preparation is what a Preparer hands back.
+type Preparation struct {
+	Header    http.Header   // added to the AI request (nil for off-chain)
+	Discovery time.Duration // GetOrchestrator round trip (0 when none)
+	Warm      bool          // the orchestrator advertised the model warm
+}
+
+// OffChain is the Preparer for orchestrators reached without the protocol
+// (a static list, the reference orchestrator in its off-chain mode): no
+// headers, no discovery.
+type OffChain struct{}
+
+// Prepare implements Preparer.
+func (OffChain) Prepare(context.Context, PrepareJob) (Preparation, error) {
+	return Preparation{}, nil
+}
+
+// Pipeline is one AI pipeline's half of a probe: the request to send and the
+// judgement of what came back. Each pipeline lives in its own file.
+type Pipeline interface {
+	// Info names the pipeline (capability id, human name, URL slug).
+	Info() capability.Pipeline
+	// Build makes the request for model; seed varies prompts and sizes from
+	// probe to probe, deterministically.
+	Build(model string, seed int64) (*Request, error)
+	// Validate judges a 200 response, fetching result media through m, and
+	// returns the units produced (pixels, tokens, seconds of audio). A wrong
+	// output is an *Error of class invalid_output.
+	Validate(ctx context.Context, req *Request, resp *Response, m *Media) (units float64, err error)
+}
+
+// Request is a built AI request.
+type Request struct {
+	Body        []byte
+	ContentType string
+	Params      map[string]any // stored as input_parameters (JSON); no binary assets
+	Units       float64        // billed units, for the Preparer
+	Expect      any            // pipeline-private expectations for Validate
+}
+
+// Response is what the orchestrator answered.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+	// Events holds the data payloads of a text/event-stream answer, in order
+	// (Body is then empty); FirstEvent is when the first one arrived.
+	Events     [][]byte
+	FirstEvent time.Duration // since the request was written; 0 if none
+}
+
+// Timeouts bound each phase of a probe.
+type Timeouts struct {
+	Connect time.Duration // TCP dial (with DNS)
+	TLS     time.Duration // TLS handshake
+	Server  time.Duration // request written → first response byte (queue + inference)
+	Total   time.Duration // the whole probe, discovery to validation
+}
+
+// DefaultTimeouts suit a warm GPU orchestrator; cold models need longer Server.
+func DefaultTimeouts() Timeouts {
+	return Timeouts{Connect: 10 * time.Second, TLS: 10 * time.Second, Server: 2 * time.Minute, Total: 3 * time.Minute}
+}
+
+// Config configures a Prober.
+type Config struct {
+	Preparer Preparer // nil means OffChain
+	Timeouts Timeouts
+	// MaxResponseBytes caps the AI response body and MaxMediaBytes each media
+	// file: a hostile orchestrator's endless body costs us at most this much.
+	MaxResponseBytes int64
+	MaxMediaBytes    int64
+	// Dial replaces the TCP dialer (the tester's simulated-RTT dialer); nil
+	// means a plain net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// VerifyTLS checks orchestrator certificates. Off by default because
+	// go-livepeer orchestrators serve self-signed certificates and stock
+	// gateways do not verify them either.
+	VerifyTLS bool
+}
+
+func (c *Config) defaults() {
+	if c.Preparer == nil {
+		c.Preparer = OffChain{}
+	}
+	d := DefaultTimeouts()
+	if c.Timeouts.Connect <= 0 {
+		c.Timeouts.Connect = d.Connect
+	}
+	if c.Timeouts.TLS <= 0 {
+		c.Timeouts.TLS = d.TLS
+	}
+	if c.Timeouts.Server <= 0 {
+		c.Timeouts.Server = d.Server
+	}
+	if c.Timeouts.Total <= 0 {
+		c.Timeouts.Total = d.Total
+	}
+	if c.MaxResponseBytes <= 0 {
+		c.MaxResponseBytes = 16 << 20
+	}
+	if c.MaxMediaBytes <= 0 {
+		c.MaxMediaBytes = 64 << 20
+	}
+}
+
+// Prober runs probes. It is safe for concurrent use.
+type Prober struct {
+	cfg Config
+}
+
+// New returns a Prober.
+func New(cfg Config) *Prober {
+	cfg.defaults()
+	return &Prober{cfg: cfg}
+}
+
+// Job is one probe to run.
+type Job struct {
+	Orchestrator string
+	ServiceURI   string
+	Pipeline     Pipeline
+	Model        string
+	Seed         int64
+	// Timeouts overrides the prober's for this job where set (per-pipeline timeouts).
+	Timeouts Timeouts
+}
+
+// trace collects httptrace events; callbacks may fire on transport goroutines.
+type trace struct {
+	mu                    sync.Mutex
+	dialStart, dialDone   time.Time
+	tlsStart, tlsDone     time.Time
+	gotConn               time.Time
+	reused                bool
+	wroteHeaders, wrote   time.Time
+	firstByte             time.Time
+	bodyDone              time.Time
+	tlsDoneErr, dialFails int
+}
+
+func (t *trace) clientTrace() *httptrace.ClientTrace {
+	now := func(f func(time.Time)) { t.mu.Lock(); f(time.Now()); t.mu.Unlock() }
+	return &httptrace.ClientTrace{
+		GotConn: func(i httptrace.GotConnInfo) {
+			now(func(n time.Time) { t.gotConn, t.reused = n, i.Reused })
+		},
+		TLSHandshakeStart: func() { now(func(n time.Time) { t.tlsStart = n }) },
+		TLSHandshakeDone: func(_ tls.ConnectionState, err error) {
+			now(func(n time.Time) {
+				t.tlsDone = n
+				if err != nil {
+					t.tlsDoneErr++
+				}
+			})
+		},
+		WroteHeaders: func() { now(func(n time.Time) { t.wroteHeaders = n }) },
+		// WroteRequest can fire more than once when the transport retries;
+		// the last one is the request that was answered.
+		WroteRequest:         func(httptrace.WroteRequestInfo) { now(func(n time.Time) { t.wrote = n }) },
+		GotFirstResponseByte: func() { now(func(n time.Time) { t.firstByte = n }) },
+	}
+}
+
+// phase reports how far the exchange got, for naming a timeout.
+func (t *trace) phase() Phase {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case !t.bodyDone.IsZero():
+		return PhaseMedia
+	case !t.firstByte.IsZero():
+		return PhaseDownload
+	case !t.wrote.IsZero():
+		return PhaseServer
+	case !t.gotConn.IsZero():
+		return PhaseUpload
+	case !t.tlsStart.IsZero():
+		return PhaseTLS
+	default:
+		return PhaseConnect
+	}
+}
+
+func span(a, b time.Time) time.Duration {
+	if a.IsZero() || b.IsZero() || b.Before(a) {
+		return 0
+	}
+	return b.Sub(a)
+}
+
+// Run executes one probe and returns its measurement as a Result carrying
+// timings, outcome and error. Identity fields (probe id, round, region,
+// tester) are the caller's to set. Run never panics on hostile input and
+// returns within the job's total timeout (plus scheduling slack).
+func (p *Prober) Run(ctx context.Context, job Job) results.Result {
+	to := p.cfg.Timeouts
+	if job.Timeouts.Connect > 0 {
+		to.Connect = job.Timeouts.Connect
+	}
+	if job.Timeouts.TLS > 0 {
+		to.TLS = job.Timeouts.TLS
+	}
+	if job.Timeouts.Server > 0 {
+		to.Server = job.Timeouts.Server
+	}
+	if job.Timeouts.Total > 0 {
+		to.Total = job.Timeouts.Total
+	}
+	info := job.Pipeline.Info()
+	r := results.Result{
+		Orchestrator: strings.ToLower(job.Orchestrator),
+		ServiceURI:   job.ServiceURI,
+		Pipeline:     info.Name,
+		Model:        job.Model,
+		StartedAt:    time.Now(),
+	}
+	start := r.StartedAt // keeps the monotonic reading; UTC only when stored
+	ctx, cancel := context.WithTimeout(ctx, to.Total)
+	defer cancel()
+
+	var m *Media
+	err := p.run(ctx, job, info, to, &r, &m)
+	if m != nil {
+		r.Media = m.elapsed
+		r.ResponseBytes += m.bytes
+	}
+	r.Total = time.Since(start)
+	if err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			e = &Error{Class: ClassTester, Code: "internal", Message: err.Error(), Err: err}
+		}
+		r.Outcome = e.Outcome()
+		r.ErrorClass, r.ErrorCode, r.ErrorMessage = string(e.Class), e.Code, e.Message
+		if e.Status != 0 {
+			r.HTTPStatus = e.Status
+		}
+		return r
+	}
+	r.Outcome = results.Success
+	return r
+}
+
+func (p *Prober) run(ctx context.Context, job Job, info capability.Pipeline, to Timeouts, r *results.Result, mOut **Media) error {
+	req, err := job.Pipeline.Build(job.Model, job.Seed)
+	if err != nil {
+		return &Error{Class: ClassTester, Code: "build_request", Message: err.Error(), Err: err}
+	}
+	if params, err := json.Marshal(req.Params); err == nil {
+		r.InputParameters = string(params)
+	}
+	r.RequestBytes = int64(len(req.Body))
+
+	base, err := url.Parse(strings.TrimRight(job.ServiceURI, "/"))
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return fail(ClassDiscovery, "bad_service_uri", "service URI %q is not an http(s) URL", job.ServiceURI)
+	}
+
+	dstart := time.Now()
+	prep, err := p.cfg.Preparer.Prepare(ctx, PrepareJob{
+		Orchestrator: job.Orchestrator, ServiceURI: job.ServiceURI, Pipeline: info, Model: job.Model, Units: req.Units,
+	})
+	r.Discovery = prep.Discovery
+	if r.Discovery == 0 && err != nil {
+		r.Discovery = time.Since(dstart)
+	}
+	r.Warm = prep.Warm
+	if err != nil {
+		return classifyPrepare(err)
+	}
+
+	tr := &trace{}
+	transport := p.transport(tr, to)
+	defer transport.CloseIdleConnections()
+	client := &http.Client{
+		Transport:     transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
+	}
+
+	hreq, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, tr.clientTrace()), http.MethodPost,
+		base.String()+"/"+info.Slug, bytes.NewReader(req.Body))
+	if err != nil {
+		return &Error{Class: ClassTester, Code: "build_request", Message: err.Error(), Err: err}
+	}
+	hreq.Header.Set("Content-Type", req.ContentType)
+	hreq.Header.Set("Authorization", WorkerAuth)
+	hreq.Header.Set("User-Agent", "lpgauge-tester")
+	for k, vs := range prep.Header {
+		for _, v := range vs {
+			hreq.Header.Add(k, v)
+		}
+	}
+
+	resp, err := client.Do(hreq)
+	p.fillTimings(tr, r)
+	if err != nil {
+		return classifyTransport(err, tr.phase())
+	}
+	defer resp.Body.Close()
+	r.HTTPStatus = resp.StatusCode
+	if ms, err := strconv.ParseFloat(resp.Header.Get("X-Processing-Time-Ms"), 64); err == nil && ms > 0 {
+		r.OrchProcessing = time.Duration(ms * float64(time.Millisecond))
+	}
+
+	out := &Response{Status: resp.StatusCode, Header: resp.Header}
+	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if resp.StatusCode == http.StatusOK && ct == "text/event-stream" {
+		err = readEvents(resp.Body, p.cfg.MaxResponseBytes, tr, out)
+	} else {
+		out.Body, err = readCapped(resp.Body, p.cfg.MaxResponseBytes)
+	}
+	tr.mu.Lock()
+	tr.bodyDone = time.Now()
+	tr.mu.Unlock()
+	p.fillTimings(tr, r)
+	r.ResponseBytes = int64(len(out.Body))
+	for _, e := range out.Events {
+		r.ResponseBytes += int64(len(e))
+	}
+	if out.FirstEvent > 0 {
+		r.TTFT = out.FirstEvent
+	}
+	if resp.StatusCode != http.StatusOK {
+		// A failed read of an error body still leaves the status to classify.
+		return classifyStatus(resp.StatusCode, string(bounded(out.Body, 300)))
+	}
+	if err != nil {
+		return classifyTransport(err, PhaseDownload)
+	}
+
+	m := &Media{client: client, base: base, max: p.cfg.MaxMediaBytes}
+	*mOut = m
+	units, err := job.Pipeline.Validate(ctx, req, out, m)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return e
+		}
+		return &Error{Class: ClassInvalid, Code: "invalid", Message: err.Error(), Err: err}
+	}
+	r.OutputUnits = units
+	return nil
+}
+
+func (p *Prober) fillTimings(tr *trace, r *results.Result) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	r.Connect = span(tr.dialStart, tr.dialDone)
+	r.TLS = span(tr.tlsStart, tr.tlsDone)
+	r.ConnReused = tr.reused
+	r.Upload = span(tr.wroteHeaders, tr.wrote)
+	r.Server = span(tr.wrote, tr.firstByte)
+	r.Download = span(tr.firstByte, tr.bodyDone)
+}
+
+// transport is per probe: one probe's connections never serve another's, so
+// every probe pays (and measures) its own connect and TLS, and a hostile
+// orchestrator's half-dead connection cannot poison the next probe.
+func (p *Prober) transport(tr *trace, to Timeouts) *http.Transport {
+	dial := p.cfg.Dial
+	if dial == nil {
+		d := &net.Dialer{}
+		dial = d.DialContext
+	}
+	return &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			// The connect phase is timed here rather than with httptrace's
+			// ConnectStart/Done so that it includes DNS and any simulated RTT.
+			dctx, cancel := context.WithTimeout(ctx, to.Connect)
+			defer cancel()
+			s := time.Now()
+			c, err := dial(dctx, network, addr)
+			tr.mu.Lock()
+			if tr.dialStart.IsZero() {
+				tr.dialStart = s
+			}
+			tr.dialDone = time.Now()
+			tr.mu.Unlock()
+			if err != nil && dctx.Err() != nil && ctx.Err() == nil {
+				return nil, fmt.Errorf("connect: %w", context.DeadlineExceeded)
+			}
+			return c, err
+		},
+		TLSClientConfig:       &tls.Config{InsecureSkipVerify: !p.cfg.VerifyTLS}, //nolint:gosec // see Config.VerifyTLS
+		TLSHandshakeTimeout:   to.TLS,
+		ResponseHeaderTimeout: to.Server,
+		MaxIdleConnsPerHost:   2,
+		IdleConnTimeout:       30 * time.Second,
+		// HTTP/2 would multiplex media fetches over one connection, which is
+		// fine, but go-livepeer serves HTTP/1.1 to gateways; keep the same.
+		ForceAttemptHTTP2:  false,
+		DisableCompression: true,
+	}
+}
+
+// readCapped reads at most max bytes; more is errBodyTooLarge.
+func readCapped(r io.Reader, max int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return b, err
+	}
+	if int64(len(b)) > max {
+		return b[:max], fmt.Errorf("%w (%d bytes)", errBodyTooLarge, max)
+	}
+	return b, nil
+}
+
+// readEvents reads a text/event-stream answer, keeping each data payload and
+// timing the first one (an LLM's time to first token).
+func readEvents(r io.Reader, max int64, tr *trace, out *Response) error {
+	sc := bufio.NewScanner(io.LimitReader(r, max+1))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	var total int64
+	for sc.Scan() {
+		line := sc.Bytes()
+		total += int64(len(line)) + 1
+		if total > max {
+			return fmt.Errorf("%w (%d bytes)", errBodyTooLarge, max)
+		}
+		data, ok := bytes.CutPrefix(line, []byte("data:"))
+		if !ok {
+			continue
+		}
+		data = bytes.TrimSpace(data)
+		if len(data) == 0 {
+			continue
+		}
+		if out.FirstEvent == 0 {
+			tr.mu.Lock()
+			if !tr.wrote.IsZero() {
+				out.FirstEvent = time.Since(tr.wrote)
+			}
+			tr.mu.Unlock()
+		}
+		out.Events = append(out.Events, append([]byte(nil), data...))
+	}
+	return sc.Err()
+}
+
+func bounded(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
+
+// Media fetches result media for validators: data: URLs inline, and http(s)
+// URLs on the orchestrator's own host (an orchestrator must not make the
+// tester fetch from anywhere else). Fetch time and bytes are accounted to
+// the media phase.
+type Media struct {
+	client  *http.Client
+	base    *url.URL
+	max     int64
+	elapsed time.Duration
+	bytes   int64
+}
+
+// Get returns the content of a result media URL.
+func (m *Media) Get(ctx context.Context, raw string) ([]byte, error) {
+	if strings.HasPrefix(raw, "data:") {
+		return decodeDataURL(raw)
+	}
+	u, err := m.base.Parse(raw) // relative URLs resolve against the service URI
+	if err != nil {
+		return nil, invalid("media_url", "bad media URL %q", bounded([]byte(raw), 100))
+	}
+	if u.Host != m.base.Host || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, invalid("media_foreign_host", "media URL %s is not on the orchestrator's host %s", u.Redacted(), m.base.Host)
+	}
+	s := time.Now()
+	defer func() { m.elapsed += time.Since(s) }()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, invalid("media_url", "bad media URL: %v", err)
+	}
+	req.Header.Set("Authorization", WorkerAuth)
+	resp, err := m.client.Do(req)
+	if err != nil {
+		e := classifyTransport(err, PhaseMedia)
+		if e.Class == ClassTimeout {
+			e.Code = "timeout_media"
+		}
+		return nil, e
+	}
+	defer resp.Body.Close()
+	body, err := readCapped(resp.Body, m.max)
+	m.bytes += int64(len(body))
+	if resp.StatusCode != http.StatusOK {
+		e := classifyStatus(resp.StatusCode, string(bounded(body, 200)))
+		e.Class, e.Code = ClassInvalid, fmt.Sprintf("media_http_%d", resp.StatusCode)
+		return nil, e
+	}
+	if err != nil {
+		e := classifyTransport(err, PhaseMedia)
+		if e.Class == ClassTimeout {
+			e.Code = "timeout_media"
+		}
+		return nil, e
+	}
+	return body, nil
+}
