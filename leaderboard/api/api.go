@@ -1,0 +1,165 @@
+// Package api serves the leaderboard over HTTP with gin: the endpoints,
+// parameters and JSON shapes of livepeer/leaderboard-serverless (so the
+// Livepeer Explorer and tools.livepeer.cloud work unchanged), plus additive
+// fields and endpoints. Every bad request gets a 400 with a JSON error that
+// says what to change; a store outage gets a 503, never a stack trace.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/lpgauge/lpgauge/leaderboard/store"
+)
+
+// Config tunes the API. Zero values take the defaults below.
+type Config struct {
+	// Window is the default look-back when since is absent (24 h, as
+	// leaderboard-serverless's START_TIME_WINDOW).
+	Window time.Duration
+	// QueryTimeout bounds the store work of one request (8 s: the Explorer
+	// gives up on an attempt after 10 s).
+	QueryTimeout time.Duration
+	// RawLimit is the default and MaxRawLimit the largest row count of
+	// raw_stats (leaderboard-serverless has no limit; an unbounded answer
+	// can exhaust memory on either side).
+	RawLimit    int
+	MaxRawLimit int
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	// Logger receives one line per failed request (slog.Default when nil).
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.Window <= 0 {
+		c.Window = 24 * time.Hour
+	}
+	if c.QueryTimeout <= 0 {
+		c.QueryTimeout = 8 * time.Second
+	}
+	if c.RawLimit <= 0 {
+		c.RawLimit = 1000
+	}
+	if c.MaxRawLimit <= 0 {
+		c.MaxRawLimit = 10000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Server holds the handlers' dependencies.
+type Server struct {
+	cfg   Config
+	store store.Store
+}
+
+// CacheControl is what every successful read carries: leaderboard-serverless's
+// CDN policy.
+const CacheControl = "public, max-age=30, stale-while-revalidate=15"
+
+func init() { gin.SetMode(gin.ReleaseMode) }
+
+// New returns the HTTP handler of the leaderboard API over st.
+func New(cfg Config, st store.Store) http.Handler {
+	cfg.defaults()
+	s := &Server{cfg: cfg, store: st}
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	// A raw query such as "model=ByteDance/SDXL-Lightning" must reach the
+	// handlers as sent; gin must not treat the escaped path specially.
+	r.UseRawPath = false
+	r.Use(s.recoverJSON, standardHeaders)
+	r.NoRoute(func(c *gin.Context) {
+		fail(c, http.StatusNotFound, "no such endpoint "+c.Request.URL.Path+": see the leaderboard README for the list")
+	})
+	r.NoMethod(func(c *gin.Context) {
+		fail(c, http.StatusMethodNotAllowed, "method "+c.Request.Method+" is not allowed on "+c.Request.URL.Path)
+	})
+	r.GET("/healthz", s.healthz)
+	r.GET("/api/health", s.health)
+	r.GET("/api/regions", s.regions)
+	r.GET("/api/pipelines", s.pipelines)
+	r.GET("/api/aggregated_stats", s.aggregatedStats)
+	r.GET("/api/raw_stats", s.rawStats)
+	r.GET("/api/top_ai_score", s.topAIScore)
+	return r
+}
+
+// standardHeaders sets leaderboard-serverless's headers on every answer and
+// answers CORS preflight itself (upstream fell through into the handler).
+func standardHeaders(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", CacheControl)
+	if c.Request.Method == http.MethodOptions {
+		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Lpgauge-Key, X-Lpgauge-Timestamp, X-Lpgauge-Nonce")
+		h.Set("Access-Control-Max-Age", "600")
+		c.AbortWithStatus(http.StatusNoContent)
+		return
+	}
+	c.Next()
+}
+
+// recoverJSON turns a panic into a logged 500 with a JSON body: the stack
+// goes to the log, never to the client.
+func (s *Server) recoverJSON(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.cfg.Logger.Error("panic in handler", "path", c.Request.URL.Path, "panic", v)
+			fail(c, http.StatusInternalServerError, "internal error")
+		}
+	}()
+	c.Next()
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// fail writes {"error": msg}. Errors other than 4xx must not be cached by a CDN.
+func fail(c *gin.Context, status int, msg string) {
+	if status >= 500 {
+		c.Header("Cache-Control", "no-store")
+	}
+	writeJSON(c, status, errorBody{Error: msg})
+	c.Abort()
+}
+
+// writeJSON encodes with encoding/json, like leaderboard-serverless: map keys
+// (addresses, region codes) come out sorted and Content-Type stays exactly
+// application/json.
+func writeJSON(c *gin.Context, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error: response could not be encoded"}`)
+	}
+	c.Data(status, "application/json", b)
+}
+
+// storeFailed answers a store error: 504 when this request ran out of time,
+// 503 otherwise. The detail goes to the log only.
+func (s *Server) storeFailed(c *gin.Context, what string, err error) {
+	s.cfg.Logger.Error("store query failed", "endpoint", c.FullPath(), "what", what, "err", err)
+	if errors.Is(err, context.DeadlineExceeded) {
+		fail(c, http.StatusGatewayTimeout, "the result store did not answer in time; try again, or narrow the window (since/until)")
+		return
+	}
+	fail(c, http.StatusServiceUnavailable, "the result store is unavailable; try again shortly")
+}
+
+func (s *Server) queryCtx(c *gin.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Request.Context(), s.cfg.QueryTimeout)
+}
