@@ -1,0 +1,127 @@
+// Command leaderboard serves the leaderboard API (Explorer-compatible scores,
+// raw stats, pipelines, regions) from the probe results in ClickHouse.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/lpgauge/lpgauge/internal/chclient"
+	"github.com/lpgauge/lpgauge/leaderboard/api"
+	"github.com/lpgauge/lpgauge/leaderboard/store"
+	"github.com/lpgauge/lpgauge/schemas"
+)
+
+type config struct {
+	listen          string
+	ch              chclient.Config
+	window          time.Duration
+	queryTimeout    time.Duration
+	shutdownTimeout time.Duration
+	migrate         bool
+	secret          string
+}
+
+func (c *config) registerFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.listen, "listen", ":8080", "HTTP listen address")
+	c.ch.RegisterFlags(fs, "clickhouse.")
+	fs.DurationVar(&c.window, "window", 24*time.Hour, "default look-back when a request gives no since (leaderboard-serverless START_TIME_WINDOW)")
+	fs.DurationVar(&c.queryTimeout, "query-timeout", 8*time.Second, "store time allowed to one request")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
+	fs.BoolVar(&c.migrate, "migrate", true, "apply the schema migrations at start")
+}
+
+func (c *config) validate() error {
+	var errs []error
+	if err := c.ch.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("clickhouse: %w", err))
+	}
+	if c.window <= 0 {
+		errs = append(errs, errors.New("-window must be positive"))
+	}
+	if c.queryTimeout <= 0 || c.shutdownTimeout <= 0 {
+		errs = append(errs, errors.New("-query-timeout and -shutdown-timeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func main() {
+	var cfg config
+	fs := flag.NewFlagSet("leaderboard", flag.ExitOnError)
+	cfg.registerFlags(fs)
+	_ = fs.Parse(os.Args[1:])
+	// Secrets come from the environment, never from flags (ps shows flags).
+	cfg.ch.Password = os.Getenv("CLICKHOUSE_PASSWORD")
+	cfg.secret = os.Getenv("SECRET") // leaderboard-serverless's name, for post_stats
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log, nil); err != nil {
+		log.Error("leaderboard stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx ends, then drains in-flight requests. ready, when not
+// nil, receives the bound address once the server listens (tests use :0).
+func run(ctx context.Context, cfg config, log *slog.Logger, ready chan<- string) error {
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("invalid config: %w", err)
+	}
+	conn, err := chclient.Open(ctx, cfg.ch)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if cfg.migrate {
+		applied, err := schemas.Migrate(ctx, conn, schemas.Options{Database: cfg.ch.Database})
+		if err != nil {
+			return err
+		}
+		log.Info("schema up to date", "database", cfg.ch.Database, "applied", applied)
+	}
+	st, err := store.NewClickHouse(conn, cfg.ch.Database, cfg.queryTimeout)
+	if err != nil {
+		return err
+	}
+	handler := api.New(api.Config{Window: cfg.window, QueryTimeout: cfg.queryTimeout, Logger: log}, st)
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      cfg.queryTimeout + 10*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.listen, err)
+	}
+	log.Info("leaderboard listening", "addr", ln.Addr().String())
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
