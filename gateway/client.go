@@ -1,0 +1,109 @@
+// Package gateway is the gateway side of the Livepeer protocol as a library:
+// GetOrchestrator over gRPC, payment tickets and segment credentials for AI
+// jobs, and the headers a job is submitted with. Discovery lives in
+// gateway/discovery, ticket arithmetic in gateway/pm.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/gateway/pm"
+	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
+)
+
+// DefaultTimeout bounds a GetOrchestrator call whose context has no deadline;
+// go-livepeer's gateway uses 3 s for its gRPC connect.
+const DefaultTimeout = 3 * time.Second
+
+// ErrNotWorking means the orchestrator answered but advertised no transcoder
+// URI, which go-livepeer gateways treat as "not taking work".
+var ErrNotWorking = errors.New("orchestrator advertises no transcoder URI")
+
+// GetOrchestrator asks the orchestrator at serviceURI for its info. https
+// URIs use TLS without verifying the (normally self-signed) certificate, as
+// go-livepeer gateways do; http URIs use h2c.
+func GetOrchestrator(ctx context.Context, serviceURI string, req *lpnet.OrchestratorRequest) (*lpnet.OrchestratorInfo, error) {
+	u, err := url.Parse(serviceURI)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("service URI %q: not an absolute URL", serviceURI)
+	}
+	var creds credentials.TransportCredentials
+	switch u.Scheme {
+	case "https":
+		creds = credentials.NewTLS(&tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}) //nolint:gosec // orchestrators use self-signed certs; identity is the signed ticket params
+	case "http":
+		creds = insecure.NewCredentials()
+	default:
+		return nil, fmt.Errorf("service URI %q: scheme must be http or https", serviceURI)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", serviceURI, err)
+	}
+	defer conn.Close()
+	info, err := lpnet.NewOrchestratorClient(conn).GetOrchestrator(ctx, req, grpc.WaitForReady(true))
+	if err != nil {
+		return nil, fmt.Errorf("GetOrchestrator %s: %w", serviceURI, err)
+	}
+	if info.GetTranscoder() == "" {
+		return info, ErrNotWorking
+	}
+	return info, nil
+}
+
+// OrchestratorRequest builds the discovery request for one (capability,
+// model). With a signer it carries the gateway address and its signature
+// over the checksummed address string; without one (off-chain) both are
+// empty, as an off-chain go-livepeer gateway sends them.
+func OrchestratorRequest(signer *pm.Signer, id capability.ID, model string) (*lpnet.OrchestratorRequest, error) {
+	req := &lpnet.OrchestratorRequest{Capabilities: Capabilities(id, model)}
+	if signer != nil {
+		sig, err := signer.SignKeccak([]byte(signer.Address().Hex()))
+		if err != nil {
+			return nil, fmt.Errorf("sign orchestrator request: %w", err)
+		}
+		req.Address = signer.Address().Bytes()
+		req.Sig = sig
+	}
+	return req, nil
+}
+
+// Capabilities is what a gateway asks for when it needs one AI model: the
+// capability bit plus a per-model constraint with warm=false, so warm and
+// cold orchestrators both answer.
+func Capabilities(id capability.ID, model string) *lpnet.Capabilities {
+	c := &lpnet.Capabilities{Bitstring: capability.Bitstring(id)}
+	if model != "" {
+		c.Constraints = &lpnet.Capabilities_Constraints{
+			PerCapability: map[uint32]*lpnet.Capabilities_CapabilityConstraints{
+				uint32(id): {Models: map[string]*lpnet.Capabilities_CapabilityConstraints_ModelConstraint{model: {}}},
+			},
+		}
+	}
+	return c
+}
+
+// Model reports the orchestrator's advertised constraint for (id, model).
+func Model(info *lpnet.OrchestratorInfo, id capability.ID, model string) (*lpnet.Capabilities_CapabilityConstraints_ModelConstraint, bool) {
+	caps := info.GetCapabilities()
+	if !capability.Has(caps.GetBitstring(), id) {
+		return nil, false
+	}
+	m, ok := caps.GetConstraints().GetPerCapability()[uint32(id)].GetModels()[model]
+	return m, ok
+}
