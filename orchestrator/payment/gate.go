@@ -243,4 +243,3 @@ func (r *Receiver) Balance(sender common.Address, manifestID string) *big.Rat {
 	}
 	return new(big.Rat)
 }
-
