@@ -1,0 +1,223 @@
+package orchestrator
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"mime/multipart"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/orchestrator/runner"
+)
+
+// aiRequest is a decoded job: what the orchestrator needs before it runs
+// anything (model, billing units) plus what it needs to shape the result.
+type aiRequest struct {
+	model string
+	units int64
+	fps   int // image-to-video, for the video it assembles
+}
+
+// requestError is a decode/validation failure: 400 with its text as body.
+type requestError struct{ msg string }
+
+func (e *requestError) Error() string { return e.msg }
+
+func badf(format string, args ...any) error {
+	return &requestError{fmt.Sprintf(format, args...)}
+}
+
+// form is a multipart body read into memory (the body is already bounded).
+type form struct {
+	values map[string]string
+	files  map[string][]byte
+}
+
+func readForm(contentType string, body []byte) (*form, error) {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
+		return nil, badf("body must be multipart/form-data")
+	}
+	f := &form{values: map[string]string{}, files: map[string][]byte{}}
+	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return f, nil
+		}
+		if err != nil {
+			return nil, badf("malformed multipart body: %v", err)
+		}
+		data, err := io.ReadAll(p)
+		if err != nil {
+			return nil, badf("malformed multipart body: %v", err)
+		}
+		if p.FileName() != "" {
+			f.files[p.FormName()] = data
+		} else {
+			f.values[p.FormName()] = string(data)
+		}
+	}
+}
+
+func (f *form) int(name string, def int) (int, error) {
+	v, ok := f.values[name]
+	if !ok || v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return 0, badf("%s: %q is not an integer", name, v)
+	}
+	return n, nil
+}
+
+func (f *form) image(name string) (w, h int, err error) {
+	b, ok := f.files[name]
+	if !ok {
+		return 0, 0, badf("missing file %q", name)
+	}
+	if w, h, err = runner.ImageSize(b); err != nil {
+		return 0, 0, badf("%s: unreadable image", name)
+	}
+	return w, h, nil
+}
+
+// decodeRequest validates the body the way go-livepeer does before it
+// touches payment, and computes the billing units per reference §c.
+func decodeRequest(p capability.Pipeline, contentType string, body []byte) (aiRequest, error) {
+	switch p.ID {
+	case capability.TextToImage, capability.LLM, capability.TextToSpeech:
+		return decodeJSON(p, body)
+	}
+	f, err := readForm(contentType, body)
+	if err != nil {
+		return aiRequest{}, err
+	}
+	req := aiRequest{model: f.values["model_id"]}
+	switch p.ID {
+	case capability.ImageToImage, capability.Upscale:
+		if strings.TrimSpace(f.values["prompt"]) == "" {
+			return req, badf("missing prompt")
+		}
+		w, h, err := f.image("image")
+		if err != nil {
+			return req, err
+		}
+		n := 1
+		if p.ID == capability.ImageToImage {
+			if n, err = f.int("num_images_per_prompt", 1); err != nil {
+				return req, err
+			}
+		}
+		req.units = int64(w) * int64(h) * int64(max(n, 1))
+	case capability.ImageToVideo:
+		if _, _, err := f.image("image"); err != nil {
+			return req, err
+		}
+		h, err := f.int("height", 576)
+		if err != nil {
+			return req, err
+		}
+		w, err := f.int("width", 1024)
+		if err != nil {
+			return req, err
+		}
+		if req.fps, err = f.int("fps", 6); err != nil {
+			return req, err
+		}
+		// go-livepeer bills a fixed 25-frame clip.
+		req.units = int64(h) * int64(w) * 25
+	case capability.AudioToText:
+		b, ok := f.files["audio"]
+		if !ok {
+			return req, badf("missing file \"audio\"")
+		}
+		secs, err := runner.AudioSeconds(b, f.values["metadata"])
+		if err != nil {
+			return req, badf("audio: unreadable audio, cannot determine its duration")
+		}
+		req.units = int64(math.Ceil(secs * 1000))
+	case capability.SegmentAnything2, capability.ImageToText:
+		w, h, err := f.image("image")
+		if err != nil {
+			return req, err
+		}
+		req.units = int64(w) * int64(h)
+	default:
+		return req, badf("pipeline %s is not served", p.Slug)
+	}
+	if req.units < 0 {
+		return req, badf("negative size")
+	}
+	return req, nil
+}
+
+func decodeJSON(p capability.Pipeline, body []byte) (aiRequest, error) {
+	var req aiRequest
+	switch p.ID {
+	case capability.TextToImage:
+		var b struct {
+			Prompt  *string `json:"prompt"`
+			ModelID string  `json:"model_id"`
+			Height  *int    `json:"height"`
+			Width   *int    `json:"width"`
+			N       *int    `json:"num_images_per_prompt"`
+		}
+		if err := json.Unmarshal(body, &b); err != nil {
+			return req, badf("invalid JSON body: %v", err)
+		}
+		if b.Prompt == nil {
+			return req, badf("missing prompt")
+		}
+		// go-livepeer assumes 512×512 when the gateway leaves size unset,
+		// although the runner then renders 1024×576.
+		h, w, n := 512, 512, 1
+		if b.Height != nil {
+			h = *b.Height
+		}
+		if b.Width != nil {
+			w = *b.Width
+		}
+		if b.N != nil {
+			n = *b.N
+		}
+		if h <= 0 || w <= 0 || n <= 0 {
+			return req, badf("height, width and num_images_per_prompt must be positive")
+		}
+		req.model, req.units = b.ModelID, int64(h)*int64(w)*int64(n)
+	case capability.LLM:
+		var b struct {
+			Model     string            `json:"model"`
+			Messages  []json.RawMessage `json:"messages"`
+			MaxTokens *int              `json:"max_tokens"`
+		}
+		if err := json.Unmarshal(body, &b); err != nil {
+			return req, badf("invalid JSON body: %v", err)
+		}
+		if len(b.Messages) == 0 {
+			return req, badf("missing messages")
+		}
+		if b.MaxTokens == nil || *b.MaxTokens <= 0 {
+			return req, badf("MaxTokens not specified")
+		}
+		req.model, req.units = b.Model, int64(*b.MaxTokens)
+	case capability.TextToSpeech:
+		var b struct {
+			ModelID string `json:"model_id"`
+			Text    string `json:"text"`
+		}
+		if err := json.Unmarshal(body, &b); err != nil {
+			return req, badf("invalid JSON body: %v", err)
+		}
+		req.model, req.units = b.ModelID, 1000*int64(utf8.RuneCountInString(b.Text))
+	}
+	return req, nil
+}
