@@ -134,7 +134,9 @@ func (t *Tester) RunRound(ctx context.Context, slot time.Time, plan []Planned, s
 		if t.cfg.Observe != nil {
 			t.cfg.Observe(r)
 		}
-		err := sink.Write(work, r)
+		// Not the round's context: a result measured just before the
+		// deadline must still be kept.
+		err := sink.Write(context.WithoutCancel(work), r)
 		mu.Lock()
 		defer mu.Unlock()
 		sum.Results = append(sum.Results, r)

@@ -9,7 +9,7 @@ import (
 	"github.com/lpgauge/lpgauge/internal/chtest"
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/regions"
-	"github.com/lpgauge/lpgauge/tester/internal/orchtest"
+	"github.com/lpgauge/lpgauge/tester/orchtest"
 	"github.com/lpgauge/lpgauge/tester/probe"
 	"github.com/lpgauge/lpgauge/tester/writer"
 )
@@ -127,8 +127,10 @@ func TestRoundLandsRowsInClickHouse(t *testing.T) {
 		}
 		if p.Target.Address == slow.Address {
 			server := time.Duration(s.serverUS) * time.Microsecond
-			// Loopback adds well under a few ms; scheduling on a loaded CI box more.
-			if server < slowDelay || server > slowDelay+150*time.Millisecond {
+			// The lower bound is exact (the server phase must contain the
+			// inference); the upper one allows for a loaded 2-core CI box
+			// running the race detector. Accuracy is measured by the benchmark.
+			if server < slowDelay || server > slowDelay+time.Second {
 				t.Errorf("slow orchestrator: server phase %v, injected %v", server, slowDelay)
 			}
 			if s.totalUS < s.serverUS {

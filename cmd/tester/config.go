@@ -1,0 +1,162 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/robfig/cron/v3"
+
+	"github.com/lpgauge/lpgauge/internal/chclient"
+	"github.com/lpgauge/lpgauge/regions"
+	"github.com/lpgauge/lpgauge/tester"
+	"github.com/lpgauge/lpgauge/tester/probe"
+)
+
+// config is the command line, with defaults in register.
+type config struct {
+	Region        string
+	TesterKey     string
+	Orchestrators string
+	Models        string
+	Schedule      string
+	Interval      time.Duration
+	Once          bool
+	NoStore       bool
+	SimulateRTT   bool
+	Listen        string
+	Concurrency   int
+	RoundDeadline time.Duration
+	Timeouts      probe.Timeouts
+	MaxResponse   int64
+	VerifyTLS     bool
+	BatchSize     int
+	FlushInterval time.Duration
+	ShutdownWait  time.Duration
+	LogLevel      string
+	CH            chclient.Config
+}
+
+const keyEnv = "TESTER_KEY"
+
+func (c *config) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.Region, "region", "", "tester region code (required), e.g. FRA; see regions/")
+	fs.StringVar(&c.TesterKey, "tester-key", "", "file holding the tester's hex secp256k1 private key (or $"+keyEnv+" with the hex key); its address is the tester id. Absent: an ephemeral key, with a warning")
+	fs.StringVar(&c.Orchestrators, "orchestrators", "", "orchestrators to probe (required): a file with one 'address=serviceURI [pipeline:model ...]' per line, or the same entries inline separated by commas")
+	fs.StringVar(&c.Models, "models", "", "default pipeline:model list for orchestrators without their own, comma separated, e.g. text-to-image:stabilityai/sdxl-turbo")
+	fs.StringVar(&c.Schedule, "schedule", "", "cron spec of rounds, e.g. '*/5 * * * *' or '@every 5m'")
+	fs.DurationVar(&c.Interval, "interval", 0, "run a round every interval (instead of -schedule)")
+	fs.BoolVar(&c.Once, "once", false, "run one round now, print progress and a results table, then exit")
+	fs.BoolVar(&c.NoStore, "no-store", false, "do not write to ClickHouse (with -once: a dry run that only prints)")
+	fs.BoolVar(&c.SimulateRTT, "simulate-rtt", false, "add the region's simulated network distance to every connection (local demos)")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9105", "address of /metrics and /healthz (empty: off)")
+	fs.IntVar(&c.Concurrency, "concurrency", 8, "probes in flight at once across orchestrators (each orchestrator gets at most one)")
+	fs.DurationVar(&c.RoundDeadline, "round-deadline", 0, "bound on one round (default: the schedule period; none with -once)")
+	d := probe.DefaultTimeouts()
+	fs.DurationVar(&c.Timeouts.Connect, "timeout.connect", d.Connect, "TCP connect timeout per probe")
+	fs.DurationVar(&c.Timeouts.TLS, "timeout.tls", d.TLS, "TLS handshake timeout per probe")
+	fs.DurationVar(&c.Timeouts.Server, "timeout.server", d.Server, "request written → first response byte timeout (queue + inference)")
+	fs.DurationVar(&c.Timeouts.Total, "timeout.total", d.Total, "whole-probe timeout, discovery to validated output")
+	fs.Int64Var(&c.MaxResponse, "max-response-bytes", 16<<20, "cap on an AI response body")
+	fs.BoolVar(&c.VerifyTLS, "verify-tls", false, "verify orchestrator TLS certificates (go-livepeer orchestrators use self-signed ones)")
+	fs.IntVar(&c.BatchSize, "batch-size", 500, "rows per ClickHouse insert")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", 2*time.Second, "longest a result waits before it is inserted")
+	fs.DurationVar(&c.ShutdownWait, "shutdown-wait", 30*time.Second, "on stop, how long to keep trying to store queued results")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	c.CH.RegisterFlags(fs, "clickhouse.")
+}
+
+// parsed is the validated config.
+type parsed struct {
+	region   regions.Region
+	key      *ecdsa.PrivateKey
+	keyNote  string // warning to log when the key is ephemeral
+	testerID string
+	plan     []tester.Planned
+	sched    cron.Schedule
+	period   time.Duration
+}
+
+// validate checks everything and says what to do about each problem.
+func (c *config) validate() (*parsed, error) {
+	var errs []error
+	p := &parsed{}
+	var err error
+	if c.Region == "" {
+		errs = append(errs, fmt.Errorf("-region is required: one of %s", strings.Join(regions.Codes(regions.AI), ", ")))
+	} else if p.region, err = regions.ForTester(c.Region); err != nil {
+		errs = append(errs, fmt.Errorf("-region: %w", err))
+	}
+	if p.key, p.keyNote, err = loadKey(c.TesterKey); err != nil {
+		errs = append(errs, fmt.Errorf("-tester-key: %w", err))
+	} else {
+		p.testerID = strings.ToLower(crypto.PubkeyToAddress(p.key.PublicKey).Hex())
+	}
+	var targets []tester.Target
+	if c.Orchestrators == "" {
+		errs = append(errs, errors.New("-orchestrators is required: a file or an inline list of address=serviceURI"))
+	} else if targets, err = tester.ParseTargets(c.Orchestrators); err != nil {
+		errs = append(errs, fmt.Errorf("-orchestrators: %w", err))
+	}
+	models, err := tester.ParseModels(c.Models)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("-models: %w", err))
+	}
+	if targets != nil && err == nil {
+		if p.plan, err = tester.Plan(targets, models); err != nil {
+			errs = append(errs, fmt.Errorf("-models: %w", err))
+		}
+	}
+	if !c.Once {
+		if p.sched, p.period, err = tester.ParseSchedule(c.Schedule, c.Interval); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Concurrency <= 0 {
+		errs = append(errs, fmt.Errorf("-concurrency %d: want at least 1", c.Concurrency))
+	}
+	if c.Timeouts.Total < c.Timeouts.Server {
+		errs = append(errs, fmt.Errorf("-timeout.total %s is shorter than -timeout.server %s", c.Timeouts.Total, c.Timeouts.Server))
+	}
+	if c.MaxResponse < 1024 {
+		errs = append(errs, fmt.Errorf("-max-response-bytes %d: want at least 1024", c.MaxResponse))
+	}
+	if !c.NoStore {
+		if err := c.CH.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("clickhouse: %w", err))
+		}
+	}
+	c.CH.Password = os.Getenv("CLICKHOUSE_PASSWORD")
+	return p, errors.Join(errs...)
+}
+
+// loadKey reads the tester key from a file, else $TESTER_KEY, else makes an
+// ephemeral one (results are then attributed to a throwaway identity).
+func loadKey(path string) (*ecdsa.PrivateKey, string, error) {
+	hexKey := os.Getenv(keyEnv)
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, "", fmt.Errorf("read key file: %w", err)
+		}
+		hexKey = string(b)
+	}
+	hexKey = strings.TrimPrefix(strings.TrimSpace(hexKey), "0x")
+	if hexKey == "" {
+		k, err := crypto.GenerateKey()
+		if err != nil {
+			return nil, "", fmt.Errorf("generate ephemeral key: %w", err)
+		}
+		return k, "no -tester-key or $" + keyEnv + ": using an ephemeral key, so this tester's results carry a throwaway tester id", nil
+	}
+	k, err := crypto.HexToECDSA(hexKey)
+	if err != nil {
+		return nil, "", fmt.Errorf("not a hex secp256k1 private key (64 hex digits): %w", err)
+	}
+	return k, "", nil
+}

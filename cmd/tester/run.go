@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/lpgauge/lpgauge/internal/chclient"
+	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/schemas"
+	"github.com/lpgauge/lpgauge/tester"
+	"github.com/lpgauge/lpgauge/tester/probe"
+	"github.com/lpgauge/lpgauge/tester/writer"
+)
+
+// run is the whole program; main only wires signals and the exit status.
+// Shutdown order: stop scheduling → drain in-flight probes → flush the
+// writer → close the store → stop HTTP.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tester", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c config
+	c.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q: every setting is a flag (see -h)", fs.Args())
+	}
+	p, err := c.validate()
+	if err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("-log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("region", p.region.Code)
+	if p.keyNote != "" {
+		log.Warn(p.keyNote, "tester_id", p.testerID)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := tester.NewMetrics(reg, p.region.Code, p.testerID)
+
+	// The store: migrate, then one batching writer.
+	var sink tester.Sink = discard{}
+	var w *writer.Writer
+	if !c.NoStore {
+		octx, cancel := context.WithTimeout(ctx, c.CH.DialTimeout+5*time.Second)
+		conn, err := chclient.Open(octx, c.CH)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("store: %w (is ClickHouse running at -clickhouse.addr %s?)", err, c.CH.Addr)
+		}
+		defer conn.Close()
+		if _, err := schemas.Migrate(ctx, conn, schemas.Options{Database: c.CH.Database}); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		w = writer.New(writer.Table{Conn: conn, DB: c.CH.Database}, writer.Config{BatchSize: c.BatchSize, FlushInterval: c.FlushInterval}, log,
+			writer.Hooks{
+				Flushed: func(n int, took time.Duration) { metrics.RowsStored.Add(float64(n)); metrics.FlushDuration.Observe(took.Seconds()) },
+				Failed:  func(error) { metrics.StoreErrors.Inc() },
+				Queued:  func(d int) { metrics.QueueRows.Set(float64(d)) },
+			})
+		sink = w
+	}
+
+	var dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	if c.SimulateRTT {
+		dial = simulatedDial(p.region.SimulatedRTT)
+	}
+	prober := probe.New(probe.Config{Timeouts: c.Timeouts, MaxResponseBytes: c.MaxResponse, VerifyTLS: c.VerifyTLS, Dial: dial})
+
+	deadline := c.RoundDeadline
+	var spread time.Duration
+	if !c.Once {
+		if deadline <= 0 {
+			deadline = p.period
+		}
+		// Cloudprober's rule: spread first probes over a tenth of the period.
+		spread = min(p.period/10, time.Minute)
+	}
+	var done, total atomic.Int64
+	total.Store(int64(len(p.plan)))
+	t, err := tester.New(tester.Config{
+		Region: p.region, TesterID: p.testerID, Prober: prober, Concurrency: c.Concurrency,
+		Spread: spread, Deadline: deadline, Log: log,
+		Observe: func(r results.Result) {
+			metrics.Observe(r)
+			if c.Once {
+				n := done.Add(1)
+				fmt.Fprintf(stderr, "[%d/%d] %s %s %s: %s %s %s\n", n, total.Load(), short(r.Orchestrator), r.Pipeline, r.Model,
+					r.Outcome, r.ErrorClass, r.Total.Round(time.Millisecond))
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+
+	var health healthState
+	srv, err := serveHTTP(c.Listen, reg, &health, p, log)
+	if err != nil {
+		if w != nil {
+			_ = w.Close(context.Background())
+		}
+		return err
+	}
+
+	var runErr error
+	if c.Once {
+		log.Info("one round", "tester_id", p.testerID, "probes", len(p.plan))
+		sum := t.RunRound(ctx, time.Now().Truncate(time.Second), p.plan, sink)
+		health.round(sum)
+		printTable(stdout, sum)
+		if sum.SinkErrs > 0 {
+			runErr = fmt.Errorf("%d results could not be queued for the store", sum.SinkErrs)
+		}
+	} else {
+		log.Info("tester running", "tester_id", p.testerID, "probes_per_round", len(p.plan), "period", p.period,
+			"offset", time.Duration(p.region.Offset*float64(p.period)))
+		t.Schedule(ctx, p.sched, p.period, p.plan, sink, func(s tester.Summary) { metrics.Round(s); health.round(s) })
+		log.Info("scheduling stopped; in-flight probes drained")
+	}
+
+	if w != nil {
+		fctx, cancel := context.WithTimeout(context.Background(), c.ShutdownWait)
+		if err := w.Close(fctx); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("store: %w", err))
+		}
+		cancel()
+	}
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
+	return runErr
+}
+
+type discard struct{}
+
+func (discard) Write(context.Context, results.Result) error { return nil }
+
+// simulatedDial adds the region's network distance to every connection, so
+// a local demo's regions measure different connect times.
+func simulatedDial(rtt time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		t := time.NewTimer(rtt)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
+type healthState struct {
+	mu   sync.Mutex
+	last tester.Summary
+	at   time.Time
+}
+
+func (h *healthState) round(s tester.Summary) {
+	h.mu.Lock()
+	h.last, h.at = s, time.Now()
+	h.mu.Unlock()
+}
+
+// serveHTTP starts /metrics and /healthz. /healthz fails once no round has
+// ended for three periods: the scheduler is stuck.
+func serveHTTP(addr string, reg *prometheus.Registry, h *healthState, p *parsed, log *slog.Logger) (*http.Server, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	started := time.Now()
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		h.mu.Lock()
+		at, last := h.at, h.last
+		h.mu.Unlock()
+		since := at
+		if since.IsZero() {
+			since = started
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if p.period > 0 && time.Since(since) > 3*p.period+time.Minute {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintf(w, `{"region":%q,"tester_id":%q,"last_round":%q,"last_round_end":%q}`+"\n",
+			p.region.Code, p.testerID, last.RoundID, at.UTC().Format(time.RFC3339))
+	})
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	log.Info("serving /metrics and /healthz", "addr", l.Addr().String())
+	return srv, nil
+}
+
+func short(addr string) string {
+	if len(addr) > 10 {
+		return addr[:6] + "…" + addr[len(addr)-4:]
+	}
+	return addr
+}
+
+// printTable writes the round's results, one probe a line, sorted.
+func printTable(out io.Writer, s tester.Summary) {
+	rows := append([]results.Result(nil), s.Results...)
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].Orchestrator != rows[j].Orchestrator {
+			return rows[i].Orchestrator < rows[j].Orchestrator
+		}
+		return rows[i].Pipeline+rows[i].Model < rows[j].Pipeline+rows[j].Model
+	})
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
+	fmt.Fprintln(tw, "ORCHESTRATOR\tPIPELINE\tMODEL\tOUTCOME\tERROR\tCONNECT_MS\tUPLOAD_MS\tSERVER_MS\tDOWNLOAD_MS\tMEDIA_MS\tTOTAL_MS")
+	for _, r := range rows {
+		e := "-"
+		if r.ErrorClass != "" {
+			e = r.ErrorClass + "/" + r.ErrorCode
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Orchestrator, r.Pipeline, r.Model, r.Outcome, e,
+			ms(r.Connect), ms(r.Upload), ms(r.Server), ms(r.Download), ms(r.Media), ms(r.Total))
+	}
+	_ = tw.Flush()
+	c := s.Counts()
+	fmt.Fprintf(out, "round %s: %d probes, %d success, %d failure, %d excused, %s\n", s.RoundID, len(s.Results),
+		c[results.Success], c[results.Failure], c[results.Excused], s.Took.Round(time.Millisecond))
+}
