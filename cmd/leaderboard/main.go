@@ -29,6 +29,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	migrate         bool
 	secret          string
+	maxPostBytes    int64
 }
 
 func (c *config) registerFlags(fs *flag.FlagSet) {
@@ -37,6 +38,7 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.window, "window", 24*time.Hour, "default look-back when a request gives no since (leaderboard-serverless START_TIME_WINDOW)")
 	fs.DurationVar(&c.queryTimeout, "query-timeout", 8*time.Second, "store time allowed to one request")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
+	fs.Int64Var(&c.maxPostBytes, "post.max-body-bytes", api.DefaultMaxPostBytes, "largest post_stats body accepted (413 above)")
 	fs.BoolVar(&c.migrate, "migrate", true, "apply the schema migrations at start")
 }
 
@@ -93,7 +95,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready chan<- string)
 	if err != nil {
 		return err
 	}
-	handler := api.New(api.Config{Window: cfg.window, QueryTimeout: cfg.queryTimeout, Logger: log}, st)
+	handler := api.New(api.Config{Window: cfg.window, QueryTimeout: cfg.queryTimeout, Secret: cfg.secret, MaxPostBytes: cfg.maxPostBytes, Logger: log}, st)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -31,6 +31,10 @@ type Config struct {
 	// can exhaust memory on either side).
 	RawLimit    int
 	MaxRawLimit int
+	// Secret is the shared post_stats HMAC key (post_stats is refused when
+	// empty); MaxPostBytes bounds its body (DefaultMaxPostBytes when 0).
+	Secret       string
+	MaxPostBytes int64
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	// Logger receives one line per failed request (slog.Default when nil).
@@ -49,6 +53,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxRawLimit <= 0 {
 		c.MaxRawLimit = 10000
+	}
+	if c.MaxPostBytes <= 0 {
+		c.MaxPostBytes = DefaultMaxPostBytes
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -93,6 +100,7 @@ func New(cfg Config, st store.Store) http.Handler {
 	r.GET("/api/aggregated_stats", s.aggregatedStats)
 	r.GET("/api/raw_stats", s.rawStats)
 	r.GET("/api/top_ai_score", s.topAIScore)
+	r.POST("/api/post_stats", s.postStats)
 	return r
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -59,6 +60,14 @@ func row(orch, region, pipeline, model string, at time.Time, outcome results.Out
 // 24 h window.
 func newFixture(t *testing.T, rows func(now time.Time) []results.Result) *fixture {
 	t.Helper()
+	return newFixtureCfg(t, Config{}, rows)
+}
+
+func newFixtureCfg(t *testing.T, cfg Config, rows func(now time.Time) []results.Result) *fixture {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	db := chtest.NewDB(t)
 	now := time.Now().UTC().Truncate(time.Second)
 	if err := results.Insert(context.Background(), db.Conn, db.Name, rows(now)); err != nil {
@@ -68,7 +77,7 @@ func newFixture(t *testing.T, rows func(now time.Time) []results.Result) *fixtur
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(Config{}, st))
+	srv := httptest.NewServer(New(cfg, st))
 	t.Cleanup(srv.Close)
 	return &fixture{srv: srv, now: now, st: st}
 }
@@ -434,7 +443,7 @@ func TestHealth(t *testing.T) {
 	// A store whose database is gone: 503 with a JSON body, for health and reads.
 	db := chtest.NewDB(t)
 	st, _ := store.NewClickHouse(db.Conn, "no_such_db", time.Second)
-	srv := httptest.NewServer(New(Config{}, st))
+	srv := httptest.NewServer(New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, st))
 	defer srv.Close()
 	g := &fixture{srv: srv}
 	for _, p := range []string{"/api/health", "/api/aggregated_stats?pipeline=Llm&model=x"} {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -24,6 +25,9 @@ type ClickHouse struct {
 	conn    driver.Conn
 	db      string
 	timeout time.Duration
+	// ingestMu serialises check-then-insert so two identical posts racing
+	// in this process cannot both pass the check.
+	ingestMu sync.Mutex
 }
 
 // NewClickHouse returns a Store over conn's database db. timeout bounds each
@@ -45,7 +49,7 @@ func (c *ClickHouse) ctx(ctx context.Context) (context.Context, context.CancelFu
 func (c *ClickHouse) table() string { return c.db + ".probe_results" }
 
 func unavailable(what string, err error) error {
-	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
 }
 
 // where builds the WHERE clause for f. The window is compared at millisecond
@@ -273,4 +277,24 @@ func (c *ClickHouse) Ping(ctx context.Context) error {
 		return fmt.Errorf("%w: table %s missing (run migrations)", ErrUnavailable, c.table())
 	}
 	return nil
+}
+
+// Ingest implements Store.
+func (c *ClickHouse) Ingest(ctx context.Context, r results.Result) (bool, error) {
+	c.ingestMu.Lock()
+	defer c.ingestMu.Unlock()
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	var n uint64
+	if err := c.conn.QueryRow(cctx, "SELECT count() FROM "+c.table()+" WHERE probe_id = ?", r.ProbeID).Scan(&n); err != nil {
+		return false, unavailable("ingest: check", err)
+	}
+	if n > 0 {
+		return false, nil
+	}
+	r.BatchID = results.BatchID([]results.Result{r})
+	if err := results.Insert(cctx, c.conn, c.db, []results.Result{r}); err != nil {
+		return false, unavailable("ingest", err)
+	}
+	return true, nil
 }

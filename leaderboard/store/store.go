@@ -86,6 +86,10 @@ type Store interface {
 	// Raw returns one orchestrator's probes matching f, newest first, at
 	// most limit rows; excused probes only when includeExcused.
 	Raw(ctx context.Context, f Filter, includeExcused bool, limit int) ([]results.Result, error)
+	// Ingest stores one posted result unless a row with its probe id is
+	// already stored, so a re-post is never counted twice. It reports
+	// whether the row was new.
+	Ingest(ctx context.Context, r results.Result) (bool, error)
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error
 }
