@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +31,7 @@ type config struct {
 	migrate         bool
 	secret          string
 	maxPostBytes    int64
+	keysFile        string
 }
 
 func (c *config) registerFlags(fs *flag.FlagSet) {
@@ -39,6 +41,7 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.queryTimeout, "query-timeout", 8*time.Second, "store time allowed to one request")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
 	fs.Int64Var(&c.maxPostBytes, "post.max-body-bytes", api.DefaultMaxPostBytes, "largest post_stats body accepted (413 above)")
+	fs.StringVar(&c.keysFile, "post.keys-file", "", "JSON file {\"<key id>\": \"<secret>\"} of per-tester post_stats keys (signed mode with timestamp and nonce)")
 	fs.BoolVar(&c.migrate, "migrate", true, "apply the schema migrations at start")
 }
 
@@ -79,6 +82,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready chan<- string)
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
+	keys, err := loadKeys(cfg.keysFile)
+	if err != nil {
+		return err
+	}
 	conn, err := chclient.Open(ctx, cfg.ch)
 	if err != nil {
 		return err
@@ -95,7 +102,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready chan<- string)
 	if err != nil {
 		return err
 	}
-	handler := api.New(api.Config{Window: cfg.window, QueryTimeout: cfg.queryTimeout, Secret: cfg.secret, MaxPostBytes: cfg.maxPostBytes, Logger: log}, st)
+	handler := api.New(api.Config{Window: cfg.window, QueryTimeout: cfg.queryTimeout, Secret: cfg.secret, MaxPostBytes: cfg.maxPostBytes, Keys: keys, Logger: log}, st)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -126,4 +133,26 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready chan<- string)
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// loadKeys reads the per-tester key file; secrets live in a file, never in
+// flags (ps shows flags).
+func loadKeys(path string) (map[string]string, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("post keys: %w", err)
+	}
+	var keys map[string]string
+	if err := json.Unmarshal(b, &keys); err != nil {
+		return nil, fmt.Errorf("post keys %s: want a JSON object of key id to secret: %w", path, err)
+	}
+	for id, secret := range keys {
+		if id == "" || len(secret) < 16 {
+			return nil, fmt.Errorf("post keys %s: key %q needs an id and a secret of at least 16 characters", path, id)
+		}
+	}
+	return keys, nil
 }

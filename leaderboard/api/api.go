@@ -35,6 +35,12 @@ type Config struct {
 	// empty); MaxPostBytes bounds its body (DefaultMaxPostBytes when 0).
 	Secret       string
 	MaxPostBytes int64
+	// Keys are per-tester post keys (key id → secret) for the signed mode:
+	// X-Lpgauge-Key, X-Lpgauge-Timestamp, X-Lpgauge-Nonce, and Authorization
+	// = hex HMAC-SHA256(secret, timestamp + "\n" + nonce + "\n" + body).
+	Keys map[string]string
+	// MaxSkew is how far a signed post's timestamp may be from now (5 min).
+	MaxSkew time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	// Logger receives one line per failed request (slog.Default when nil).
@@ -56,6 +62,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxPostBytes <= 0 {
 		c.MaxPostBytes = DefaultMaxPostBytes
+	}
+	if c.MaxSkew <= 0 {
+		c.MaxSkew = 5 * time.Minute
 	}
 	if c.Now == nil {
 		c.Now = time.Now

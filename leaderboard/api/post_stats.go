@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,7 +58,8 @@ func signatureOK(secret string, body []byte, header string) bool {
 
 func (s *Server) postStats(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
-	if s.cfg.Secret == "" {
+	keyID := strings.TrimSpace(c.GetHeader("X-Lpgauge-Key"))
+	if s.cfg.Secret == "" && keyID == "" {
 		fail(c, http.StatusForbidden, "post_stats is disabled on this server: it has no SECRET to check signatures with")
 		return
 	}
@@ -71,7 +73,13 @@ func (s *Server) postStats(c *gin.Context) {
 		fail(c, http.StatusBadRequest, "could not read the request body")
 		return
 	}
-	if !signatureOK(s.cfg.Secret, body, c.GetHeader("Authorization")) {
+	ctx, cancel := s.queryCtx(c)
+	defer cancel()
+	if keyID != "" {
+		if !s.signedOK(c, keyID, body) {
+			return
+		}
+	} else if !signatureOK(s.cfg.Secret, body, c.GetHeader("Authorization")) {
 		fail(c, http.StatusForbidden, "request can not be authenticated")
 		return
 	}
@@ -80,8 +88,9 @@ func (s *Server) postStats(c *gin.Context) {
 		fail(c, http.StatusBadRequest, err.Error())
 		return
 	}
-	ctx, cancel := s.queryCtx(c)
-	defer cancel()
+	if keyID != "" {
+		r.Source, r.TesterID = "post_stats:"+keyID, keyID
+	}
 	if _, err := s.store.Ingest(ctx, r); err != nil {
 		s.storeFailed(c, "ingest", err)
 		return
@@ -149,4 +158,49 @@ func (s *Server) resultFromPost(body []byte) (results.Result, error) {
 		}
 	}
 	return r, nil
+}
+
+// signedOK checks the per-tester mode: a known key, a timestamp within
+// MaxSkew, a fresh nonce, and the HMAC over timestamp, nonce and body. It
+// writes the refusal itself. The nonce is claimed only after the signature
+// verifies, so nobody can burn another tester's nonces.
+func (s *Server) signedOK(c *gin.Context, keyID string, body []byte) bool {
+	secret, ok := s.cfg.Keys[keyID]
+	if !ok || secret == "" {
+		fail(c, http.StatusForbidden, "request can not be authenticated")
+		return false
+	}
+	tsHeader, nonce := strings.TrimSpace(c.GetHeader("X-Lpgauge-Timestamp")), strings.TrimSpace(c.GetHeader("X-Lpgauge-Nonce"))
+	ts, err := strconv.ParseInt(tsHeader, 10, 64)
+	if err != nil {
+		fail(c, http.StatusBadRequest, "X-Lpgauge-Timestamp must be the unix time in whole seconds")
+		return false
+	}
+	if len(nonce) < 16 || len(nonce) > 128 {
+		fail(c, http.StatusBadRequest, "X-Lpgauge-Nonce must be 16 to 128 characters, fresh for every post")
+		return false
+	}
+	signed := append([]byte(tsHeader+"\n"+nonce+"\n"), body...)
+	if !signatureOK(secret, signed, c.GetHeader("Authorization")) {
+		fail(c, http.StatusForbidden, "request can not be authenticated")
+		return false
+	}
+	now := s.cfg.Now()
+	at := time.Unix(ts, 0)
+	if at.Before(now.Add(-s.cfg.MaxSkew)) || at.After(now.Add(s.cfg.MaxSkew)) {
+		fail(c, http.StatusForbidden, fmt.Sprintf("X-Lpgauge-Timestamp is more than %s from the server clock: check the tester's clock", s.cfg.MaxSkew))
+		return false
+	}
+	ctx, cancel := s.queryCtx(c)
+	defer cancel()
+	fresh, err := s.store.ClaimNonce(ctx, keyID, nonce, now.Add(-2*s.cfg.MaxSkew))
+	if err != nil {
+		s.storeFailed(c, "nonce", err)
+		return false
+	}
+	if !fresh {
+		fail(c, http.StatusForbidden, "replayed request: this nonce was already used")
+		return false
+	}
+	return true
 }

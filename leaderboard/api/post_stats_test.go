@@ -117,3 +117,54 @@ func TestPostStatsRefusals(t *testing.T) {
 		t.Errorf("without a configured secret posts must be refused, got %d %s", r.status, r.body)
 	}
 }
+
+func (f *fixture) postSigned(t *testing.T, body []byte, key, secret string, ts int64, nonce string) reply {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/api/post_stats", bytes.NewReader(body))
+	tsS := fmt.Sprint(ts)
+	req.Header.Set("X-Lpgauge-Key", key)
+	req.Header.Set("X-Lpgauge-Timestamp", tsS)
+	req.Header.Set("X-Lpgauge-Nonce", nonce)
+	req.Header.Set("Authorization", sign(secret, append([]byte(tsS+"\n"+nonce+"\n"), body...)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, resp.Header, b}
+}
+
+// Per-tester keys: signature over timestamp, nonce and body; a replayed
+// nonce, a stale timestamp or another tester's key is refused.
+func TestPostStatsSignedModeRefusesReplays(t *testing.T) {
+	f := newFixtureCfg(t, Config{Keys: map[string]string{"fra-1": "k1", "lax-1": "k2"}}, noRows)
+	now := time.Now().Unix()
+	body := posted(now-30, 1, 1.5)
+	if r := f.postSigned(t, body, "fra-1", "k1", now, "nonce-0000000000001"); r.status != 200 || string(r.body) != "ok" {
+		t.Fatalf("signed post: %d %s", r.status, r.body)
+	}
+	cases := []struct {
+		name, key, secret, nonce string
+		ts                       int64
+		status                   int
+		want                     string
+	}{
+		{"replay", "fra-1", "k1", "nonce-0000000000001", now, 403, "replayed"},
+		{"stale timestamp", "fra-1", "k1", "nonce-0000000000002", now - 3600, 403, "clock"},
+		{"other tester's secret", "lax-1", "k1", "nonce-0000000000003", now, 403, "authenticated"},
+		{"unknown key", "sin-9", "k1", "nonce-0000000000004", now, 403, "authenticated"},
+		{"short nonce", "fra-1", "k1", "n1", now, 400, "Nonce"},
+	}
+	for _, c := range cases {
+		r := f.postSigned(t, body, c.key, c.secret, c.ts, c.nonce)
+		if r.status != c.status || !strings.Contains(string(r.body), c.want) {
+			t.Errorf("%s: %d %s, want %d %s", c.name, r.status, r.body, c.status, c.want)
+		}
+	}
+	var raw map[string][]map[string]any
+	f.get(t, "/api/raw_stats?job_type=ai&orchestrator=0xabcdef0000000000000000000000000000000001").decode(t, &raw)
+	if len(raw["FRA"]) != 1 || raw["FRA"][0]["source"] != "post_stats:fra-1" {
+		t.Errorf("signed post must be stored once with its key as source: %v", raw)
+	}
+}

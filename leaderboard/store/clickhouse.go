@@ -298,3 +298,32 @@ func (c *ClickHouse) Ingest(ctx context.Context, r results.Result) (bool, error)
 	}
 	return true, nil
 }
+
+// ClaimNonce implements Store. The check and the insert run under the same
+// lock as Ingest, so two copies of one post racing here cannot both pass.
+func (c *ClickHouse) ClaimNonce(ctx context.Context, keyID, nonce string, notBefore time.Time) (bool, error) {
+	c.ingestMu.Lock()
+	defer c.ingestMu.Unlock()
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	var n uint64
+	if err := c.conn.QueryRow(cctx, "SELECT count() FROM "+c.db+".post_nonces WHERE key_id = ? AND nonce = ? AND seen_at >= toDateTime(?)",
+		keyID, nonce, unixSec(notBefore)).Scan(&n); err != nil {
+		return false, unavailable("nonce: check", err)
+	}
+	if n > 0 {
+		return false, nil
+	}
+	b, err := c.conn.PrepareBatch(cctx, "INSERT INTO "+c.db+".post_nonces (key_id, nonce, seen_at)")
+	if err != nil {
+		return false, unavailable("nonce: prepare", err)
+	}
+	defer b.Abort() //nolint:errcheck // no-op after Send
+	if err := b.Append(keyID, nonce, time.Now().UTC()); err != nil {
+		return false, unavailable("nonce: append", err)
+	}
+	if err := b.Send(); err != nil {
+		return false, unavailable("nonce: send", err)
+	}
+	return true, nil
+}

@@ -90,6 +90,9 @@ type Store interface {
 	// already stored, so a re-post is never counted twice. It reports
 	// whether the row was new.
 	Ingest(ctx context.Context, r results.Result) (bool, error)
+	// ClaimNonce records a signed post's (key, nonce) and reports false when
+	// it was already recorded since notBefore: a replay.
+	ClaimNonce(ctx context.Context, keyID, nonce string, notBefore time.Time) (bool, error)
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error
 }
