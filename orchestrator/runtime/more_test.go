@@ -108,8 +108,8 @@ func startWith(t *testing.T, cfg Config, inv gpu.Inventory, reg prometheus.Regis
 type fixedGPUs []gpu.GPU
 
 func (f fixedGPUs) GPUs() ([]gpu.GPU, error) { return f, nil }
-func (f fixedGPUs) Mode() string              { return fmt.Sprintf("test: %d GPUs", len(f)) }
-func (f fixedGPUs) Close() error              { return nil }
+func (f fixedGPUs) Mode() string             { return fmt.Sprintf("test: %d GPUs", len(f)) }
+func (f fixedGPUs) Close() error             { return nil }
 
 // A model no GPU can hold never reaches Docker: capacity 0 and the
 // placement refusal as the reason, instead of a container that OOMs.
