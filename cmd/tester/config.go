@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -38,6 +39,8 @@ type config struct {
 	BatchSize     int
 	FlushInterval time.Duration
 	ShutdownWait  time.Duration
+	SpoolDir      string
+	SpoolMax      int64
 	LogLevel      string
 	CH            chclient.Config
 }
@@ -67,6 +70,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchSize, "batch-size", 500, "rows per ClickHouse insert")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 2*time.Second, "longest a result waits before it is inserted")
 	fs.DurationVar(&c.ShutdownWait, "shutdown-wait", 30*time.Second, "on stop, how long to keep trying to store queued results")
+	fs.StringVar(&c.SpoolDir, "spool-dir", "", "directory of the on-disk spool that keeps results while ClickHouse is down and across crashes (default: $TMPDIR/lpgauge-tester-<region>; give one per tester process)")
+	fs.Int64Var(&c.SpoolMax, "spool-max-bytes", 1<<30, "spool size limit; past it new results are refused and logged")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	c.CH.RegisterFlags(fs, "clickhouse.")
 }
@@ -130,6 +135,12 @@ func (c *config) validate() (*parsed, error) {
 		if err := c.CH.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("clickhouse: %w", err))
 		}
+	}
+	if c.SpoolMax < 1<<20 {
+		errs = append(errs, fmt.Errorf("-spool-max-bytes %d: want at least 1 MiB", c.SpoolMax))
+	}
+	if c.SpoolDir == "" && p.region.Code != "" {
+		c.SpoolDir = filepath.Join(os.TempDir(), "lpgauge-tester-"+p.region.Code)
 	}
 	c.CH.Password = os.Getenv("CLICKHOUSE_PASSWORD")
 	return p, errors.Join(errs...)

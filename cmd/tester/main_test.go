@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os/exec"
+	"syscall"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +16,17 @@ import (
 	"github.com/lpgauge/lpgauge/tester/orchtest"
 )
 
-func TestMain(m *testing.M) { chtest.Main(m) }
+func TestMain(m *testing.M) {
+	// The kill -9 test re-runs this binary as a tester process.
+	if args := os.Getenv("LPGAUGE_TESTER_CHILD"); args != "" {
+		if err := run(context.Background(), strings.Split(args, "\x1f"), os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	chtest.Main(m)
+}
 
 func count(t *testing.T, db *chtest.DB, where string) uint64 {
 	t.Helper()
@@ -42,7 +55,7 @@ func TestOnceWritesRowsAndPrintsTable(t *testing.T) {
 		"-region", "FRA", "-once", "-tester-key", key, "-listen", "",
 		"-orchestrators", good.Target() + "," + bad.Target(),
 		"-models", "text-to-image:stabilityai/sdxl-turbo",
-		"-simulate-rtt",
+		"-simulate-rtt", "-spool-dir", t.TempDir(),
 		"-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name,
 	}, &out, &errOut)
 	if err != nil {
@@ -73,7 +86,7 @@ func TestScheduledShutdownDrainsAndFlushes(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{
-			"-region", "FRA", "-interval", "1s", "-round-deadline", "10s", "-listen", "127.0.0.1:0",
+			"-region", "FRA", "-interval", "1s", "-round-deadline", "10s", "-listen", "127.0.0.1:0", "-spool-dir", t.TempDir(),
 			"-orchestrators", slow.Target(), "-models", "text-to-image:m",
 			"-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name,
 		}, &bytes.Buffer{}, &errOut)
@@ -126,5 +139,57 @@ func TestBadConfigErrors(t *testing.T) {
 				t.Errorf("error %v, want it to mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A tester killed with SIGKILL loses no result it had measured: the results
+// sit fsync'd in its spool, and the next start stores them, each once.
+func TestKill9KeepsSpooledResults(t *testing.T) {
+	db := chtest.NewDB(t)
+	orch := orchtest.New(t, orchtest.Behaviour{})
+	spool := t.TempDir()
+	common := []string{"-region", "FRA", "-listen", "", "-spool-dir", spool,
+		"-orchestrators", orch.Target(), "-models", "text-to-image:a,text-to-image:b",
+		"-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name}
+	// First process: rounds every second, but nothing leaves the spool for
+	// an hour, so every result is only on disk when it dies.
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), "LPGAUGE_TESTER_CHILD="+strings.Join(append(common, "-interval", "1s", "-flush-interval", "1h", "-batch-size", "100000"), "\x1f"))
+	var childErr bytes.Buffer
+	child.Stderr = &childErr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); orch.Calls.Load() < 4; {
+		if time.Now().After(deadline) {
+			_ = child.Process.Kill()
+			t.Fatalf("child tester made %d probes\n%s", orch.Calls.Load(), childErr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // let the last probe's result reach the spool
+	_ = child.Process.Signal(syscall.SIGKILL)
+	_ = child.Wait()
+	served := orch.Calls.Load()
+	if n := count(t, db, "1"); n != 0 {
+		t.Fatalf("%d rows stored before the kill; the test needs them spooled only", n)
+	}
+
+	// Second process: one round; it replays the spool first.
+	if err := run(context.Background(), append(common, "-once"), &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	after := orch.Calls.Load()
+	total := count(t, db, "1")
+	var distinct uint64
+	if err := db.Conn.QueryRow(context.Background(), "SELECT uniqExact(probe_id) FROM "+db.Name+".probe_results").Scan(&distinct); err != nil {
+		t.Fatal(err)
+	}
+	if total != distinct {
+		t.Errorf("%d rows for %d probe ids: something stored twice", total, distinct)
+	}
+	// A probe cut by the kill mid-flight has no result; all others must be there.
+	if total < uint64(after)-1 || total > uint64(after) {
+		t.Errorf("orchestrator served %d probes (%d before the kill), %d stored", after, served, total)
 	}
 }

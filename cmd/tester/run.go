@@ -72,7 +72,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if _, err := schemas.Migrate(ctx, conn, schemas.Options{Database: c.CH.Database}); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
-		w = writer.New(writer.Table{Conn: conn, DB: c.CH.Database}, writer.Config{BatchSize: c.BatchSize, FlushInterval: c.FlushInterval}, log,
+		sp, err := writer.OpenSpool(c.SpoolDir, c.SpoolMax)
+		if err != nil {
+			return fmt.Errorf("%w (set -spool-dir to a writable directory)", err)
+		}
+		w = writer.NewSpooled(writer.Table{Conn: conn, DB: c.CH.Database}, sp, writer.Config{BatchSize: c.BatchSize, FlushInterval: c.FlushInterval}, log,
 			writer.Hooks{
 				Flushed: func(n int, took time.Duration) { metrics.RowsStored.Add(float64(n)); metrics.FlushDuration.Observe(took.Seconds()) },
 				Failed:  func(error) { metrics.StoreErrors.Inc() },

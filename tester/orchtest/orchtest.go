@@ -36,6 +36,7 @@ type Orch struct {
 	*httptest.Server
 	Address string
 	b       Behaviour
+	base    string // URL, readable from handlers without racing Start
 	mu      sync.Mutex
 	media   map[string][]byte
 	Calls   atomic.Int64
@@ -52,7 +53,10 @@ func New(t testing.TB, b Behaviour) *Orch {
 	if b.Handler != nil {
 		h = b.Handler
 	}
-	o.Server = httptest.NewServer(h)
+	o.Server = httptest.NewUnstartedServer(h)
+	// Handlers read base; set it before Start so they never race the test.
+	o.base = "http://" + o.Server.Listener.Addr().String()
+	o.Server.Start()
 	t.Cleanup(o.Server.Close)
 	return o
 }
@@ -98,7 +102,7 @@ func (o *Orch) store(b []byte, ext string) string {
 	o.mu.Lock()
 	o.media[path] = b
 	o.mu.Unlock()
-	return o.URL + path
+	return o.base + path
 }
 
 func (o *Orch) textToImage(w http.ResponseWriter, r *http.Request) {

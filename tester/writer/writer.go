@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,8 +58,8 @@ func (c *Config) defaults() {
 type Store interface {
 	// Insert writes rows (their BatchID set) in one batch.
 	Insert(ctx context.Context, rows []results.Result) error
-	// Stored returns which of the given probe ids are already stored.
-	Stored(ctx context.Context, probeIDs []string) (map[string]bool, error)
+	// Stored returns which of the rows' probe ids are already stored.
+	Stored(ctx context.Context, rows []results.Result) (map[string]bool, error)
 }
 
 // Table is the probe_results table of one ClickHouse database.
@@ -75,27 +76,41 @@ func (t Table) Insert(ctx context.Context, rows []results.Result) error {
 // Stored implements Store. It asks by probe id rather than batch id so the
 // answer holds even when a batch was split across partitions (a part per day)
 // and only some of it landed, or when rows were re-batched after a restart.
-func (t Table) Stored(ctx context.Context, ids []string) (map[string]bool, error) {
+// The started_at range lets ClickHouse skip every other day's partition.
+func (t Table) Stored(ctx context.Context, rows []results.Result) (map[string]bool, error) {
 	if !chclient.ValidIdent(t.DB) {
 		return nil, fmt.Errorf("stored probe ids: invalid database %q", t.DB)
 	}
 	out := map[string]bool{}
-	if len(ids) == 0 {
+	if len(rows) == 0 {
 		return out, nil
 	}
-	rows, err := t.Conn.Query(ctx, "SELECT DISTINCT probe_id FROM "+t.DB+".probe_results WHERE probe_id IN (?)", ids)
+	// 18.16 cannot bind an array to IN, so the ids are quoted literals.
+	ids := make([]string, len(rows))
+	lo, hi := rows[0].StartedAt, rows[0].StartedAt
+	for i, r := range rows {
+		ids[i] = chclient.Quote(r.ProbeID)
+		if r.StartedAt.Before(lo) {
+			lo = r.StartedAt
+		}
+		if r.StartedAt.After(hi) {
+			hi = r.StartedAt
+		}
+	}
+	q, err := t.Conn.Query(ctx, "SELECT DISTINCT probe_id FROM "+t.DB+".probe_results WHERE started_at >= ? AND started_at <= ? AND probe_id IN ("+strings.Join(ids, ",")+")",
+		lo.UTC().Add(-time.Second), hi.UTC().Add(time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("stored probe ids: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
+	defer q.Close()
+	for q.Next() {
 		var id string
-		if err := rows.Scan(&id); err != nil {
+		if err := q.Scan(&id); err != nil {
 			return nil, fmt.Errorf("stored probe ids: %w", err)
 		}
 		out[id] = true
 	}
-	return out, rows.Err()
+	return out, q.Err()
 }
 
 // Hooks observe the writer (metrics); any may be nil.
@@ -113,6 +128,8 @@ type Writer struct {
 	hooks Hooks
 
 	in       chan results.Result
+	spool    *Spool
+	notify   chan struct{}
 	stop     chan struct{}
 	stopCtx  context.Context // deadline for the final flush, set by Close
 	done     chan struct{}
@@ -134,13 +151,47 @@ func New(store Store, cfg Config, log *slog.Logger, hooks Hooks) *Writer {
 	return w
 }
 
-// Write queues one result. It blocks while the queue is full (a result is
-// never dropped) until ctx ends.
+// NewSpooled starts a writer whose queue is a spool on disk: Write returns
+// once the result is fsync'd there, whatever the store's state, and the
+// batching goroutine tails the spool into the store, acknowledging what
+// landed. Rows the spool held from an earlier run (a crash, or the store down
+// at shutdown) are replayed first, each checked against the store by probe
+// id so none is stored twice. Close closes the spool.
+func NewSpooled(store Store, sp *Spool, cfg Config, log *slog.Logger, hooks Hooks) *Writer {
+	cfg.defaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	w := &Writer{cfg: cfg, store: store, log: log, hooks: hooks, spool: sp,
+		notify: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	if n := sp.Pending(); n > 0 {
+		log.Info("replaying spooled results", "rows", n)
+	}
+	go w.spoolLoop()
+	return w
+}
+
+// Write queues one result. With a spool it returns once the result is on
+// disk (ErrSpoolFull when the spool is at its limit); without, it blocks
+// while the queue is full (a result is never dropped) until ctx ends.
 func (w *Writer) Write(ctx context.Context, r results.Result) error {
 	w.closeMu.RLock()
 	defer w.closeMu.RUnlock()
 	if w.closed {
 		return ErrClosed
+	}
+	if w.spool != nil {
+		if err := w.spool.Append(r); err != nil {
+			return fmt.Errorf("spool result %s: %w", r.ProbeID, err)
+		}
+		select {
+		case w.notify <- struct{}{}:
+		default:
+		}
+		if w.hooks.Queued != nil {
+			w.hooks.Queued(w.spool.Pending())
+		}
+		return nil
 	}
 	select {
 	case w.in <- r:
@@ -167,28 +218,96 @@ func (w *Writer) Close(ctx context.Context) error {
 	close(w.stop)
 	w.closeMu.Unlock()
 	<-w.done
+	if w.spool != nil {
+		if w.leftover > 0 {
+			w.log.Warn("store unreachable at shutdown; results stay in the spool for the next start", "rows", w.leftover, "err", w.lastErr)
+		}
+		return w.spool.Close()
+	}
 	if w.leftover > 0 {
 		return fmt.Errorf("writer closed with %d rows not stored: %w", w.leftover, w.lastErr)
 	}
 	return nil
 }
 
-func (w *Writer) loop() {
-	defer close(w.done)
-	// Rows are retried until stored; runCtx only ends at Close's deadline.
+// runContext ends when Close's deadline passes (or the loop ends): only then
+// does a flush stop retrying.
+func (w *Writer) runContext() (context.Context, context.CancelFunc) {
 	runCtx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	go func() {
 		select {
 		case <-w.stop:
 			select {
 			case <-w.stopCtx.Done():
-			case <-w.done:
+			case <-runCtx.Done():
 			}
 			cancel()
-		case <-w.done:
+		case <-runCtx.Done():
 		}
 	}()
+	return runCtx, cancel
+}
+
+func (w *Writer) spoolLoop() {
+	defer close(w.done)
+	runCtx, cancel := w.runContext()
+	defer cancel()
+	cursor := w.spool.Acked()
+	replayEnd := w.spool.End()
+	flushAll := func(force bool) bool {
+		for force || w.spool.Pending() >= w.cfg.BatchSize {
+			rows, next, err := w.spool.Read(cursor, w.cfg.BatchSize)
+			if err != nil {
+				w.lastErr = err
+				w.log.Error("spool unreadable; results after this point wait for an operator", "err", err)
+				return false
+			}
+			if len(rows) == 0 {
+				return true
+			}
+			// Rows spooled by an earlier run may have landed before it died.
+			if err := w.flush(runCtx, rows, cursor.less(replayEnd)); err != nil {
+				w.lastErr = err
+				return false
+			}
+			if err := w.spool.Ack(next, len(rows)); err != nil {
+				w.lastErr = err
+				w.log.Error("spool checkpoint failed", "err", err)
+				return false
+			}
+			cursor = next
+			if w.hooks.Queued != nil {
+				w.hooks.Queued(w.spool.Pending())
+			}
+		}
+		return true
+	}
+	tick := time.NewTicker(w.cfg.FlushInterval)
+	defer tick.Stop()
+	flushAll(true)
+	for {
+		select {
+		case <-w.notify:
+			flushAll(false)
+		case <-tick.C:
+			flushAll(true)
+		case <-w.stop:
+			flushAll(true)
+			w.leftover = w.spool.Pending()
+			return
+		}
+		if runCtx.Err() != nil {
+			w.leftover = w.spool.Pending()
+			return
+		}
+	}
+}
+
+func (w *Writer) loop() {
+	defer close(w.done)
+	// Rows are retried until stored; runCtx only ends at Close's deadline.
+	runCtx, cancel := w.runContext()
+	defer cancel()
 
 	tick := time.NewTicker(w.cfg.FlushInterval)
 	defer tick.Stop()
@@ -196,7 +315,7 @@ func (w *Writer) loop() {
 	flush := func() {
 		for len(pending) > 0 {
 			n := min(len(pending), w.cfg.BatchSize)
-			if err := w.flush(runCtx, pending[:n]); err != nil {
+			if err := w.flush(runCtx, pending[:n], false); err != nil {
 				w.lastErr = err
 				return
 			}
@@ -239,11 +358,10 @@ func (w *Writer) loop() {
 // which probe ids landed (an INSERT that timed out may still have been
 // stored) and retries only the rest, under the batch id of the rest, with
 // exponential backoff. It returns only when all are stored or ctx ends.
-func (w *Writer) flush(ctx context.Context, rows []results.Result) error {
+func (w *Writer) flush(ctx context.Context, rows []results.Result, check bool) error {
 	rows = append([]results.Result(nil), rows...)
 	start := time.Now()
 	backoff := w.cfg.MinBackoff
-	check := false
 	for {
 		err := w.attempt(ctx, &rows, check)
 		if err == nil {
@@ -268,12 +386,8 @@ func (w *Writer) flush(ctx context.Context, rows []results.Result) error {
 
 func (w *Writer) attempt(ctx context.Context, rows *[]results.Result, check bool) error {
 	if check {
-		ids := make([]string, len(*rows))
-		for i, r := range *rows {
-			ids[i] = r.ProbeID
-		}
 		cctx, cancel := context.WithTimeout(ctx, w.cfg.InsertTimeout)
-		stored, err := w.store.Stored(cctx, ids)
+		stored, err := w.store.Stored(cctx, *rows)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("check landed rows: %w", err)
