@@ -78,9 +78,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		w = writer.NewSpooled(writer.Table{Conn: conn, DB: c.CH.Database}, sp, writer.Config{BatchSize: c.BatchSize, FlushInterval: c.FlushInterval}, log,
 			writer.Hooks{
-				Flushed: func(n int, took time.Duration) { metrics.RowsStored.Add(float64(n)); metrics.FlushDuration.Observe(took.Seconds()) },
-				Failed:  func(error) { metrics.StoreErrors.Inc() },
-				Queued:  func(d int) { metrics.QueueRows.Set(float64(d)) },
+				Flushed: func(n int, took time.Duration) {
+					metrics.RowsStored.Add(float64(n))
+					metrics.FlushDuration.Observe(took.Seconds())
+				},
+				Failed: func(error) { metrics.StoreErrors.Inc() },
+				Queued: func(d int) { metrics.QueueRows.Set(float64(d)) },
 			})
 		sink = w
 	}
