@@ -52,6 +52,9 @@ func run(ctx context.Context, args []string) error {
 	fs.Float64Var(&lat.FailureRate, "failureRate", 0, "CPU runners: fraction of jobs that fail with a runner 500")
 	fs.DurationVar(&lat.LoadTime, "loadTime", 0, "CPU runners: model load time before they take jobs")
 	capacity := fs.Int("capacity", 1, "CPU runners per model for entries without a capacity field")
+	runnersKind := fs.String("runners", "cpu", "where jobs run: cpu (in-process reference runners) or docker (runner containers on the Docker engine and GPUs; see -runtime.*)")
+	var docker dockerFlags
+	docker.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,13 +82,28 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	runners, err := orchestrator.NewCPURunners(models, orchestrator.CPURunnersConfig{
-		Latency: lat, DefaultCapacity: *capacity, Logger: log,
-	})
-	if err != nil {
-		return err
+	var runners orchestrator.Runners
+	var extra http.Handler
+	switch *runnersKind {
+	case "cpu":
+		cpu, err := orchestrator.NewCPURunners(models, orchestrator.CPURunnersConfig{
+			Latency: lat, DefaultCapacity: *capacity, Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		defer cpu.Close()
+		runners = cpu
+	case "docker":
+		rt, routes, stopRuntime, err := docker.startDocker(ctx, models, cfg.EthAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopRuntime() // after the HTTP server has drained
+		runners, extra = rt, routes
+	default:
+		return fmt.Errorf("-runners %q: want cpu or docker", *runnersKind)
 	}
-	defer runners.Close()
 	srv, err := orchestrator.New(cfg, runners, orchestrator.OffChain{})
 	if err != nil {
 		return err
@@ -96,7 +114,11 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *httpAddr, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	handler := srv.Handler()
+	if extra != nil {
+		handler = withRuntimeRoutes(handler, extra)
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
