@@ -120,3 +120,22 @@ func WilsonLower(successes, n uint64, z float64) float64 {
 	margin := z * math.Sqrt(p*(1-p)/nf+z2/(4*nf*nf))
 	return clamp01((centre - margin) / (1 + z2/nf))
 }
+
+// Percentile is Postgres percentile_cont(p) of the ascending-sorted xs: the
+// value at rank p·(n−1), interpolated linearly between its neighbours (the
+// same definition as Median, so p = 0.5 gives the median). 0 for none; p is
+// clamped to [0,1].
+func Percentile(sorted []float64, p float64) float64 {
+	n := len(sorted)
+	if n == 0 {
+		return 0
+	}
+	p = clamp01(p)
+	rank := p * float64(n-1)
+	lo := int(math.Floor(rank))
+	if lo >= n-1 {
+		return sorted[n-1]
+	}
+	frac := rank - float64(lo)
+	return sorted[lo] + frac*(sorted[lo+1]-sorted[lo])
+}

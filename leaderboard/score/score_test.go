@@ -96,3 +96,20 @@ func TestWilsonLower(t *testing.T) {
 		t.Errorf("WilsonLower(50, 100) = %v, want ≈ 0.4038", got)
 	}
 }
+
+// Postgres: SELECT percentile_cont(ARRAY[0.5,0.9,0.99]) WITHIN GROUP (ORDER BY x)
+// FROM generate_series(1,10) x → {5.5, 9.1, 9.91}.
+func TestPercentileMatchesPercentileCont(t *testing.T) {
+	xs := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	for _, c := range []struct{ p, want float64 }{{0.5, 5.5}, {0.9, 9.1}, {0.99, 9.91}, {0, 1}, {1, 10}} {
+		if got := Percentile(xs, c.p); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("Percentile(1..10, %v) = %v, want %v", c.p, got, c.want)
+		}
+	}
+	if got := Percentile([]float64{2, 8}, 0.5); got != Median([]float64{8, 2}) {
+		t.Errorf("Percentile p50 %v differs from Median", got)
+	}
+	if Percentile(nil, 0.9) != 0 || Percentile([]float64{7}, 0.99) != 7 {
+		t.Error("empty → 0, one value → that value")
+	}
+}

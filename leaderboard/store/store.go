@@ -95,4 +95,87 @@ type Store interface {
 	ClaimNonce(ctx context.Context, keyID, nonce string, notBefore time.Time) (bool, error)
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error
+
+	// The methods below serve the additive endpoints (latency percentiles,
+	// regions with data, history, errors, gateway outputs); see insights.go.
+
+	// Latencies gives per-phase percentiles of successful probes per
+	// (orchestrator, region, pipeline, model), split warm/cold. Region
+	// GLOBAL pools regions as in Aggregates.
+	Latencies(ctx context.Context, f Filter) ([]Latency, error)
+	// RegionsWithData lists the region codes with scored probes matching f,
+	// sorted (f.Region is ignored).
+	RegionsWithData(ctx context.Context, f Filter) ([]string, error)
+	// History buckets scored probes matching f per (region, bucket start);
+	// Region GLOBAL pools regions. Sorted by region, then time.
+	History(ctx context.Context, f Filter, b Bucket) ([]HistoryPoint, error)
+	// BucketMedians is MedianRTTs per bucket start for f's pipeline and
+	// model (f.Orchestrator ignored).
+	BucketMedians(ctx context.Context, f Filter, b Bucket) (map[time.Time]float64, error)
+	// Errors groups the failed and excused probes matching f by outcome,
+	// region, pipeline, model, error class and code, most frequent first.
+	Errors(ctx context.Context, f Filter) ([]ErrorGroup, error)
+	// FailureStreaks is, per orchestrator, the number of failures after its
+	// newest success among probes matching f (excused probes skipped).
+	FailureStreaks(ctx context.Context, f Filter) (map[string]uint64, error)
+	// ServiceURIs is each orchestrator's service URI from its newest probe
+	// that recorded one.
+	ServiceURIs(ctx context.Context, f Filter) (map[string]string, error)
+}
+
+// Quantiles are interpolated percentiles (Postgres percentile_cont) of one
+// phase in seconds, over Samples successful probes where the phase happened.
+type Quantiles struct {
+	Samples       uint64
+	P50, P90, P99 float64
+}
+
+// Phases are the percentiles of each timed phase.
+type Phases struct {
+	Server, Upload, Download, Total, Discovery Quantiles
+}
+
+// Split is the probes of one warm/cold state (or both).
+type Split struct {
+	Probes    uint64 // scored: success + failure
+	Successes uint64
+	Phases    Phases
+}
+
+// Latency is one (orchestrator, region, pipeline, model)'s phase
+// percentiles, for all probes and split by whether the model was warm.
+type Latency struct {
+	Orchestrator, Region, Pipeline, Model string
+	All, Warm, Cold                       Split
+}
+
+// Bucket is a history time step.
+type Bucket string
+
+// Buckets History understands (18.16-safe: toStartOfHour/toStartOfDay).
+const (
+	Hour Bucket = "hour"
+	Day  Bucket = "day"
+)
+
+// HistoryPoint is one orchestrator's probes in one region and bucket.
+type HistoryPoint struct {
+	Region    string
+	Start     time.Time
+	Probes    uint64 // scored
+	Successes uint64
+	// MeanRTTSeconds is the mean total time of successful probes.
+	MeanRTTSeconds float64
+	// ServerP50/P95 are percentiles of successful probes' server time (s).
+	ServerP50, ServerP95 float64
+}
+
+// ErrorGroup counts probes that failed (or were excused) the same way.
+type ErrorGroup struct {
+	Outcome                 results.Outcome
+	Region, Pipeline, Model string
+	ErrorClass, ErrorCode   string
+	Count                   uint64
+	LastMessage             string
+	LastSeen                time.Time
 }

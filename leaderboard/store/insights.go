@@ -1,0 +1,314 @@
+package store
+
+// The read methods of the additive endpoints. Each reads the raw
+// probe_results table with its own query, kept apart from the compat
+// methods in clickhouse.go so a rollup-backed version can replace any one of
+// them without touching the others. Percentiles are computed in Go from the
+// sorted samples so they match Postgres percentile_cont (score.Percentile).
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/lpgauge/lpgauge/internal/chclient"
+	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/leaderboard/score"
+	"github.com/lpgauge/lpgauge/regions"
+)
+
+// regionColumn is region, or the constant GLOBAL when f pools regions.
+func regionColumn(f Filter) string {
+	if f.Region == regions.Global {
+		return chclient.Quote(regions.Global)
+	}
+	return "region"
+}
+
+// probeMs is a probe's start time in unix milliseconds.
+const probeMs = "(toUInt64(started_at) * 1000 + started_at_ms)"
+
+// phaseColumns are the phases Latencies reports, in Phases field order.
+var phaseColumns = []string{"server_us", "upload_us", "download_us", "total_us", "discovery_us"}
+
+// seconds converts microsecond samples to sorted seconds.
+func seconds(us []uint64) []float64 {
+	xs := make([]float64, len(us))
+	for i, v := range us {
+		xs[i] = float64(v) / 1e6
+	}
+	sort.Float64s(xs)
+	return xs
+}
+
+func quantiles(us []uint64) Quantiles {
+	xs := seconds(us)
+	return Quantiles{
+		Samples: uint64(len(xs)),
+		P50:     score.Percentile(xs, 0.5),
+		P90:     score.Percentile(xs, 0.9),
+		P99:     score.Percentile(xs, 0.99),
+	}
+}
+
+func phasesOf(a [5][]uint64) Phases {
+	return Phases{Server: quantiles(a[0]), Upload: quantiles(a[1]), Download: quantiles(a[2]), Total: quantiles(a[3]), Discovery: quantiles(a[4])}
+}
+
+// Latencies implements Store.
+func (c *ClickHouse) Latencies(ctx context.Context, f Filter) ([]Latency, error) {
+	w, args := where(f, false)
+	q := "SELECT orchestrator, " + regionColumn(f) + " AS reg, pipeline, model, warm," +
+		" countIf(outcome != 'excused'), countIf(outcome = 'success')"
+	for _, col := range phaseColumns {
+		q += ", groupArrayIf(" + col + ", outcome = 'success' AND " + col + " > 0)"
+	}
+	q += " FROM " + c.table() + w +
+		" GROUP BY orchestrator, reg, pipeline, model, warm HAVING countIf(outcome != 'excused') > 0" +
+		" ORDER BY orchestrator, reg, pipeline, model, warm"
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	rows, err := c.conn.Query(cctx, q, args...)
+	if err != nil {
+		return nil, unavailable("latencies", err)
+	}
+	defer rows.Close()
+	type key struct{ o, r, p, m string }
+	byKey := map[key]*Latency{}
+	all := map[key]*[5][]uint64{}
+	var order []key
+	for rows.Next() {
+		var k key
+		var warm uint8
+		var probes, successes uint64
+		var a [5][]uint64
+		if err := rows.Scan(&k.o, &k.r, &k.p, &k.m, &warm, &probes, &successes, &a[0], &a[1], &a[2], &a[3], &a[4]); err != nil {
+			return nil, unavailable("latencies: scan", err)
+		}
+		l := byKey[k]
+		if l == nil {
+			l = &Latency{Orchestrator: k.o, Region: k.r, Pipeline: k.p, Model: k.m}
+			byKey[k], all[k] = l, &[5][]uint64{}
+			order = append(order, k)
+		}
+		split := Split{Probes: probes, Successes: successes, Phases: phasesOf(a)}
+		if warm == 1 {
+			l.Warm = split
+		} else {
+			l.Cold = split
+		}
+		l.All.Probes += probes
+		l.All.Successes += successes
+		for i := range a {
+			all[k][i] = append(all[k][i], a[i]...)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("latencies", err)
+	}
+	out := make([]Latency, 0, len(order))
+	for _, k := range order {
+		l := byKey[k]
+		l.All.Phases = phasesOf(*all[k])
+		out = append(out, *l)
+	}
+	return out, nil
+}
+
+// RegionsWithData implements Store.
+func (c *ClickHouse) RegionsWithData(ctx context.Context, f Filter) ([]string, error) {
+	f.Region = ""
+	w, args := where(f, false)
+	q := "SELECT DISTINCT region FROM " + c.table() + w + " AND outcome != 'excused' ORDER BY region"
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	rows, err := c.conn.Query(cctx, q, args...)
+	if err != nil {
+		return nil, unavailable("regions", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			return nil, unavailable("regions: scan", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("regions", err)
+	}
+	return out, nil
+}
+
+func bucketExpr(b Bucket) (string, error) {
+	switch b {
+	case Hour:
+		return "toStartOfHour(started_at)", nil
+	case Day:
+		return "toStartOfDay(started_at)", nil
+	}
+	return "", fmt.Errorf("store: unknown bucket %q", b)
+}
+
+// History implements Store.
+func (c *ClickHouse) History(ctx context.Context, f Filter, b Bucket) ([]HistoryPoint, error) {
+	be, err := bucketExpr(b)
+	if err != nil {
+		return nil, err
+	}
+	w, args := where(f, false)
+	q := "SELECT " + regionColumn(f) + " AS reg, " + be + " AS t," +
+		" countIf(outcome != 'excused') AS probes, countIf(outcome = 'success')," +
+		" sumIf(total_us, outcome = 'success' AND total_us > 0), countIf(outcome = 'success' AND total_us > 0)," +
+		" groupArrayIf(server_us, outcome = 'success' AND server_us > 0)" +
+		" FROM " + c.table() + w +
+		" GROUP BY reg, t HAVING probes > 0 ORDER BY reg, t"
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	rows, err := c.conn.Query(cctx, q, args...)
+	if err != nil {
+		return nil, unavailable("history", err)
+	}
+	defer rows.Close()
+	var out []HistoryPoint
+	for rows.Next() {
+		var p HistoryPoint
+		var rttSum, rttN uint64
+		var server []uint64
+		if err := rows.Scan(&p.Region, &p.Start, &p.Probes, &p.Successes, &rttSum, &rttN, &server); err != nil {
+			return nil, unavailable("history: scan", err)
+		}
+		p.Start = p.Start.UTC()
+		if rttN > 0 {
+			p.MeanRTTSeconds = float64(rttSum) / float64(rttN) / 1e6
+		}
+		xs := seconds(server)
+		p.ServerP50, p.ServerP95 = score.Percentile(xs, 0.5), score.Percentile(xs, 0.95)
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("history", err)
+	}
+	return out, nil
+}
+
+// BucketMedians implements Store.
+func (c *ClickHouse) BucketMedians(ctx context.Context, f Filter, b Bucket) (map[time.Time]float64, error) {
+	be, err := bucketExpr(b)
+	if err != nil {
+		return nil, err
+	}
+	w, args := where(f, true)
+	q := "SELECT " + be + " AS t, groupArray(total_us) FROM " + c.table() + w +
+		" AND outcome = 'success' AND total_us > 0 GROUP BY t"
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	rows, err := c.conn.Query(cctx, q, args...)
+	if err != nil {
+		return nil, unavailable("bucket medians", err)
+	}
+	defer rows.Close()
+	out := map[time.Time]float64{}
+	for rows.Next() {
+		var t time.Time
+		var us []uint64
+		if err := rows.Scan(&t, &us); err != nil {
+			return nil, unavailable("bucket medians: scan", err)
+		}
+		out[t.UTC()] = quantiles(us).P50
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("bucket medians", err)
+	}
+	return out, nil
+}
+
+// Errors implements Store.
+func (c *ClickHouse) Errors(ctx context.Context, f Filter) ([]ErrorGroup, error) {
+	w, args := where(f, false)
+	q := "SELECT toString(outcome) AS o, " + regionColumn(f) + " AS reg, pipeline, model, error_class, error_code," +
+		" count() AS n, argMax(error_message, " + probeMs + "), max(started_at)" +
+		" FROM " + c.table() + w + " AND outcome != 'success'" +
+		" GROUP BY o, reg, pipeline, model, error_class, error_code" +
+		" ORDER BY n DESC, o, reg, pipeline, model, error_class, error_code"
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	rows, err := c.conn.Query(cctx, q, args...)
+	if err != nil {
+		return nil, unavailable("errors", err)
+	}
+	defer rows.Close()
+	var out []ErrorGroup
+	for rows.Next() {
+		var g ErrorGroup
+		var o string
+		if err := rows.Scan(&o, &g.Region, &g.Pipeline, &g.Model, &g.ErrorClass, &g.ErrorCode, &g.Count, &g.LastMessage, &g.LastSeen); err != nil {
+			return nil, unavailable("errors: scan", err)
+		}
+		g.Outcome, g.LastSeen = results.Outcome(o), g.LastSeen.UTC()
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("errors", err)
+	}
+	return out, nil
+}
+
+// FailureStreaks implements Store.
+func (c *ClickHouse) FailureStreaks(ctx context.Context, f Filter) (map[string]uint64, error) {
+	w, args := where(f, false)
+	q := "SELECT orchestrator, toUInt64(arrayCount(x -> x > last_ok, groupArrayIf(" + probeMs + ", outcome = 'failure')))" +
+		" FROM (SELECT orchestrator, outcome, started_at, started_at_ms FROM " + c.table() + w + " AND outcome != 'excused')" +
+		" ANY LEFT JOIN (SELECT orchestrator, maxIf(" + probeMs + ", outcome = 'success') AS last_ok FROM " + c.table() + w +
+		" AND outcome != 'excused' GROUP BY orchestrator) USING orchestrator" +
+		" GROUP BY orchestrator, last_ok"
+	args = append(args, args...)
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	rows, err := c.conn.Query(cctx, q, args...)
+	if err != nil {
+		return nil, unavailable("failure streaks", err)
+	}
+	defer rows.Close()
+	out := map[string]uint64{}
+	for rows.Next() {
+		var o string
+		var n uint64
+		if err := rows.Scan(&o, &n); err != nil {
+			return nil, unavailable("failure streaks: scan", err)
+		}
+		out[o] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("failure streaks", err)
+	}
+	return out, nil
+}
+
+// ServiceURIs implements Store.
+func (c *ClickHouse) ServiceURIs(ctx context.Context, f Filter) (map[string]string, error) {
+	w, args := where(f, false)
+	q := "SELECT orchestrator, argMax(service_uri, " + probeMs + ") FROM " + c.table() + w +
+		" AND service_uri != '' GROUP BY orchestrator"
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	rows, err := c.conn.Query(cctx, q, args...)
+	if err != nil {
+		return nil, unavailable("service uris", err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var o, uri string
+		if err := rows.Scan(&o, &uri); err != nil {
+			return nil, unavailable("service uris: scan", err)
+		}
+		out[o] = uri
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("service uris", err)
+	}
+	return out, nil
+}

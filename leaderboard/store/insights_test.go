@@ -1,0 +1,108 @@
+package store
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/lpgauge/lpgauge/internal/chtest"
+	"github.com/lpgauge/lpgauge/internal/results"
+)
+
+func timed(orch, region string, at time.Time, outcome results.Outcome, warm bool, server time.Duration, uri string) results.Result {
+	r := probe(orch, region, at, outcome, 2*server)
+	r.Warm, r.Server, r.Upload, r.Download, r.Discovery, r.ServiceURI = warm, server, server/10, server/5, 0, uri
+	if warm {
+		r.Discovery = 50 * time.Millisecond
+	}
+	return r
+}
+
+func seedInsights(t *testing.T) (*ClickHouse, time.Time) {
+	t.Helper()
+	db := chtest.NewDB(t)
+	now := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	s := time.Second
+	var rows []results.Result
+	// A in FRA: warm server times 1..10 s (one per minute), one cold probe of 30 s.
+	for i := 1; i <= 10; i++ {
+		rows = append(rows, timed(orchA, "FRA", now.Add(time.Duration(i)*time.Minute), results.Success, true, time.Duration(i)*s, "https://a-old:8935"))
+	}
+	rows = append(rows, timed(orchA, "FRA", now.Add(20*time.Minute), results.Success, false, 30*s, "https://a.example:8935"))
+	// B: success, then three failures, an excused probe (skipped), a failure: streak 4.
+	rows = append(rows,
+		timed(orchB, "LAX", now.Add(1*time.Minute), results.Success, true, s, ""),
+		timed(orchB, "LAX", now.Add(2*time.Minute), results.Failure, true, s, ""),
+		timed(orchB, "LAX", now.Add(3*time.Minute), results.Failure, true, s, ""),
+		timed(orchB, "LAX", now.Add(4*time.Minute), results.Failure, true, s, ""),
+		timed(orchB, "LAX", now.Add(5*time.Minute), results.Excused, true, 0, ""),
+		timed(orchB, "LAX", now.Add(6*time.Minute), results.Failure, true, s, ""),
+	)
+	// C: only excused, in SIN: no data for regions.
+	rows = append(rows, timed(orchC, "SIN", now.Add(time.Minute), results.Excused, true, 0, ""))
+	if err := results.Insert(context.Background(), db.Conn, db.Name, rows); err != nil {
+		t.Fatal(err)
+	}
+	st, err := NewClickHouse(db.Conn, db.Name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, now
+}
+
+func TestInsightQueries(t *testing.T) {
+	st, now := seedInsights(t)
+	ctx := context.Background()
+	f := Filter{Window: Window{Since: now.Add(-time.Hour), Until: now.Add(time.Hour)}}
+
+	lat, err := st.Latencies(ctx, Filter{Window: f.Window, Orchestrator: orchA})
+	if err != nil || len(lat) != 1 {
+		t.Fatalf("latencies = %+v, %v", lat, err)
+	}
+	l := lat[0]
+	// percentile_cont over 1..10 s: p50 5.5, p90 9.1, p99 9.91.
+	if w := l.Warm.Phases.Server; w.Samples != 10 || !approx(w.P50, 5.5) || !approx(w.P90, 9.1) || !approx(w.P99, 9.91) {
+		t.Errorf("warm server = %+v, want 10 samples p50 5.5 p90 9.1 p99 9.91", w)
+	}
+	if c := l.Cold; c.Probes != 1 || c.Phases.Server.P50 != 30 || c.Phases.Discovery.Samples != 0 {
+		t.Errorf("cold = %+v, want one 30 s probe and no discovery samples", c)
+	}
+	// All = 1..10 and 30 → p50 = 6.
+	if a := l.All; a.Probes != 11 || a.Phases.Server.Samples != 11 || !approx(a.Phases.Server.P50, 6) || !approx(a.Phases.Total.P50, 12) {
+		t.Errorf("all = %+v, want 11 probes, server p50 6 s, total p50 12 s", a)
+	}
+
+	regs, err := st.RegionsWithData(ctx, f)
+	if err != nil || len(regs) != 2 || regs[0] != "FRA" || regs[1] != "LAX" {
+		t.Errorf("regions with data = %v, %v; want FRA, LAX (SIN has only excused probes)", regs, err)
+	}
+
+	hist, err := st.History(ctx, Filter{Window: f.Window, Orchestrator: orchB}, Hour)
+	if err != nil || len(hist) != 1 {
+		t.Fatalf("history = %+v, %v", hist, err)
+	}
+	if h := hist[0]; h.Region != "LAX" || !h.Start.Equal(now) || h.Probes != 5 || h.Successes != 1 || h.MeanRTTSeconds != 2 {
+		t.Errorf("history point = %+v, want LAX at %v, 5 probes, 1 success, mean 2 s", h, now)
+	}
+
+	streaks, err := st.FailureStreaks(ctx, f)
+	if err != nil || streaks[orchB] != 4 || streaks[orchA] != 0 {
+		t.Errorf("streaks = %v, %v; want B 4 (excused skipped), A 0", streaks, err)
+	}
+
+	uris, err := st.ServiceURIs(ctx, f)
+	if err != nil || uris[orchA] != "https://a.example:8935" || len(uris) != 1 {
+		t.Errorf("service uris = %v, %v; want A's newest URI only", uris, err)
+	}
+
+	errs, err := st.Errors(ctx, f)
+	if err != nil || len(errs) != 3 {
+		t.Fatalf("errors = %+v, %v", errs, err)
+	}
+	if e := errs[0]; e.Outcome != results.Failure || e.Count != 4 || e.Region != "LAX" || !e.LastSeen.Equal(now.Add(6*time.Minute)) {
+		t.Errorf("top error = %+v, want B's 4 failures last seen at +6 min", e)
+	}
+}
+
+func approx(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
