@@ -11,10 +11,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -46,6 +47,11 @@ type config struct {
 	Model           string
 	Regions         string
 	Rounds          int
+	// Out receives the progress lines and tables (os.Stdout by default).
+	Out io.Writer
+	// OnBoard, when set, sees every printed board; returning true stops the
+	// demo (the end-to-end test uses it to wait for the promised ranking).
+	OnBoard func([]scoreRow) bool
 }
 
 func (c *config) RegisterFlags(fs *flag.FlagSet) {
@@ -78,7 +84,11 @@ func run(ctx context.Context, cfg config) error {
 			return fmt.Errorf("binary %s missing in %s: run `make build` (or `make demo`)", b, binDir)
 		}
 	}
-	say := func(format string, args ...any) { fmt.Printf("demo: "+format+"\n", args...) }
+	out := cfg.Out
+	if out == nil {
+		out = os.Stdout
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(out, "demo: "+format+"\n", args...) }
 
 	say("starting ClickHouse (data in %s)", filepath.Join(dataDir, "clickhouse"))
 	ch, err := chserver.Start(ctx, chserver.Options{Dir: filepath.Join(dataDir, "clickhouse")})
@@ -109,12 +119,12 @@ func run(ctx context.Context, cfg config) error {
 	}
 
 	lbAddr := cfg.LeaderboardAddr
-	if !listenable(lbAddr) {
+	if strings.HasSuffix(lbAddr, ":0") || !listenable(lbAddr) {
 		if lbAddr, err = freeAddr(); err != nil {
 			return err
 		}
 	}
-	if _, err := sup.start("leaderboard", filepath.Join(binDir, "leaderboard"), append([]string{"-addr", lbAddr}, chFlags...)...); err != nil {
+	if _, err := sup.start("leaderboard", filepath.Join(binDir, "leaderboard"), append([]string{"-listen", lbAddr}, chFlags...)...); err != nil {
 		return err
 	}
 	base := "http://" + lbAddr
@@ -154,7 +164,7 @@ func run(ctx context.Context, cfg config) error {
 	for {
 		select {
 		case <-ctx.Done():
-			fmt.Println()
+			fmt.Fprintln(out)
 			return nil
 		case c := <-died:
 			return fmt.Errorf("%s exited unexpectedly (%v); see %s", c.name, c.err, filepath.Join(logDir, c.name+".log"))
@@ -174,8 +184,11 @@ func run(ctx context.Context, cfg config) error {
 			continue
 		}
 		lastRows, lastPrint = len(rows), time.Now()
-		printBoard(os.Stdout, rows, cfg.Pipeline, cfg.Model)
+		printBoard(out, rows, cfg.Pipeline, cfg.Model)
 		printed++
+		if cfg.OnBoard != nil && cfg.OnBoard(rows) {
+			return nil
+		}
 		if cfg.Rounds > 0 && printed >= cfg.Rounds {
 			return nil
 		}
@@ -185,12 +198,13 @@ func run(ctx context.Context, cfg config) error {
 // orchestratorArgs are the reference orchestrator's flags for one profile.
 func orchestratorArgs(p profile, addr, slug, model string) []string {
 	return []string{
-		"-addr", addr,
+		"-httpAddr", addr,
+		"-serviceAddr", addr,
 		"-ethAddr", p.Address,
 		"-aiModels", fmt.Sprintf("%s:%s:true", slug, model),
-		"-mean-server-time", p.MeanServer.String(),
-		"-jitter", p.Jitter.String(),
-		"-failure-rate", fmt.Sprint(p.FailureRate),
+		"-meanServerTime", p.MeanServer.String(),
+		"-serverTimeJitter", p.Jitter.String(),
+		"-failureRate", fmt.Sprint(p.FailureRate),
 		"-capacity", fmt.Sprint(p.Capacity),
 	}
 }

@@ -36,8 +36,10 @@ type profile struct {
 var fleet = []profile{
 	{Name: "fast", Address: "0x1111111111111111111111111111111111111111", MeanServer: 150 * time.Millisecond, Jitter: 30 * time.Millisecond, Capacity: 2},
 	{Name: "steady", Address: "0x2222222222222222222222222222222222222222", MeanServer: 400 * time.Millisecond, Jitter: 50 * time.Millisecond, Capacity: 2},
-	{Name: "flaky", Address: "0x3333333333333333333333333333333333333333", MeanServer: 250 * time.Millisecond, Jitter: 50 * time.Millisecond, FailureRate: 0.35, Capacity: 1},
-	{Name: "slow", Address: "0x4444444444444444444444444444444444444444", MeanServer: 1500 * time.Millisecond, Jitter: 200 * time.Millisecond, Capacity: 1},
+	// One job in five fails (spread evenly by the runner): fast enough to
+	// beat the slow one on score, visibly below 100% success.
+	{Name: "flaky", Address: "0x3333333333333333333333333333333333333333", MeanServer: 250 * time.Millisecond, Jitter: 50 * time.Millisecond, FailureRate: 0.2, Capacity: 1},
+	{Name: "slow", Address: "0x4444444444444444444444444444444444444444", MeanServer: 4 * time.Second, Jitter: 300 * time.Millisecond, Capacity: 1},
 }
 
 // child is a started component process.

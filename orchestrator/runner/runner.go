@@ -23,7 +23,7 @@ import (
 type Latency struct {
 	Mean        time.Duration // mean inference time per job
 	Jitter      time.Duration // uniform ± around Mean
-	FailureRate float64       // fraction of jobs answered with a 500 pipeline error
+	FailureRate float64       // fraction of jobs answered with a 500 pipeline error (spread evenly, not at random)
 	LoadTime    time.Duration // /health says LOADING this long after start
 }
 
@@ -67,9 +67,10 @@ type Runner struct {
 	wg   sync.WaitGroup
 	once sync.Once
 
-	mu      sync.Mutex
-	rng     *rand.Rand
-	running int
+	mu       sync.Mutex
+	rng      *rand.Rand
+	running  int
+	failDebt float64 // accumulated FailureRate; a job fails each time it reaches 1
 }
 
 type job struct {
@@ -196,7 +197,18 @@ func (r *Runner) draw() (time.Duration, bool) {
 	if l.Jitter > 0 {
 		d += time.Duration((r.rng.Float64()*2 - 1) * float64(l.Jitter))
 	}
-	return max(d, 0), l.FailureRate > 0 && r.rng.Float64() < l.FailureRate
+	// Failures are spread evenly (error diffusion) rather than drawn at
+	// random: a rate of 0.35 fails exactly 35 of every 100 jobs, so a demo
+	// fleet and the tests that check its ranking behave the same every run.
+	fail := false
+	if l.FailureRate > 0 {
+		r.failDebt += l.FailureRate
+		if r.failDebt >= 1-1e-9 {
+			r.failDebt--
+			fail = true
+		}
+	}
+	return max(d, 0), fail
 }
 
 // simulatedFailure fails after part of the work, like a pipeline that raises
