@@ -56,7 +56,7 @@ func GetOrchestrator(ctx context.Context, serviceURI string, req *lpnet.Orchestr
 		return nil, fmt.Errorf("dial %s: %w", serviceURI, err)
 	}
 	defer conn.Close()
-	info, err := lpnet.NewOrchestratorClient(conn).GetOrchestrator(ctx, req, grpc.WaitForReady(true))
+	info, err := lpnet.NewOrchestratorClient(conn).GetOrchestrator(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("GetOrchestrator %s: %w", serviceURI, err)
 	}
