@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -28,10 +29,14 @@ type Server struct {
 	Dir      string // root of data, logs and config
 	TCPAddr  string // native protocol address, 127.0.0.1:port
 	HTTPAddr string // HTTP interface address, 127.0.0.1:port
-	cmd      *exec.Cmd
-	done     chan struct{}
-	waitErr  error
-	keepDir  bool
+	// InterserverAddr is where other replicas fetch parts from (cluster
+	// members only).
+	InterserverAddr string
+	opts            Options // as resolved: ports and binary fixed, for Restart
+	cmd             *exec.Cmd
+	done            chan struct{}
+	waitErr         error
+	keepDir         bool
 }
 
 // Options configure Start.
@@ -46,6 +51,51 @@ type Options struct {
 	// StartTimeout bounds how long Start waits for the server to accept
 	// connections (default 30 s).
 	StartTimeout time.Duration
+	// Member, when set, makes the server one replica of a cluster.
+	Member *Member
+}
+
+// Member is what a server needs to be one replica of a cluster with one
+// shard: the cluster (every replica's native address), the ZooKeeper nodes
+// that coordinate replication and ON CLUSTER DDL, and its own macros.
+type Member struct {
+	// Cluster is the name in remote_servers (what ON CLUSTER and
+	// Distributed refer to).
+	Cluster string
+	// Replicas are the native host:port addresses of every replica of the
+	// shard, this server's own included.
+	Replicas []string
+	// ZooKeeper lists host:port of each ZooKeeper node.
+	ZooKeeper []string
+	// Shard and Replica are the {shard} and {replica} macros. Shard
+	// defaults to "01"; Replica must be unique in the shard.
+	Shard, Replica string
+	// InterserverPort serves part fetches to the other replicas; 0 picks a
+	// free loopback port (kept across Restart).
+	InterserverPort int
+	// SessionTimeout is the ZooKeeper session timeout (default 5 s). A
+	// killed replica's session must expire before it can come back, so a
+	// short one keeps fault tests quick.
+	SessionTimeout time.Duration
+}
+
+func (m *Member) validate() error {
+	switch {
+	case !chclient.ValidIdent(m.Cluster):
+		return fmt.Errorf("cluster member: invalid cluster name %q", m.Cluster)
+	case len(m.Replicas) == 0:
+		return errors.New("cluster member: no replicas")
+	case len(m.ZooKeeper) == 0:
+		return errors.New("cluster member: no ZooKeeper nodes")
+	case m.Replica == "" || strings.ContainsAny(m.Replica+m.Shard, "<>&'\"/{}"):
+		return fmt.Errorf("cluster member: invalid replica %q or shard %q", m.Replica, m.Shard)
+	}
+	for _, a := range append(append([]string{}, m.Replicas...), m.ZooKeeper...) {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("cluster member: address %q: %w", a, err)
+		}
+	}
+	return nil
 }
 
 // FindBinary returns the path of the clickhouse-server binary.
@@ -85,6 +135,27 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
+	var member *Member
+	if opts.Member != nil {
+		m := *opts.Member
+		if m.Shard == "" {
+			m.Shard = "01"
+		}
+		if m.SessionTimeout == 0 {
+			m.SessionTimeout = 5 * time.Second
+		}
+		if err := m.validate(); err != nil {
+			return nil, err
+		}
+		if m.InterserverPort == 0 {
+			p, err := FreePort()
+			if err != nil {
+				return nil, err
+			}
+			m.InterserverPort = p
+		}
+		member = &m
+	}
 	s := &Server{Dir: opts.Dir, keepDir: opts.Dir != "", done: make(chan struct{})}
 	if s.Dir == "" {
 		d, err := os.MkdirTemp("", "lpgauge-clickhouse-")
@@ -116,7 +187,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.TCPAddr = "127.0.0.1:" + strconv.Itoa(tcp)
 	s.HTTPAddr = "127.0.0.1:" + strconv.Itoa(httpPort)
-	if err := os.WriteFile(filepath.Join(s.Dir, "config.xml"), []byte(configXML(s.Dir, tcp, httpPort)), 0o644); err != nil {
+	s.opts = Options{Dir: s.Dir, TCPPort: tcp, HTTPPort: httpPort, Binary: bin, StartTimeout: opts.StartTimeout, Member: member}
+	config := configXML(s.Dir, tcp, httpPort)
+	if member != nil {
+		s.InterserverAddr = "127.0.0.1:" + strconv.Itoa(member.InterserverPort)
+		config = strings.Replace(config, "</yandex>", memberXML(member), 1)
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir, "config.xml"), []byte(config), 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(s.Dir, "users.xml"), []byte(usersXML), 0o644); err != nil {
@@ -152,7 +229,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, ctx.Err()
 		default:
 		}
-		if ping(ctx, s.TCPAddr) {
+		if ping(ctx, s.TCPAddr) && (member == nil || zooKeeperReady(ctx, s.TCPAddr)) {
 			return s, nil
 		}
 		if time.Now().After(deadline) {
@@ -177,6 +254,20 @@ func ping(ctx context.Context, addr string) bool {
 	}
 	conn.Close()
 	return true
+}
+
+// zooKeeperReady checks that the server holds a ZooKeeper session: 18.16
+// can crash on an ON CLUSTER statement sent before it has one.
+func zooKeeperReady(ctx context.Context, addr string) bool {
+	conn, err := chclient.Open(ctx, chclient.Config{Addr: addr, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, MaxOpenConns: 1})
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var n uint64
+	return conn.QueryRow(qctx, "SELECT count() FROM system.zookeeper WHERE path = '/'").Scan(&n) == nil
 }
 
 // PID of the server process.
@@ -210,11 +301,10 @@ func (s *Server) Stop() {
 	}
 }
 
-// Restart starts a fresh process on the same directory and ports (after Kill).
+// Restart starts a fresh process on the same directory, ports and cluster
+// membership (after Kill).
 func (s *Server) Restart(ctx context.Context) (*Server, error) {
-	tcp, _ := strconv.Atoi(s.TCPAddr[strings.LastIndex(s.TCPAddr, ":")+1:])
-	httpPort, _ := strconv.Atoi(s.HTTPAddr[strings.LastIndex(s.HTTPAddr, ":")+1:])
-	ns, err := Start(ctx, Options{Dir: s.Dir, TCPPort: tcp, HTTPPort: httpPort, Binary: s.cmd.Path})
+	ns, err := Start(ctx, s.opts)
 	if err != nil {
 		return nil, err
 	}
@@ -256,6 +346,30 @@ func configXML(dir string, tcp, httpPort int) string {
 `, dir, tcp, httpPort)
 }
 
+// memberXML is the cluster part of config.xml (18.16 syntax), closing the
+// <yandex> root it replaces. internal_replication: a Distributed insert writes
+// each row to one replica of the shard and the Replicated* table copies it to
+// the others, so a replica that is down catches up from its peers when it
+// returns instead of missing what the Distributed table failed to send it.
+func memberXML(m *Member) string {
+	var b strings.Builder
+	b.WriteString("  <remote_servers>\n    <" + m.Cluster + ">\n      <shard>\n        <internal_replication>true</internal_replication>\n")
+	for _, r := range m.Replicas {
+		host, port, _ := net.SplitHostPort(r)
+		fmt.Fprintf(&b, "        <replica><host>%s</host><port>%s</port></replica>\n", host, port)
+	}
+	b.WriteString("      </shard>\n    </" + m.Cluster + ">\n  </remote_servers>\n  <zookeeper>\n")
+	for i, z := range m.ZooKeeper {
+		host, port, _ := net.SplitHostPort(z)
+		fmt.Fprintf(&b, "    <node index=\"%d\"><host>%s</host><port>%s</port></node>\n", i+1, host, port)
+	}
+	fmt.Fprintf(&b, "    <session_timeout_ms>%d</session_timeout_ms>\n  </zookeeper>\n", m.SessionTimeout.Milliseconds())
+	fmt.Fprintf(&b, "  <macros><shard>%s</shard><replica>%s</replica></macros>\n", m.Shard, m.Replica)
+	fmt.Fprintf(&b, "  <interserver_http_host>127.0.0.1</interserver_http_host>\n  <interserver_http_port>%d</interserver_http_port>\n", m.InterserverPort)
+	b.WriteString("  <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>\n</yandex>\n")
+	return b.String()
+}
+
 const usersXML = `<?xml version="1.0"?>
 <yandex>
   <profiles>
@@ -268,3 +382,44 @@ const usersXML = `<?xml version="1.0"?>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
 `
+
+// StartCluster starts n servers in temporary directories that form cluster
+// as one shard of n replicas (macros {shard}=01, {replica}=r1…rn),
+// coordinated by the ZooKeeper nodes zk. Servers start concurrently; on an
+// error the ones already up are stopped.
+func StartCluster(ctx context.Context, cluster string, n int, zk []string) ([]*Server, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("start cluster: %d replicas", n)
+	}
+	ports := make([]int, n)
+	replicas := make([]string, n)
+	for i := range ports {
+		p, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		ports[i], replicas[i] = p, "127.0.0.1:"+strconv.Itoa(p)
+	}
+	servers := make([]*Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			servers[i], errs[i] = Start(ctx, Options{TCPPort: ports[i], Member: &Member{
+				Cluster: cluster, Replicas: replicas, ZooKeeper: zk, Replica: "r" + strconv.Itoa(i+1),
+			}})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, s := range servers {
+			if s != nil {
+				s.Stop()
+			}
+		}
+		return nil, fmt.Errorf("start cluster %s: %w", cluster, err)
+	}
+	return servers, nil
+}
