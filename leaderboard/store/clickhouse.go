@@ -18,7 +18,8 @@ import (
 // DefaultTimeout bounds a query whose context has no earlier deadline.
 const DefaultTimeout = 10 * time.Second
 
-// ClickHouse reads the raw probe_results table of one database. Queries are
+// ClickHouse reads the probe_results table of one database and its hourly
+// rollups (rollup.go; raw rows only for raw_stats and a window's edges). Queries are
 // plain SQL that runs on ClickHouse 18.16 and current releases; values only
 // ever travel as bound parameters.
 type ClickHouse struct {
@@ -101,8 +102,9 @@ func unixMilli(t time.Time) uint64 {
 	return uint64(ms)
 }
 
-// Aggregates implements Store.
-func (c *ClickHouse) Aggregates(ctx context.Context, f Filter) ([]Aggregate, error) {
+// aggregatesRaw is Aggregates computed from raw rows only: the reference the
+// rollup path must equal, and the benchmark's baseline.
+func (c *ClickHouse) aggregatesRaw(ctx context.Context, f Filter) ([]Aggregate, error) {
 	regionCol := "region"
 	if f.Region == regions.Global {
 		regionCol = chclient.Quote(regions.Global)
@@ -118,6 +120,12 @@ func (c *ClickHouse) Aggregates(ctx context.Context, f Filter) ([]Aggregate, err
 		" FROM " + c.table() + w +
 		" GROUP BY orchestrator, reg, pipeline, model HAVING probes > 0" +
 		" ORDER BY orchestrator, reg, pipeline, model"
+	return c.scanAggregates(ctx, q, args)
+}
+
+// scanAggregates runs q, whose columns are orchestrator, region, pipeline,
+// model, probes, successes, excused, rtt sum (µs), rtt count, last tested.
+func (c *ClickHouse) scanAggregates(ctx context.Context, q string, args []any) ([]Aggregate, error) {
 	cctx, cancel := c.ctx(ctx)
 	defer cancel()
 	rows, err := c.conn.Query(cctx, q, args...)
@@ -144,16 +152,22 @@ func (c *ClickHouse) Aggregates(ctx context.Context, f Filter) ([]Aggregate, err
 	return out, nil
 }
 
-// MedianRTTs implements Store. ClickHouse's median is not interpolated, so
-// the two middle values of the sorted successful times are averaged here the
-// way Postgres percentile_cont(0.5) does (leaderboard-serverless's median).
-func (c *ClickHouse) MedianRTTs(ctx context.Context, f Filter) (map[Key]float64, error) {
+// medianRTTsRaw is MedianRTTs from raw rows only. ClickHouse's median is not
+// interpolated, so the two middle values of the sorted successful times are
+// averaged here the way Postgres percentile_cont(0.5) does
+// (leaderboard-serverless's median).
+func (c *ClickHouse) medianRTTsRaw(ctx context.Context, f Filter) (map[Key]float64, error) {
 	w, args := where(f, true)
 	q := "SELECT pipeline, model, n," +
 		" if(n % 2 = 1, toFloat64(a[intDiv(n + 1, 2)]), (toFloat64(a[intDiv(n, 2)]) + toFloat64(a[intDiv(n, 2) + 1])) / 2) AS median_us" +
 		" FROM (SELECT pipeline, model, count() AS n, arraySort(groupArray(total_us)) AS a" +
 		" FROM " + c.table() + w + " AND outcome = 'success' AND total_us > 0" +
 		" GROUP BY pipeline, model)"
+	return c.scanMedians(ctx, q, args)
+}
+
+// scanMedians runs q, whose columns are pipeline, model, n, median (µs).
+func (c *ClickHouse) scanMedians(ctx context.Context, q string, args []any) (map[Key]float64, error) {
 	cctx, cancel := c.ctx(ctx)
 	defer cancel()
 	rows, err := c.conn.Query(cctx, q, args...)
@@ -177,8 +191,8 @@ func (c *ClickHouse) MedianRTTs(ctx context.Context, f Filter) (map[Key]float64,
 	return out, nil
 }
 
-// Pipelines implements Store.
-func (c *ClickHouse) Pipelines(ctx context.Context, f Filter) ([]Pipeline, error) {
+// pipelinesRaw is Pipelines from raw rows only.
+func (c *ClickHouse) pipelinesRaw(ctx context.Context, f Filter) ([]Pipeline, error) {
 	f.Pipeline, f.Model, f.Orchestrator = "", "", ""
 	if f.Region == regions.Global {
 		f.Region = ""
@@ -187,6 +201,11 @@ func (c *ClickHouse) Pipelines(ctx context.Context, f Filter) ([]Pipeline, error
 	q := "SELECT pipeline, arraySort(groupUniqArray(model)), arraySort(groupUniqArray(region))" +
 		" FROM " + c.table() + w + " AND outcome != 'excused' AND pipeline != ''" +
 		" GROUP BY pipeline ORDER BY pipeline"
+	return c.scanPipelines(ctx, q, args)
+}
+
+// scanPipelines runs q, whose columns are pipeline, models, regions.
+func (c *ClickHouse) scanPipelines(ctx context.Context, q string, args []any) ([]Pipeline, error) {
 	cctx, cancel := c.ctx(ctx)
 	defer cancel()
 	rows, err := c.conn.Query(cctx, q, args...)

@@ -33,9 +33,10 @@ func probe(orch, region string, at time.Time, outcome results.Outcome, total tim
 	return r
 }
 
-func seed(t *testing.T) (*ClickHouse, time.Time) {
+// seedOn stores the basic fixture in a fresh database of backend newDB.
+func seedOn(t *testing.T, newDB backend) (*ClickHouse, time.Time) {
 	t.Helper()
-	db := chtest.NewDB(t)
+	db := newDB(t)
 	now := time.Now().UTC().Truncate(time.Second)
 	rows := []results.Result{
 		// A: FRA 8 s success; LAX 2 s success.
@@ -59,8 +60,8 @@ func seed(t *testing.T) (*ClickHouse, time.Time) {
 	return st, now
 }
 
-func TestAggregatesAndMedian(t *testing.T) {
-	st, now := seed(t)
+func testAggregatesAndMedian(t *testing.T, newDB backend) {
+	st, now := seedOn(t, newDB)
 	ctx := context.Background()
 	win := Window{Since: now.Add(-24 * time.Hour), Until: now}
 	f := Filter{Window: win, Pipeline: t2i, Model: sdxl}
@@ -108,8 +109,8 @@ func TestAggregatesAndMedian(t *testing.T) {
 	}
 }
 
-func TestMedianInterpolatesOddAndEven(t *testing.T) {
-	db := chtest.NewDB(t)
+func testMedianInterpolatesOddAndEven(t *testing.T, newDB backend) {
+	db := newDB(t)
 	now := time.Now().UTC().Truncate(time.Second)
 	var rows []results.Result
 	for i, s := range []int{1, 3, 10} {
@@ -128,8 +129,8 @@ func TestMedianInterpolatesOddAndEven(t *testing.T) {
 	}
 }
 
-func TestPipelinesAndRaw(t *testing.T) {
-	st, now := seed(t)
+func testPipelinesAndRaw(t *testing.T, newDB backend) {
+	st, now := seedOn(t, newDB)
 	ctx := context.Background()
 	win := Window{Since: now.Add(-24 * time.Hour), Until: now}
 	ps, err := st.Pipelines(ctx, Filter{Window: win})

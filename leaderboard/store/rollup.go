@@ -1,0 +1,179 @@
+package store
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/lpgauge/lpgauge/internal/chclient"
+	"github.com/lpgauge/lpgauge/regions"
+)
+
+// The read methods of ClickHouse answer from the hourly rollups
+// (probe_rollup_hourly, migration 0003) for every whole hour of a window and
+// from raw probe_results only for the partial hours at its edges, so the
+// answer is the raw computation's, to the microsecond, whatever since/until
+// a caller sends, while a 24 h request reads 22 rollup hours instead of
+// every probe.
+
+func (c *ClickHouse) rollupTable() string { return c.db + ".probe_rollup_hourly" }
+
+// span is a window cut at whole hours: [from, to) (unix seconds) is read from
+// rollups; the rest of the window, when any, from raw rows.
+type span struct {
+	from, to uint32
+	// edges reports whether part of the window lies outside [from, to).
+	edges bool
+}
+
+func (s span) whole() bool { return s.from < s.to }
+
+const hourMs = uint64(time.Hour / time.Millisecond)
+
+// splitWindow finds the whole hours inside w. The window is inclusive at
+// millisecond precision (like where), so hour H is whole when
+// since ≤ H and H + 1 h − 1 ms ≤ until.
+func splitWindow(w Window) span {
+	since, until := unixMilli(w.Since), unixMilli(w.Until)
+	if until < since {
+		return span{edges: true}
+	}
+	from := (since + hourMs - 1) / hourMs * hourMs
+	to := (until + 1) / hourMs * hourMs
+	if from >= to {
+		return span{edges: true}
+	}
+	return span{
+		from:  uint32(from / 1000),
+		to:    uint32(to / 1000),
+		edges: since < from || until+1 > to,
+	}
+}
+
+// rollupWhere is where for the rollup table: whole hours [s.from, s.to) and
+// f's dimensions.
+func rollupWhere(f Filter, s span, skipOrchestrator bool) (string, []any) {
+	conds := []string{"hour >= toDateTime(?)", "hour < toDateTime(?)"}
+	args := []any{s.from, s.to}
+	return dimensions(conds, args, f, skipOrchestrator)
+}
+
+// edgeWhere is where for the raw rows of f's window outside the whole hours.
+func edgeWhere(f Filter, s span, skipOrchestrator bool) (string, []any) {
+	w, args := where(f, skipOrchestrator)
+	if s.whole() {
+		w += " AND (started_at < toDateTime(?) OR started_at >= toDateTime(?))"
+		args = append(args, s.from, s.to)
+	}
+	return w, args
+}
+
+func dimensions(conds []string, args []any, f Filter, skipOrchestrator bool) (string, []any) {
+	if f.Pipeline != "" {
+		conds = append(conds, "pipeline = ?")
+		args = append(args, f.Pipeline)
+	}
+	if f.Model != "" {
+		conds = append(conds, "model = ?")
+		args = append(args, f.Model)
+	}
+	if f.Region != "" && f.Region != regions.Global {
+		conds = append(conds, "region = ?")
+		args = append(args, f.Region)
+	}
+	if f.Orchestrator != "" && !skipOrchestrator {
+		conds = append(conds, "orchestrator = ?")
+		args = append(args, f.Orchestrator)
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// unionAll joins the parts that apply: UNION ALL of rollup and raw edges.
+func unionAll(s span, rollup, edge string, rollupArgs, edgeArgs []any) (string, []any) {
+	switch {
+	case s.whole() && s.edges:
+		return rollup + " UNION ALL " + edge, append(append([]any{}, rollupArgs...), edgeArgs...)
+	case s.whole():
+		return rollup, rollupArgs
+	default:
+		return edge, edgeArgs
+	}
+}
+
+// Aggregates implements Store from rollups plus raw edges.
+func (c *ClickHouse) Aggregates(ctx context.Context, f Filter) ([]Aggregate, error) {
+	return c.aggregates(ctx, f, splitWindow(f.Window))
+}
+
+func (c *ClickHouse) aggregates(ctx context.Context, f Filter, s span) ([]Aggregate, error) {
+	regionCol := "region"
+	if f.Region == regions.Global {
+		regionCol = chclient.Quote(regions.Global)
+	}
+	rw, rargs := rollupWhere(f, s, false)
+	rollup := "SELECT orchestrator, " + regionCol + " AS reg, pipeline, model," +
+		" countIfMerge(probes) AS p, countIfMerge(successes) AS ok, countIfMerge(excused) AS ex," +
+		" sumIfMerge(rtt_sum_us) AS rs, countIfMerge(rtt_n) AS rn, maxMerge(last_tested) AS lt" +
+		" FROM " + c.rollupTable() + rw + " GROUP BY orchestrator, reg, pipeline, model"
+	ew, eargs := edgeWhere(f, s, false)
+	edge := "SELECT orchestrator, " + regionCol + " AS reg, pipeline, model," +
+		" countIf(outcome != 'excused') AS p, countIf(outcome = 'success') AS ok, countIf(outcome = 'excused') AS ex," +
+		" sumIf(total_us, outcome = 'success' AND total_us > 0) AS rs, countIf(outcome = 'success' AND total_us > 0) AS rn," +
+		" max(started_at) AS lt" +
+		" FROM " + c.table() + ew + " GROUP BY orchestrator, reg, pipeline, model"
+	inner, args := unionAll(s, rollup, edge, rargs, eargs)
+	q := "SELECT orchestrator, reg, pipeline, model, sum(p) AS probes, sum(ok), sum(ex), sum(rs), sum(rn), max(lt)" +
+		" FROM (" + inner + ")" +
+		" GROUP BY orchestrator, reg, pipeline, model HAVING probes > 0" +
+		" ORDER BY orchestrator, reg, pipeline, model"
+	return c.scanAggregates(ctx, q, args)
+}
+
+// MedianRTTs implements Store from rollups plus raw edges. rtt_us holds every
+// successful total time, so the median is exact and interpolated the way
+// Postgres percentile_cont(0.5) does it, as the raw computation is.
+func (c *ClickHouse) MedianRTTs(ctx context.Context, f Filter) (map[Key]float64, error) {
+	return c.medianRTTs(ctx, f, splitWindow(f.Window))
+}
+
+func (c *ClickHouse) medianRTTs(ctx context.Context, f Filter, s span) (map[Key]float64, error) {
+	rw, rargs := rollupWhere(f, s, true)
+	rollup := "SELECT pipeline, model, groupArrayIfMerge(rtt_us) AS v FROM " + c.rollupTable() + rw + " GROUP BY pipeline, model"
+	ew, eargs := edgeWhere(f, s, true)
+	edge := "SELECT pipeline, model, groupArray(total_us) AS v FROM " + c.table() + ew +
+		" AND outcome = 'success' AND total_us > 0 GROUP BY pipeline, model"
+	inner, args := unionAll(s, rollup, edge, rargs, eargs)
+	q := "SELECT pipeline, model, n," +
+		" if(n % 2 = 1, toFloat64(a[intDiv(n + 1, 2)]), (toFloat64(a[intDiv(n, 2)]) + toFloat64(a[intDiv(n, 2) + 1])) / 2) AS median_us" +
+		" FROM (SELECT pipeline, model, arraySort(groupArrayArray(v)) AS a, toUInt64(length(a)) AS n FROM (" + inner + ")" +
+		" GROUP BY pipeline, model) WHERE n > 0"
+	return c.scanMedians(ctx, q, args)
+}
+
+// Pipelines implements Store from rollups plus raw edges.
+func (c *ClickHouse) Pipelines(ctx context.Context, f Filter) ([]Pipeline, error) {
+	f.Pipeline, f.Model, f.Orchestrator = "", "", ""
+	if f.Region == regions.Global {
+		f.Region = ""
+	}
+	return c.pipelines(ctx, f, splitWindow(f.Window))
+}
+
+func (c *ClickHouse) pipelines(ctx context.Context, f Filter, s span) ([]Pipeline, error) {
+	rw, rargs := rollupWhere(f, s, true)
+	rollup := "SELECT pipeline, model, region FROM " + c.rollupTable() + rw +
+		" AND pipeline != '' GROUP BY pipeline, model, region HAVING countIfMerge(probes) > 0"
+	ew, eargs := edgeWhere(f, s, true)
+	edge := "SELECT pipeline, model, region FROM " + c.table() + ew +
+		" AND outcome != 'excused' AND pipeline != '' GROUP BY pipeline, model, region"
+	inner, args := unionAll(s, rollup, edge, rargs, eargs)
+	q := "SELECT pipeline, arraySort(groupUniqArray(model)), arraySort(groupUniqArray(region))" +
+		" FROM (" + inner + ") GROUP BY pipeline ORDER BY pipeline"
+	ps, err := c.scanPipelines(ctx, q, args)
+	for i := range ps {
+		sort.Strings(ps[i].Models)
+		sort.Strings(ps[i].Regions)
+	}
+	return ps, err
+}
