@@ -18,7 +18,12 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
+
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
+	"github.com/lpgauge/lpgauge/orchestrator/payment"
 	"github.com/lpgauge/lpgauge/orchestrator/runner"
 )
 
@@ -45,7 +50,7 @@ func run(ctx context.Context, args []string) error {
 	serviceURI := fs.String("serviceURI", "", "base URL of result media URLs (default: the scheme and host of each request)")
 	aiModels := fs.String("aiModels", "", "aiModels.json path, JSON array, or inline pipeline:model_id:warm,… (required)")
 	ethAddr := fs.String("ethAddr", "", "the orchestrator's address, its identity (default derived from -serviceAddr)")
-	network := fs.String("network", "offchain", "payment network; only offchain (no payments) until the payment gate lands")
+	network := fs.String("network", "offchain", "payment network; only offchain (no payments; GetOrchestrator served on the same port) for now")
 	var lat runner.Latency
 	fs.DurationVar(&lat.Mean, "meanServerTime", time.Second, "CPU runners: mean inference time per job")
 	fs.DurationVar(&lat.Jitter, "serverTimeJitter", 200*time.Millisecond, "CPU runners: uniform ± jitter around the mean")
@@ -118,7 +123,20 @@ func run(ctx context.Context, args []string) error {
 	if extra != nil {
 		handler = withRuntimeRoutes(handler, extra)
 	}
-	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// GetOrchestrator shares the port with the HTTP endpoints, as on
+	// go-livepeer (gRPC over h2c on a plain listener). Off-chain it
+	// advertises price 0 and no ticket params.
+	recv, err := payment.NewReceiver(payment.Config{Log: log})
+	if err != nil {
+		return err
+	}
+	defer recv.Close()
+	rpc := &lprpc.Server{URI: "http://" + *serviceAddr, Receiver: recv, States: runners.States, Version: "lpgauge"}
+	if cfg.ServiceURI != "" {
+		rpc.URI = cfg.ServiceURI
+	}
+	handler = h2c.NewHandler(lprpc.Handler(lprpc.NewGRPC(rpc), handler), &http2.Server{})
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: lprpc.MaxHeaderBytes}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)

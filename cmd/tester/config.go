@@ -43,6 +43,7 @@ type config struct {
 	SpoolMax      int64
 	LogLevel      string
 	CH            chclient.Config
+	Network       string // none, offchain or onchain: how probes speak the Livepeer protocol
 }
 
 const keyEnv = "TESTER_KEY"
@@ -73,6 +74,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "directory of the on-disk spool that keeps results while ClickHouse is down and across crashes (default: $TMPDIR/lpgauge-tester-<region>; give one per tester process)")
 	fs.Int64Var(&c.SpoolMax, "spool-max-bytes", 1<<30, "spool size limit; past it new results are refused and logged")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.Network, "network", "none", "Livepeer protocol: none (plain AI requests), offchain (GetOrchestrator + unsigned segment credentials) or onchain (also signed with -tester-key and paid with tickets; the key needs a TicketBroker deposit)")
 	c.CH.RegisterFlags(fs, "clickhouse.")
 }
 

@@ -19,6 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/lpgauge/lpgauge/gateway"
+	"github.com/lpgauge/lpgauge/gateway/pm"
+	"github.com/lpgauge/lpgauge/gateway/preparer"
 	"github.com/lpgauge/lpgauge/internal/chclient"
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/schemas"
@@ -92,7 +95,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.SimulateRTT {
 		dial = simulatedDial(p.region.SimulatedRTT)
 	}
-	prober := probe.New(probe.Config{Timeouts: c.Timeouts, MaxResponseBytes: c.MaxResponse, VerifyTLS: c.VerifyTLS, Dial: dial})
+	var prep probe.Preparer // nil: probe.OffChain, no protocol
+	switch c.Network {
+	case "none", "":
+	case "offchain":
+		prep = preparer.Preparer{Gateway: &gateway.Gateway{}}
+	case "onchain":
+		prep = preparer.Preparer{Gateway: &gateway.Gateway{Sender: pm.NewSender(pm.NewSigner(p.key))}}
+	default:
+		return fmt.Errorf("-network %q: want none, offchain or onchain", c.Network)
+	}
+	prober := probe.New(probe.Config{Timeouts: c.Timeouts, MaxResponseBytes: c.MaxResponse, VerifyTLS: c.VerifyTLS, Dial: dial, Preparer: prep})
 
 	deadline := c.RoundDeadline
 	var spread time.Duration
