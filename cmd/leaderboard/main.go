@@ -32,6 +32,7 @@ type config struct {
 	secret          string
 	maxPostBytes    int64
 	keysFile        string
+	rollups         rollupConfig
 }
 
 func (c *config) registerFlags(fs *flag.FlagSet) {
@@ -43,6 +44,7 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.maxPostBytes, "post.max-body-bytes", api.DefaultMaxPostBytes, "largest post_stats body accepted (413 above)")
 	fs.StringVar(&c.keysFile, "post.keys-file", "", "JSON file {\"<key id>\": \"<secret>\"} of per-tester post_stats keys (signed mode with timestamp and nonce)")
 	fs.BoolVar(&c.migrate, "migrate", true, "apply the schema migrations at start")
+	c.rollups.registerFlags(fs)
 }
 
 func (c *config) validate() error {
@@ -55,6 +57,9 @@ func (c *config) validate() error {
 	}
 	if c.queryTimeout <= 0 || c.shutdownTimeout <= 0 {
 		errs = append(errs, errors.New("-query-timeout and -shutdown-timeout must be positive"))
+	}
+	if err := c.rollups.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -102,6 +107,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready chan<- string)
 	if err != nil {
 		return err
 	}
+	if cfg.rollups.rebuild != "" {
+		return rebuildRollups(ctx, cfg.rollups, st, log)
+	}
+	defer startRetention(ctx, cfg.rollups, st, log)()
 	handler := api.New(api.Config{Window: cfg.window, QueryTimeout: cfg.queryTimeout, Secret: cfg.secret, MaxPostBytes: cfg.maxPostBytes, Keys: keys, Logger: log}, st)
 	srv := &http.Server{
 		Handler:           handler,
