@@ -3,7 +3,9 @@
 -- Durations are integer microseconds measured on the tester's monotonic clock;
 -- 0 means the phase did not happen (e.g. no TLS on h2c, connection reused).
 -- Partitioned by day so retention is a partition drop (no TTL on 18.16).
-CREATE TABLE IF NOT EXISTS {{.DB}}.probe_results
+-- On a cluster the rows live in probe_results_local (replicated) and
+-- probe_results is the Distributed table over it; see schemas.Options.Cluster.
+CREATE TABLE IF NOT EXISTS {{.DB}}.{{.Local "probe_results"}} {{.OnCluster}}
 (
     probe_id            String  COMMENT 'deterministic id: hex sha256 of region, tester, round slot, orchestrator, pipeline, model, attempt',
     batch_id            String  COMMENT 'deterministic id of the insert batch this row arrived in',
@@ -40,6 +42,8 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.probe_results
     input_parameters    String  COMMENT 'JSON of the request parameters',
     inserted_at         DateTime('UTC') DEFAULT now()
 )
-ENGINE = MergeTree()
+ENGINE = {{.Engine "probe_results" "MergeTree"}}
 PARTITION BY toYYYYMMDD(started_at)
 ORDER BY (pipeline, model, region, orchestrator, started_at, probe_id)
+--migration:split
+{{.Distributed "probe_results"}}
