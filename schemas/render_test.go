@@ -1,6 +1,7 @@
 package schemas_test
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -49,6 +50,65 @@ func TestOneServerRenderingHasNoClusterParts(t *testing.T) {
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("0001 on one server lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+var (
+	createTableRE = regexp.MustCompile(`^CREATE TABLE IF NOT EXISTS db\.(\w+) ON CLUSTER lpgauge\b`)
+	engineRE      = regexp.MustCompile(`ENGINE = (\w+)\(`)
+	viewRE        = regexp.MustCompile(`^CREATE MATERIALIZED VIEW IF NOT EXISTS db\.\w+ ON CLUSTER lpgauge TO db\.(\w+) AS SELECT .* FROM db\.(\w+)`)
+)
+
+// On a cluster every statement runs ON CLUSTER, every table that stores rows
+// is a Replicated* <name>_local with a Distributed <name> over it, and views
+// read and write local tables (each server rolls up the rows it stores).
+func TestClusterRenderingReplicatesEveryTable(t *testing.T) {
+	local, distributed := map[string]bool{}, map[string]bool{}
+	for name, stmts := range renderAll(t, schemas.Options{Database: "db", Cluster: "lpgauge"}) {
+		for _, s := range stmts {
+			s = squash(s)
+			if !strings.Contains(s, " ON CLUSTER lpgauge ") {
+				t.Errorf("%s: statement not ON CLUSTER: %s", name, s)
+			}
+			if strings.Contains(s, "COMMENT '") {
+				t.Errorf("%s: column comment left in a cluster statement (18.16 refuses it on the second replica): %.120s", name, s)
+			}
+			if m := viewRE.FindStringSubmatch(s); m != nil {
+				if !strings.HasSuffix(m[1], "_local") || !strings.HasSuffix(m[2], "_local") {
+					t.Errorf("%s: view reads %s and writes %s; want local tables on a cluster", name, m[2], m[1])
+				}
+				continue
+			}
+			m := createTableRE.FindStringSubmatch(s)
+			if m == nil {
+				continue
+			}
+			engine := engineRE.FindStringSubmatch(s)
+			switch {
+			case engine == nil:
+				t.Errorf("%s: CREATE TABLE %s without a recognisable engine", name, m[1])
+			case engine[1] == "Distributed":
+				distributed[m[1]] = true
+				if want := "Distributed(lpgauge, db, " + m[1] + "_local, rand())"; !strings.Contains(s, want) {
+					t.Errorf("%s: %s is not %s: %s", name, m[1], want, s)
+				}
+			case strings.HasPrefix(engine[1], "Replicated"):
+				if !strings.HasSuffix(m[1], "_local") {
+					t.Errorf("%s: replicated table %s is not named <table>_local", name, m[1])
+				}
+				local[strings.TrimSuffix(m[1], "_local")] = true
+			default:
+				t.Errorf("%s: table %s has engine %s on a cluster; want a Replicated* or Distributed engine", name, m[1], engine[1])
+			}
+		}
+	}
+	if !local["probe_results"] {
+		t.Error("no replicated probe_results_local on a cluster")
+	}
+	for table := range local {
+		if !distributed[table] {
+			t.Errorf("%s_local has no Distributed %s over it: writers and readers use the plain name", table, table)
 		}
 	}
 }
