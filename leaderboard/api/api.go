@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/lpgauge/lpgauge/leaderboard/store"
+	"github.com/lpgauge/lpgauge/schemas/openapi"
 )
 
 // Config tunes the API. Zero values take the defaults below.
@@ -41,6 +42,11 @@ type Config struct {
 	Keys map[string]string
 	// MaxSkew is how far a signed post's timestamp may be from now (5 min).
 	MaxSkew time.Duration
+	// MaxStale is how old a cached answer may be and still be served, marked
+	// stale, while the store is down (24 h); CacheEntries bounds how many
+	// distinct requests are remembered (1024).
+	MaxStale     time.Duration
+	CacheEntries int
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	// Logger receives one line per failed request (slog.Default when nil).
@@ -66,6 +72,12 @@ func (c *Config) defaults() {
 	if c.MaxSkew <= 0 {
 		c.MaxSkew = 5 * time.Minute
 	}
+	if c.MaxStale <= 0 {
+		c.MaxStale = 24 * time.Hour
+	}
+	if c.CacheEntries <= 0 {
+		c.CacheEntries = 1024
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -76,8 +88,10 @@ func (c *Config) defaults() {
 
 // Server holds the handlers' dependencies.
 type Server struct {
-	cfg   Config
-	store store.Store
+	cfg     Config
+	store   store.Store
+	cache   *answerCache
+	metrics *metrics
 }
 
 // CacheControl is what every successful read carries: leaderboard-serverless's
@@ -89,13 +103,13 @@ func init() { gin.SetMode(gin.ReleaseMode) }
 // New returns the HTTP handler of the leaderboard API over st.
 func New(cfg Config, st store.Store) http.Handler {
 	cfg.defaults()
-	s := &Server{cfg: cfg, store: st}
+	s := &Server{cfg: cfg, store: st, cache: newAnswerCache(cfg.CacheEntries, cfg.MaxStale), metrics: newMetrics()}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	// A raw query such as "model=ByteDance/SDXL-Lightning" must reach the
 	// handlers as sent; gin must not treat the escaped path specially.
 	r.UseRawPath = false
-	r.Use(s.recoverJSON, standardHeaders)
+	r.Use(s.metrics.instrument, s.recoverJSON, standardHeaders)
 	r.NoRoute(func(c *gin.Context) {
 		fail(c, http.StatusNotFound, "no such endpoint "+c.Request.URL.Path+": see the leaderboard README for the list")
 	})
@@ -104,11 +118,21 @@ func New(cfg Config, st store.Store) http.Handler {
 	})
 	r.GET("/healthz", s.healthz)
 	r.GET("/api/health", s.health)
-	r.GET("/api/regions", s.regions)
-	r.GET("/api/pipelines", s.pipelines)
-	r.GET("/api/aggregated_stats", s.aggregatedStats)
-	r.GET("/api/raw_stats", s.rawStats)
-	r.GET("/api/top_ai_score", s.topAIScore)
+	r.GET("/metrics", s.metrics.handler())
+	r.GET("/api/openapi.yaml", serveOpenAPI)
+	// Reads from the store: a store outage serves the last good answer, stale.
+	read := r.Group("", s.staleOnStoreFailure)
+	read.GET("/api/regions", s.regions)
+	read.GET("/api/pipelines", s.pipelines)
+	read.GET("/api/aggregated_stats", s.aggregatedStats)
+	read.GET("/api/raw_stats", s.rawStats)
+	read.GET("/api/top_ai_score", s.topAIScore)
+	read.GET("/api/percentiles", s.percentiles)
+	read.GET("/api/history", s.history)
+	read.GET("/api/errors", s.errorsBreakdown)
+	read.GET("/api/perf_scores", s.perfScores)
+	read.GET("/api/blocklist", s.blocklist)
+	read.GET("/api/orchestrators", s.orchestrators)
 	r.POST("/api/post_stats", s.postStats)
 	return r
 }
@@ -170,6 +194,8 @@ func writeJSON(c *gin.Context, status int, v any) {
 // 503 otherwise. The detail goes to the log only.
 func (s *Server) storeFailed(c *gin.Context, what string, err error) {
 	s.cfg.Logger.Error("store query failed", "endpoint", c.FullPath(), "what", what, "err", err)
+	s.metrics.storeErrors.WithLabelValues(what).Inc()
+	c.Set(storeFailedKey, true)
 	if errors.Is(err, context.DeadlineExceeded) {
 		fail(c, http.StatusGatewayTimeout, "the result store did not answer in time; try again, or narrow the window (since/until)")
 		return
@@ -179,4 +205,10 @@ func (s *Server) storeFailed(c *gin.Context, what string, err error) {
 
 func (s *Server) queryCtx(c *gin.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.Request.Context(), s.cfg.QueryTimeout)
+}
+
+// serveOpenAPI serves the OpenAPI 3 description of every endpoint.
+func serveOpenAPI(c *gin.Context) {
+	c.Header("Content-Type", "application/yaml")
+	c.Data(http.StatusOK, "application/yaml", openapi.Leaderboard)
 }

@@ -47,6 +47,15 @@ type regionEntry struct {
 // regions lists the catalogue once per job type, as leaderboard-serverless's
 // regions ⨝ job_types does.
 func (s *Server) regions(c *gin.Context) {
+	withData, err := boolParam(c.Request.URL.Query(), "with_data")
+	if err != nil {
+		fail(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	if withData {
+		s.regionsWithData(c)
+		return
+	}
 	out := []regionEntry{}
 	for _, jt := range []regions.JobType{regions.Transcoding, regions.AI} {
 		for _, r := range regions.All() {
@@ -118,9 +127,21 @@ func entryFor(a store.Aggregate, median float64) aggregatedEntry {
 }
 
 func (s *Server) aggregatedStats(c *gin.Context) {
-	p, err := s.parseParams(c.Request.URL.Query())
+	q := c.Request.URL.Query()
+	p, err := s.parseParams(q)
 	if err != nil {
 		fail(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	// Additive: global=1 adds a GLOBAL entry per orchestrator, every region
+	// pooled (weighted by samples), beside the regional ones.
+	global, err := boolParam(q, "global")
+	if err != nil {
+		fail(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	if global && p.region != "" {
+		fail(c, http.StatusBadRequest, "global=1 adds a GLOBAL entry pooled over every region: leave region out (or ask region=GLOBAL alone)")
 		return
 	}
 	out := map[string]map[string]aggregatedEntry{}
@@ -156,6 +177,23 @@ func (s *Server) aggregatedStats(c *gin.Context) {
 			out[a.Orchestrator] = map[string]aggregatedEntry{}
 		}
 		out[a.Orchestrator][a.Region] = entryFor(a, medians[store.Key{Pipeline: a.Pipeline, Model: a.Model}])
+	}
+	if global {
+		// Without region the median is already network-wide: the
+		// GLOBAL entries share it.
+		g := f
+		g.Region = regions.Global
+		pooledAggs, err := s.store.Aggregates(ctx, g)
+		if err != nil {
+			s.storeFailed(c, "aggregates", err)
+			return
+		}
+		for _, a := range pooledAggs {
+			if out[a.Orchestrator] == nil {
+				out[a.Orchestrator] = map[string]aggregatedEntry{}
+			}
+			out[a.Orchestrator][regions.Global] = entryFor(a, medians[store.Key{Pipeline: a.Pipeline, Model: a.Model}])
+		}
 	}
 	writeJSON(c, http.StatusOK, out)
 }

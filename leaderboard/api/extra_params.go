@@ -1,0 +1,70 @@
+package api
+
+import (
+	"fmt"
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// The additive endpoints' own parameters. Each is validated: a value that
+// cannot be used is a 400 naming the parameter and what to send.
+
+func boolParam(q url.Values, name string) (bool, error) {
+	v := strings.TrimSpace(q.Get(name))
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q is invalid: use 1 or 0 (true or false)", name, v)
+	}
+	return b, nil
+}
+
+func intParam(q url.Values, name string, def, lo, hi int) (int, error) {
+	v := strings.TrimSpace(q.Get(name))
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("%s=%q is invalid: give a whole number from %d to %d", name, v, lo, hi)
+	}
+	return n, nil
+}
+
+func floatParam(q url.Values, name string, def, lo, hi float64) (float64, error) {
+	v := strings.TrimSpace(q.Get(name))
+	if v == "" {
+		return def, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || f < lo || f > hi {
+		return 0, fmt.Errorf("%s=%q is invalid: give a number from %g to %g", name, v, lo, hi)
+	}
+	return f, nil
+}
+
+func enumParam(q url.Values, name, def string, allowed ...string) (string, error) {
+	v := strings.ToLower(strings.TrimSpace(q.Get(name)))
+	if v == "" {
+		return def, nil
+	}
+	for _, a := range allowed {
+		if v == a {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("%s=%q is invalid: use one of %s", name, q.Get(name), strings.Join(allowed, ", "))
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
