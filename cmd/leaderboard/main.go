@@ -32,6 +32,8 @@ type config struct {
 	secret          string
 	maxPostBytes    int64
 	keysFile        string
+	maxStale        time.Duration
+	cacheEntries    int
 	rollups         rollupConfig
 }
 
@@ -44,6 +46,8 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.maxPostBytes, "post.max-body-bytes", api.DefaultMaxPostBytes, "largest post_stats body accepted (413 above)")
 	fs.StringVar(&c.keysFile, "post.keys-file", "", "JSON file {\"<key id>\": \"<secret>\"} of per-tester post_stats keys (signed mode with timestamp and nonce)")
 	fs.BoolVar(&c.migrate, "migrate", true, "apply the schema migrations at start")
+	fs.DurationVar(&c.maxStale, "cache.max-stale", 24*time.Hour, "oldest cached answer served (marked stale) while the store is down")
+	fs.IntVar(&c.cacheEntries, "cache.entries", 1024, "distinct requests whose last good answer is kept for store outages")
 	c.rollups.registerFlags(fs)
 }
 
@@ -54,6 +58,9 @@ func (c *config) validate() error {
 	}
 	if c.window <= 0 {
 		errs = append(errs, errors.New("-window must be positive"))
+	}
+	if c.maxStale <= 0 || c.cacheEntries <= 0 {
+		errs = append(errs, errors.New("-cache.max-stale and -cache.entries must be positive"))
 	}
 	if c.queryTimeout <= 0 || c.shutdownTimeout <= 0 {
 		errs = append(errs, errors.New("-query-timeout and -shutdown-timeout must be positive"))
@@ -111,7 +118,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready chan<- string)
 		return rebuildRollups(ctx, cfg.rollups, st, log)
 	}
 	defer startRetention(ctx, cfg.rollups, st, log)()
-	handler := api.New(api.Config{Window: cfg.window, QueryTimeout: cfg.queryTimeout, Secret: cfg.secret, MaxPostBytes: cfg.maxPostBytes, Keys: keys, Logger: log}, st)
+	handler := api.New(api.Config{Window: cfg.window, QueryTimeout: cfg.queryTimeout, Secret: cfg.secret, MaxPostBytes: cfg.maxPostBytes, Keys: keys,
+		MaxStale: cfg.maxStale, CacheEntries: cfg.cacheEntries, Logger: log}, st)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,6 +55,21 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 200 || string(b) != want {
 			t.Errorf("%s = %d %s, want 200 %s", path, resp.StatusCode, b, want)
+		}
+	}
+	// The binary serves its metrics (the dashboards' names) and its OpenAPI.
+	for path, want := range map[string]string{
+		"/metrics":          "leaderboard_http_requests_total{",
+		"/api/openapi.yaml": "/api/perf_scores:",
+	} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Errorf("%s = %d, want 200 containing %q", path, resp.StatusCode, want)
 		}
 	}
 	cancel()
