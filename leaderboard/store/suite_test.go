@@ -31,6 +31,7 @@ var suite = []struct {
 	{"GoldenMedianFromRollups", testGoldenMedianFromRollups},
 	{"RebuildMatchesView", testRebuildMatchesView},
 	{"Retention", testRetention},
+	{"HistoryEqualsRaw", testHistoryEqualsRaw},
 }
 
 func runSuite(t *testing.T, newDB backend) {
@@ -315,5 +316,35 @@ func testRetention(t *testing.T, newDB backend) {
 	}
 	if aggs, _ := st.Aggregates(ctx, Filter{Window: Window{recent.Add(-time.Hour), recent.Add(time.Hour)}}); len(aggs) != 1 {
 		t.Errorf("recent data must stay: %+v", aggs)
+	}
+}
+
+// testHistoryEqualsRaw: an orchestrator's hourly and daily history read from
+// rollups is the raw answer, edge hours included.
+func testHistoryEqualsRaw(t *testing.T, newDB backend) {
+	db := newDB(t)
+	base := time.Date(2026, 3, 4, 21, 0, 0, 0, time.UTC) // crosses midnight
+	insert(t, db, fleet(base, 5))
+	st := newStore(t, db)
+	ctx := context.Background()
+	w := Window{base.Add(17*time.Minute + 3*time.Millisecond), base.Add(4*time.Hour + 41*time.Minute)}
+	for _, f := range []Filter{
+		{Window: w, Pipeline: t2i, Model: sdxl, Orchestrator: orchA},
+		{Window: w, Pipeline: t2i, Model: sdxl, Orchestrator: orchB, Region: "GLOBAL"},
+		{Window: w, Pipeline: t2i, Model: sdxl, Orchestrator: orchC, Region: "FRA"},
+	} {
+		for _, b := range []Bucket{Hour, Day} {
+			want, err := st.History(ctx, f, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := st.historyRollups(ctx, f, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(want) == 0 || !reflect.DeepEqual(got, want) {
+				t.Errorf("%s %s/%s: history from rollups\n got %+v\nwant %+v", b, f.Orchestrator, f.Region, got, want)
+			}
+		}
 	}
 }
