@@ -42,7 +42,7 @@ type Config struct {
 	QueryTimeout time.Duration
 	// Chain reads on-chain facts; nil when no chain is configured (profiles
 	// then carry "on_chain": null).
-	Chain Chain
+	Chain  Chain
 	Logger *slog.Logger
 	// Now is the clock (tests pin it); time.Now when nil.
 	Now func() time.Time
@@ -84,7 +84,7 @@ func New(cfg Config, st Store) http.Handler {
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "no such endpoint "+r.URL.Path+": see /api/overview, /api/leaderboard, /api/orchestrators/{address}")
 	})
-	mux.Handle("GET /", staticHandler())
+	mux.Handle("/", staticHandler())
 	return s.middleware(mux)
 }
 

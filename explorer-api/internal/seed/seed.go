@@ -1,0 +1,207 @@
+// Package seed builds the small network the explorer-api tests read: probe
+// rows in a test ClickHouse database and orchestrators registered on a
+// simulated chain, with known scores, ranks, history points and errors.
+package seed
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"math/big"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/ethclient/simulated"
+	"github.com/ethereum/go-ethereum/params"
+
+	"github.com/lpgauge/lpgauge/contracts"
+	"github.com/lpgauge/lpgauge/internal/chtest"
+	"github.com/lpgauge/lpgauge/internal/results"
+)
+
+// Pipelines and models of the seeded network.
+const (
+	T2I, M1 = "Text to image", "ByteDance/SDXL-Lightning"
+	I2V, M2 = "Image to video", "stabilityai/svd"
+)
+
+// Orchestrators: A is the best (fast, never fails, FRA and LAX), B slower and
+// 3/4 successful, C slow and half failing, D only on I2V and always failing,
+// E registered on chain but never probed. Order is A, B, C by score.
+var (
+	A = addressOf(0xa1)
+	B = addressOf(0xb2)
+	C = addressOf(0xc3)
+	D = addressOf(0xd4)
+	// E is the key of an orchestrator no tester has probed.
+	E = addressOf(0xe5)
+)
+
+// Key is the deterministic private key behind an orchestrator address, so
+// the same orchestrator can be probed and registered on chain.
+func Key(addr string) *ecdsa.PrivateKey {
+	for _, n := range []byte{0xa1, 0xb2, 0xc3, 0xd4, 0xe5} {
+		if addressOf(n) == addr {
+			return keyOf(n)
+		}
+	}
+	panic("seed: no key for " + addr)
+}
+
+func keyOf(n byte) *ecdsa.PrivateKey {
+	var b [32]byte
+	b[31] = n
+	k, err := crypto.ToECDSA(b[:])
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+func addressOf(n byte) string {
+	return strings.ToLower(crypto.PubkeyToAddress(keyOf(n).PublicKey).Hex())
+}
+
+// Network is what was seeded.
+type Network struct {
+	DB  *chtest.DB
+	Now time.Time // the clock the API must use: probes lie in its last 24 h
+	// Hours are the history buckets every A/B/C series has, oldest first.
+	Hours []time.Time
+}
+
+func probe(orch, region, pipeline, model string, at time.Time, ok bool, total, server time.Duration, warm bool) results.Result {
+	r := results.Result{
+		ProbeID: results.ProbeID(orch, region, pipeline, model, at.String()), Region: region, TesterID: "t-" + region, Source: "tester",
+		Orchestrator: orch, ServiceURI: "https://" + orch[len(orch)-4:] + ".example:8935", Pipeline: pipeline, Model: model, Warm: warm,
+		StartedAt: at, Outcome: results.Success, Total: total, Server: server, Upload: total / 10, Download: total / 20, Discovery: 30 * time.Millisecond,
+	}
+	if !ok {
+		r.Outcome, r.ErrorClass, r.ErrorCode, r.ErrorMessage, r.HTTPStatus = results.Failure, "orchestrator_http", "HTTP-STATUS-503", "insufficient capacity", 503
+		r.Total, r.Server = total, 0
+	}
+	return r
+}
+
+// Probes seeds the database. Each orchestrator gets probes at now−3h, −2h,
+// −1h and −1h+5m (+1 min each), so hourly history has three points.
+func Probes(t *testing.T) Network {
+	t.Helper()
+	db := chtest.NewDB(t)
+	now := time.Now().UTC().Truncate(time.Hour)
+	n := Network{DB: db, Now: now, Hours: []time.Time{now.Add(-3 * time.Hour), now.Add(-2 * time.Hour), now.Add(-time.Hour)}}
+	at := []time.Time{now.Add(-3*time.Hour + time.Minute), now.Add(-2*time.Hour + time.Minute), now.Add(-time.Hour + time.Minute), now.Add(-time.Hour + 6*time.Minute)}
+	s := time.Second
+	var rows []results.Result
+	for i, ts := range at {
+		// A: 1 s round trips, server 0.5..0.8 s, the first probe cold.
+		for _, reg := range []string{"FRA", "LAX"} {
+			rows = append(rows, probe(A, reg, T2I, M1, ts, true, s, time.Duration(500+100*i)*time.Millisecond, i > 0))
+		}
+		rows = append(rows, probe(B, "FRA", T2I, M1, ts, i != 1, 2*s, 1500*time.Millisecond, true))
+		rows = append(rows, probe(C, "FRA", T2I, M1, ts, i%2 == 0, 4*s, 3*s, true))
+		rows = append(rows, probe(D, "FRA", I2V, M2, ts, false, 9*s, 0, false))
+		rows = append(rows, probe(C, "LAX", I2V, M2, ts, true, 8*s, 6*s, true))
+	}
+	if err := results.Insert(context.Background(), db.Conn, db.Name, rows); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Chain is a simulated chain with the Livepeer stand-ins deployed and a
+// background miner.
+type Chain struct {
+	Sim   *simulated.Backend
+	L     *contracts.Livepeer
+	owner *ecdsa.PrivateKey
+}
+
+// NewChain deploys the contracts on a fresh simulated chain.
+func NewChain(t *testing.T) *Chain {
+	t.Helper()
+	owner, _ := crypto.GenerateKey()
+	sim := simulated.NewBackend(types.GenesisAlloc{
+		crypto.PubkeyToAddress(owner.PublicKey): {Balance: new(big.Int).Mul(big.NewInt(1000), big.NewInt(params.Ether))},
+	})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the miner
+		defer wg.Done()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				sim.Commit()
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); wg.Wait(); _ = sim.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	L, err := contracts.Deploy(ctx, sim.Client(), big.NewInt(1337), owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Chain{Sim: sim, L: L, owner: owner}
+}
+
+// Orchestrator registers the seeded orchestrator addr as a transcoder with stake (LPT), reward
+// cut and fee share (percent) and, when uri is not empty, its service URI.
+func (c *Chain) Orchestrator(t *testing.T, orch string, stakeLPT int64, rewardCut, feeShare float64, uri string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	key := Key(orch)
+	addr := crypto.PubkeyToAddress(key.PublicKey)
+	// Gas money for setServiceURI.
+	if err := c.send(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+	stake := new(big.Int).Mul(big.NewInt(stakeLPT), big.NewInt(params.Ether))
+	ppm := func(p float64) *big.Int { return big.NewInt(int64(p * 10000)) }
+	tx, err := c.L.BondingManager.Transact(ctx, c.L.Opts(c.owner), "register", addr, stake, ppm(rewardCut), ppm(feeShare), big.NewInt(1), big.NewInt(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.L.Wait(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	if uri != "" {
+		if err := c.L.SetServiceURI(ctx, key, uri); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (c *Chain) send(ctx context.Context, to common.Address) error {
+	from := crypto.PubkeyToAddress(c.owner.PublicKey)
+	client := c.Sim.Client()
+	nonce, err := client.PendingNonceAt(ctx, from)
+	if err != nil {
+		return err
+	}
+	tip := big.NewInt(params.GWei)
+	head, err := client.HeaderByNumber(ctx, nil)
+	if err != nil {
+		return err
+	}
+	feeCap := new(big.Int).Add(tip, new(big.Int).Mul(head.BaseFee, big.NewInt(2)))
+	tx, err := types.SignTx(types.NewTx(&types.DynamicFeeTx{ChainID: c.L.ChainID, Nonce: nonce, GasTipCap: tip, GasFeeCap: feeCap, Gas: 21000, To: &to,
+		Value: big.NewInt(params.Ether)}), types.LatestSignerForChainID(c.L.ChainID), c.owner)
+	if err != nil {
+		return err
+	}
+	if err := client.SendTransaction(ctx, tx); err != nil {
+		return err
+	}
+	return c.L.Wait(ctx, tx)
+}
