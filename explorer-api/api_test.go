@@ -16,7 +16,7 @@ import (
 
 	"github.com/lpgauge/lpgauge/contracts"
 	explorerapi "github.com/lpgauge/lpgauge/explorer-api"
-	"github.com/lpgauge/lpgauge/explorer-api/internal/seed"
+	"github.com/lpgauge/lpgauge/explorer-api/seed"
 	"github.com/lpgauge/lpgauge/internal/chtest"
 	"github.com/lpgauge/lpgauge/leaderboard/api"
 	"github.com/lpgauge/lpgauge/leaderboard/score"

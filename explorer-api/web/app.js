@@ -79,7 +79,7 @@
     var list = rows.filter(function (r) { return !state.find || r.orchestrator.indexOf(state.find.toLowerCase()) >= 0; });
     list.sort(function (a, b) {
       var x = a[key], y = b[key];
-      if (key.indexOf("server_p") === 0) { x = x || Infinity; y = y || Infinity; } // no timing sorts last
+      if (key.indexOf("server_p") === 0 && !x !== !y) return x ? -1 : 1; // no timing sorts last either way
       if (x < y) return -dir; if (x > y) return dir; return a.rank - b.rank;
     });
     var top = Math.max.apply(null, rows.map(function (r) { return r.score; }).concat([1e-9]));
@@ -183,6 +183,10 @@
     h += "<h2>History <small class='muted'>(" + esc(bucket === "day" ? "daily, 30 days" : "hourly, 48 h") + ")</small> " +
       "<a href='#/orchestrator/" + p.address + "?bucket=" + (bucket === "day" ? "hour" : "day") + "'>" + (bucket === "day" ? "hourly" : "daily") + "</a></h2>";
     if (!pms.length) h += "<p class='muted'>No history yet.</p>";
+    // The x axis spans the data (half a bucket either side), not the whole
+    // look-back, so a few points are not crammed into one corner.
+    var half = (bucket === "day" ? 86400 : 3600) / 2, t0 = Infinity, t1 = -Infinity;
+    p.history.series.forEach(function (s) { s.points.forEach(function (pt) { t0 = Math.min(t0, pt.t - half); t1 = Math.max(t1, pt.t + half); }); });
     pms.forEach(function (k, pi) {
       var ss = p.history.series.filter(function (s) { return s.pipeline + " – " + s.model === k; });
       var mk = function (field, dash, suffix) {
@@ -192,9 +196,9 @@
         });
       };
       h += "<h3>" + esc(k) + "</h3><div class='charts'>" +
-        chart("chart-score-" + pi, "Score (0–10)", mk("score"), p.history.since, p.history.until, function (v) { return (v * 10).toFixed(1); }, 1) +
-        chart("chart-success-" + pi, "Success rate", mk("success_rate"), p.history.since, p.history.until, function (v) { return (v * 100).toFixed(0) + "%"; }, 1) +
-        chart("chart-server-" + pi, "Server time p50 (solid) / p95 (dashed)", mk("server_p50", false, " p50").concat(mk("server_p95", true, " p95")), p.history.since, p.history.until, function (v) { return v.toFixed(1) + "s"; }) +
+        chart("chart-score-" + pi, "Score (0–10)", mk("score"), t0, t1, function (v) { return (v * 10).toFixed(1); }, 1) +
+        chart("chart-success-" + pi, "Success rate", mk("success_rate"), t0, t1, function (v) { return (v * 100).toFixed(0) + "%"; }, 1) +
+        chart("chart-server-" + pi, "Server time p50 (solid) / p95 (dashed)", mk("server_p50", false, " p50").concat(mk("server_p95", true, " p95")), t0, t1, function (v) { return v.toFixed(1) + "s"; }) +
         "</div>";
     });
 
