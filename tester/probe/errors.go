@@ -146,7 +146,8 @@ func classifyTransport(err error, phase Phase) *Error {
 	case errors.As(err, &dnsErr):
 		return &Error{Class: ClassNetwork, Code: "dns", Message: msg, Err: err}
 	case errors.As(err, &recErr), errors.As(err, &certErr), errors.As(err, &alert),
-		errors.As(err, &unkAuth), errors.As(err, &hostErr), strings.Contains(msg, "tls: "):
+		errors.As(err, &unkAuth), errors.As(err, &hostErr), strings.Contains(msg, "tls: "),
+		strings.Contains(msg, "HTTP response to HTTPS client"):
 		return &Error{Class: ClassTLS, Code: "tls_handshake", Message: msg, Err: err}
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return &Error{Class: ClassNetwork, Code: "connection_refused", Message: msg, Err: err}

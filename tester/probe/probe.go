@@ -229,7 +229,12 @@ func (t *trace) clientTrace() *httptrace.ClientTrace {
 		WroteHeaders: func() { now(func(n time.Time) { t.wroteHeaders = n }) },
 		// WroteRequest can fire more than once when the transport retries;
 		// the last one is the request that was answered.
-		WroteRequest:         func(httptrace.WroteRequestInfo) { now(func(n time.Time) { t.wrote = n }) },
+		// A failed write (the peer stopped reading) is not a written request.
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				now(func(n time.Time) { t.wrote = n })
+			}
+		},
 		GotFirstResponseByte: func() { now(func(n time.Time) { t.firstByte = n }) },
 	}
 }
