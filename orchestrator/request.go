@@ -117,7 +117,9 @@ func decodeRequest(p capability.Pipeline, contentType string, body []byte) (aiRe
 				return req, err
 			}
 		}
-		req.units = int64(w) * int64(h) * int64(max(n, 1))
+		if req.units, err = billUnits(int64(w), int64(h), int64(max(n, 1))); err != nil {
+			return req, err
+		}
 	case capability.ImageToVideo:
 		if _, _, err := f.image("image"); err != nil {
 			return req, err
@@ -134,7 +136,9 @@ func decodeRequest(p capability.Pipeline, contentType string, body []byte) (aiRe
 			return req, err
 		}
 		// go-livepeer bills a fixed 25-frame clip.
-		req.units = int64(h) * int64(w) * 25
+		if req.units, err = billUnits(int64(h), int64(w), 25); err != nil {
+			return req, err
+		}
 	case capability.AudioToText:
 		b, ok := f.files["audio"]
 		if !ok {
@@ -158,6 +162,23 @@ func decodeRequest(p capability.Pipeline, contentType string, body []byte) (aiRe
 		return req, badf("negative size")
 	}
 	return req, nil
+}
+
+// billUnits multiplies a request's sizes into billing units, refusing a
+// negative size or a product past int64: a wrapped product would bill a huge
+// job as free, or as a negative charge that credits the sender.
+func billUnits(factors ...int64) (int64, error) {
+	units := int64(1)
+	for _, f := range factors {
+		if f < 0 {
+			return 0, badf("negative size")
+		}
+		if f != 0 && units > math.MaxInt64/f {
+			return 0, badf("requested size is too large to bill")
+		}
+		units *= f
+	}
+	return units, nil
 }
 
 func decodeJSON(p capability.Pipeline, body []byte) (aiRequest, error) {
@@ -192,7 +213,11 @@ func decodeJSON(p capability.Pipeline, body []byte) (aiRequest, error) {
 		if h <= 0 || w <= 0 || n <= 0 {
 			return req, badf("height, width and num_images_per_prompt must be positive")
 		}
-		req.model, req.units = b.ModelID, int64(h)*int64(w)*int64(n)
+		units, err := billUnits(int64(h), int64(w), int64(n))
+		if err != nil {
+			return req, err
+		}
+		req.model, req.units = b.ModelID, units
 	case capability.LLM:
 		var b struct {
 			Model     string            `json:"model"`
