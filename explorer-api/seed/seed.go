@@ -37,7 +37,7 @@ var (
 	B = addressOf(0xb2)
 	C = addressOf(0xc3)
 	D = addressOf(0xd4)
-	// E is the key of an orchestrator no tester has probed.
+	// E is an orchestrator no tester has probed (registered on chain by tests).
 	E = addressOf(0xe5)
 )
 

@@ -127,7 +127,7 @@
     }
     for (var j = 0; j <= 3; j++) {
       var t = t0 + (t1 - t0) * j / 3, d = new Date(t * 1000);
-      g += "<text x='" + X(t).toFixed(1) + "' y='" + (H - 8) + "' text-anchor='middle' font-size='11' fill='#8a93a0'>" +
+      g += "<text x='" + X(t).toFixed(1) + "' y='" + (H - 8) + "' text-anchor='" + (j === 0 ? "start" : j === 3 ? "end" : "middle") + "' font-size='11' fill='#8a93a0'>" +
         esc(d.toLocaleDateString(undefined, { month: "short", day: "numeric" }) + " " + d.toTimeString().slice(0, 5)) + "</text>";
     }
     seriesList.forEach(function (s) {
