@@ -16,7 +16,8 @@ import (
 	"github.com/lpgauge/lpgauge/tester/probe"
 )
 
-// Sink receives each result as soon as its probe ends (the writer).
+// Sink receives each result as soon as its probe ends (the writer). Write
+// is called from several probes' goroutines at once.
 type Sink interface {
 	Write(ctx context.Context, r results.Result) error
 }
@@ -39,6 +40,12 @@ type Config struct {
 	// Timeouts per pipeline slug override the prober's defaults.
 	Timeouts map[string]probe.Timeouts
 	Log      *slog.Logger
+	// Control, if set, is a known-good target (a reference orchestrator
+	// near the tester) probed before each round. When it fails, the fault is
+	// on our side of the network, so the round's network, TLS, timeout and
+	// discovery failures are recorded as excused instead of blamed on
+	// orchestrators. Its own result is not stored.
+	Control *Planned
 	// Observe, if set, sees every result (metrics).
 	Observe func(results.Result)
 }
@@ -150,6 +157,27 @@ func (t *Tester) RunRound(ctx context.Context, slot time.Time, plan []Planned, s
 		defer mu.Unlock()
 		sum.Stopped = true
 		return true
+	}
+
+	var controlErr string
+	if c := t.cfg.Control; c != nil {
+		r := t.cfg.Prober.Run(work, probe.Job{Orchestrator: c.Target.Address, ServiceURI: c.Target.ServiceURI,
+			Pipeline: c.Model.Pipeline, Model: c.Model.Model, Seed: slot.Unix(), Timeouts: t.cfg.Timeouts[c.Model.Pipeline.Info().Slug]})
+		if r.Outcome != results.Success {
+			controlErr = r.ErrorClass + "/" + r.ErrorCode
+			t.cfg.Log.Warn("control probe failed: network-class failures this round are excused", "class", r.ErrorClass, "code", r.ErrorCode, "err", r.ErrorMessage)
+		}
+	}
+	if controlErr != "" {
+		inner := record
+		record = func(r results.Result) {
+			switch probe.Class(r.ErrorClass) {
+			case probe.ClassNetwork, probe.ClassTLS, probe.ClassTimeout, probe.ClassDiscovery:
+				r.ErrorMessage = fmt.Sprintf("control probe failed (%s); orchestrator saw %s/%s: %s", controlErr, r.ErrorClass, r.ErrorCode, r.ErrorMessage)
+				r.Outcome, r.ErrorClass, r.ErrorCode = results.Excused, string(probe.ClassTester), "control_failed"
+			}
+			inner(r)
+		}
 	}
 
 	rng := rand.New(rand.NewPCG(uint64(slot.UnixNano()), uint64(len(plan))))

@@ -3,6 +3,7 @@ package tester
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -183,9 +184,48 @@ func TestRoundDeadlineRecordsSkipped(t *testing.T) {
 	}
 }
 
-type collect struct{ rows []results.Result }
+type collect struct {
+	mu   sync.Mutex
+	rows []results.Result
+}
 
 func (c *collect) Write(_ context.Context, r results.Result) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.rows = append(c.rows, r)
 	return nil
+}
+
+// When the control target fails too, a timeout is the tester's own network
+// failing: it is excused, not scored against the orchestrator. A 500 is
+// still the orchestrator's.
+func TestControlFailureExcusesNetworkFaults(t *testing.T) {
+	hanging := orchtest.New(t, orchtest.Behaviour{Delay: 5 * time.Second})
+	broken := orchtest.New(t, orchtest.Behaviour{Status: 500, Body: "boom"})
+	targets, _ := ParseTargets(hanging.Target() + "," + broken.Target())
+	models, _ := ParseModels("text-to-image:m")
+	plan, _ := Plan(targets, models)
+	deadControl, _ := ParseTargets("0x00000000000000000000000000000000000000cc=http://127.0.0.1:1")
+	short := probe.Timeouts{Server: 200 * time.Millisecond, Total: 500 * time.Millisecond}
+	for _, withControl := range []bool{false, true} {
+		tt := newTester(t, func(c *Config) {
+			c.Timeouts = map[string]probe.Timeouts{"text-to-image": short}
+			if withControl {
+				c.Control = &Planned{Target: deadControl[0], Model: models[0]}
+			}
+		})
+		var sink collect
+		tt.RunRound(context.Background(), time.Now(), plan, &sink)
+		got := map[string]string{}
+		for _, r := range sink.rows {
+			got[r.Orchestrator] = string(r.Outcome) + "/" + r.ErrorClass + "/" + r.ErrorCode
+		}
+		wantHang := "failure/timeout/timeout_server"
+		if withControl {
+			wantHang = "excused/tester/control_failed"
+		}
+		if got[hanging.Address] != wantHang || got[broken.Address] != "failure/orchestrator_error/http_500" {
+			t.Errorf("control failing=%v: got %v, want hang=%s and the 500 still a failure", withControl, got, wantHang)
+		}
+	}
 }

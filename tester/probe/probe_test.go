@@ -36,7 +36,9 @@ func (bigUpload) Build(string, int64) (*Request, error) {
 
 type preparerFunc func(context.Context, PrepareJob) (Preparation, error)
 
-func (f preparerFunc) Prepare(ctx context.Context, j PrepareJob) (Preparation, error) { return f(ctx, j) }
+func (f preparerFunc) Prepare(ctx context.Context, j PrepareJob) (Preparation, error) {
+	return f(ctx, j)
+}
 
 // hostile builds one misbehaving orchestrator and returns its service URI.
 type hostile struct {
@@ -97,7 +99,7 @@ func hostiles() []hostile {
 			return "http://" + addr
 		}, class: ClassNetwork, code: "connection_refused"},
 		{name: "hang at connect", serve: func(t *testing.T) string { return "http://192.0.2.1:8935" },
-			dial: func(ctx context.Context, _, _ string) (net.Conn, error) { <-ctx.Done(); return nil, ctx.Err() }, // a black hole
+			dial:  func(ctx context.Context, _, _ string) (net.Conn, error) { <-ctx.Done(); return nil, ctx.Err() }, // a black hole
 			class: ClassTimeout, code: "timeout_connect"},
 		{name: "hang at tls", serve: func(t *testing.T) string { return "https://" + rawListener(t, hold) },
 			class: ClassTimeout, code: "timeout_tls"},
@@ -164,7 +166,9 @@ func hostiles() []hostile {
 			return "http://" + rawListener(t, func(c net.Conn) { _, _ = c.Read(make([]byte, 4096)) })
 		}, class: ClassNetwork, code: "connection_closed"},
 		{name: "redirect", serve: func(t *testing.T) string {
-			return httpServer(t, func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "http://example.com/", http.StatusFound) })
+			return httpServer(t, func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, "http://example.com/", http.StatusFound)
+			})
 		}, class: ClassOrchestrator, code: "redirect"},
 		{name: "500", serve: status(500, "Text to image pipeline error."), class: ClassOrchestrator, code: "http_500"},
 		{name: "capacity", serve: status(503, "insufficient capacity"), class: ClassCapacity, code: "insufficient_capacity"},
