@@ -3,7 +3,7 @@
 
 GO        ?= go
 BIN       := bin
-BINARIES  := tester leaderboard orchestrator runner
+BINARIES  := tester leaderboard orchestrator runner explorer-api
 GOFLAGS_TEST ?= -race -count=1 -timeout 40m
 # Embedded ClickHouse (chDB): chdb-go loads libchdb.so at run time from here;
 # scripts/chdb.sh installs it from npm. Binaries and tests that use the

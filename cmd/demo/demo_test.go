@@ -20,7 +20,7 @@ func TestDemoRanksTheFleet(t *testing.T) {
 		t.Skip("end-to-end demo run; skipped with -short")
 	}
 	bin := t.TempDir()
-	for _, b := range []string{"orchestrator", "tester", "leaderboard"} {
+	for _, b := range []string{"orchestrator", "tester", "leaderboard", "explorer-api"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, b), "../../cmd/"+b)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("build %s: %v\n%s", b, err, out)

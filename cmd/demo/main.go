@@ -79,7 +79,7 @@ func run(ctx context.Context, cfg config) error {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return err
 	}
-	for _, b := range []string{"orchestrator", "tester", "leaderboard"} {
+	for _, b := range []string{"orchestrator", "tester", "leaderboard", "explorer-api"} {
 		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
 			return fmt.Errorf("binary %s missing in %s: run `make build` (or `make demo`)", b, binDir)
 		}
@@ -132,6 +132,18 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("leaderboard: %w (log: %s)", err, filepath.Join(logDir, "leaderboard.log"))
 	}
 	say("leaderboard API at %s", base)
+
+	webAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	if _, err := sup.start("explorer-api", filepath.Join(binDir, "explorer-api"), append([]string{"-listen", webAddr}, chFlags...)...); err != nil {
+		return err
+	}
+	if err := waitHTTP(ctx, "http://"+webAddr+"/healthz", 30*time.Second); err != nil {
+		return fmt.Errorf("explorer-api: %w (log: %s)", err, filepath.Join(logDir, "explorer-api.log"))
+	}
+	say("web leaderboard at http://%s/ (explorer-api)", webAddr)
 
 	for _, region := range strings.Split(cfg.Regions, ",") {
 		region = strings.TrimSpace(region)
