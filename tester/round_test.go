@@ -128,10 +128,10 @@ func TestRoundLandsRowsInClickHouse(t *testing.T) {
 		}
 		if p.Target.Address == slow.Address {
 			server := time.Duration(s.serverUS) * time.Microsecond
-			// The lower bound is exact (the server phase must contain the
-			// inference); the upper one allows for a loaded 2-core CI box
-			// running the race detector. Accuracy is measured by the benchmark.
-			if server < slowDelay || server > slowDelay+time.Second {
+			// The server phase must contain the inference. How close it
+			// stays above it is measured by BenchmarkServerPhaseAccuracy,
+			// not here: a loaded CI box would make an upper bound flaky.
+			if server < slowDelay {
 				t.Errorf("slow orchestrator: server phase %v, injected %v", server, slowDelay)
 			}
 			if s.totalUS < s.serverUS {

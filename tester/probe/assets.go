@@ -102,8 +102,21 @@ func decodeDataURL(raw string) ([]byte, error) {
 	return []byte(s), nil
 }
 
+// MaxPNGPixels bounds the size of a result image the tester decodes. The
+// header is read first: a 65-byte PNG can declare 2^29×2^29 pixels, and
+// decoding it would allocate that much (a runtime panic, or the tester
+// killed for memory) before finding the data missing.
+const MaxPNGPixels = 4096 * 4096
+
 // decodePNG checks that b is a whole PNG and returns its size.
 func decodePNG(b []byte) (w, h int, err error) {
+	cfg, err := png.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		return 0, 0, err
+	}
+	if int64(cfg.Width)*int64(cfg.Height) > MaxPNGPixels {
+		return 0, 0, fmt.Errorf("declares %dx%d pixels, more than the %d a result image may have", cfg.Width, cfg.Height, MaxPNGPixels)
+	}
 	img, err := png.Decode(bytes.NewReader(b))
 	if err != nil {
 		return 0, 0, err
