@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/lpgauge/lpgauge/gateway/capability"
 )
@@ -154,6 +155,9 @@ func ValidateAIModels(models []AIModel) error {
 			return at("pipeline", "%q is not served by this orchestrator (batch pipelines only)", m.Pipeline)
 		case m.ModelID == "":
 			return at("model_id", "required")
+		case !utf8.ValidString(m.ModelID):
+			// Only the inline form can carry it; protobuf strings (GetOrchestrator) must be UTF-8.
+			return at("model_id", "%q is not valid UTF-8", m.ModelID)
 		case m.Capacity < 0:
 			return at("capacity", "must not be negative, got %d", m.Capacity)
 		case m.PricePerUnit != nil && m.PricePerUnit.Sign() < 0:
