@@ -41,7 +41,9 @@ func WAV(seconds float64, seed int64) []byte {
 	b.WriteString("RIFF")
 	_ = binary.Write(&b, binary.LittleEndian, uint32(36+2*n))
 	b.WriteString("WAVEfmt ")
-	_ = binary.Write(&b, binary.LittleEndian, []any{uint32(16), uint16(1), uint16(1), uint32(rate), uint32(rate * 2), uint16(2), uint16(16)})
+	for _, v := range []any{uint32(16), uint16(1), uint16(1), uint32(rate), uint32(rate * 2), uint16(2), uint16(16)} {
+		_ = binary.Write(&b, binary.LittleEndian, v) // to memory: cannot fail
+	}
 	b.WriteString("data")
 	_ = binary.Write(&b, binary.LittleEndian, uint32(2*n))
 	freq := 220 + float64(seed%8)*55
@@ -89,7 +91,8 @@ func decodeDataURL(raw string) ([]byte, error) {
 		return nil, invalid("media_url", "data URL without a comma")
 	}
 	if strings.HasSuffix(meta, ";base64") {
-		b, err := base64.StdEncoding.DecodeString(data)
+		// Strict: non-zero padding bits are not a valid encoding of any image.
+		b, err := base64.StdEncoding.Strict().DecodeString(data)
 		if err != nil {
 			return nil, invalid("media_decode", "data URL base64: %v", err)
 		}

@@ -8,7 +8,15 @@ import (
 // registry maps a pipeline slug to its prober half. Adding a pipeline is one
 // file and one line here.
 var registry = map[string]Pipeline{
-	"text-to-image": TextToImage{},
+	"text-to-image":      TextToImage{},
+	"image-to-image":     ImageToImage{},
+	"image-to-video":     ImageToVideo{},
+	"upscale":            Upscale{},
+	"audio-to-text":      AudioToText{},
+	"segment-anything-2": SegmentAnything2{},
+	"llm":                LLM{},
+	"image-to-text":      ImageToText{},
+	"text-to-speech":     TextToSpeech{},
 }
 
 // Lookup finds the Pipeline for a slug ("text-to-image") or a human name

@@ -1,0 +1,54 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/lpgauge/lpgauge/gateway/capability"
+)
+
+// AudioToText probes POST /audio-to-text: a generated WAV of a few seconds
+// in, a transcription out. A tone has no words, so the check is on shape:
+// a text field, and chunk timestamps inside the audio.
+type AudioToText struct{}
+
+// Info implements Pipeline.
+func (AudioToText) Info() capability.Pipeline { return mustPipeline(capability.AudioToText) }
+
+// Build implements Pipeline.
+func (AudioToText) Build(model string, seed int64) (*Request, error) {
+	secs := pick([]float64{3, 5, 8}, seed)
+	body, ct, err := multipartBody([][2]string{{"model_id", model}, {"return_timestamps", "true"},
+		{"metadata", fmt.Sprintf(`{"duration":%g}`, secs)}},
+		formFile{"audio", "input.wav", "audio/wav", WAV(secs, seed)})
+	if err != nil {
+		return nil, fmt.Errorf("audio-to-text request: %w", err)
+	}
+	return &Request{Body: body, ContentType: ct, Units: secs * 1000, Expect: secs,
+		Params: map[string]any{"model_id": model, "return_timestamps": "true", "audio_seconds": secs}}, nil
+}
+
+// Validate implements Pipeline.
+func (AudioToText) Validate(_ context.Context, req *Request, resp *Response, _ *Media) (float64, error) {
+	secs := req.Expect.(float64)
+	var tr struct {
+		Text   *string `json:"text"`
+		Chunks []struct {
+			Timestamp []float64 `json:"timestamp"`
+			Text      string    `json:"text"`
+		} `json:"chunks"`
+	}
+	if err := decodeJSON(resp, &tr); err != nil {
+		return 0, err
+	}
+	if tr.Text == nil {
+		return 0, invalid("text_missing", "no text field in the transcription")
+	}
+	for i, c := range tr.Chunks {
+		// Whisper leaves the last chunk's end null (0 here) when it runs off the end.
+		if len(c.Timestamp) != 2 || c.Timestamp[0] < 0 || c.Timestamp[0] > secs+1 || c.Timestamp[1] > secs+1 {
+			return 0, invalid("timestamps", "chunk %d timestamp %v outside the %gs of audio", i, c.Timestamp, secs)
+		}
+	}
+	return secs, nil
+}

@@ -1,0 +1,55 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/lpgauge/lpgauge/gateway/capability"
+)
+
+// Upscale probes POST /upscale: a small PNG in, one larger PNG out with the
+// same aspect ratio (the default x4 upscaler makes it 4× each side).
+type Upscale struct{}
+
+type upscaleExpect struct{ W, H int }
+
+// Info implements Pipeline.
+func (Upscale) Info() capability.Pipeline { return mustPipeline(capability.Upscale) }
+
+// Build implements Pipeline.
+func (Upscale) Build(model string, seed int64) (*Request, error) {
+	sz := pick([][2]int{{128, 128}, {128, 192}, {192, 128}}, seed)
+	prompt := pick(prompts, seed+2)
+	body, ct, err := multipartBody([][2]string{{"model_id", model}, {"prompt", prompt}, {"num_inference_steps", "10"}, {"safety_check", "false"}},
+		formFile{"image", "input.png", "image/png", PNG(sz[0], sz[1], seed)})
+	if err != nil {
+		return nil, fmt.Errorf("upscale request: %w", err)
+	}
+	return &Request{Body: body, ContentType: ct, Units: float64(sz[0] * sz[1]),
+		Params: map[string]any{"model_id": model, "prompt": prompt, "width": sz[0], "height": sz[1]},
+		Expect: upscaleExpect{W: sz[0], H: sz[1]}}, nil
+}
+
+// Validate implements Pipeline.
+func (Upscale) Validate(ctx context.Context, req *Request, resp *Response, m *Media) (float64, error) {
+	in := req.Expect.(upscaleExpect)
+	var ir imageResponse
+	if err := decodeJSON(resp, &ir); err != nil {
+		return 0, err
+	}
+	if len(ir.Images) != 1 {
+		return 0, invalid("image_count", "got %d images, want 1", len(ir.Images))
+	}
+	b, err := m.Get(ctx, ir.Images[0].URL)
+	if err != nil {
+		return 0, err
+	}
+	w, h, err := decodePNG(b)
+	if err != nil {
+		return 0, invalid("png_decode", "upscaled image is not a PNG: %v", err)
+	}
+	if w <= in.W || h <= in.H || w*in.H != h*in.W {
+		return 0, invalid("image_size", "upscaled %dx%d to %dx%d: not larger with the same aspect", in.W, in.H, w, h)
+	}
+	return float64(w * h), nil
+}
