@@ -40,6 +40,9 @@ type config struct {
 	FlushInterval time.Duration
 	ShutdownWait  time.Duration
 	SpoolDir      string
+	PostStatsURL  string
+	Control       string
+	PipelineTO    string
 	SpoolMax      int64
 	LogLevel      string
 	CH            chclient.Config
@@ -73,6 +76,9 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownWait, "shutdown-wait", 30*time.Second, "on stop, how long to keep trying to store queued results")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "directory of the on-disk spool that keeps results while ClickHouse is down and across crashes (default: $TMPDIR/lpgauge-tester-<region>; give one per tester process)")
 	fs.Int64Var(&c.SpoolMax, "spool-max-bytes", 1<<30, "spool size limit; past it new results are refused and logged")
+	fs.StringVar(&c.PostStatsURL, "post-stats-url", "", "also post each result to this leaderboard-serverless /api/post_stats URL, signed with $POST_STATS_SECRET")
+	fs.StringVar(&c.Control, "control", "", "known-good control target probed before each round, 'address=serviceURI pipeline:model'; when it fails, network-class failures are excused")
+	fs.StringVar(&c.PipelineTO, "pipeline-timeout", "", "per-pipeline whole-probe timeouts, e.g. 'llm=30s,image-to-video=5m' (server timeout follows)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.Network, "network", "none", "Livepeer protocol: none (plain AI requests), offchain (GetOrchestrator + unsigned segment credentials) or onchain (also signed with -tester-key and paid with tickets; the key needs a TicketBroker deposit)")
 	c.CH.RegisterFlags(fs, "clickhouse.")
@@ -85,6 +91,9 @@ type parsed struct {
 	keyNote  string // warning to log when the key is ephemeral
 	testerID string
 	plan     []tester.Planned
+	control  *tester.Planned
+	timeouts map[string]probe.Timeouts
+	secret   string
 	sched    cron.Schedule
 	period   time.Duration
 }
@@ -138,6 +147,25 @@ func (c *config) validate() (*parsed, error) {
 			errs = append(errs, fmt.Errorf("clickhouse: %w", err))
 		}
 	}
+	if c.Control != "" {
+		ts, err := tester.ParseTargets(c.Control)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("-control: %w", err))
+		case len(ts) != 1 || len(ts[0].Models) != 1:
+			errs = append(errs, errors.New("-control: want exactly one 'address=serviceURI pipeline:model'"))
+		default:
+			p.control = &tester.Planned{Target: ts[0], Model: ts[0].Models[0]}
+		}
+	}
+	if p.timeouts, err = parsePipelineTimeouts(c.PipelineTO); err != nil {
+		errs = append(errs, fmt.Errorf("-pipeline-timeout: %w", err))
+	}
+	if c.PostStatsURL != "" {
+		if p.secret = os.Getenv("POST_STATS_SECRET"); p.secret == "" {
+			errs = append(errs, errors.New("-post-stats-url needs $POST_STATS_SECRET, the endpoint's HMAC secret"))
+		}
+	}
 	if c.SpoolMax < 1<<20 {
 		errs = append(errs, fmt.Errorf("-spool-max-bytes %d: want at least 1 MiB", c.SpoolMax))
 	}
@@ -172,4 +200,22 @@ func loadKey(path string) (*ecdsa.PrivateKey, string, error) {
 		return nil, "", fmt.Errorf("not a hex secp256k1 private key (64 hex digits): %w", err)
 	}
 	return k, "", nil
+}
+
+// parsePipelineTimeouts reads "slug=duration,..." into per-pipeline timeouts.
+func parsePipelineTimeouts(s string) (map[string]probe.Timeouts, error) {
+	out := map[string]probe.Timeouts{}
+	for _, item := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		slug, d, ok := strings.Cut(item, "=")
+		dur, err := time.ParseDuration(d)
+		if !ok || err != nil || dur <= 0 {
+			return nil, fmt.Errorf("%q: want pipeline=duration, e.g. llm=30s", item)
+		}
+		pl, ok := probe.Lookup(slug)
+		if !ok {
+			return nil, fmt.Errorf("unknown pipeline %q: use one of %s", slug, strings.Join(probe.Slugs(), ", "))
+		}
+		out[pl.Info().Slug] = probe.Timeouts{Server: dur, Total: dur}
+	}
+	return out, nil
 }

@@ -130,6 +130,9 @@ func TestBadConfigErrors(t *testing.T) {
 		{"no models", []string{"-region", "FRA", "-once", "-orchestrators", orch}, "no default model list"},
 		{"no schedule", []string{"-region", "FRA", "-orchestrators", orch, "-models", "text-to-image:m"}, "give -schedule"},
 		{"bad cron", []string{"-region", "FRA", "-schedule", "every five", "-orchestrators", orch, "-models", "text-to-image:m"}, "bad -schedule"},
+		{"bad pipeline timeout", []string{"-region", "FRA", "-once", "-pipeline-timeout", "llm=soon", "-orchestrators", orch, "-models", "text-to-image:m"}, "want pipeline=duration"},
+		{"post stats without secret", []string{"-region", "FRA", "-once", "-post-stats-url", "http://x/api/post_stats", "-orchestrators", orch, "-models", "text-to-image:m"}, "POST_STATS_SECRET"},
+		{"bad control", []string{"-region", "FRA", "-once", "-control", "0x1111111111111111111111111111111111111111=http://x:1", "-orchestrators", orch, "-models", "text-to-image:m"}, "exactly one"},
 		{"bad key", []string{"-region", "FRA", "-once", "-tester-key", "/nonexistent/key", "-orchestrators", orch, "-models", "text-to-image:m"}, "read key file"},
 	}
 	for _, tc := range cases {

@@ -91,6 +91,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		sink = w
 	}
 
+	if c.PostStatsURL != "" {
+		ps, err := tester.NewPostStats(c.PostStatsURL, p.secret, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			pctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			if err := ps.Close(pctx); err != nil {
+				log.Warn("post_stats", "err", err)
+			}
+		}()
+		sink = tester.Tee{sink, ps}
+	}
+
 	var dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	if c.SimulateRTT {
 		dial = simulatedDial(p.region.SimulatedRTT)
@@ -120,7 +135,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	total.Store(int64(len(p.plan)))
 	t, err := tester.New(tester.Config{
 		Region: p.region, TesterID: p.testerID, Prober: prober, Concurrency: c.Concurrency,
-		Spread: spread, Deadline: deadline, Log: log,
+		Spread: spread, Deadline: deadline, Log: log, Control: p.control, Timeouts: p.timeouts,
 		Observe: func(r results.Result) {
 			metrics.Observe(r)
 			if c.Once {
