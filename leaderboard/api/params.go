@@ -38,7 +38,17 @@ func (p params) filter() store.Filter {
 // maxUnix is the last second a ClickHouse DateTime holds.
 const maxUnix = 1<<32 - 1
 
+// maxTextParam bounds the parameters that reach SQL as bound values: no
+// address, region, pipeline or model name is near it, and a longer value
+// would make the query text pass ClickHouse's max_query_size (a 503).
+const maxTextParam = 1024
+
 func (s *Server) parseParams(q url.Values) (params, error) {
+	for _, name := range []string{"orchestrator", "region", "pipeline", "model"} {
+		if n := len(q.Get(name)); n > maxTextParam {
+			return params{}, fmt.Errorf("%s is %d bytes long: at most %d", name, n, maxTextParam)
+		}
+	}
 	now := s.cfg.Now().UTC()
 	p := params{
 		orchestrator: strings.ToLower(strings.TrimSpace(q.Get("orchestrator"))),
