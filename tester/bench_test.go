@@ -1,0 +1,71 @@
+package tester
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lpgauge/lpgauge/regions"
+	"github.com/lpgauge/lpgauge/tester/orchtest"
+	"github.com/lpgauge/lpgauge/tester/probe"
+)
+
+// BenchmarkServerPhaseAccuracy runs rounds over a fleet of fake
+// orchestrators with known injected server times and reports how far the
+// measured server phase sits from them (median and p99 of measured −
+// injected) and the probe throughput.
+//
+//	go test -run '^$' -bench ServerPhaseAccuracy -benchtime 5x ./tester/
+func BenchmarkServerPhaseAccuracy(b *testing.B) {
+	const fleet = 24
+	injected := map[string]time.Duration{}
+	var entries []string
+	for i := 0; i < fleet; i++ {
+		d := time.Duration(20+10*(i%10)) * time.Millisecond
+		o := orchtest.New(b, orchtest.Behaviour{Delay: d})
+		injected[o.Address] = d
+		entries = append(entries, o.Target())
+	}
+	targets, err := ParseTargets(strings.Join(entries, ","))
+	if err != nil {
+		b.Fatal(err)
+	}
+	models, _ := ParseModels("text-to-image:a,text-to-image:b")
+	plan, _ := Plan(targets, models)
+	tt := newTesterB(b)
+	var errs []time.Duration
+	probes := 0
+	start := time.Now()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var sink collect
+		sum := tt.RunRound(context.Background(), time.Unix(int64(i), 0), plan, &sink)
+		for _, r := range sum.Results {
+			if r.Outcome != "success" {
+				b.Fatalf("probe failed: %s/%s %s", r.ErrorClass, r.ErrorCode, r.ErrorMessage)
+			}
+			errs = append(errs, r.Server-injected[r.Orchestrator])
+		}
+		probes += len(sum.Results)
+	}
+	b.StopTimer()
+	sort.Slice(errs, func(i, j int) bool { return errs[i] < errs[j] })
+	q := func(p float64) float64 { return float64(errs[int(p*float64(len(errs)-1))]) / float64(time.Millisecond) }
+	b.ReportMetric(q(0.5), "err_p50_ms")
+	b.ReportMetric(q(0.99), "err_p99_ms")
+	b.ReportMetric(float64(probes)/time.Since(start).Seconds(), "probes/s")
+}
+
+func newTesterB(b *testing.B) *Tester {
+	fra, err := regions.ForTester("FRA")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tt, err := New(Config{Region: fra, TesterID: testerID, Prober: probe.New(probe.Config{}), Concurrency: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tt
+}
