@@ -12,7 +12,7 @@ CHDB_LIB_PATH ?= $(CURDIR)/.cache/chdb/node_modules/@chdb/lib-linux-x64-gnu/libc
 export CHDB_LIB_PATH
 TAGS      ?= chdb
 
-.PHONY: all deps deps-demo build demo test vet fmt-check test-go runner-image bench clean
+.PHONY: fuzz all deps deps-demo build demo test vet fmt-check test-go runner-image bench clean
 
 all: build
 
@@ -49,7 +49,13 @@ test-go:
 
 # Every test: formatting, vet, and the race-enabled suite against the real
 # ClickHouse server and Docker engine.
-test: deps fmt-check vet test-go
+test: deps fmt-check vet test-go fuzz
+
+# Every fuzz target briefly (FUZZTIME each); what they find is committed as
+# corpus files under the package's testdata/fuzz/ and replayed by test-go.
+FUZZTIME ?= 5s
+fuzz:
+	@FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 runner-image:
 	@mkdir -p $(BIN)
