@@ -1,6 +1,9 @@
 package tester
 
 import (
+	"os"
+	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,10 +23,15 @@ type Metrics struct {
 	StoreErrors   prometheus.Counter
 	QueueRows     prometheus.Gauge
 	FlushDuration prometheus.Histogram
+
+	spool *spoolCollector
 }
 
-// NewMetrics registers the metrics on reg.
+// NewMetrics registers the metrics on reg. Every series carries the region
+// code as the label region, so one Prometheus can scrape every region's
+// tester and the dashboards can tell them apart without relabelling.
 func NewMetrics(reg prometheus.Registerer, region, testerID string) *Metrics {
+	reg = prometheus.WrapRegistererWith(prometheus.Labels{"region": region}, reg)
 	m := &Metrics{
 		Probes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tester_probes_total", Help: "Probes finished, by pipeline, outcome and error class.",
@@ -39,14 +47,61 @@ func NewMetrics(reg prometheus.Registerer, region, testerID string) *Metrics {
 		StoreErrors:   prometheus.NewCounter(prometheus.CounterOpts{Name: "tester_store_errors_total", Help: "Failed store attempts (each is retried)."}),
 		QueueRows:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "tester_store_queue_rows", Help: "Results waiting for the batching writer."}),
 		FlushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tester_store_flush_seconds", Help: "Time to store one batch, retries included."}),
+		spool: &spoolCollector{desc: prometheus.NewDesc("tester_spool_bytes",
+			"Bytes the on-disk result spool holds (what -spool-max-bytes bounds); grows while ClickHouse is unavailable.", nil, nil)},
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "tester_build_info", Help: "Region and identity of this tester.",
-		ConstLabels: prometheus.Labels{"region": region, "tester_id": testerID},
+		Name: "tester_build_info", Help: "Always 1: the build (version) and identity (tester_id) of the tester in each region.",
+		ConstLabels: prometheus.Labels{"tester_id": testerID, "version": buildVersion()},
 	})
 	info.Set(1)
-	reg.MustRegister(m.Probes, m.Phase, m.Rounds, m.RoundDuration, m.LastRound, m.RowsStored, m.StoreErrors, m.QueueRows, m.FlushDuration, info)
+	reg.MustRegister(m.Probes, m.Phase, m.Rounds, m.RoundDuration, m.LastRound, m.RowsStored, m.StoreErrors, m.QueueRows, m.FlushDuration, m.spool, info)
 	return m
+}
+
+// WatchSpool exports tester_spool_bytes for the spool in dir. Until it is
+// called (a tester without a store) the series is absent rather than a
+// misleading 0.
+func (m *Metrics) WatchSpool(dir string) { m.spool.dir.Store(&dir) }
+
+// spoolCollector sizes the spool directory at scrape time, so the gauge
+// needs no hook in the writer and cannot drift from the disk.
+type spoolCollector struct {
+	desc *prometheus.Desc
+	dir  atomic.Pointer[string]
+}
+
+func (c *spoolCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *spoolCollector) Collect(ch chan<- prometheus.Metric) {
+	dir := c.dir.Load()
+	if dir == nil {
+		return
+	}
+	entries, err := os.ReadDir(*dir)
+	if err != nil {
+		// Absent, not an invalid metric: that would fail the whole scrape.
+		return
+	}
+	var n int64
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			n += fi.Size() // a segment deleted meanwhile just counts as gone
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n))
+}
+
+// buildVersion is the module version the go command stamped (a tag, or a
+// pseudo-version from the commit), "(devel)" when it had none.
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "unknown"
 }
 
 // Observe records one result.
