@@ -11,14 +11,16 @@ import (
 	"time"
 )
 
-// TestDemoRanksTheFleet runs the real demo — built binaries, a private
-// ClickHouse, four orchestrators, two regional testers, the leaderboard — and
-// checks what a newcomer is promised: every orchestrator scored in every
-// region, the slowest profile ranked last, the failing one below 100%.
+// TestDemoRanksTheFleet runs the real demo with a ClickHouse server — built
+// binaries, a private ClickHouse, four orchestrators, two regional testers,
+// the leaderboard — and checks what a newcomer is promised: every
+// orchestrator scored in every region, the slowest profile ranked last, the
+// failing one below 100%. (demo_chdb_test.go runs the embedded default.)
 func TestDemoRanksTheFleet(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end demo run; skipped with -short")
-	}
+	runDemo(t, "clickhouse")
+}
+
+func runDemo(t *testing.T, storeKind string) {
 	bin := t.TempDir()
 	for _, b := range []string{"orchestrator", "tester", "leaderboard", "explorer-api"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, b), "../../cmd/"+b)
@@ -52,7 +54,7 @@ func TestDemoRanksTheFleet(t *testing.T) {
 	defer cancel()
 	err := run(ctx, config{
 		BinDir: bin, DataDir: t.TempDir(), LeaderboardAddr: "127.0.0.1:0",
-		Interval: 6 * time.Second, Pipeline: "Text to image", Model: "ByteDance/SDXL-Lightning", Regions: "FRA,LAX",
+		Interval: 6 * time.Second, Pipeline: "Text to image", Model: "ByteDance/SDXL-Lightning", Regions: "FRA,LAX", Store: storeKind,
 		Out:     &lockedWriter{mu: &mu, w: &out},
 		OnBoard: satisfied,
 	})

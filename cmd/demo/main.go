@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lpgauge/lpgauge/internal/chembed"
 	"github.com/lpgauge/lpgauge/internal/chserver"
 )
 
@@ -47,6 +48,7 @@ type config struct {
 	Model           string
 	Regions         string
 	Rounds          int
+	Store           string
 	// Out receives the progress lines and tables (os.Stdout by default).
 	Out io.Writer
 	// OnBoard, when set, sees every printed board; returning true stops the
@@ -63,6 +65,11 @@ func (c *config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Model, "model", "ByteDance/SDXL-Lightning", "model the testers probe and the table shows")
 	fs.StringVar(&c.Regions, "regions", "FRA,LAX", "regions to run a tester for")
 	fs.IntVar(&c.Rounds, "rounds", 0, "stop after this many printed leaderboards (0 = run until Ctrl-C)")
+	store := os.Getenv("LPGAUGE_STORE")
+	if store == "" {
+		store = "embedded"
+	}
+	fs.StringVar(&c.Store, "store", store, "where results live: embedded (chDB inside the demo process, no server) or clickhouse (a private ClickHouse server and one process per component); default from $LPGAUGE_STORE")
 }
 
 func abs(p string) string {
@@ -79,7 +86,18 @@ func run(ctx context.Context, cfg config) error {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return err
 	}
-	for _, b := range []string{"orchestrator", "tester", "leaderboard", "explorer-api"} {
+	need := []string{"orchestrator"}
+	switch cfg.Store {
+	case "clickhouse":
+		need = append(need, "tester", "leaderboard", "explorer-api")
+	case "embedded":
+		if !chembed.Available() {
+			return fmt.Errorf("-store embedded: %w; or run with -store clickhouse", chembed.ErrNotBuilt)
+		}
+	default:
+		return fmt.Errorf("-store %q: want embedded (chDB in this process) or clickhouse (a private ClickHouse server)", cfg.Store)
+	}
+	for _, b := range need {
 		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
 			return fmt.Errorf("binary %s missing in %s: run `make build` (or `make demo`)", b, binDir)
 		}
@@ -89,17 +107,14 @@ func run(ctx context.Context, cfg config) error {
 		out = os.Stdout
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(out, "demo: "+format+"\n", args...) }
-
-	say("starting ClickHouse (data in %s)", filepath.Join(dataDir, "clickhouse"))
-	ch, err := chserver.Start(ctx, chserver.Options{Dir: filepath.Join(dataDir, "clickhouse")})
-	if err != nil {
-		return err
+	regionCodes := strings.Split(cfg.Regions, ",")
+	for i := range regionCodes {
+		regionCodes[i] = strings.ToUpper(strings.TrimSpace(regionCodes[i]))
 	}
-	defer func() { say("stopping ClickHouse"); ch.Stop() }()
+
 	sup := &supervisor{logDir: logDir}
 	defer func() { say("stopping components"); sup.stopAll(15 * time.Second) }()
 
-	chFlags := []string{"-clickhouse.addr", ch.TCPAddr, "-clickhouse.database", "lpgauge"}
 	slug := "text-to-image"
 	var targets []string
 	for _, p := range fleet {
@@ -120,50 +135,32 @@ func run(ctx context.Context, cfg config) error {
 
 	lbAddr := cfg.LeaderboardAddr
 	if strings.HasSuffix(lbAddr, ":0") || !listenable(lbAddr) {
+		var err error
 		if lbAddr, err = freeAddr(); err != nil {
 			return err
 		}
 	}
-	if _, err := sup.start("leaderboard", filepath.Join(binDir, "leaderboard"), append([]string{"-listen", lbAddr}, chFlags...)...); err != nil {
-		return err
-	}
-	base := "http://" + lbAddr
-	if err := waitHTTP(ctx, base+"/healthz", 30*time.Second); err != nil {
-		return fmt.Errorf("leaderboard: %w (log: %s)", err, filepath.Join(logDir, "leaderboard.log"))
-	}
-	say("leaderboard API at %s", base)
-
 	webAddr, err := freeAddr()
 	if err != nil {
 		return err
 	}
-	if _, err := sup.start("explorer-api", filepath.Join(binDir, "explorer-api"), append([]string{"-listen", webAddr}, chFlags...)...); err != nil {
+	fl := fleetSpec{targets: targets, models: slug + ":" + cfg.Model, regions: regionCodes, interval: cfg.Interval, lbAddr: lbAddr, webAddr: webAddr}
+	var stopStore func()
+	switch cfg.Store {
+	case "clickhouse":
+		stopStore, err = startServerStore(ctx, cfg, dataDir, logDir, binDir, sup, fl, say)
+	case "embedded":
+		stopStore, err = startEmbeddedStore(ctx, dataDir, logDir, fl, say)
+	}
+	if stopStore != nil {
+		defer stopStore()
+	}
+	if err != nil {
 		return err
 	}
-	if err := waitHTTP(ctx, "http://"+webAddr+"/healthz", 30*time.Second); err != nil {
-		return fmt.Errorf("explorer-api: %w (log: %s)", err, filepath.Join(logDir, "explorer-api.log"))
-	}
-	say("web leaderboard at http://%s/ (explorer-api)", webAddr)
-
-	for _, region := range strings.Split(cfg.Regions, ",") {
-		region = strings.TrimSpace(region)
-		metrics, err := freeAddr()
-		if err != nil {
-			return err
-		}
-		args := append([]string{
-			"-region", region,
-			"-orchestrators", strings.Join(targets, ","),
-			"-models", slug + ":" + cfg.Model,
-			"-interval", cfg.Interval.String(),
-			"-simulate-rtt",
-			"-listen", metrics,
-		}, chFlags...)
-		if _, err := sup.start("tester-"+region, filepath.Join(binDir, "tester"), args...); err != nil {
-			return err
-		}
-		say("tester %s probing %d orchestrators every %s (metrics http://%s/metrics)", region, len(targets), cfg.Interval, metrics)
-	}
+	base := "http://" + lbAddr
+	say("leaderboard API at %s", base)
+	say("web leaderboard at http://%s/", webAddr)
 	say("logs in %s; Ctrl-C stops everything", logDir)
 	say("try: curl '%s/api/aggregated_stats?pipeline=%s&model=%s'", base, url.QueryEscape(cfg.Pipeline), cfg.Model)
 
@@ -189,7 +186,7 @@ func run(ctx context.Context, cfg config) error {
 		}
 		// Print once every orchestrator has a score in every region, then
 		// after each following round.
-		if len(rows) < len(fleet)*len(strings.Split(cfg.Regions, ",")) {
+		if len(rows) < len(fleet)*len(regionCodes) {
 			continue
 		}
 		if len(rows) == lastRows && time.Since(lastPrint) < cfg.Interval {
@@ -205,6 +202,66 @@ func run(ctx context.Context, cfg config) error {
 			return nil
 		}
 	}
+}
+
+// fleetSpec is what the store-side components need to know.
+type fleetSpec struct {
+	targets  []string // address=serviceURI
+	models   string   // pipeline:model
+	regions  []string
+	interval time.Duration
+	lbAddr   string
+	webAddr  string
+}
+
+// startServerStore runs a private ClickHouse server and the tester,
+// leaderboard and explorer-api binaries against it.
+func startServerStore(ctx context.Context, cfg config, dataDir, logDir, binDir string, sup *supervisor, fl fleetSpec, say func(string, ...any)) (func(), error) {
+	say("starting ClickHouse (data in %s)", filepath.Join(dataDir, "clickhouse"))
+	ch, err := chserver.Start(ctx, chserver.Options{Dir: filepath.Join(dataDir, "clickhouse")})
+	if err != nil {
+		return nil, err
+	}
+	stop := func() {
+		// Components first (they flush into ClickHouse), then the server.
+		sup.stopAll(15 * time.Second)
+		say("stopping ClickHouse")
+		ch.Stop()
+	}
+	chFlags := []string{"-clickhouse.addr", ch.TCPAddr, "-clickhouse.database", "lpgauge"}
+	if _, err := sup.start("leaderboard", filepath.Join(binDir, "leaderboard"), append([]string{"-listen", fl.lbAddr}, chFlags...)...); err != nil {
+		return stop, err
+	}
+	if err := waitHTTP(ctx, "http://"+fl.lbAddr+"/healthz", 30*time.Second); err != nil {
+		return stop, fmt.Errorf("leaderboard: %w (log: %s)", err, filepath.Join(logDir, "leaderboard.log"))
+	}
+	if _, err := sup.start("explorer-api", filepath.Join(binDir, "explorer-api"), append([]string{"-listen", fl.webAddr}, chFlags...)...); err != nil {
+		return stop, err
+	}
+	if err := waitHTTP(ctx, "http://"+fl.webAddr+"/healthz", 30*time.Second); err != nil {
+		return stop, fmt.Errorf("explorer-api: %w (log: %s)", err, filepath.Join(logDir, "explorer-api.log"))
+	}
+	for _, region := range fl.regions {
+		metrics, err := freeAddr()
+		if err != nil {
+			return stop, err
+		}
+		args := append([]string{
+			"-region", region,
+			"-orchestrators", strings.Join(fl.targets, ","),
+			"-models", fl.models,
+			"-interval", fl.interval.String(),
+			"-simulate-rtt",
+			"-network", "offchain",
+			"-listen", metrics,
+			"-spool-dir", filepath.Join(dataDir, "spool-"+region),
+		}, chFlags...)
+		if _, err := sup.start("tester-"+region, filepath.Join(binDir, "tester"), args...); err != nil {
+			return stop, err
+		}
+		say("tester %s probing %d orchestrators every %s (metrics http://%s/metrics)", region, len(fl.targets), fl.interval, metrics)
+	}
+	return stop, nil
 }
 
 // orchestratorArgs are the reference orchestrator's flags for one profile.

@@ -79,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("%w (set -spool-dir to a writable directory)", err)
 		}
+		metrics.WatchSpool(c.SpoolDir)
 		w = writer.NewSpooled(writer.Table{Conn: conn, DB: c.CH.Database}, sp, writer.Config{BatchSize: c.BatchSize, FlushInterval: c.FlushInterval}, log,
 			writer.Hooks{
 				Flushed: func(n int, took time.Duration) {
@@ -110,15 +111,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.SimulateRTT {
 		dial = simulatedDial(p.region.SimulatedRTT)
 	}
+	// Off-chain the gateway is unsigned; on chain it signs discovery and
+	// credentials with the tester key and pays with tickets.
+	gw := &gateway.Gateway{}
+	if c.Network == "onchain" {
+		gw.Sender = pm.NewSender(pm.NewSigner(p.key))
+	}
 	var prep probe.Preparer // nil: probe.OffChain, no protocol
-	switch c.Network {
-	case "none", "":
-	case "offchain":
-		prep = preparer.Preparer{Gateway: &gateway.Gateway{}}
-	case "onchain":
-		prep = preparer.Preparer{Gateway: &gateway.Gateway{Sender: pm.NewSender(pm.NewSigner(p.key))}}
-	default:
-		return fmt.Errorf("-network %q: want none, offchain or onchain", c.Network)
+	if c.Network != "none" {
+		prep = preparer.Preparer{Gateway: gw}
+	}
+	if c.Discovery != "static" {
+		if p.plan, err = discoverPlan(ctx, &c, p, gw, log); err != nil {
+			if w != nil {
+				_ = w.Close(context.Background())
+			}
+			return err
+		}
 	}
 	prober := probe.New(probe.Config{Timeouts: c.Timeouts, MaxResponseBytes: c.MaxResponse, VerifyTLS: c.VerifyTLS, Dial: dial, Preparer: prep})
 

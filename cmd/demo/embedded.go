@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lpgauge/lpgauge/gateway"
+	"github.com/lpgauge/lpgauge/gateway/preparer"
+	"github.com/lpgauge/lpgauge/internal/chembed"
+	"github.com/lpgauge/lpgauge/leaderboard/api"
+	"github.com/lpgauge/lpgauge/leaderboard/store"
+	"github.com/lpgauge/lpgauge/regions"
+	"github.com/lpgauge/lpgauge/schemas"
+	"github.com/lpgauge/lpgauge/tester"
+	"github.com/lpgauge/lpgauge/tester/probe"
+	"github.com/lpgauge/lpgauge/tester/writer"
+
+	explorerapi "github.com/lpgauge/lpgauge/explorer-api"
+)
+
+const demoDB = "lpgauge"
+
+// startEmbeddedStore runs the store side of the loop inside this process on
+// embedded ClickHouse (chDB): no server to install or start. The regional
+// testers write through the same spool-backed writer as the tester binary,
+// and the leaderboard and explorer-api handlers read the same store. Only
+// the orchestrators are separate processes, as they are on the network.
+func startEmbeddedStore(ctx context.Context, dataDir, logDir string, fl fleetSpec, say func(string, ...any)) (func(), error) {
+	dir := filepath.Join(dataDir, "chdb")
+	say("opening embedded ClickHouse (chDB) in %s", dir)
+	conn, err := chembed.Open(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := schemas.Migrate(ctx, conn, schemas.Options{Database: demoDB}); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	logf, err := os.Create(filepath.Join(logDir, "embedded.log"))
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(logf, nil))
+
+	st, err := store.NewClickHouse(conn, demoDB, 8*time.Second)
+	if err != nil {
+		conn.Close()
+		logf.Close()
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var servers []*http.Server
+	var writers []*writer.Writer
+	stop := func() {
+		cancel() // stop scheduling; Schedule returns once in-flight probes drained
+		wg.Wait()
+		for _, w := range writers {
+			fctx, c := context.WithTimeout(context.Background(), 15*time.Second)
+			if err := w.Close(fctx); err != nil {
+				say("tester writer: %v", err)
+			}
+			c()
+		}
+		for _, s := range servers {
+			sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = s.Shutdown(sctx)
+			c()
+		}
+		say("closing embedded store")
+		conn.Close()
+		logf.Close()
+	}
+	serve := func(addr string, h http.Handler) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, hs)
+		go func() { _ = hs.Serve(ln) }()
+		return nil
+	}
+	if err := serve(fl.lbAddr, api.New(api.Config{Logger: log}, st)); err != nil {
+		return stop, fmt.Errorf("leaderboard: %w", err)
+	}
+	if err := serve(fl.webAddr, explorerapi.New(explorerapi.Config{Logger: log}, st)); err != nil {
+		return stop, fmt.Errorf("explorer-api: %w", err)
+	}
+
+	targets, err := tester.ParseTargets(strings.Join(fl.targets, ","))
+	if err != nil {
+		return stop, err
+	}
+	models, err := tester.ParseModels(fl.models)
+	if err != nil {
+		return stop, err
+	}
+	plan, err := tester.Plan(targets, models)
+	if err != nil {
+		return stop, err
+	}
+	sched, period, err := tester.ParseSchedule("", fl.interval)
+	if err != nil {
+		return stop, err
+	}
+	for _, code := range fl.regions {
+		region, err := regions.ForTester(code)
+		if err != nil {
+			return stop, err
+		}
+		sp, err := writer.OpenSpool(filepath.Join(dataDir, "spool-"+region.Code), 256<<20)
+		if err != nil {
+			return stop, err
+		}
+		rlog := log.With("region", region.Code)
+		w := writer.NewSpooled(writer.Table{Conn: conn, DB: demoDB}, sp, writer.Config{BatchSize: 100, FlushInterval: time.Second}, rlog, writer.Hooks{})
+		writers = append(writers, w)
+		prober := probe.New(probe.Config{
+			Timeouts: probe.DefaultTimeouts(),
+			Dial:     simulatedDial(region.SimulatedRTT),
+			// The protocol path: GetOrchestrator (timed as discovery), then
+			// the job with segment credentials; off-chain, so no tickets.
+			Preparer: preparer.Preparer{Gateway: &gateway.Gateway{}},
+		})
+		t, err := tester.New(tester.Config{
+			Region: region, TesterID: demoTesterID(region.Code), Prober: prober,
+			Spread: min(period/10, time.Minute), Deadline: period, Log: rlog,
+		})
+		if err != nil {
+			return stop, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.Schedule(runCtx, sched, period, plan, w, nil)
+		}()
+		say("tester %s probing %d orchestrators every %s (in process)", region.Code, len(targets), fl.interval)
+	}
+	return stop, nil
+}
+
+// demoTesterID is a stable pseudo address per region (a real tester's id is
+// the address of its key).
+func demoTesterID(region string) string {
+	sum := sha256.Sum256([]byte("lpgauge-demo-tester:" + region))
+	return "0x" + hex.EncodeToString(sum[:20])
+}
+
+// simulatedDial adds the region's network distance to every connection, so
+// the demo's regions measure different connect times.
+func simulatedDial(rtt time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		t := time.NewTimer(rtt)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+}
