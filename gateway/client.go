@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sort"
 	"time"
 
 	"google.golang.org/grpc"
@@ -71,7 +72,13 @@ func GetOrchestrator(ctx context.Context, serviceURI string, req *lpnet.Orchestr
 // over the checksummed address string; without one (off-chain) both are
 // empty, as an off-chain go-livepeer gateway sends them.
 func OrchestratorRequest(signer *pm.Signer, id capability.ID, model string) (*lpnet.OrchestratorRequest, error) {
-	req := &lpnet.OrchestratorRequest{Capabilities: Capabilities(id, model)}
+	return orchestratorRequest(signer, Capabilities(id, model))
+}
+
+// orchestratorRequest signs a request for caps; nil caps asks for the full
+// info (every capability, model and price, no ticket params).
+func orchestratorRequest(signer *pm.Signer, caps *lpnet.Capabilities) (*lpnet.OrchestratorRequest, error) {
+	req := &lpnet.OrchestratorRequest{Capabilities: caps}
 	if signer != nil {
 		sig, err := signer.SignKeccak([]byte(signer.Address().Hex()))
 		if err != nil {
@@ -106,4 +113,34 @@ func Model(info *lpnet.OrchestratorInfo, id capability.ID, model string) (*lpnet
 	}
 	m, ok := caps.GetConstraints().GetPerCapability()[uint32(id)].GetModels()[model]
 	return m, ok
+}
+
+// Offer is one (capability, model) an orchestrator advertises.
+type Offer struct {
+	Capability capability.ID
+	Model      string
+	Warm       bool
+}
+
+// Offers lists the (capability, model) pairs info advertises in its
+// per-capability constraints, ordered by capability then model. A capability
+// bit without a model constraint names no model, so it is not listed.
+func Offers(info *lpnet.OrchestratorInfo) []Offer {
+	caps := info.GetCapabilities()
+	var out []Offer
+	for id, cc := range caps.GetConstraints().GetPerCapability() {
+		if !capability.Has(caps.GetBitstring(), capability.ID(id)) {
+			continue
+		}
+		for model, mc := range cc.GetModels() {
+			out = append(out, Offer{Capability: capability.ID(id), Model: model, Warm: mc.GetWarm()})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Capability != out[j].Capability {
+			return out[i].Capability < out[j].Capability
+		}
+		return out[i].Model < out[j].Model
+	})
+	return out
 }

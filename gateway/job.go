@@ -50,6 +50,24 @@ func (g *Gateway) Discover(ctx context.Context, serviceURI string, id capability
 	return info, time.Since(start), err
 }
 
+// Info calls GetOrchestrator without capabilities, which asks for the
+// orchestrator's full info: its address, every capability and model it
+// advertises and their prices (capabilities_prices), no ticket params. It is
+// what a tester needs to learn an orchestrator it only knows by URI.
+func (g *Gateway) Info(ctx context.Context, serviceURI string) (*lpnet.OrchestratorInfo, time.Duration, error) {
+	var signer *pm.Signer
+	if g.Sender != nil {
+		signer = g.Sender.Signer()
+	}
+	req, err := orchestratorRequest(signer, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	start := time.Now()
+	info, err := GetOrchestrator(ctx, serviceURI, req)
+	return info, time.Since(start), err
+}
+
 // JobHeaders builds the headers of one AI job worth units: Livepeer-Payment
 // (enough tickets to cover units × price, at least one when the price is not
 // zero), Livepeer-Segment (credentials with the auth token echoed) and the

@@ -35,9 +35,10 @@ func (p Preparer) Prepare(ctx context.Context, job probe.PrepareJob) (probe.Prep
 		return prep, fmt.Errorf("%w: %v", probe.ErrDiscovery, err)
 	}
 	// A registry address that does not match what the orchestrator says it
-	// is means we reached someone else.
-	if job.Orchestrator != "" && len(info.GetAddress()) == common.AddressLength &&
-		!strings.EqualFold(common.BytesToAddress(info.GetAddress()).Hex(), job.Orchestrator) {
+	// is means we reached someone else. A zero address is an off-chain
+	// orchestrator without a key: it claims no identity to compare.
+	if addr := common.BytesToAddress(info.GetAddress()); job.Orchestrator != "" && len(info.GetAddress()) == common.AddressLength &&
+		addr != (common.Address{}) && !strings.EqualFold(addr.Hex(), job.Orchestrator) {
 		return prep, fmt.Errorf("%w: orchestrator at %s reports address %s, registry says %s", probe.ErrDiscovery,
 			job.ServiceURI, common.BytesToAddress(info.GetAddress()).Hex(), job.Orchestrator)
 	}

@@ -29,6 +29,17 @@ type Server struct {
 	States func() []orchestrator.ModelState
 	// Version is advertised as Capabilities.version.
 	Version string
+	// Address is advertised as OrchestratorInfo.address when the receiver
+	// has no key (off-chain); with a key the ticket recipient is advertised,
+	// since that is the identity payments are bound to.
+	Address common.Address
+}
+
+func (s *Server) address() common.Address {
+	if a := s.Receiver.Address(); a != (common.Address{}) {
+		return a
+	}
+	return s.Address
 }
 
 // Price returns the advertised price of (pipeline, model); a payment.PriceFunc.
@@ -69,7 +80,7 @@ func (s *Server) GetOrchestrator(ctx context.Context, req *lpnet.OrchestratorReq
 	}
 	info := &lpnet.OrchestratorInfo{
 		Transcoder:   s.URI,
-		Address:      s.Receiver.Address().Bytes(),
+		Address:      s.address().Bytes(),
 		Capabilities: caps,
 		AuthToken:    s.Receiver.AuthToken(),
 	}
