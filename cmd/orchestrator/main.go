@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -15,11 +16,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/h2c"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/lpgauge/lpgauge/orchestrator"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
@@ -45,12 +47,15 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("orchestrator", flag.ContinueOnError)
 	var cfg orchestrator.Config
 	cfg.RegisterFlags(fs)
-	httpAddr := fs.String("httpAddr", ":8935", "listen address of the AI HTTP server")
+	httpAddr := fs.String("httpAddr", ":8935", "listen address of the one port: AI HTTP endpoints and gRPC GetOrchestrator")
 	serviceAddr := fs.String("serviceAddr", "127.0.0.1:8935", "host:port gateways reach this orchestrator at")
-	serviceURI := fs.String("serviceURI", "", "base URL of result media URLs (default: the scheme and host of each request)")
+	serviceURI := fs.String("serviceURI", "", "service URI advertised by GetOrchestrator (default http(s)://-serviceAddr) and base URL of result media URLs (default: the scheme and host of each request)")
 	aiModels := fs.String("aiModels", "", "aiModels.json path, JSON array, or inline pipeline:model_id:warm,… (required)")
-	ethAddr := fs.String("ethAddr", "", "the orchestrator's address, its identity (default derived from -serviceAddr)")
-	network := fs.String("network", "offchain", "payment network; only offchain (no payments; GetOrchestrator served on the same port) for now")
+	ethAddr := fs.String("ethAddr", "", "offchain: the orchestrator's address, its identity (default derived from -serviceAddr); onchain: must match the key's address if given")
+	network := fs.String("network", "offchain", "payment network: offchain (price 0, no tickets, no signatures) or onchain (tickets checked against the TicketBroker at -ethUrl, winners redeemed)")
+	useTLS := fs.Bool("tls", false, "serve the port over TLS with a generated self-signed certificate, as go-livepeer (default true with -network onchain, false offchain, where h2c is served)")
+	var chainCfg chainFlags
+	chainCfg.register(fs)
 	var lat runner.Latency
 	fs.DurationVar(&lat.Mean, "meanServerTime", time.Second, "CPU runners: mean inference time per job")
 	fs.DurationVar(&lat.Jitter, "serverTimeJitter", 200*time.Millisecond, "CPU runners: uniform ± jitter around the mean")
@@ -63,8 +68,19 @@ func run(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *network != "offchain" {
-		return fmt.Errorf("-network %q: only offchain is supported so far", *network)
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q: every setting is a flag (see -h)", fs.Args())
+	}
+	tlsSet := false
+	fs.Visit(func(f *flag.Flag) { tlsSet = tlsSet || f.Name == "tls" })
+	switch *network {
+	case "offchain":
+	case "onchain":
+		if !tlsSet {
+			*useTLS = true
+		}
+	default:
+		return fmt.Errorf("-network %q: want offchain or onchain", *network)
 	}
 	if *aiModels == "" {
 		return errors.New("-aiModels is required")
@@ -75,18 +91,61 @@ func run(ctx context.Context, args []string) error {
 	if err := lat.Validate(); err != nil {
 		return fmt.Errorf("demo profile: %w", err)
 	}
-	cfg.EthAddr = *ethAddr
-	if cfg.EthAddr == "" {
-		cfg.EthAddr = defaultEthAddr(*serviceAddr)
+	host, _, err := net.SplitHostPort(*serviceAddr)
+	if err != nil {
+		return fmt.Errorf("-serviceAddr %q: want host:port: %w", *serviceAddr, err)
 	}
-	cfg.ServiceURI = *serviceURI
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("eth_addr", cfg.EthAddr)
-	cfg.Logger = log
-
+	if *ethAddr != "" && !common.IsHexAddress(*ethAddr) {
+		return fmt.Errorf("-ethAddr %q: want a 0x address (40 hex digits)", *ethAddr)
+	}
 	models, err := orchestrator.ParseAIModels(*aiModels)
 	if err != nil {
 		return err
 	}
+	prices, err := modelPrices(models)
+	if err != nil {
+		return err
+	}
+
+	// Payments: off-chain a receiver without chain or key (auth tokens
+	// only); on-chain one bound to the TicketBroker with our key.
+	pcfg := payment.Config{}
+	if *network == "onchain" {
+		if len(prices) == 0 {
+			return errors.New("-network onchain: no aiModels entry has a price_per_unit, so no job would be paid; give prices in wei (or run -network offchain)")
+		}
+		oc, err := chainCfg.connect(ctx)
+		if err != nil {
+			return err
+		}
+		defer oc.close()
+		pcfg = oc.pcfg
+		keyAddr := crypto.PubkeyToAddress(oc.key.PublicKey)
+		if *ethAddr != "" && common.HexToAddress(*ethAddr) != keyAddr {
+			return fmt.Errorf("-ethAddr %s is not the key's address %s: on chain the key is the identity", *ethAddr, keyAddr.Hex())
+		}
+		cfg.EthAddr = strings.ToLower(keyAddr.Hex())
+	} else {
+		cfg.EthAddr = *ethAddr
+		if cfg.EthAddr == "" {
+			cfg.EthAddr = defaultEthAddr(*serviceAddr)
+		}
+	}
+	scheme := "http"
+	if *useTLS {
+		scheme = "https"
+	}
+	// Result URLs follow the request's host unless -serviceURI pins them;
+	// GetOrchestrator must name one URI, so it falls back to -serviceAddr.
+	cfg.ServiceURI = *serviceURI
+	advertised := *serviceURI
+	if advertised == "" {
+		advertised = scheme + "://" + *serviceAddr
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("eth_addr", cfg.EthAddr)
+	cfg.Logger = log
+	pcfg.Log = log
+
 	var runners orchestrator.Runners
 	var extra http.Handler
 	switch *runnersKind {
@@ -109,12 +168,32 @@ func run(ctx context.Context, args []string) error {
 	default:
 		return fmt.Errorf("-runners %q: want cpu or docker", *runnersKind)
 	}
-	srv, err := orchestrator.New(cfg, runners, orchestrator.OffChain{})
+	recv, err := payment.NewReceiver(pcfg)
+	if err != nil {
+		return err
+	}
+	defer recv.Close() // after the server: queued winners are still submitted while it drains
+	rpc := &lprpc.Server{URI: advertised, Receiver: recv, States: pricedStates(runners.States, prices), Version: "lpgauge",
+		Address: common.HexToAddress(cfg.EthAddr)}
+	// Off-chain the gate admits every job, so plain runner-style clients
+	// (no Livepeer headers) keep working; on chain every job is checked:
+	// payment (402/400) and segment credentials (403).
+	var gate orchestrator.Gate = orchestrator.OffChain{}
+	if *network == "onchain" {
+		gate = recv.Gate(rpc.Price)
+	}
+	srv, err := orchestrator.New(cfg, runners, gate)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 
+	var cert *tls.Certificate
+	if *useTLS {
+		if cert, err = lprpc.SelfSigned(host, "localhost", "127.0.0.1"); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *httpAddr, err)
@@ -123,34 +202,14 @@ func run(ctx context.Context, args []string) error {
 	if extra != nil {
 		handler = withRuntimeRoutes(handler, extra)
 	}
-	// GetOrchestrator shares the port with the HTTP endpoints, as on
-	// go-livepeer (gRPC over h2c on a plain listener). Off-chain it
-	// advertises price 0 and no ticket params.
-	recv, err := payment.NewReceiver(payment.Config{Log: log})
-	if err != nil {
-		return err
-	}
-	defer recv.Close()
-	rpc := &lprpc.Server{URI: "http://" + *serviceAddr, Receiver: recv, States: runners.States, Version: "lpgauge"}
-	if cfg.ServiceURI != "" {
-		rpc.URI = cfg.ServiceURI
-	}
-	handler = h2c.NewHandler(lprpc.Handler(lprpc.NewGRPC(rpc), handler), &http2.Server{})
-	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: lprpc.MaxHeaderBytes}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	log.Info("orchestrator listening", "addr", ln.Addr().String(), "service_addr", *serviceAddr, "models", len(models))
-	select {
-	case err := <-errc:
+	log.Info("orchestrator listening", "addr", ln.Addr().String(), "service_uri", advertised, "network", *network,
+		"tls", *useTLS, "models", len(models))
+	// GetOrchestrator shares the port with the HTTP endpoints, as on
+	// go-livepeer: TLS with a self-signed certificate, or h2c.
+	if err := lprpc.Serve(ctx, ln, lprpc.NewGRPC(rpc), handler, cert); err != nil {
 		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
 }
