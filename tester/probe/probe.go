@@ -176,6 +176,16 @@ func (c *Config) defaults() {
 	}
 }
 
+// ResponseLimiter is implemented by pipelines whose legitimate answers are
+// far smaller than the prober's general caps (16 MiB body, 64 MiB per media
+// file, sized for SAM2 masks and videos). Each probe may hold up to its caps
+// while it reads, so with dozens of hostile orchestrators probed at once the
+// caps, not the answers, set the tester's memory: tighter caps where the
+// pipeline allows keep a round of hostile orchestrators bounded.
+type ResponseLimiter interface {
+	ResponseLimits() (body, media int64)
+}
+
 // Prober runs probes. It is safe for concurrent use.
 type Prober struct {
 	cfg Config
@@ -380,12 +390,17 @@ func (p *Prober) run(ctx context.Context, job Job, info capability.Pipeline, to 
 		r.OrchProcessing = time.Duration(ms * float64(time.Millisecond))
 	}
 
+	bodyMax, mediaMax := p.cfg.MaxResponseBytes, p.cfg.MaxMediaBytes
+	if l, ok := job.Pipeline.(ResponseLimiter); ok {
+		b, m := l.ResponseLimits()
+		bodyMax, mediaMax = min(bodyMax, b), min(mediaMax, m)
+	}
 	out := &Response{Status: resp.StatusCode, Header: resp.Header}
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if resp.StatusCode == http.StatusOK && ct == "text/event-stream" {
 		err = readEvents(resp.Body, p.cfg.MaxResponseBytes, tr, out)
 	} else {
-		out.Body, err = readCapped(resp.Body, p.cfg.MaxResponseBytes)
+		out.Body, err = readCapped(resp.Body, bodyMax)
 	}
 	tr.mu.Lock()
 	tr.bodyDone = time.Now()
@@ -406,7 +421,7 @@ func (p *Prober) run(ctx context.Context, job Job, info capability.Pipeline, to 
 		return classifyTransport(err, PhaseDownload)
 	}
 
-	m := &Media{client: client, base: base, max: p.cfg.MaxMediaBytes}
+	m := &Media{client: client, base: base, max: mediaMax}
 	*mOut = m
 	units, err := job.Pipeline.Validate(ctx, req, out, m)
 	if err != nil {
@@ -472,15 +487,41 @@ func (p *Prober) transport(tr *trace, to Timeouts) *http.Transport {
 }
 
 // readCapped reads at most max bytes; more is errBodyTooLarge.
+//
+// It reads into fixed chunks and joins them once at the end instead of
+// io.ReadAll's grow-and-copy: ReadAll of an endless body leaves about twice
+// the cap in garbage per probe, and a round probing several hostile
+// orchestrators at once held hundreds of MiB (faults.TestHostileZoo). An
+// over-long body is dropped without the join, so it costs the cap, once.
 func readCapped(r io.Reader, max int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, max+1))
-	if err != nil {
-		return b, err
+	const chunk = 64 << 10
+	var (
+		chunks [][]byte
+		n      int64
+		err    error
+	)
+	lr := io.LimitReader(r, max+1)
+	for err == nil {
+		c := make([]byte, min(chunk, max+1-n))
+		var k int
+		k, err = io.ReadFull(lr, c)
+		if k > 0 {
+			chunks = append(chunks, c[:k])
+			n += int64(k)
+		}
+		if n > max {
+			// The head is enough for any message; the rest is garbage now.
+			return chunks[0], fmt.Errorf("%w (%d bytes)", errBodyTooLarge, max)
+		}
 	}
-	if int64(len(b)) > max {
-		return b[:max], fmt.Errorf("%w (%d bytes)", errBodyTooLarge, max)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		err = nil
 	}
-	return b, nil
+	b := make([]byte, 0, n)
+	for _, c := range chunks {
+		b = append(b, c...)
+	}
+	return b, err
 }
 
 // readEvents reads a text/event-stream answer, keeping each data payload and

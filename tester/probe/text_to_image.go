@@ -1,9 +1,11 @@
 package probe
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"image/png"
 
 	"github.com/lpgauge/lpgauge/gateway/capability"
 )
@@ -77,6 +79,11 @@ type imageResponse struct {
 	} `json:"images"`
 }
 
+// ResponseLimits implements ResponseLimiter: the answer is JSON with at most
+// four media URLs, and each image at most 768×768 (an RGBA PNG of that size
+// stored uncompressed is 2.3 MiB).
+func (TextToImage) ResponseLimits() (body, media int64) { return 1 << 20, 4 << 20 }
+
 // Validate implements Pipeline.
 func (TextToImage) Validate(ctx context.Context, req *Request, resp *Response, m *Media) (float64, error) {
 	return validateImages(ctx, req.Expect.(imageExpect), resp, m)
@@ -99,6 +106,13 @@ func validateImages(ctx context.Context, want imageExpect, resp *Response, m *Me
 		b, err := m.Get(ctx, img.URL)
 		if err != nil {
 			return 0, err
+		}
+		// A header that already says the size is wrong is enough: decoding a
+		// small PNG that declares 4096×4096 costs 16–64 MiB, and several at
+		// once blew the tester's memory (faults.TestHostileZoo).
+		if cfg, err := png.DecodeConfig(bytes.NewReader(b)); err == nil && want.W > 0 &&
+			int64(cfg.Width)*int64(cfg.Height) <= MaxPNGPixels && (cfg.Width != want.W || cfg.Height != want.H) {
+			return 0, invalid("image_size", "image %d is %dx%d, asked for %dx%d", i, cfg.Width, cfg.Height, want.W, want.H)
 		}
 		w, h, err := decodePNG(b)
 		if err != nil {
