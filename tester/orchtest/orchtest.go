@@ -6,6 +6,7 @@
 package orchtest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -13,16 +14,29 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
+
+	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
+	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
 	"github.com/lpgauge/lpgauge/tester/probe"
 )
 
 // Behaviour says how the fake answers.
 type Behaviour struct {
+	// Offers are the pipeline:model pairs advertised to a GetOrchestrator
+	// that asks for no capability (full info). A request for one
+	// (capability, model) is always answered as offered, warm, so a test
+	// can probe any model over the Livepeer protocol.
+	Offers     []string
 	Delay      time.Duration // server time: sleep before answering
 	Status     int           // answer this status with Body instead of working (0: work)
 	Body       string        // body for Status
@@ -40,6 +54,8 @@ type Orch struct {
 	mu      sync.Mutex
 	media   map[string][]byte
 	Calls   atomic.Int64
+	// Discoveries counts GetOrchestrator calls.
+	Discoveries atomic.Int64
 }
 
 // New starts a fake orchestrator closed when the test ends.
@@ -53,6 +69,9 @@ func New(t testing.TB, b Behaviour) *Orch {
 	if b.Handler != nil {
 		h = b.Handler
 	}
+	// GetOrchestrator shares the port over h2c, as on the reference
+	// orchestrator, hostile HTTP behaviours included.
+	h = h2c.NewHandler(lprpc.Handler(lprpc.NewGRPC(&discoveryServer{o: o}), h), &http2.Server{})
 	o.Server = httptest.NewUnstartedServer(h)
 	// Handlers read base; set it before Start so they never race the test.
 	o.base = "http://" + o.Server.Listener.Addr().String()
@@ -169,4 +188,50 @@ func cachedPNG(w, h int) []byte {
 	b := probe.PNG(w, h, 1)
 	pngs.Store([2]int{w, h}, b)
 	return b
+}
+
+// discoveryServer answers GetOrchestrator as an off-chain orchestrator:
+// price 0, no ticket params, an auth token the fake does not check.
+type discoveryServer struct {
+	lpnet.UnimplementedOrchestratorServer
+	o *Orch
+}
+
+func (d *discoveryServer) GetOrchestrator(_ context.Context, req *lpnet.OrchestratorRequest) (*lpnet.OrchestratorInfo, error) {
+	d.o.Discoveries.Add(1)
+	offers := map[capability.ID][]string{}
+	for id, cc := range req.GetCapabilities().GetConstraints().GetPerCapability() {
+		for m := range cc.GetModels() {
+			offers[capability.ID(id)] = append(offers[capability.ID(id)], m)
+		}
+	}
+	if len(offers) == 0 {
+		for _, o := range d.o.b.Offers {
+			slug, m, _ := strings.Cut(o, ":")
+			if p, ok := capability.BySlug(slug); ok {
+				offers[p.ID] = append(offers[p.ID], m)
+			}
+		}
+	}
+	var ids []capability.ID
+	per := map[uint32]*lpnet.Capabilities_CapabilityConstraints{}
+	for id, ms := range offers {
+		ids = append(ids, id)
+		cc := &lpnet.Capabilities_CapabilityConstraints{Models: map[string]*lpnet.Capabilities_CapabilityConstraints_ModelConstraint{}}
+		for _, m := range ms {
+			cc.Models[m] = &lpnet.Capabilities_CapabilityConstraints_ModelConstraint{Warm: true, Capacity: 1}
+		}
+		per[uint32(id)] = cc
+	}
+	return &lpnet.OrchestratorInfo{
+		Transcoder: d.o.base,
+		Address:    common.HexToAddress(d.o.Address).Bytes(),
+		Capabilities: &lpnet.Capabilities{
+			Bitstring:   capability.Bitstring(ids...),
+			Version:     "orchtest",
+			Constraints: &lpnet.Capabilities_Constraints{PerCapability: per},
+		},
+		PriceInfo: &lpnet.PriceInfo{PixelsPerUnit: 1},
+		AuthToken: &lpnet.AuthToken{Token: []byte("orchtest"), SessionId: "orchtest", Expiration: time.Now().Add(30 * time.Minute).Unix()},
+	}, nil
 }

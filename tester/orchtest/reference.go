@@ -1,0 +1,99 @@
+package orchtest
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/lpgauge/lpgauge/gateway/pm"
+	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
+	"github.com/lpgauge/lpgauge/orchestrator/payment"
+)
+
+// Reference is a real reference orchestrator (CPU runners, the payment
+// gate, GetOrchestrator) on one TLS port: what the tester meets on chain.
+type Reference struct {
+	URI      string // https://127.0.0.1:port
+	Address  string // lower-case 0x; the key's address on chain
+	Receiver *payment.Receiver
+}
+
+// ReferenceConfig configures a Reference.
+type ReferenceConfig struct {
+	// Models served; default one warm text-to-image model priced 1000 wei
+	// per pixel.
+	Models []orchestrator.AIModel
+	// Key and Chain make it an on-chain orchestrator; both nil: off chain.
+	Key   *ecdsa.PrivateKey
+	Chain payment.Chain
+	// Payment tunes the receiver (face value, ticket EV, …).
+	Payment payment.Config
+}
+
+// DefaultModel is the model a Reference serves by default.
+const DefaultModel = "test/model"
+
+// NewReference starts a reference orchestrator, stopped when t ends.
+func NewReference(t testing.TB, cfg ReferenceConfig) *Reference {
+	t.Helper()
+	if cfg.Models == nil {
+		price := &orchestrator.Price{}
+		price.SetInt64(1000)
+		cfg.Models = []orchestrator.AIModel{{Pipeline: "text-to-image", ModelID: DefaultModel, Warm: true, Capacity: 1, PricePerUnit: price}}
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cpu, err := orchestrator.NewCPURunners(cfg.Models, orchestrator.CPURunnersConfig{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cpu.Close)
+	pcfg := cfg.Payment
+	pcfg.Chain = cfg.Chain
+	pcfg.Log = quiet
+	if cfg.Key != nil {
+		pcfg.Signer = pm.NewSigner(cfg.Key)
+	}
+	recv, err := payment.NewReceiver(pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri := "https://" + ln.Addr().String()
+	addr := RandomAddress()
+	if cfg.Key != nil {
+		addr = strings.ToLower(crypto.PubkeyToAddress(cfg.Key.PublicKey).Hex())
+	}
+	rpc := &lprpc.Server{URI: uri, Receiver: recv, States: cpu.States, Version: "orchtest", Address: common.HexToAddress(addr)}
+	srv, err := orchestrator.New(orchestrator.Config{
+		ServiceURI: uri, MaxBodyBytes: 16 << 20, MaxResponseBytes: 64 << 20, MaxQueue: 4,
+		QueueTimeout: 5 * time.Second, RunnerTimeout: 30 * time.Second, ResultTTL: time.Minute, EthAddr: addr, Logger: quiet,
+	}, cpu, recv.Gate(rpc.Price))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := lprpc.SelfSigned("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- lprpc.Serve(ctx, ln, lprpc.NewGRPC(rpc), srv.Handler(), cert) }()
+	// Cleanups run last-in first-out: server, then receiver (queued
+	// redemptions), then runners.
+	t.Cleanup(recv.Close)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { cancel(); <-done })
+	return &Reference{URI: uri, Address: addr, Receiver: recv}
+}
