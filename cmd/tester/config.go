@@ -5,11 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/robfig/cron/v3"
 
@@ -47,6 +49,11 @@ type config struct {
 	LogLevel      string
 	CH            chclient.Config
 	Network       string // none, offchain or onchain: how probes speak the Livepeer protocol
+	Discovery     string // static, chain or webhook: where the orchestrator list comes from
+	EthURL        string
+	BondingMgr    string
+	ServiceReg    string
+	WebhookURL    string
 }
 
 const keyEnv = "TESTER_KEY"
@@ -54,8 +61,13 @@ const keyEnv = "TESTER_KEY"
 func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Region, "region", "", "tester region code (required), e.g. FRA; see regions/")
 	fs.StringVar(&c.TesterKey, "tester-key", "", "file holding the tester's hex secp256k1 private key (or $"+keyEnv+" with the hex key); its address is the tester id. Absent: an ephemeral key, with a warning")
-	fs.StringVar(&c.Orchestrators, "orchestrators", "", "orchestrators to probe (required): a file with one 'address=serviceURI [pipeline:model ...]' per line, or the same entries inline separated by commas")
-	fs.StringVar(&c.Models, "models", "", "default pipeline:model list for orchestrators without their own, comma separated, e.g. text-to-image:stabilityai/sdxl-turbo")
+	fs.StringVar(&c.Discovery, "discovery", "static", "where orchestrators come from: static (-orchestrators), chain (the BondingManager pool and each one's ServiceRegistry URI at -eth.url) or webhook (-webhook-url answering [{\"address\":\"<serviceURI>\"}]); chain and webhook learn each orchestrator's address and models from GetOrchestrator at start")
+	fs.StringVar(&c.Orchestrators, "orchestrators", "", "-discovery static: orchestrators to probe (required): a file with one 'address=serviceURI [pipeline:model ...]' per line, or the same entries inline separated by commas")
+	fs.StringVar(&c.Models, "models", "", "default pipeline:model list for orchestrators without their own, comma separated, e.g. text-to-image:stabilityai/sdxl-turbo; with -discovery chain or webhook, empty means every model each orchestrator advertises")
+	fs.StringVar(&c.EthURL, "eth.url", "", "-discovery chain: Ethereum JSON-RPC URL (Arbitrum One for the Livepeer network)")
+	fs.StringVar(&c.BondingMgr, "eth.bonding-manager", "", "-discovery chain: BondingManager address (the orchestrator pool)")
+	fs.StringVar(&c.ServiceReg, "eth.service-registry", "", "-discovery chain: ServiceRegistry address, or the AI service registry's for AI orchestrators")
+	fs.StringVar(&c.WebhookURL, "webhook-url", "", "-discovery webhook: URL answering go-livepeer's orchestrator webhook format")
 	fs.StringVar(&c.Schedule, "schedule", "", "cron spec of rounds, e.g. '*/5 * * * *' or '@every 5m'")
 	fs.DurationVar(&c.Interval, "interval", 0, "run a round every interval (instead of -schedule)")
 	fs.BoolVar(&c.Once, "once", false, "run one round now, print progress and a results table, then exit")
@@ -80,7 +92,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Control, "control", "", "known-good control target probed before each round, 'address=serviceURI pipeline:model'; when it fails, network-class failures are excused")
 	fs.StringVar(&c.PipelineTO, "pipeline-timeout", "", "per-pipeline whole-probe timeouts, e.g. 'llm=30s,image-to-video=5m' (server timeout follows)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&c.Network, "network", "none", "Livepeer protocol: none (plain AI requests), offchain (GetOrchestrator + unsigned segment credentials) or onchain (also signed with -tester-key and paid with tickets; the key needs a TicketBroker deposit)")
+	fs.StringVar(&c.Network, "network", "offchain", "Livepeer protocol of every probe: offchain (GetOrchestrator, timed as the discovery phase, then unsigned segment credentials), onchain (also signed with -tester-key and paid with tickets; the key needs a TicketBroker deposit) or none (plain AI requests to runner-style targets)")
 	c.CH.RegisterFlags(fs, "clickhouse.")
 }
 
@@ -90,7 +102,9 @@ type parsed struct {
 	key      *ecdsa.PrivateKey
 	keyNote  string // warning to log when the key is ephemeral
 	testerID string
-	plan     []tester.Planned
+	plan     []tester.Planned // static discovery; chain and webhook plan at start
+	models   []tester.Model
+	ethAddrs [2]common.Address // BondingManager, ServiceRegistry
 	control  *tester.Planned
 	timeouts map[string]probe.Timeouts
 	secret   string
@@ -113,20 +127,54 @@ func (c *config) validate() (*parsed, error) {
 	} else {
 		p.testerID = strings.ToLower(crypto.PubkeyToAddress(p.key.PublicKey).Hex())
 	}
-	var targets []tester.Target
-	if c.Orchestrators == "" {
-		errs = append(errs, errors.New("-orchestrators is required: a file or an inline list of address=serviceURI"))
-	} else if targets, err = tester.ParseTargets(c.Orchestrators); err != nil {
-		errs = append(errs, fmt.Errorf("-orchestrators: %w", err))
+	switch c.Network {
+	case "none", "offchain", "onchain":
+	default:
+		errs = append(errs, fmt.Errorf("-network %q: want offchain, onchain or none", c.Network))
 	}
-	models, err := tester.ParseModels(c.Models)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("-models: %w", err))
+	models, merr := tester.ParseModels(c.Models)
+	if merr != nil {
+		errs = append(errs, fmt.Errorf("-models: %w", merr))
 	}
-	if targets != nil && err == nil {
-		if p.plan, err = tester.Plan(targets, models); err != nil {
-			errs = append(errs, fmt.Errorf("-models: %w", err))
+	p.models = models
+	switch c.Discovery {
+	case "static":
+		var targets []tester.Target
+		if c.Orchestrators == "" {
+			errs = append(errs, errors.New("-orchestrators is required: a file or an inline list of address=serviceURI (or use -discovery chain or webhook)"))
+		} else if targets, err = tester.ParseTargets(c.Orchestrators); err != nil {
+			errs = append(errs, fmt.Errorf("-orchestrators: %w", err))
 		}
+		if targets != nil && merr == nil {
+			if p.plan, err = tester.Plan(targets, models); err != nil {
+				errs = append(errs, fmt.Errorf("-models: %w", err))
+			}
+		}
+	case "chain":
+		if c.EthURL == "" {
+			errs = append(errs, errors.New("-discovery chain needs -eth.url, an Ethereum JSON-RPC URL"))
+		} else if u, err := url.Parse(c.EthURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "ws" && u.Scheme != "wss") {
+			errs = append(errs, fmt.Errorf("-eth.url %q: want an http(s):// or ws(s):// JSON-RPC URL", c.EthURL))
+		}
+		for i, a := range []struct{ flag, v string }{{"eth.bonding-manager", c.BondingMgr}, {"eth.service-registry", c.ServiceReg}} {
+			switch {
+			case a.v == "":
+				errs = append(errs, fmt.Errorf("-discovery chain needs -%s, a contract address", a.flag))
+			case !common.IsHexAddress(a.v) || common.HexToAddress(a.v) == (common.Address{}):
+				errs = append(errs, fmt.Errorf("-%s %q: want a non-zero 0x address (40 hex digits)", a.flag, a.v))
+			default:
+				p.ethAddrs[i] = common.HexToAddress(a.v)
+			}
+		}
+	case "webhook":
+		if u, err := url.Parse(c.WebhookURL); c.WebhookURL == "" || err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			errs = append(errs, fmt.Errorf("-discovery webhook needs -webhook-url, an http(s) URL (got %q)", c.WebhookURL))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("-discovery %q: want static, chain or webhook", c.Discovery))
+	}
+	if c.Discovery != "static" && c.Orchestrators != "" {
+		errs = append(errs, fmt.Errorf("-orchestrators is the static list; it cannot be combined with -discovery %s", c.Discovery))
 	}
 	if !c.Once {
 		if p.sched, p.period, err = tester.ParseSchedule(c.Schedule, c.Interval); err != nil {

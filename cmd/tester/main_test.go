@@ -3,7 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"encoding/hex"
 	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/lpgauge/lpgauge/contracts/chaintest"
 	"github.com/lpgauge/lpgauge/internal/chtest"
+	"github.com/lpgauge/lpgauge/orchestrator/payment"
 	"github.com/lpgauge/lpgauge/tester/orchtest"
 )
 
@@ -69,6 +78,11 @@ func TestOnceWritesRowsAndPrintsTable(t *testing.T) {
 	}
 	if n := count(t, db, "tester_id = '0x7e5f4552091a69125d5dfcb7b8c2659029395bdf' AND region = 'FRA'"); n != 2 {
 		t.Errorf("stored %d rows for the tester, want 2", n)
+	}
+	// The default -network offchain asks GetOrchestrator before each probe
+	// and stores its round trip as the discovery phase.
+	if n := count(t, db, "discovery_us > 0"); n != 2 || good.Discoveries.Load() == 0 {
+		t.Errorf("%d rows with a discovery phase (want 2), %d GetOrchestrator calls", n, good.Discoveries.Load())
 	}
 	// FRA simulates 2 ms of network distance on every connection.
 	if n := count(t, db, "outcome = 'success' AND connect_us >= 2000"); n != 1 {
@@ -133,6 +147,14 @@ func TestBadConfigErrors(t *testing.T) {
 		{"bad pipeline timeout", []string{"-region", "FRA", "-once", "-pipeline-timeout", "llm=soon", "-orchestrators", orch, "-models", "text-to-image:m"}, "want pipeline=duration"},
 		{"post stats without secret", []string{"-region", "FRA", "-once", "-post-stats-url", "http://x/api/post_stats", "-orchestrators", orch, "-models", "text-to-image:m"}, "POST_STATS_SECRET"},
 		{"bad control", []string{"-region", "FRA", "-once", "-control", "0x1111111111111111111111111111111111111111=http://x:1", "-orchestrators", orch, "-models", "text-to-image:m"}, "exactly one"},
+		{"unknown discovery", []string{"-region", "FRA", "-once", "-discovery", "dns", "-models", "text-to-image:m"}, "want static, chain or webhook"},
+		{"chain without rpc", []string{"-region", "FRA", "-once", "-discovery", "chain", "-eth.bonding-manager", "0x1111111111111111111111111111111111111111", "-eth.service-registry", "0x1111111111111111111111111111111111111111"}, "needs -eth.url"},
+		{"chain without registry", []string{"-region", "FRA", "-once", "-discovery", "chain", "-eth.url", "http://127.0.0.1:8545", "-eth.bonding-manager", "0x1111111111111111111111111111111111111111"}, "needs -eth.service-registry"},
+		{"chain bad address", []string{"-region", "FRA", "-once", "-discovery", "chain", "-eth.url", "http://127.0.0.1:8545", "-eth.bonding-manager", "0x12", "-eth.service-registry", "0x1111111111111111111111111111111111111111"}, "-eth.bonding-manager \"0x12\""},
+		{"webhook without url", []string{"-region", "FRA", "-once", "-discovery", "webhook"}, "needs -webhook-url"},
+		{"static list with webhook", []string{"-region", "FRA", "-once", "-discovery", "webhook", "-webhook-url", "http://x/o", "-orchestrators", orch}, "cannot be combined"},
+		{"unknown network", []string{"-region", "FRA", "-once", "-network", "mainnet", "-orchestrators", orch, "-models", "text-to-image:m"}, "want offchain, onchain or none"},
+		{"webhook down", []string{"-region", "FRA", "-once", "-discovery", "webhook", "-webhook-url", "http://127.0.0.1:1/o"}, "orchestrator webhook"},
 		{"bad key", []string{"-region", "FRA", "-once", "-tester-key", "/nonexistent/key", "-orchestrators", orch, "-models", "text-to-image:m"}, "read key file"},
 	}
 	for _, tc := range cases {
@@ -194,5 +216,116 @@ func TestKill9KeepsSpooledResults(t *testing.T) {
 	// A probe cut by the kill mid-flight has no result; all others must be there.
 	if total < uint64(after)-1 || total > uint64(after) {
 		t.Errorf("orchestrator served %d probes (%d before the kill), %d stored", after, served, total)
+	}
+}
+
+func writeKey(t *testing.T, k *ecdsa.PrivateKey) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(p, []byte(hex.EncodeToString(crypto.FromECDSA(k))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// The tester as a gateway on chain: it walks the BondingManager pool over
+// JSON-RPC, learns each orchestrator's models from GetOrchestrator, pays
+// every probe with tickets, and stores the results; the orchestrator whose
+// tickets always win redeems them and its balance grows.
+func TestOnChainDiscoveryPaysOrchestrators(t *testing.T) {
+	db := chtest.NewDB(t)
+	winKey, _ := crypto.GenerateKey()
+	otherKey, _ := crypto.GenerateKey()
+	testerKey, _ := crypto.GenerateKey()
+	c := chaintest.New(t, winKey, otherKey, testerKey)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.L.FundDepositAndReserve(ctx, testerKey, big.NewInt(1e17), big.NewInt(1e17)); err != nil {
+		t.Fatal(err)
+	}
+	face := big.NewInt(1e15)
+	var refs []*orchtest.Reference
+	for i, k := range []*ecdsa.PrivateKey{winKey, otherKey} {
+		pc := payment.Config{FaceValue: face, ParamsValidBlocks: 100000}
+		if i == 0 {
+			pc.TicketEV = face // win probability 1
+		}
+		r := orchtest.NewReference(t, orchtest.ReferenceConfig{Key: k, Chain: payment.ContractChain{L: c.L, Key: k}, Payment: pc})
+		c.Register(t, k, r.URI)
+		refs = append(refs, r)
+	}
+	before := c.Balance(t, winKey)
+	a := c.L.Addresses()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{
+		"-region", "FRA", "-once", "-listen", "", "-spool-dir", t.TempDir(),
+		"-network", "onchain", "-tester-key", writeKey(t, testerKey),
+		"-discovery", "chain", "-eth.url", c.URL,
+		"-eth.bonding-manager", a.BondingManager.Hex(), "-eth.service-registry", a.ServiceRegistry.Hex(),
+		"-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name,
+	}, &out, &errOut)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "2 probes, 2 success") {
+		t.Fatalf("round:\n%s\n%s", out.String(), errOut.String())
+	}
+	for _, r := range refs {
+		where := fmt.Sprintf("orchestrator = '%s' AND model = '%s' AND outcome = 'success' AND discovery_us > 0", r.Address, orchtest.DefaultModel)
+		if n := count(t, db, where); n != 1 {
+			t.Errorf("%s: %d stored successes with a discovery phase, want 1", r.Address, n)
+		}
+	}
+	refs[0].Receiver.WaitRedemptions()
+	for deadline := time.Now().Add(15 * time.Second); c.Balance(t, winKey).Cmp(before) <= 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("winning orchestrator's balance did not grow from %v", before)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	info, err := c.L.SenderInfo(ctx, crypto.PubkeyToAddress(testerKey.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Deposit.Cmp(big.NewInt(1e17)) >= 0 {
+		t.Errorf("tester deposit not debited by the redemption: %v", info.Deposit)
+	}
+}
+
+// Webhook discovery (go-livepeer's [{"address":"<uri>"}]): addresses come
+// from GetOrchestrator, models from the advertised capabilities, or from
+// -models when given.
+func TestWebhookDiscovery(t *testing.T) {
+	db := chtest.NewDB(t)
+	a := orchtest.New(t, orchtest.Behaviour{Offers: []string{"text-to-image:model/a", "text-to-image:model/b", "live-video-to-video:live"}})
+	b := orchtest.New(t, orchtest.Behaviour{Offers: []string{"text-to-image:model/c"}})
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, `[{"address":%q},{"address":%q,"score":0.5}]`, a.URL, b.URL)
+	}))
+	defer hook.Close()
+	common := []string{"-region", "FRA", "-once", "-listen", "", "-spool-dir", t.TempDir(),
+		"-discovery", "webhook", "-webhook-url", hook.URL,
+		"-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name}
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), common, &out, &errOut); err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut.String())
+	}
+	for _, w := range []string{
+		"orchestrator = '" + a.Address + "' AND model IN ('model/a', 'model/b') AND outcome = 'success'",
+		"orchestrator = '" + b.Address + "' AND model = 'model/c' AND outcome = 'success'",
+	} {
+		if n := count(t, db, w); n == 0 {
+			t.Errorf("no row where %s\n%s", w, out.String())
+		}
+	}
+	if n := count(t, db, "1"); n != 3 {
+		t.Errorf("%d rows, want 3 (live video has no probe)\n%s", n, out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), append(common, "-models", "text-to-image:pinned"), &out, &errOut); err != nil {
+		t.Fatalf("run with -models: %v\n%s", err, errOut.String())
+	}
+	if n := count(t, db, "model = 'pinned' AND outcome = 'success'"); n != 2 {
+		t.Errorf("%d successes for the -models model, want 2\n%s", n, out.String())
 	}
 }
