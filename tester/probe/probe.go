@@ -186,6 +186,11 @@ type ResponseLimiter interface {
 	ResponseLimits() (body, media int64)
 }
 
+// ignoreResponseLimits is set only in builds with -tags faultinject
+// (faultinject.go), so the fault suite can show its memory check catches
+// the general caps.
+var ignoreResponseLimits bool
+
 // Prober runs probes. It is safe for concurrent use.
 type Prober struct {
 	cfg Config
@@ -391,7 +396,7 @@ func (p *Prober) run(ctx context.Context, job Job, info capability.Pipeline, to 
 	}
 
 	bodyMax, mediaMax := p.cfg.MaxResponseBytes, p.cfg.MaxMediaBytes
-	if l, ok := job.Pipeline.(ResponseLimiter); ok {
+	if l, ok := job.Pipeline.(ResponseLimiter); ok && !ignoreResponseLimits {
 		b, m := l.ResponseLimits()
 		bodyMax, mediaMax = min(bodyMax, b), min(mediaMax, m)
 	}
