@@ -177,9 +177,13 @@ func TestKill9KeepsSpooledResults(t *testing.T) {
 		"-orchestrators", orch.Target(), "-models", "text-to-image:a,text-to-image:b",
 		"-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name}
 	// First process: rounds every second, but nothing leaves the spool for
-	// an hour, so every result is only on disk when it dies.
+	// an hour, so every result is only on disk when it dies. The round
+	// deadline defaults to the period (1 s): on a loaded machine a round's
+	// second probe then missed it and was stored as an excused
+	// round_deadline row the orchestrator never served, so more rows than
+	// calls failed the count. A long deadline keeps rows == calls.
 	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), "LPGAUGE_TESTER_CHILD="+strings.Join(append(common, "-interval", "1s", "-flush-interval", "1h", "-batch-size", "100000"), "\x1f"))
+	child.Env = append(os.Environ(), "LPGAUGE_TESTER_CHILD="+strings.Join(append(common, "-interval", "1s", "-round-deadline", "1m", "-flush-interval", "1h", "-batch-size", "100000"), "\x1f"))
 	var childErr bytes.Buffer
 	child.Stderr = &childErr
 	if err := child.Start(); err != nil {
