@@ -34,6 +34,9 @@ import (
 // Shutdown order: stop scheduling → drain in-flight probes → flush the
 // writer → close the store → stop HTTP.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// Progress lines come from concurrent probes and share the writer
+	// with the log.
+	stderr = &lockedWriter{w: stderr}
 	fs := flag.NewFlagSet("tester", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c config
@@ -196,6 +199,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cancel()
 	}
 	return runErr
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 type discard struct{}
