@@ -35,7 +35,7 @@ build:
 # The main job: local ClickHouse, four reference orchestrators, two regional
 # testers, the leaderboard; prints the ranked leaderboard after each round.
 demo: deps-demo build
-	@$(BIN)/demo -bin $(BIN) -dir .demo
+	@$(BIN)/demo -bin $(BIN) -dir .demo $(DEMO_FLAGS)
 
 vet:
 	$(GO) vet ./...
