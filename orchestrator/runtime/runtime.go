@@ -94,11 +94,17 @@ type Runtime struct {
 	est    gpu.Estimates
 	met    *metrics
 
-	mu       sync.Mutex
-	models   map[modelKey]*model
-	order    []*model
-	byCID    map[string]*record
-	stopping bool
+	mu        sync.Mutex
+	models    map[modelKey]*model
+	order     []*model
+	byCID     map[string]*record
+	stopping  bool
+	up        bool   // Start succeeded: managed runners may be created
+	engineErr string // why Start failed while StartOrRetry retries it
+
+	watchOnce sync.Once // one event watcher, however often Start is tried
+	gpuLog    sync.Once
+	evReady   chan struct{} // closed once the watcher has subscribed
 
 	ctx    context.Context // lives until Shutdown; parent of every supervisor
 	cancel context.CancelFunc
@@ -160,30 +166,34 @@ func New(cfg Config, engine Engine, inv gpu.Inventory, est gpu.Estimates, log *s
 		}
 	}
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
+	rt.evReady = make(chan struct{})
 	return rt, nil
 }
 
 // Start removes this instance's leftover containers, checks images, starts
 // watching Docker events, and starts warm runners and external watchers. It
 // returns once they are started, not loaded: States shows them loading.
+// A failed Start may be called again (StartOrRetry does).
 func (rt *Runtime) Start(ctx context.Context) error {
-	rt.log.Info("gpu inventory", "mode", rt.inv.Mode())
+	rt.gpuLog.Do(func() { rt.log.Info("gpu inventory", "mode", rt.inv.Mode()) })
 	if err := rt.removeOrphans(ctx); err != nil {
 		return err
 	}
 	if err := rt.checkImages(ctx); err != nil {
 		return err
 	}
-	evReady := make(chan struct{})
-	rt.wg.Add(1)
-	go func() { defer rt.wg.Done(); rt.watchEvents(evReady) }()
+	rt.watchOnce.Do(func() {
+		rt.wg.Add(1)
+		go func() { defer rt.wg.Done(); rt.watchEvents(rt.evReady) }()
+	})
 	select {
-	case <-evReady:
+	case <-rt.evReady:
 	case <-ctx.Done():
 		return fmt.Errorf("subscribe to docker events: %w", ctx.Err())
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	rt.up, rt.engineErr = true, ""
 	for _, m := range rt.order {
 		if m.Warm || m.external() {
 			rt.startModelLocked(m)
@@ -193,7 +203,8 @@ func (rt *Runtime) Start(ctx context.Context) error {
 }
 
 func (rt *Runtime) startModelLocked(m *model) {
-	if m.started || rt.stopping {
+	// Before Start has reached the engine only external runners can start.
+	if m.started || rt.stopping || (!rt.up && !m.external()) {
 		return
 	}
 	m.started = true
@@ -402,6 +413,12 @@ wait:
 	case <-done:
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("runners still stopping at the shutdown deadline: %w", ctx.Err()))
+	}
+	rt.mu.Lock()
+	up := rt.up
+	rt.mu.Unlock()
+	if !up {
+		return errors.Join(errs...) // never reached the engine: it holds nothing of ours from this run
 	}
 	// Sweep: a supervisor that missed its deadline, or a container created
 	// while we were cancelling, must not outlive the orchestrator.

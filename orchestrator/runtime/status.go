@@ -11,12 +11,15 @@ import (
 // every runner with its state and why it is not serving, and capacity per
 // model.
 type Status struct {
-	Instance   string            `json:"instance_id"`
-	GPUMode    string            `json:"gpu_mode"`
-	GPUs       []gpu.GPUStatus   `json:"gpus"`
-	GPUError   string            `json:"gpu_error,omitempty"`
-	Models     []ModelStatus     `json:"models"`
-	Containers []ContainerStatus `json:"runners"`
+	Instance string          `json:"instance_id"`
+	GPUMode  string          `json:"gpu_mode"`
+	GPUs     []gpu.GPUStatus `json:"gpus"`
+	GPUError string          `json:"gpu_error,omitempty"`
+	// EngineError says why the runtime has not started yet while
+	// StartOrRetry retries it (e.g. the Docker engine is unreachable).
+	EngineError string            `json:"engine_error,omitempty"`
+	Models      []ModelStatus     `json:"models"`
+	Containers  []ContainerStatus `json:"runners"`
 }
 
 // ModelStatus is one (pipeline, model). Free = Capacity − InUse is what
@@ -71,6 +74,7 @@ func (rt *Runtime) Status() Status {
 	st.GPUs = gpus
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	st.EngineError = rt.engineErr
 	for _, m := range rt.order {
 		capa, inUse, version := rt.capacityLocked(m)
 		ms := ModelStatus{Pipeline: m.Pipeline.Slug, Model: m.ModelID, Warm: m.Warm, External: m.external(),
@@ -103,6 +107,9 @@ func (rt *Runtime) Status() Status {
 func (rt *Runtime) reasonLocked(m *model) string {
 	if rt.stopping {
 		return "shutting down"
+	}
+	if rt.engineErr != "" && !m.external() {
+		return rt.engineErr + "; retrying in the background"
 	}
 	for _, r := range m.records {
 		if r.crashLoop && r.state == Failed {
