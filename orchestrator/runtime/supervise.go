@@ -65,6 +65,11 @@ func (rt *Runtime) superviseManaged(r *record) {
 		rt.mu.Unlock()
 		rt.log.Error("runner failed", "pipeline", r.m.Pipeline.Slug, "model", r.m.ModelID, "replica", r.replica,
 			"err", err, "failures", r.failures, "crash_loop", r.crashLoop, "restart_in", wait)
+		if faults.noReplace {
+			<-ctx.Done()
+			rt.setState(r, Stopped)
+			return
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
