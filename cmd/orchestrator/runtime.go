@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -77,10 +78,18 @@ func (d *dockerFlags) startDocker(ctx context.Context, models []orchestrator.AIM
 	}
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := rt.Start(sctx); err != nil {
-		_ = rt.Shutdown(context.Background())
-		_ = inv.Close()
-		return nil, nil, nil, fmt.Errorf("start runtime: %w", err)
+	if err := rt.StartOrRetry(sctx); err != nil {
+		if !errors.Is(err, runtime.ErrEngineUnreachable) {
+			_ = rt.Shutdown(context.Background())
+			_ = inv.Close()
+			return nil, nil, nil, fmt.Errorf("start runtime: %w", err)
+		}
+		// An engine that is down at boot (dockerd still starting, a wrong
+		// DOCKER_HOST) is fixed without touching the orchestrator: serve
+		// with capacity 0 meanwhile, so /healthz, /status and
+		// GetOrchestrator tell the truth, and come up when it answers.
+		log.Error("docker engine unreachable: serving docker-managed models with capacity 0 and retrying in the background; "+
+			"start dockerd or point DOCKER_HOST at it, no restart needed (see /status/runtime)", "err", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status/runtime", func(w http.ResponseWriter, _ *http.Request) {
