@@ -1,0 +1,175 @@
+package orchestrator
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lpgauge/lpgauge/orchestrator/runner"
+)
+
+// BenchmarkOverhead measures what the orchestrator adds to a job: the same
+// text-to-image request (64×64, one image) sent to the CPU runners directly
+// and through the orchestrator (URL mode, as a tester sends it), in
+// alternating blocks of the same run, with 0 inference time so the runner's
+// own cost is only rendering and encoding the image. One b.N is one job on
+// each path. Sequential: one client, one runner. Concurrent: 4 clients,
+// 4 runners (capacity 4).
+//
+//	go test -run '^$' -bench Overhead -benchtime 400x ./orchestrator/
+func BenchmarkOverhead(b *testing.B) {
+	for _, workers := range []int{1, 4} {
+		name := "sequential"
+		if workers > 1 {
+			name = fmt.Sprintf("concurrent=%d", workers)
+		}
+		b.Run(name, func(b *testing.B) { benchOverhead(b, workers) })
+	}
+}
+
+func benchOverhead(b *testing.B, workers int) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ms, err := ParseAIModels(t2iModel)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cr, err := NewCPURunners(ms, CPURunnersConfig{Latency: runner.Latency{}, DefaultCapacity: workers, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cr.Close()
+	srv, err := New(Config{MaxBodyBytes: 100 << 20, MaxResponseBytes: 256 << 20, MaxQueue: 4 * workers,
+		QueueTimeout: 10 * time.Second, RunnerTimeout: time.Minute, ResultTTL: time.Minute, EthAddr: "0xbench", Logger: quiet},
+		cr, OffChain{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+
+	// The runner slots, as the orchestrator reaches them: holding every lease
+	// at once yields each slot once.
+	type target struct{ url, token string }
+	direct := make([]target, workers)
+	leases := make([]Lease, workers)
+	for i := range leases {
+		l, err := cr.Reserve(context.Background(), t2i, "ByteDance/SDXL-Lightning")
+		if err != nil {
+			b.Fatalf("reserve slot %d: %v", i, err)
+		}
+		leases[i], direct[i] = l, target{l.URL() + "/text-to-image", l.Token()}
+	}
+	for _, l := range leases {
+		l.Release()
+	}
+	orch := target{url: hs.URL + "/text-to-image"}
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * workers}, Timeout: time.Minute}
+	body := t2iBody(64, 64)
+	call := func(t target, marker bool) (time.Duration, error) {
+		req, _ := http.NewRequest(http.MethodPost, t.url, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if t.token != "" {
+			req.Header.Set("Authorization", "Bearer "+t.token)
+		}
+		if marker {
+			req.Header.Set("Authorization", aiWorkerProtocol)
+		}
+		start := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		took := time.Since(start)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return took, err
+	}
+	// block runs n jobs on one path with workers clients and returns the
+	// latencies and the wall time.
+	block := func(n int, viaOrch bool) ([]time.Duration, time.Duration) {
+		var mu sync.Mutex
+		lat := make([]time.Duration, 0, n)
+		jobs := make(chan struct{}, n)
+		for range n {
+			jobs <- struct{}{}
+		}
+		close(jobs)
+		start := time.Now()
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t := direct[w]
+				if viaOrch {
+					t = orch
+				}
+				for range jobs {
+					d, err := call(t, viaOrch)
+					if err != nil {
+						b.Errorf("job (orchestrator %v): %v", viaOrch, err)
+						return
+					}
+					mu.Lock()
+					lat = append(lat, d)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		return lat, time.Since(start)
+	}
+	// Warm connections and caches on both paths.
+	block(4*workers, false)
+	block(4*workers, true)
+
+	var latDirect, latOrch []time.Duration
+	var wallDirect, wallOrch time.Duration
+	const blockJobs = 50
+	b.ResetTimer()
+	for done, i := 0, 0; done < b.N; i++ {
+		n := min(blockJobs, b.N-done)
+		// Alternate which path goes first so drift in machine load falls on both.
+		for _, viaOrch := range [2]bool{i%2 == 1, i%2 == 0} {
+			l, w := block(n, viaOrch)
+			if viaOrch {
+				latOrch, wallOrch = append(latOrch, l...), wallOrch+w
+			} else {
+				latDirect, wallDirect = append(latDirect, l...), wallDirect+w
+			}
+		}
+		done += n
+	}
+	b.StopTimer()
+	if len(latDirect) == 0 || len(latOrch) == 0 {
+		b.Fatal("no job completed")
+	}
+	pd, po := benchQuantiles(latDirect), benchQuantiles(latOrch)
+	b.ReportMetric(benchMicros(po(0.5)-pd(0.5)), "p50-added-µs")
+	b.ReportMetric(benchMicros(po(0.99)-pd(0.99)), "p99-added-µs")
+	b.ReportMetric(benchMicros(pd(0.5)), "direct-p50-µs")
+	b.ReportMetric(benchMicros(po(0.5)), "orch-p50-µs")
+	b.ReportMetric(float64(len(latDirect))/wallDirect.Seconds(), "direct-jobs/s")
+	b.ReportMetric(float64(len(latOrch))/wallOrch.Seconds(), "orch-jobs/s")
+}
+
+// benchQuantiles sorts d and returns its nearest-rank quantile function.
+func benchQuantiles(d []time.Duration) func(float64) time.Duration {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return func(q float64) time.Duration { return d[int(q*float64(len(d)-1))] }
+}
+
+func benchMicros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
