@@ -18,8 +18,11 @@ import (
 // injected) and the probe throughput.
 //
 //	go test -run '^$' -bench ServerPhaseAccuracy -benchtime 5x ./tester/
+//
+// LPGAUGE_BENCH_FLEET=ORCHSxMODELS sets the fleet (default 24x2; the issue's
+// scale, what `make bench` runs, is 500x4).
 func BenchmarkServerPhaseAccuracy(b *testing.B) {
-	const fleet = 24
+	fleet, models := benchFleet(b)
 	injected := map[string]time.Duration{}
 	var entries []string
 	for i := 0; i < fleet; i++ {
@@ -32,7 +35,6 @@ func BenchmarkServerPhaseAccuracy(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	models, _ := ParseModels("text-to-image:a,text-to-image:b")
 	plan, _ := Plan(targets, models)
 	tt := newTesterB(b)
 	var errs []time.Duration
