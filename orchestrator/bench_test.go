@@ -62,7 +62,12 @@ func benchOverhead(b *testing.B, workers int) {
 	direct := make([]target, workers)
 	leases := make([]Lease, workers)
 	for i := range leases {
+		// Runners report ready a moment after they start.
 		l, err := cr.Reserve(context.Background(), t2i, "ByteDance/SDXL-Lightning")
+		for wait := time.Now(); err != nil && time.Since(wait) < 10*time.Second; {
+			time.Sleep(10 * time.Millisecond)
+			l, err = cr.Reserve(context.Background(), t2i, "ByteDance/SDXL-Lightning")
+		}
 		if err != nil {
 			b.Fatalf("reserve slot %d: %v", i, err)
 		}
