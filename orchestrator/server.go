@@ -490,13 +490,20 @@ func framesToVideo(v any, fps int) (any, error) {
 		fps = 6
 	}
 	delay := max(1, 100/fps) // GIF delays are in 1/100 s
-	images := []any{}
+	// Every frame's declared size is checked before any is decoded, so a
+	// result whose frames add up past MaxVideoPixels costs no decoding.
+	type frameData struct {
+		data []byte
+		seed any
+	}
+	var videos [][]frameData
+	var pixels int64
 	for _, b := range batches {
 		frames, _ := b.([]any)
 		if len(frames) == 0 {
 			continue
 		}
-		anim := &gif.GIF{}
+		var video []frameData
 		var seed any = json.Number("0")
 		for _, f := range frames {
 			m, _ := f.(map[string]any)
@@ -508,7 +515,18 @@ func framesToVideo(v any, fps int) (any, error) {
 			if err != nil {
 				return nil, fmt.Errorf("frame: %w", err)
 			}
-			img, err := png.Decode(bytes.NewReader(data))
+			if err := checkFrame(data, &pixels); err != nil {
+				return nil, fmt.Errorf("frame: %w", err)
+			}
+			video = append(video, frameData{data: data, seed: seed})
+		}
+		videos = append(videos, video)
+	}
+	images := []any{}
+	for _, video := range videos {
+		anim := &gif.GIF{}
+		for _, f := range video {
+			img, err := png.Decode(bytes.NewReader(f.data))
 			if err != nil {
 				return nil, fmt.Errorf("frame: %w", err)
 			}
@@ -520,10 +538,40 @@ func framesToVideo(v any, fps int) (any, error) {
 			return nil, fmt.Errorf("encode video: %w", err)
 		}
 		images = append(images, map[string]any{
-			"url": "data:image/gif;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()), "seed": seed, "nsfw": false,
+			"url": "data:image/gif;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()), "seed": video[len(video)-1].seed, "nsfw": false,
 		})
 	}
 	return map[string]any{"images": images}, nil
+}
+
+// MaxFramePixels bounds one image-to-video frame and MaxVideoPixels all the
+// frames of one result. A frame's PNG header is read first: a 65-byte PNG can
+// declare 2^29×2^29 pixels, and decoding it would allocate that much (a
+// runtime panic, or the orchestrator killed for memory) before finding the
+// data missing. 25 frames of 1024×576 (the pipeline's default) are 14.7M
+// pixels; the bounds leave room for much larger legitimate clips.
+const (
+	MaxFramePixels = 4096 * 4096
+	MaxVideoPixels = 1 << 28
+)
+
+// checkFrame reads a PNG frame's header and refuses it when it declares more
+// than MaxFramePixels, or when with the frames already checked (*pixels,
+// updated) the result would hold more than MaxVideoPixels.
+func checkFrame(data []byte, pixels *int64) error {
+	cfg, err := png.DecodeConfig(bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	n := int64(cfg.Width) * int64(cfg.Height)
+	if n > MaxFramePixels {
+		return fmt.Errorf("declares %dx%d pixels, more than the %d a frame may have", cfg.Width, cfg.Height, MaxFramePixels)
+	}
+	if *pixels+n > MaxVideoPixels {
+		return fmt.Errorf("frames total more than the %d pixels a video may have", MaxVideoPixels)
+	}
+	*pixels += n
+	return nil
 }
 
 // webSafe is the 6×6×6 colour cube: indexing it is arithmetic, so
