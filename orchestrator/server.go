@@ -618,6 +618,30 @@ type Status struct {
 	Models     []ModelStatus `json:"models"`
 	QueueDepth int64         `json:"queue_depth"`
 	MaxQueue   int           `json:"max_queue"`
+	// EngineError is the runners' engine-wide fault (e.g. the Docker engine
+	// unreachable), from Runners that implement EngineErrorReporter.
+	EngineError string `json:"engine_error,omitempty"`
+}
+
+// ModelKey names one served (pipeline slug, model id).
+type ModelKey struct {
+	Pipeline string
+	Model    string
+}
+
+// ReasonReporter is implemented by Runners that can say why a model has no
+// capacity (Docker-managed runners: engine unreachable, crash loop). /status
+// shows the reason beside the zero capacity, so an operator (or a tester
+// reading /status) need not know about a second, implementation-specific page.
+type ReasonReporter interface {
+	// Reasons maps each (pipeline slug, model) without capacity to why.
+	Reasons() map[ModelKey]string
+}
+
+// EngineErrorReporter is implemented by Runners whose runners all depend on
+// one engine; EngineError is "" while it answers.
+type EngineErrorReporter interface {
+	EngineError() string
 }
 
 // ModelStatus is one served (pipeline, model) in /status.
@@ -628,15 +652,31 @@ type ModelStatus struct {
 	Capacity      int    `json:"capacity"`
 	InUse         int    `json:"in_use"`
 	RunnerVersion string `json:"runner_version,omitempty"`
+	// Reason says why Capacity is 0, from Runners that implement
+	// ReasonReporter.
+	Reason string `json:"reason,omitempty"`
 }
 
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	st := Status{EthAddr: s.cfg.EthAddr, Models: []ModelStatus{}, QueueDepth: s.queued.Load(), MaxQueue: s.cfg.MaxQueue}
+	var reasons map[ModelKey]string
+	if rr, ok := s.runners.(ReasonReporter); ok {
+		reasons = rr.Reasons()
+	}
+	if er, ok := s.runners.(EngineErrorReporter); ok {
+		st.EngineError = er.EngineError()
+	}
 	for _, m := range s.runners.States() {
-		st.Models = append(st.Models, ModelStatus{
+		ms := ModelStatus{
 			Pipeline: m.Pipeline.Slug, ModelID: m.Model, Warm: m.Warm,
 			Capacity: m.Capacity, InUse: m.InUse, RunnerVersion: m.RunnerVersion,
-		})
+		}
+		// The two reads are separate snapshots: a model that came up in
+		// between has capacity and no reason to show.
+		if m.Capacity == 0 {
+			ms.Reason = reasons[ModelKey{Pipeline: m.Pipeline.Slug, Model: m.Model}]
+		}
+		st.Models = append(st.Models, ms)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(st)

@@ -4,8 +4,37 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/lpgauge/lpgauge/orchestrator"
 	"github.com/lpgauge/lpgauge/orchestrator/gpu"
 )
+
+// The orchestrator's /status shows these beside the zero capacities.
+var (
+	_ orchestrator.ReasonReporter      = (*Runtime)(nil)
+	_ orchestrator.EngineErrorReporter = (*Runtime)(nil)
+)
+
+// Reasons implements orchestrator.ReasonReporter: the same one-line reason
+// Status gives each model without capacity, without Status's NVML read.
+func (rt *Runtime) Reasons() map[orchestrator.ModelKey]string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	out := map[orchestrator.ModelKey]string{}
+	for _, m := range rt.order {
+		if capa, _, _ := rt.capacityLocked(m); capa == 0 {
+			out[orchestrator.ModelKey{Pipeline: m.Pipeline.Slug, Model: m.ModelID}] = rt.reasonLocked(m)
+		}
+	}
+	return out
+}
+
+// EngineError implements orchestrator.EngineErrorReporter: why the runtime
+// has not started while StartOrRetry retries it, "" once it has.
+func (rt *Runtime) EngineError() string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.engineErr
+}
 
 // Status is the runtime as an operator wants to see it on /status: GPUs,
 // every runner with its state and why it is not serving, and capacity per
