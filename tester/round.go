@@ -48,6 +48,9 @@ type Config struct {
 	Control *Planned
 	// Observe, if set, sees every result (metrics).
 	Observe func(results.Result)
+	// PlanTimeout bounds the Planner at the start of each scheduled round
+	// (default a minute, at most half the period).
+	PlanTimeout time.Duration
 }
 
 // Tester runs rounds for one region.
@@ -94,6 +97,9 @@ type Summary struct {
 	Took     time.Duration
 	Stopped  bool // the round was stopped before every probe started
 	SinkErrs int  // results the sink refused
+	// PlanErr is why this round's plan could not be made (SchedulePlanner);
+	// the round then probed the last good plan.
+	PlanErr error
 }
 
 // Counts returns results per outcome.

@@ -20,8 +20,9 @@ import (
 	"github.com/lpgauge/lpgauge/tester/probe"
 )
 
-// discoveryTimeout bounds finding the orchestrators at start: the source,
-// then one GetOrchestrator per orchestrator.
+// discoveryTimeout bounds finding the orchestrators, at start and at the
+// start of each round: the source, then one GetOrchestrator per
+// orchestrator.
 const (
 	discoveryTimeout = time.Minute
 	infoTimeout      = 6 * time.Second // go-livepeer's discovery cutoff
@@ -31,7 +32,12 @@ const (
 // plans one probe per (orchestrator, model). Each orchestrator's address
 // (webhook) and models (when -models is empty) come from its own
 // GetOrchestrator answer, as a go-livepeer gateway learns them.
-func discoverPlan(ctx context.Context, c *config, p *parsed, gw *gateway.Gateway, log *slog.Logger) ([]tester.Planned, error) {
+//
+// prev is the plan of the last round, nil at start: an orchestrator still
+// listed by the source whose GetOrchestrator fails now keeps its earlier
+// targets, so its probes run and record the failure instead of it silently
+// dropping out of the measurements.
+func discoverPlan(ctx context.Context, c *config, p *parsed, gw *gateway.Gateway, prev []tester.Planned, log *slog.Logger) ([]tester.Planned, error) {
 	ctx, cancel := context.WithTimeout(ctx, discoveryTimeout)
 	defer cancel()
 	var src discovery.Source
@@ -61,6 +67,13 @@ func discoverPlan(ctx context.Context, c *config, p *parsed, gw *gateway.Gateway
 		return nil, fmt.Errorf("-discovery %s: %w", c.Discovery, err)
 	}
 
+	known := map[string]tester.Target{} // service URI → last round's target
+	for _, pl := range prev {
+		t := known[pl.Target.ServiceURI]
+		t.Address, t.ServiceURI = pl.Target.Address, pl.Target.ServiceURI
+		t.Models = append(t.Models, pl.Model)
+		known[pl.Target.ServiceURI] = t
+	}
 	targets := make([]*tester.Target, len(found))
 	sem := make(chan struct{}, max(c.Concurrency, 1))
 	var wg sync.WaitGroup
@@ -74,7 +87,11 @@ func discoverPlan(ctx context.Context, c *config, p *parsed, gw *gateway.Gateway
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			targets[i] = resolve(ctx, gw, o, p.models, log)
+			var before *tester.Target
+			if t, ok := known[strings.TrimRight(o.ServiceURI, "/")]; ok {
+				before = &t
+			}
+			targets[i] = resolve(ctx, gw, o, p.models, before, log)
 		}()
 	}
 	wg.Wait()
@@ -95,8 +112,10 @@ func discoverPlan(ctx context.Context, c *config, p *parsed, gw *gateway.Gateway
 }
 
 // resolve turns a discovered orchestrator into a target, or nil with the
-// reason logged when it has no address or nothing to probe.
-func resolve(ctx context.Context, gw *gateway.Gateway, o discovery.Orchestrator, defaults []tester.Model, log *slog.Logger) *tester.Target {
+// reason logged when it has no address or nothing to probe. before is what
+// the last round probed at the same service URI (nil if nothing): it stands
+// in when GetOrchestrator fails now.
+func resolve(ctx context.Context, gw *gateway.Gateway, o discovery.Orchestrator, defaults []tester.Model, before *tester.Target, log *slog.Logger) *tester.Target {
 	log = log.With("service_uri", o.ServiceURI)
 	ictx, cancel := context.WithTimeout(ctx, infoTimeout)
 	defer cancel()
@@ -108,6 +127,16 @@ func resolve(ctx context.Context, gw *gateway.Gateway, o discovery.Orchestrator,
 	addr := o.Address
 	if err == nil && addr == (common.Address{}) && len(info.GetAddress()) == common.AddressLength {
 		addr = common.BytesToAddress(info.GetAddress())
+	}
+	if err != nil && before != nil && (addr == (common.Address{}) || strings.EqualFold(addr.Hex(), before.Address)) {
+		// Probed last round and still listed: probe the same again, so
+		// the failure is measured (each probe asks GetOrchestrator anew).
+		log.Warn("discovery: GetOrchestrator failed; probing what was probed last round", "address", before.Address, "err", err)
+		t := *before
+		if len(defaults) > 0 {
+			t.Models = nil
+		}
+		return &t
 	}
 	switch {
 	case addr == (common.Address{}) && err != nil:

@@ -12,7 +12,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -332,4 +336,123 @@ func TestWebhookDiscovery(t *testing.T) {
 	if n := count(t, db, "model = 'pinned' AND outcome = 'success'"); n != 2 {
 		t.Errorf("%d successes for the -models model, want 2\n%s", n, out.String())
 	}
+}
+
+// roundsStored reads what each stored round probed: round id → sorted
+// "orchestrator model" items, and the round ids in order.
+func roundsStored(t *testing.T, db *chtest.DB) (map[string][]string, []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rows, err := db.Conn.Query(ctx, "SELECT round_id, orchestrator, model FROM "+db.Name+".probe_results ORDER BY round_id, orchestrator, model")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string][]string{}
+	var order []string
+	for rows.Next() {
+		var round, orch, model string
+		if err := rows.Scan(&round, &orch, &model); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := out[round]; !ok {
+			order = append(order, round)
+		}
+		out[round] = append(out[round], orch+" "+model)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out, order
+}
+
+// A scheduled tester with webhook discovery discovers again at the start of
+// every round: an orchestrator that registers is probed from the next
+// round, one that leaves is no longer probed, and a model an orchestrator
+// starts advertising is probed too. A round whose discovery fails probes
+// the previous round's orchestrators rather than none, and stores nothing
+// against anyone for the outage.
+func TestScheduledWebhookRediscoversEachRound(t *testing.T) {
+	db := chtest.NewDB(t)
+	a := orchtest.New(t, orchtest.Behaviour{Offers: []string{"text-to-image:model/a"}})
+	b := orchtest.New(t, orchtest.Behaviour{Offers: []string{"text-to-image:model/b"}})
+	c := orchtest.New(t, orchtest.Behaviour{Offers: []string{"text-to-image:model/c"}})
+	var calls atomic.Int64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		switch n := calls.Add(1); {
+		case n == 1: // at start: round 1's plan
+			fmt.Fprintf(w, `[{"address":%q},{"address":%q}]`, a.URL, b.URL)
+		case n == 2: // round 2: the webhook is down
+			http.Error(w, "upstream unavailable", http.StatusBadGateway)
+		default: // round 3 on: b left, c registered, a added a model
+			a.SetOffers("text-to-image:model/a", "text-to-image:model/a2")
+			fmt.Fprintf(w, `[{"address":%q},{"address":%q}]`, a.URL, c.URL)
+		}
+	}))
+	defer hook.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{
+			"-region", "FRA", "-interval", "1s", "-round-deadline", "10s", "-listen", "", "-spool-dir", t.TempDir(),
+			"-discovery", "webhook", "-webhook-url", hook.URL, "-flush-interval", "100ms",
+			"-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name,
+		}, &bytes.Buffer{}, &errOut)
+	}()
+	var rounds map[string][]string
+	var order []string
+	for deadline := time.Now().Add(30 * time.Second); len(order) < 4; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rounds stored: %v\n%s", len(order), rounds, errOut.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+		rounds, order = roundsStored(t, db)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut.String())
+	}
+	rounds, order = roundsStored(t, db)
+	first := []string{a.Address + " model/a", b.Address + " model/b"}
+	later := []string{a.Address + " model/a", a.Address + " model/a2", c.Address + " model/c"}
+	for _, s := range [][]string{first, later} {
+		sort.Strings(s)
+	}
+	// Round k ran on the plan of the k-th webhook call (the first at
+	// start); the last round may have been cut by the stop.
+	for k, id := range order[:len(order)-1] {
+		want := later
+		if k < 2 {
+			want = first
+		}
+		if got := rounds[id]; !slices.Equal(got, want) {
+			t.Errorf("round %d (%s) probed %v, want %v", k+1, id, got, want)
+		}
+	}
+	if !strings.Contains(errOut.String(), "discovery failed: this round probes the last discovered orchestrators") {
+		t.Errorf("the failed discovery is not logged\n%s", errOut.String())
+	}
+	if n := count(t, db, "outcome != 'success'"); n != 0 {
+		t.Errorf("%d rows that are not successes: the discovery outage was stored against someone", n)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

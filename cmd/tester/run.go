@@ -124,12 +124,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.Network != "none" {
 		prep = preparer.Preparer{Gateway: gw}
 	}
+	planner := tester.StaticPlan(p.plan)
 	if c.Discovery != "static" {
-		if p.plan, err = discoverPlan(ctx, &c, p, gw, log); err != nil {
+		// Discovered once now, so a wrong source fails at start; then again
+		// at the start of every round after the first.
+		if p.plan, err = discoverPlan(ctx, &c, p, gw, nil, log); err != nil {
 			if w != nil {
 				_ = w.Close(context.Background())
 			}
 			return err
+		}
+		var prev []tester.Planned // the plan the last discovery made; rounds never overlap
+		planner = func(ctx context.Context) ([]tester.Planned, error) {
+			if prev == nil {
+				prev = p.plan
+				return prev, nil
+			}
+			ps, err := discoverPlan(ctx, &c, p, gw, prev, log)
+			if err != nil {
+				return nil, err
+			}
+			prev = ps
+			return ps, nil
 		}
 	}
 	prober := probe.New(probe.Config{Timeouts: c.Timeouts, MaxResponseBytes: c.MaxResponse, VerifyTLS: c.VerifyTLS, Dial: dial, Preparer: prep})
@@ -147,7 +163,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	total.Store(int64(len(p.plan)))
 	t, err := tester.New(tester.Config{
 		Region: p.region, TesterID: p.testerID, Prober: prober, Concurrency: c.Concurrency,
-		Spread: spread, Deadline: deadline, Log: log, Control: p.control, Timeouts: p.timeouts,
+		Spread: spread, Deadline: deadline, Log: log, Control: p.control, Timeouts: p.timeouts, PlanTimeout: discoveryTimeout,
 		Observe: func(r results.Result) {
 			metrics.Observe(r)
 			if c.Once {
@@ -182,7 +198,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else {
 		log.Info("tester running", "tester_id", p.testerID, "probes_per_round", len(p.plan), "period", p.period,
 			"offset", time.Duration(p.region.Offset*float64(p.period)))
-		t.Schedule(ctx, p.sched, p.period, p.plan, sink, func(s tester.Summary) { metrics.Round(s); health.round(s) })
+		t.SchedulePlanner(ctx, p.sched, p.period, planner, sink, func(s tester.Summary) { metrics.Round(s); health.round(s) })
 		log.Info("scheduling stopped; in-flight probes drained")
 	}
 

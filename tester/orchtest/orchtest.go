@@ -53,6 +53,7 @@ type Orch struct {
 	base    string // URL, readable from handlers without racing Start
 	mu      sync.Mutex
 	media   map[string][]byte
+	offers  []string // Behaviour.Offers, changed by SetOffers; under mu
 	Calls   atomic.Int64
 	// Discoveries counts GetOrchestrator calls.
 	Discoveries atomic.Int64
@@ -61,7 +62,7 @@ type Orch struct {
 // New starts a fake orchestrator closed when the test ends.
 func New(t testing.TB, b Behaviour) *Orch {
 	t.Helper()
-	o := &Orch{b: b, media: map[string][]byte{}, Address: RandomAddress()}
+	o := &Orch{b: b, media: map[string][]byte{}, offers: b.Offers, Address: RandomAddress()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /text-to-image", o.textToImage)
 	mux.HandleFunc("GET /stream/", o.stream)
@@ -190,6 +191,14 @@ func cachedPNG(w, h int) []byte {
 	return b
 }
 
+// SetOffers changes what the orchestrator advertises from now on, as an
+// operator adding or dropping a model does.
+func (o *Orch) SetOffers(offers ...string) {
+	o.mu.Lock()
+	o.offers = offers
+	o.mu.Unlock()
+}
+
 // discoveryServer answers GetOrchestrator as an off-chain orchestrator:
 // price 0, no ticket params, an auth token the fake does not check.
 type discoveryServer struct {
@@ -206,7 +215,10 @@ func (d *discoveryServer) GetOrchestrator(_ context.Context, req *lpnet.Orchestr
 		}
 	}
 	if len(offers) == 0 {
-		for _, o := range d.o.b.Offers {
+		d.o.mu.Lock()
+		advertised := d.o.offers
+		d.o.mu.Unlock()
+		for _, o := range advertised {
 			slug, m, _ := strings.Cut(o, ":")
 			if p, ok := capability.BySlug(slug); ok {
 				offers[p.ID] = append(offers[p.ID], m)
