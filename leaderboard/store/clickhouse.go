@@ -29,6 +29,8 @@ type ClickHouse struct {
 	// ingestMu serialises check-then-insert so two identical posts racing
 	// in this process cannot both pass the check.
 	ingestMu sync.Mutex
+	// cache holds the whole-hour part of recent rollup reads (rollup_cache.go).
+	cache wholeHours
 }
 
 // NewClickHouse returns a Store over conn's database db. timeout bounds each

@@ -122,6 +122,31 @@ func (c *ClickHouse) aggregates(ctx context.Context, f Filter, s span) ([]Aggreg
 		" sumIf(total_us, outcome = 'success' AND total_us > 0) AS rs, countIf(outcome = 'success' AND total_us > 0) AS rn," +
 		" max(started_at) AS lt" +
 		" FROM " + c.table() + ew + " GROUP BY orchestrator, reg, pipeline, model"
+	if s.whole() {
+		t, cached, err := c.wholeHoursToken(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		if cached {
+			key := cacheKey("aggregates", f, s)
+			var whole []aggPartial
+			if e := c.cache.get(key, t); e != nil {
+				whole = e.aggs
+			} else {
+				if whole, err = c.scanPartials(ctx, rollup, rargs); err != nil {
+					return nil, err
+				}
+				c.cache.put(key, &wholeHoursEntry{token: t, aggs: whole, values: len(whole)})
+			}
+			var edges []aggPartial
+			if s.edges {
+				if edges, err = c.scanPartials(ctx, edge, eargs); err != nil {
+					return nil, err
+				}
+			}
+			return sumPartials(whole, edges), nil
+		}
+	}
 	inner, args := unionAll(s, rollup, edge, rargs, eargs)
 	q := "SELECT orchestrator, reg, pipeline, model, sum(p) AS probes, sum(ok), sum(ex), sum(rs), sum(rn), max(lt)" +
 		" FROM (" + inner + ")" +
@@ -143,6 +168,15 @@ func (c *ClickHouse) medianRTTs(ctx context.Context, f Filter, s span) (map[Key]
 	ew, eargs := edgeWhere(f, s, true)
 	edge := "SELECT pipeline, model, groupArray(total_us) AS v FROM " + c.table() + ew +
 		" AND outcome = 'success' AND total_us > 0 GROUP BY pipeline, model"
+	if s.whole() {
+		t, cached, err := c.wholeHoursToken(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		if cached {
+			return c.cachedMedians(ctx, f, s, t, rollup, edge, rargs, eargs)
+		}
+	}
 	inner, args := unionAll(s, rollup, edge, rargs, eargs)
 	q := "SELECT pipeline, model, n," +
 		" if(n % 2 = 1, toFloat64(a[intDiv(n + 1, 2)]), (toFloat64(a[intDiv(n, 2)]) + toFloat64(a[intDiv(n, 2) + 1])) / 2) AS median_us" +

@@ -1,0 +1,323 @@
+package store
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// wholeHours remembers, per request shape, what the rollups answered for the
+// whole hours of a window, so a repeated aggregated_stats reads only its raw
+// edges and one row of system.parts instead of every rollup row and RTT of the
+// day (the rollup table is ordered by region and orchestrator before hour, so
+// any hour range of a model reads all of that model's rollup rows).
+//
+// An entry is valid while the rollup table's active parts that hold hours of
+// its range are the same set: every insert (late probes, back-fills and
+// post_stats of a closed hour included), merge, rebuild mutation and
+// partition drop changes that set, and a part, once written, never changes.
+// The fingerprint is read before the rollups, so an entry is never older than
+// its fingerprint. Parts holding only later hours (the current hour's inserts)
+// do not touch the entry, so it lives until its range moves or a merge
+// rewrites its parts.
+//
+// Only where the rollup table is a MergeTree on this server: on a cluster it
+// is a Distributed table whose parts live elsewhere, and nothing is cached.
+type wholeHours struct {
+	mu      sync.Mutex
+	checked bool // the table engine was read
+	enabled bool
+	entries map[string]*wholeHoursEntry
+	order   []string // insertion order, oldest first, for eviction
+	values  int      // held values, bounded by maxValues
+}
+
+type wholeHoursEntry struct {
+	token   partsToken
+	aggs    []aggPartial     // Aggregates' rollup part
+	medians map[Key][]uint64 // MedianRTTs' rollup part: each key's successful times, sorted
+	values  int
+}
+
+// partsToken fingerprints a set of active parts.
+type partsToken struct {
+	n, hash uint64
+}
+
+// Bounds of the cache: a 24 h median of one model is ~60k values (8 bytes
+// each); a network-wide one (top_ai_score) holds every model's.
+const (
+	wholeHoursMaxEntries = 256
+	wholeHoursMaxValues  = 8 << 20 // 64 MiB of RTTs
+)
+
+// aggPartial is one (orchestrator, region, pipeline, model)'s sums over part
+// of a window, added up before Aggregate's mean is taken.
+type aggPartial struct {
+	orchestrator, region, pipeline, model    string
+	probes, successes, excused, rttSum, rttN uint64
+	lastTested                               time.Time
+}
+
+// cacheKey names a request shape: its filter's dimensions and whole hours.
+func cacheKey(kind string, f Filter, s span) string {
+	var b strings.Builder
+	for _, p := range []string{kind, f.Pipeline, f.Model, f.Region, f.Orchestrator} {
+		b.WriteString(p)
+		b.WriteByte(0)
+	}
+	b.WriteString(time.Unix(int64(s.from), 0).UTC().Format(time.RFC3339))
+	b.WriteByte('/')
+	b.WriteString(time.Unix(int64(s.to), 0).UTC().Format(time.RFC3339))
+	return b.String()
+}
+
+// token reads the fingerprint of the parts holding hours of s, and whether
+// caching applies at all.
+func (c *ClickHouse) wholeHoursToken(ctx context.Context, s span) (partsToken, bool, error) {
+	w := &c.cache
+	w.mu.Lock()
+	checked, enabled := w.checked, w.enabled
+	w.mu.Unlock()
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	if !checked {
+		var engine string
+		if err := c.conn.QueryRow(cctx, "SELECT engine FROM system.tables WHERE database = ? AND name = 'probe_rollup_hourly'", c.db).Scan(&engine); err != nil {
+			return partsToken{}, false, unavailable("rollup engine", err)
+		}
+		enabled = strings.HasSuffix(engine, "MergeTree")
+		w.mu.Lock()
+		w.checked, w.enabled = true, enabled
+		w.mu.Unlock()
+	}
+	if !enabled {
+		return partsToken{}, false, nil
+	}
+	var t partsToken
+	if err := c.conn.QueryRow(cctx, "SELECT count(), sum(cityHash64(name)) FROM system.parts"+
+		" WHERE database = ? AND table = 'probe_rollup_hourly' AND active AND min_time < toDateTime(?) AND max_time >= toDateTime(?)",
+		c.db, s.to, s.from).Scan(&t.n, &t.hash); err != nil {
+		return partsToken{}, false, unavailable("rollup parts", err)
+	}
+	return t, true, nil
+}
+
+func (w *wholeHours) get(key string, t partsToken) *wholeHoursEntry {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if e := w.entries[key]; e != nil && e.token == t {
+		return e
+	}
+	return nil
+}
+
+func (w *wholeHours) put(key string, e *wholeHoursEntry) {
+	if e.values > wholeHoursMaxValues/4 {
+		return // one answer this large would crowd out the rest
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.entries == nil {
+		w.entries = map[string]*wholeHoursEntry{}
+	}
+	if old := w.entries[key]; old != nil {
+		w.values -= old.values
+		w.drop(key)
+	}
+	for len(w.order) > 0 && (len(w.order) >= wholeHoursMaxEntries || w.values+e.values > wholeHoursMaxValues) {
+		oldest := w.order[0]
+		w.values -= w.entries[oldest].values
+		delete(w.entries, oldest)
+		w.order = w.order[1:]
+	}
+	w.entries[key] = e
+	w.order = append(w.order, key)
+	w.values += e.values
+}
+
+// drop removes key from the eviction order (the caller fixes values).
+func (w *wholeHours) drop(key string) {
+	for i, k := range w.order {
+		if k == key {
+			w.order = append(w.order[:i], w.order[i+1:]...)
+			break
+		}
+	}
+	delete(w.entries, key)
+}
+
+// scanPartials runs q, whose columns are orchestrator, region, pipeline,
+// model, probes, successes, excused, rtt sum (µs), rtt count, last tested.
+func (c *ClickHouse) scanPartials(ctx context.Context, q string, args []any) ([]aggPartial, error) {
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	rows, err := c.conn.Query(cctx, q, args...)
+	if err != nil {
+		return nil, unavailable("aggregates", err)
+	}
+	defer rows.Close()
+	var out []aggPartial
+	for rows.Next() {
+		var p aggPartial
+		if err := rows.Scan(&p.orchestrator, &p.region, &p.pipeline, &p.model, &p.probes, &p.successes, &p.excused, &p.rttSum, &p.rttN, &p.lastTested); err != nil {
+			return nil, unavailable("aggregates: scan", err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("aggregates", err)
+	}
+	return out, nil
+}
+
+// sumPartials adds up the whole-hour and edge sums per (orchestrator,
+// region, pipeline, model) exactly as the SQL of Aggregates does: sums,
+// newest probe, only groups with scored probes, ordered by the four names
+// (byte order, as ClickHouse orders String).
+func sumPartials(parts ...[]aggPartial) []Aggregate {
+	type key struct{ o, r, p, m string }
+	sums := map[key]*aggPartial{}
+	var keys []key
+	for _, ps := range parts {
+		for i := range ps {
+			p := &ps[i]
+			k := key{p.orchestrator, p.region, p.pipeline, p.model}
+			s := sums[k]
+			if s == nil {
+				c := *p
+				sums[k] = &c
+				keys = append(keys, k)
+				continue
+			}
+			s.probes += p.probes
+			s.successes += p.successes
+			s.excused += p.excused
+			s.rttSum += p.rttSum
+			s.rttN += p.rttN
+			if p.lastTested.After(s.lastTested) {
+				s.lastTested = p.lastTested
+			}
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		switch {
+		case a.o != b.o:
+			return a.o < b.o
+		case a.r != b.r:
+			return a.r < b.r
+		case a.p != b.p:
+			return a.p < b.p
+		}
+		return a.m < b.m
+	})
+	var out []Aggregate
+	for _, k := range keys {
+		s := sums[k]
+		if s.probes == 0 {
+			continue
+		}
+		a := Aggregate{Orchestrator: k.o, Region: k.r, Pipeline: k.p, Model: k.m,
+			Probes: s.probes, Successes: s.successes, Excused: s.excused, LastTested: s.lastTested.UTC()}
+		if s.rttN > 0 {
+			a.MeanRTTSeconds = float64(s.rttSum) / float64(s.rttN) / 1e6
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// cachedMedians is MedianRTTs with the whole hours' sorted successful times
+// from the cache (read once per fingerprint) and the edges' from raw rows;
+// the median is taken here from the two sorted lists, interpolated as the
+// SQL does it (mean of the two middle values in float64).
+func (c *ClickHouse) cachedMedians(ctx context.Context, f Filter, s span, t partsToken, rollup, edge string, rargs, eargs []any) (map[Key]float64, error) {
+	f.Orchestrator = "" // the median never depends on it
+	key := cacheKey("medians", f, s)
+	var whole map[Key][]uint64
+	if e := c.cache.get(key, t); e != nil {
+		whole = e.medians
+	} else {
+		var err error
+		if whole, err = c.scanSorted(ctx, "SELECT pipeline, model, arraySort(v) FROM ("+rollup+")", rargs); err != nil {
+			return nil, err
+		}
+		n := 0
+		for _, v := range whole {
+			n += len(v)
+		}
+		c.cache.put(key, &wholeHoursEntry{token: t, medians: whole, values: n})
+	}
+	edges := map[Key][]uint64{}
+	if s.edges {
+		var err error
+		if edges, err = c.scanSorted(ctx, "SELECT pipeline, model, arraySort(v) FROM ("+edge+")", eargs); err != nil {
+			return nil, err
+		}
+	}
+	out := map[Key]float64{}
+	for _, m := range []map[Key][]uint64{whole, edges} {
+		for k := range m {
+			if _, done := out[k]; done {
+				continue
+			}
+			if med, ok := medianOfTwo(whole[k], edges[k]); ok {
+				out[k] = med / 1e6
+			}
+		}
+	}
+	return out, nil
+}
+
+// scanSorted runs q, whose columns are pipeline, model, sorted values.
+func (c *ClickHouse) scanSorted(ctx context.Context, q string, args []any) (map[Key][]uint64, error) {
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	rows, err := c.conn.Query(cctx, q, args...)
+	if err != nil {
+		return nil, unavailable("median", err)
+	}
+	defer rows.Close()
+	out := map[Key][]uint64{}
+	for rows.Next() {
+		var k Key
+		var v []uint64
+		if err := rows.Scan(&k.Pipeline, &k.Model, &v); err != nil {
+			return nil, unavailable("median: scan", err)
+		}
+		out[k] = v
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("median", err)
+	}
+	return out, nil
+}
+
+// medianOfTwo is the interpolated median of the union of two sorted lists
+// (false when both are empty), computed as the SQL of medianRTTsRaw does.
+func medianOfTwo(a, b []uint64) (float64, bool) {
+	n := len(a) + len(b)
+	if n == 0 {
+		return 0, false
+	}
+	// Walk the merge up to index n/2, keeping the last two values.
+	var prev, cur uint64
+	i, j := 0, 0
+	for k := 0; k <= n/2; k++ {
+		prev = cur
+		if j >= len(b) || (i < len(a) && a[i] <= b[j]) {
+			cur = a[i]
+			i++
+		} else {
+			cur = b[j]
+			j++
+		}
+	}
+	if n%2 == 1 {
+		return float64(cur), true
+	}
+	return (float64(prev) + float64(cur)) / 2, true
+}
