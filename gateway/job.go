@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/big"
 	"net/http"
 	"strings"
 	"time"
@@ -26,12 +27,35 @@ var (
 )
 
 // Gateway holds what a gateway pays and signs with. A nil Sender is the
-// off-chain mode: unsigned discovery, no Livepeer-Payment header.
+// off-chain mode: unsigned discovery, no Livepeer-Payment header. Zero
+// limits are no limits (the library's callers choose); go-livepeer's
+// defaults are DefaultMaxTicketEV, DefaultMaxTotalEV and
+// DefaultDepositMultiplier.
 type Gateway struct {
 	Sender *pm.Sender
-	// MaxPricePerUnit caps pricePerUnit/pixelsPerUnit (wei per unit); zero
-	// means no ceiling.
-	MaxPricePerUnit float64
+	// MaxPricePerUnit caps pricePerUnit/pixelsPerUnit (wei per unit); nil
+	// or zero means no ceiling.
+	MaxPricePerUnit *big.Rat
+	// MaxTicketEV caps one ticket's expected value and MaxTotalEV the
+	// expected value of all the tickets of one job (wei).
+	MaxTicketEV, MaxTotalEV *big.Rat
+	// DepositMultiplier: a ticket's face value may be at most the sender's
+	// TicketBroker deposit divided by it. Checked only with a Chain.
+	DepositMultiplier int
+	// Chain, when set, is read for the block clock (params expiry) and the
+	// sender's deposit and reserve; nil skips those checks.
+	Chain Chain
+	// BlockCacheTTL and SenderCacheTTL bound how stale the chain reads may
+	// be; zero means DefaultBlockCacheTTL and DefaultSenderCacheTTL.
+	BlockCacheTTL, SenderCacheTTL time.Duration
+	// ReuseSessions makes Session reuse OrchestratorInfo until its token or
+	// ticket params near expiry (or SessionTTL, zero: DefaultSessionTTL)
+	// instead of calling GetOrchestrator every time.
+	ReuseSessions bool
+	SessionTTL    time.Duration
+
+	chain    chainCache
+	sessions sessions
 }
 
 // Discover calls GetOrchestrator for one (capability, model) and returns the
@@ -68,11 +92,19 @@ func (g *Gateway) Info(ctx context.Context, serviceURI string) (*lpnet.Orchestra
 	return info, time.Since(start), err
 }
 
-// JobHeaders builds the headers of one AI job worth units: Livepeer-Payment
+// JobHeaders is Headers without a caller's context (chain reads are bounded
+// by ChainTimeout).
+func (g *Gateway) JobHeaders(info *lpnet.OrchestratorInfo, id capability.ID, model string, units int64) (http.Header, error) {
+	return g.Headers(context.Background(), info, id, model, units)
+}
+
+// Headers builds the headers of one AI job worth units: Livepeer-Payment
 // (enough tickets to cover units × price, at least one when the price is not
 // zero), Livepeer-Segment (credentials with the auth token echoed) and the
-// AI protocol marker.
-func (g *Gateway) JobHeaders(info *lpnet.OrchestratorInfo, id capability.ID, model string, units int64) (http.Header, error) {
+// AI protocol marker. Before signing any ticket it runs the sender-side
+// checks (price ceiling, ticket and total EV, face value against the
+// deposit, params expiry): a refusal pays nothing and uses no nonce.
+func (g *Gateway) Headers(ctx context.Context, info *lpnet.OrchestratorInfo, id capability.ID, model string, units int64) (http.Header, error) {
 	if _, ok := Model(info, id, model); !ok {
 		return nil, fmt.Errorf("%w: %d %s", ErrNotOffered, id, model)
 	}
@@ -80,9 +112,8 @@ func (g *Gateway) JobHeaders(info *lpnet.OrchestratorInfo, id capability.ID, mod
 		return nil, ErrTokenExpired
 	}
 	price := info.GetPriceInfo()
-	if g.MaxPricePerUnit > 0 && price.GetPixelsPerUnit() > 0 &&
-		float64(price.GetPricePerUnit())/float64(price.GetPixelsPerUnit()) > g.MaxPricePerUnit {
-		return nil, fmt.Errorf("%w: %d/%d wei", ErrPriceTooHigh, price.GetPricePerUnit(), price.GetPixelsPerUnit())
+	if err := g.checkPrice(price); err != nil {
+		return nil, err
 	}
 	h := http.Header{}
 	h.Set("Authorization", AuthorizationValue)
@@ -90,8 +121,14 @@ func (g *Gateway) JobHeaders(info *lpnet.OrchestratorInfo, id capability.ID, mod
 	if g.Sender != nil {
 		signer = g.Sender.Signer()
 		if tp := info.GetTicketParams(); tp != nil {
+			if err := checkTicketParams(tp); err != nil {
+				return nil, err
+			}
 			ev := pm.EV(bigInt(tp.GetFaceValue()), bigInt(tp.GetWinProb()))
 			n := pm.TicketsFor(pm.Fee(price, units), ev)
+			if err := g.checkTickets(ctx, tp, ev, n); err != nil {
+				return nil, err
+			}
 			pay, err := g.Sender.Payment(tp, price, n)
 			if err != nil {
 				return nil, fmt.Errorf("payment: %w", err)

@@ -27,36 +27,88 @@ type Preparer struct {
 
 var _ probe.Preparer = Preparer{}
 
+// refusal is how a gateway error is recorded: whose fault and which code.
+type refusal struct {
+	err   error
+	class probe.Class
+	code  string
+}
+
+// refusals classify the gateway's sender-side refusals. The gateway's own
+// limits, funds and chain connection are tester-side (excused, never
+// scored); malformed or expired terms from the orchestrator are its payment
+// fault.
+var refusals = []refusal{
+	{gateway.ErrPriceTooHigh, probe.ClassTester, "price_above_max"},
+	{gateway.ErrTicketEVTooHigh, probe.ClassTester, "ticket_ev_above_max"},
+	{gateway.ErrTotalEVTooHigh, probe.ClassTester, "total_ev_above_max"},
+	{gateway.ErrFaceValueTooHigh, probe.ClassTester, "face_value_above_deposit"},
+	{gateway.ErrSenderFunds, probe.ClassTester, "sender_funds"},
+	{gateway.ErrChain, probe.ClassTester, "chain_unavailable"},
+	{gateway.ErrBadPrice, probe.ClassPayment, "price_invalid"},
+	{gateway.ErrBadTicketParams, probe.ClassPayment, "ticket_params_invalid"},
+	{gateway.ErrParamsExpired, probe.ClassPayment, "ticket_params_expired"},
+	{pm.ErrNoTicketParams, probe.ClassPayment, "no_ticket_params"},
+	{gateway.ErrTokenExpired, probe.ClassPayment, "auth_token_expired"},
+}
+
+// classify turns a gateway error into a classified probe error; ok is false
+// for errors the table does not name.
+func classify(err error) (*probe.Error, bool) {
+	for _, r := range refusals {
+		if errors.Is(err, r.err) {
+			return &probe.Error{Class: r.class, Code: r.code, Message: err.Error(), Err: err}, true
+		}
+	}
+	return nil, false
+}
+
 // Prepare implements probe.Preparer.
 func (p Preparer) Prepare(ctx context.Context, job probe.PrepareJob) (probe.Preparation, error) {
-	info, rtt, err := p.Gateway.Discover(ctx, job.ServiceURI, job.Pipeline.ID, job.Model)
-	prep := probe.Preparation{Discovery: rtt}
-	if err != nil {
-		return prep, fmt.Errorf("%w: %v", probe.ErrDiscovery, err)
+	prep, reused, err := p.prepare(ctx, job)
+	// Reused info whose terms went stale between the cache's check and the
+	// payment's (a block mined, the token aged): refresh once.
+	if reused && (errors.Is(err, gateway.ErrParamsExpired) || errors.Is(err, gateway.ErrTokenExpired)) {
+		p.Gateway.Forget(job.ServiceURI, job.Pipeline.ID, job.Model)
+		prep, _, err = p.prepare(ctx, job)
 	}
+	return prep, err
+}
+
+// prepare is one attempt; reused says the orchestrator info came from the
+// session cache.
+func (p Preparer) prepare(ctx context.Context, job probe.PrepareJob) (prep probe.Preparation, reused bool, err error) {
+	s, err := p.Gateway.Session(ctx, job.ServiceURI, job.Pipeline.ID, job.Model)
+	prep.Discovery = s.RTT
+	if err != nil {
+		if e, ok := classify(err); ok {
+			return prep, false, e
+		}
+		return prep, false, fmt.Errorf("%w: %v", probe.ErrDiscovery, err)
+	}
+	info := s.Info
 	// A registry address that does not match what the orchestrator says it
 	// is means we reached someone else. A zero address is an off-chain
 	// orchestrator without a key: it claims no identity to compare.
 	if addr := common.BytesToAddress(info.GetAddress()); job.Orchestrator != "" && len(info.GetAddress()) == common.AddressLength &&
 		addr != (common.Address{}) && !strings.EqualFold(addr.Hex(), job.Orchestrator) {
-		return prep, fmt.Errorf("%w: orchestrator at %s reports address %s, registry says %s", probe.ErrDiscovery,
+		return prep, s.Reused, fmt.Errorf("%w: orchestrator at %s reports address %s, registry says %s", probe.ErrDiscovery,
 			job.ServiceURI, common.BytesToAddress(info.GetAddress()).Hex(), job.Orchestrator)
 	}
 	if mc, ok := gateway.Model(info, job.Pipeline.ID, job.Model); ok {
 		prep.Warm = mc.GetWarm()
 	}
 	units := int64(math.Ceil(job.Units))
-	h, err := p.Gateway.JobHeaders(info, job.Pipeline.ID, job.Model, units)
-	switch {
-	case errors.Is(err, gateway.ErrNotOffered):
-		return prep, fmt.Errorf("%w: %v", probe.ErrDiscovery, err)
-	case errors.Is(err, gateway.ErrPriceTooHigh):
-		return prep, fmt.Errorf("%w: %v", probe.ErrTesterSide, err)
-	case errors.Is(err, pm.ErrNoTicketParams), errors.Is(err, gateway.ErrTokenExpired):
-		return prep, fmt.Errorf("%w: %v", probe.ErrPayment, err)
-	case err != nil:
-		return prep, fmt.Errorf("%w: %v", probe.ErrTesterSide, err)
+	h, err := p.Gateway.Headers(ctx, info, job.Pipeline.ID, job.Model, units)
+	if err != nil {
+		if errors.Is(err, gateway.ErrNotOffered) {
+			return prep, s.Reused, fmt.Errorf("%w: %v", probe.ErrDiscovery, err)
+		}
+		if e, ok := classify(err); ok {
+			return prep, s.Reused, e
+		}
+		return prep, s.Reused, fmt.Errorf("%w: %v", probe.ErrTesterSide, err)
 	}
 	prep.Header = h
-	return prep, nil
+	return prep, s.Reused, nil
 }

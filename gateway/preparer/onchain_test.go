@@ -1,0 +1,292 @@
+package preparer
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"math/big"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/ethclient"
+
+	"github.com/lpgauge/lpgauge/contracts"
+	"github.com/lpgauge/lpgauge/contracts/chaintest"
+	"github.com/lpgauge/lpgauge/gateway"
+	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/gateway/pm"
+	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
+	"github.com/lpgauge/lpgauge/orchestrator/payment"
+	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
+	"github.com/lpgauge/lpgauge/tester/orchtest"
+	"github.com/lpgauge/lpgauge/tester/probe"
+)
+
+// onChain is a simulated chain with a funded tester key and one with no
+// TicketBroker funds.
+type onChain struct {
+	c            *chaintest.Chain
+	tester, poor *ecdsa.PrivateKey
+	eth          gateway.EthChain
+}
+
+func newOnChain(t *testing.T, orchKeys ...*ecdsa.PrivateKey) *onChain {
+	t.Helper()
+	tester, _ := crypto.GenerateKey()
+	poor, _ := crypto.GenerateKey()
+	c := chaintest.New(t, append(orchKeys, tester, poor)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.L.FundDepositAndReserve(ctx, tester, big.NewInt(1e17), big.NewInt(1e17)); err != nil {
+		t.Fatal(err)
+	}
+	client, err := ethclient.DialContext(ctx, c.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	broker, err := contracts.New(client, big.NewInt(chaintest.ChainID), c.L.Addresses())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &onChain{c: c, tester: tester, poor: poor, eth: gateway.EthChain{Client: client, Broker: broker}}
+}
+
+// reference starts a reference orchestrator on the chain.
+func (o *onChain) reference(t *testing.T, cfg orchtest.ReferenceConfig) *orchtest.Reference {
+	t.Helper()
+	if cfg.Key == nil {
+		cfg.Key, _ = crypto.GenerateKey()
+	}
+	cfg.Chain = payment.ContractChain{L: o.c.L, Key: cfg.Key}
+	return orchtest.NewReference(t, cfg)
+}
+
+// gateway is the tester's gateway with go-livepeer's default limits, as
+// cmd/tester builds it.
+func (o *onChain) gateway(key *ecdsa.PrivateKey) *gateway.Gateway {
+	return &gateway.Gateway{
+		Sender:      pm.NewSender(pm.NewSigner(key)),
+		MaxTicketEV: gateway.DefaultMaxTicketEV, MaxTotalEV: gateway.DefaultMaxTotalEV,
+		DepositMultiplier: gateway.DefaultDepositMultiplier,
+		Chain:             o.eth, BlockCacheTTL: 10 * time.Millisecond,
+	}
+}
+
+func probeOnce(t *testing.T, gw *gateway.Gateway, r *orchtest.Reference) results.Result {
+	t.Helper()
+	t2i, _ := probe.Lookup("text-to-image")
+	p := probe.New(probe.Config{Preparer: Preparer{Gateway: gw}, Timeouts: probe.Timeouts{Total: 30 * time.Second, Server: 20 * time.Second}})
+	return p.Run(context.Background(), probe.Job{Orchestrator: r.Address, ServiceURI: r.URI, Pipeline: t2i, Model: orchtest.DefaultModel, Seed: 1})
+}
+
+func price(wei int64) []orchestrator.AIModel {
+	p := &orchestrator.Price{}
+	p.SetInt64(wei)
+	return []orchestrator.AIModel{{Pipeline: "text-to-image", ModelID: orchtest.DefaultModel, Warm: true, Capacity: 1, PricePerUnit: p}}
+}
+
+// Every sender-side refusal of go-livepeer's gateway is made before a
+// ticket is signed, and recorded as the tester's own fault (excused, never
+// scored) with a code that says which limit: the orchestrator is not paid
+// and sees no job.
+func TestSenderSideRefusalsAreExcused(t *testing.T) {
+	o := newOnChain(t)
+	ok := o.reference(t, orchtest.ReferenceConfig{Payment: payment.Config{ParamsValidBlocks: 100000}})
+	// EV 1e13 per ticket, over -maxTicketEV 3e12.
+	highEV := o.reference(t, orchtest.ReferenceConfig{Payment: payment.Config{FaceValue: big.NewInt(1e15), TicketEV: big.NewInt(1e13), ParamsValidBlocks: 100000}})
+	// 1e8 wei per pixel at EV 1e12: a 512×512+ image needs 27+ tickets,
+	// 2.7e13+ wei of EV, over -maxTotalEV 2e13.
+	dear := o.reference(t, orchtest.ReferenceConfig{Models: price(1e8), Payment: payment.Config{FaceValue: big.NewInt(1e13), TicketEV: big.NewInt(1e12), ParamsValidBlocks: 100000}})
+	// Face value 2e17 against a 1e17 deposit.
+	bigFace := o.reference(t, orchtest.ReferenceConfig{Payment: payment.Config{FaceValue: big.NewInt(2e17), TicketEV: big.NewInt(1e11), ParamsValidBlocks: 100000}})
+
+	deadClient, err := ethclient.Dial("http://127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer deadClient.Close()
+
+	tests := []struct {
+		name   string
+		target *orchtest.Reference
+		gw     func() *gateway.Gateway
+		code   string
+	}{
+		{"ticket EV above -maxTicketEV", highEV, func() *gateway.Gateway { return o.gateway(o.tester) }, "ticket_ev_above_max"},
+		{"total EV above -maxTotalEV", dear, func() *gateway.Gateway { return o.gateway(o.tester) }, "total_ev_above_max"},
+		{"face value above deposit / -depositMultiplier", bigFace, func() *gateway.Gateway { return o.gateway(o.tester) }, "face_value_above_deposit"},
+		{"face value above deposit / a large -depositMultiplier", ok, func() *gateway.Gateway {
+			g := o.gateway(o.tester)
+			g.DepositMultiplier = 1e6 // 1e17/1e6 = 1e11 < the 1e12 face value
+			return g
+		}, "face_value_above_deposit"},
+		{"no TicketBroker deposit", ok, func() *gateway.Gateway { return o.gateway(o.poor) }, "sender_funds"},
+		{"price above -maxPricePerUnit", ok, func() *gateway.Gateway {
+			g := o.gateway(o.tester)
+			g.MaxPricePerUnit = big.NewRat(999, 1) // the orchestrator asks 1000
+			return g
+		}, "price_above_max"},
+		{"our chain RPC down", ok, func() *gateway.Gateway {
+			g := o.gateway(o.tester)
+			g.Chain = gateway.EthChain{Client: deadClient, Broker: o.eth.Broker}
+			return g
+		}, "chain_unavailable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gw := tt.gw()
+			r := probeOnce(t, gw, tt.target)
+			if r.Outcome != results.Excused || r.ErrorClass != string(probe.ClassTester) || r.ErrorCode != tt.code {
+				t.Fatalf("outcome %s %s/%s (%s), want excused tester/%s", r.Outcome, r.ErrorClass, r.ErrorCode, r.ErrorMessage, tt.code)
+			}
+			if r.HTTPStatus != 0 || r.Upload > 0 {
+				t.Errorf("the job was sent: status %d, upload %s", r.HTTPStatus, r.Upload)
+			}
+			manifest := gateway.ManifestID(capability.TextToImage, orchtest.DefaultModel)
+			if bal := tt.target.Receiver.Balance(gw.Sender.Address(), manifest); bal.Sign() != 0 {
+				t.Errorf("orchestrator credited %s wei: the tester paid", bal.FloatString(0))
+			}
+		})
+	}
+
+	// The same gateway pays an orchestrator within every limit.
+	if r := probeOnce(t, o.gateway(o.tester), ok); r.Outcome != results.Success {
+		t.Fatalf("within the limits: %s %s/%s %s", r.Outcome, r.ErrorClass, r.ErrorCode, r.ErrorMessage)
+	}
+	manifest := gateway.ManifestID(capability.TextToImage, orchtest.DefaultModel)
+	if ok.Receiver.Balance(crypto.PubkeyToAddress(o.tester.PublicKey), manifest).Sign() < 0 {
+		t.Error("paid job left a negative balance")
+	}
+}
+
+// With -reuse-sessions the tester keeps an orchestrator's info between
+// probes (no GetOrchestrator, discovery 0) until its ticket params come
+// within a block of expiry or its auth token enters the last 10% of its
+// validity; then it refreshes by itself and the probe still succeeds.
+func TestReusedSessionsRefreshBeforeExpiry(t *testing.T) {
+	o := newOnChain(t)
+	// Blocks come every 20 ms: 50 blocks of validity is about a second.
+	shortParams := o.reference(t, orchtest.ReferenceConfig{Payment: payment.Config{ParamsValidBlocks: 50}})
+	shortToken := o.reference(t, orchtest.ReferenceConfig{Payment: payment.Config{ParamsValidBlocks: 100000, TokenTTL: 3 * time.Second}})
+
+	for _, tt := range []struct {
+		name  string
+		r     *orchtest.Reference
+		sleep time.Duration
+	}{
+		{"ticket params expire", shortParams, 1500 * time.Millisecond},
+		{"auth token ages", shortToken, 3 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			gw := o.gateway(o.tester)
+			gw.ReuseSessions = true
+			first := mustSucceed(t, gw, tt.r)
+			if first.Discovery <= 0 {
+				t.Errorf("first probe: discovery %s, want a GetOrchestrator", first.Discovery)
+			}
+			if again := mustSucceed(t, gw, tt.r); again.Discovery != 0 {
+				t.Errorf("second probe right after: discovery %s, want the session reused", again.Discovery)
+			}
+			time.Sleep(tt.sleep)
+			if later := mustSucceed(t, gw, tt.r); later.Discovery <= 0 {
+				t.Errorf("after expiry: discovery %s, want a refresh", later.Discovery)
+			}
+		})
+	}
+
+	// The default: GetOrchestrator on every probe, timed.
+	gw := o.gateway(o.tester)
+	for i := 0; i < 2; i++ {
+		if r := mustSucceed(t, gw, shortToken); r.Discovery <= 0 {
+			t.Errorf("probe %d without reuse: discovery %s", i, r.Discovery)
+		}
+	}
+}
+
+func mustSucceed(t *testing.T, gw *gateway.Gateway, r *orchtest.Reference) results.Result {
+	t.Helper()
+	res := probeOnce(t, gw, r)
+	if res.Outcome != results.Success {
+		t.Fatalf("probe: %s %s/%s %s", res.Outcome, res.ErrorClass, res.ErrorCode, res.ErrorMessage)
+	}
+	return res
+}
+
+// mangler is a real lprpc server whose ticket params are then broken, as a
+// buggy or hostile orchestrator would send them.
+type mangler struct {
+	*lprpc.Server
+	mangle func(*lpnet.OrchestratorInfo)
+}
+
+func (m mangler) GetOrchestrator(ctx context.Context, req *lpnet.OrchestratorRequest) (*lpnet.OrchestratorInfo, error) {
+	info, err := m.Server.GetOrchestrator(ctx, req)
+	if err == nil {
+		m.mangle(info)
+	}
+	return info, err
+}
+
+// Terms the orchestrator got wrong are its payment fault (scored), not the
+// tester's: malformed ticket params, a malformed price, and params that
+// are already expiring when freshly issued (its chain view is stale),
+// which the tester fetches once more before giving up.
+func TestOrchestratorPaymentFaultsAreScored(t *testing.T) {
+	o := newOnChain(t)
+	tests := []struct {
+		name        string
+		mangle      func(*lpnet.OrchestratorInfo)
+		code        string
+		discoveries int64
+	}{
+		{"recipient not an address", func(i *lpnet.OrchestratorInfo) { i.TicketParams.Recipient = []byte{1, 2, 3} }, "ticket_params_invalid", 1},
+		{"win probability 0", func(i *lpnet.OrchestratorInfo) { i.TicketParams.WinProb = nil }, "ticket_params_invalid", 1},
+		{"price per 0 units", func(i *lpnet.OrchestratorInfo) { i.PriceInfo.PixelsPerUnit = 0 }, "price_invalid", 1},
+		{"params already expired", func(i *lpnet.OrchestratorInfo) { i.TicketParams.ExpirationBlock = big.NewInt(1).Bytes() }, "ticket_params_expired", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key, _ := crypto.GenerateKey()
+			recv, err := payment.NewReceiver(payment.Config{Signer: pm.NewSigner(key), Chain: payment.ContractChain{L: o.c.L, Key: key}, ParamsValidBlocks: 100000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(recv.Close)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			uri := "http://" + ln.Addr().String()
+			t2i, _ := capability.ByID(capability.TextToImage)
+			var calls, jobs atomic.Int64
+			srv := &lprpc.Server{URI: uri, Receiver: recv, States: func() []orchestrator.ModelState {
+				return []orchestrator.ModelState{{Pipeline: t2i, Model: orchtest.DefaultModel, Warm: true, Capacity: 1, PricePerUnit: 1000, PixelsPerUnit: 1}}
+			}}
+			m := mangler{Server: srv, mangle: func(i *lpnet.OrchestratorInfo) { calls.Add(1); tt.mangle(i) }}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- lprpc.Serve(ctx, ln, lprpc.NewGRPC(m), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+					jobs.Add(1)
+					http.Error(w, "no", http.StatusTeapot)
+				}), nil)
+			}()
+			t.Cleanup(func() { cancel(); <-done })
+
+			ref := &orchtest.Reference{URI: uri, Address: crypto.PubkeyToAddress(key.PublicKey).Hex(), Receiver: recv}
+			r := probeOnce(t, o.gateway(o.tester), ref)
+			if r.Outcome != results.Failure || r.ErrorClass != string(probe.ClassPayment) || r.ErrorCode != tt.code {
+				t.Fatalf("outcome %s %s/%s (%s), want failure payment/%s", r.Outcome, r.ErrorClass, r.ErrorCode, r.ErrorMessage, tt.code)
+			}
+			if calls.Load() != tt.discoveries || jobs.Load() != 0 {
+				t.Errorf("%d GetOrchestrator calls, %d jobs sent; want %d and 0", calls.Load(), jobs.Load(), tt.discoveries)
+			}
+		})
+	}
+}
