@@ -176,7 +176,7 @@ func run(ctx context.Context, cfg config) error {
 			fmt.Fprintln(out)
 			return nil
 		case c := <-died:
-			return fmt.Errorf("%s exited unexpectedly (%v); see %s", c.name, c.err, filepath.Join(logDir, c.name+".log"))
+			return fmt.Errorf("%s exited unexpectedly (%v); see %s", c.name, c.proc.Err(), filepath.Join(logDir, c.name+".log"))
 		case <-tick.C:
 		}
 		rows, err := fetchBoard(ctx, base, cfg.Pipeline, cfg.Model)

@@ -14,11 +14,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/lpgauge/lpgauge/internal/chserver"
+	"github.com/lpgauge/lpgauge/internal/procgroup"
 )
 
 // profile is one demo orchestrator's behaviour.
@@ -45,9 +45,7 @@ var fleet = []profile{
 // child is a started component process.
 type child struct {
 	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	proc *procgroup.Proc
 }
 
 type supervisor struct {
@@ -63,15 +61,14 @@ func (s *supervisor) start(name, bin string, args ...string) (*child, error) {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Own process group so Ctrl-C in the terminal reaches only the demo,
-	// which then stops children in order; SIGKILL if the demo itself dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	// The child gets its own process group (Ctrl-C reaches only the demo,
+	// which stops children in order) and SIGKILL if the demo itself dies.
+	proc, err := procgroup.Start(cmd)
+	logf.Close() // the child holds its own descriptor
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	c := &child{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() { c.err = cmd.Wait(); logf.Close(); close(c.done) }()
+	c := &child{name: name, proc: proc}
 	s.mu.Lock()
 	s.children = append(s.children, c)
 	s.mu.Unlock()
@@ -85,19 +82,7 @@ func (s *supervisor) stopAll(grace time.Duration) {
 	kids := append([]*child(nil), s.children...)
 	s.mu.Unlock()
 	for i := len(kids) - 1; i >= 0; i-- {
-		c := kids[i]
-		select {
-		case <-c.done:
-			continue
-		default:
-		}
-		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-c.done:
-		case <-time.After(grace):
-			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-			<-c.done
-		}
+		kids[i].proc.Stop(grace)
 	}
 }
 
@@ -109,7 +94,7 @@ func (s *supervisor) exited() <-chan *child {
 	s.mu.Unlock()
 	for _, c := range kids {
 		go func(c *child) {
-			<-c.done
+			<-c.proc.Done()
 			select {
 			case ch <- c:
 			default:

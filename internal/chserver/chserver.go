@@ -15,10 +15,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/lpgauge/lpgauge/internal/chclient"
+	"github.com/lpgauge/lpgauge/internal/procgroup"
 )
 
 // ErrNotInstalled is returned when no clickhouse-server binary can be found.
@@ -33,9 +33,7 @@ type Server struct {
 	// members only).
 	InterserverAddr string
 	opts            Options // as resolved: ports and binary fixed, for Restart
-	cmd             *exec.Cmd
-	done            chan struct{}
-	waitErr         error
+	proc            *procgroup.Proc
 	keepDir         bool
 }
 
@@ -156,7 +154,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		member = &m
 	}
-	s := &Server{Dir: opts.Dir, keepDir: opts.Dir != "", done: make(chan struct{})}
+	s := &Server{Dir: opts.Dir, keepDir: opts.Dir != ""}
 	if s.Dir == "" {
 		d, err := os.MkdirTemp("", "lpgauge-clickhouse-")
 		if err != nil {
@@ -204,16 +202,14 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	defer stdout.Close()
-	s.cmd = exec.Command(bin, "--config-file="+filepath.Join(s.Dir, "config.xml"))
-	s.cmd.Dir = s.Dir
-	s.cmd.Stdout, s.cmd.Stderr = stdout, stdout
-	// Own process group, and killed with us if we die first: no server is
-	// ever left behind by a crashed test or demo.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+	cmd := exec.Command(bin, "--config-file="+filepath.Join(s.Dir, "config.xml"))
+	cmd.Dir = s.Dir
+	cmd.Stdout, cmd.Stderr = stdout, stdout
+	// Killed with us if we die first: no server is ever left behind by a
+	// crashed test or demo.
+	if s.proc, err = procgroup.Start(cmd); err != nil {
+		return nil, err
 	}
-	go func() { s.waitErr = s.cmd.Wait(); close(s.done) }()
 
 	timeout := opts.StartTimeout
 	if timeout == 0 {
@@ -222,8 +218,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		select {
-		case <-s.done:
-			return nil, fmt.Errorf("clickhouse-server exited during start (%v): %s", s.waitErr, s.logTail())
+		case <-s.proc.Done():
+			return nil, fmt.Errorf("clickhouse-server exited during start (%v): %s", s.proc.Err(), s.logTail())
 		case <-ctx.Done():
 			s.Stop()
 			return nil, ctx.Err()
@@ -271,30 +267,17 @@ func zooKeeperReady(ctx context.Context, addr string) bool {
 }
 
 // PID of the server process.
-func (s *Server) PID() int { return s.cmd.Process.Pid }
+func (s *Server) PID() int { return s.proc.PID() }
 
 // Kill sends SIGKILL to the server and waits for it to exit, keeping its data
 // directory: fault tests restart it with Restart.
-func (s *Server) Kill() {
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-	<-s.done
-}
+func (s *Server) Kill() { s.proc.Kill() }
 
 // Stop terminates the server (SIGTERM, then SIGKILL after 10 s) and removes
 // its directory unless it was given by the caller.
 func (s *Server) Stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		select {
-		case <-s.done:
-		default:
-			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-			select {
-			case <-s.done:
-			case <-time.After(10 * time.Second):
-				_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-				<-s.done
-			}
-		}
+	if s.proc != nil {
+		s.proc.Stop(10 * time.Second)
 	}
 	if !s.keepDir && s.Dir != "" {
 		_ = os.RemoveAll(s.Dir)

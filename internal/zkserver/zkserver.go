@@ -15,8 +15,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/lpgauge/lpgauge/internal/procgroup"
 )
 
 // ErrNotInstalled is returned when java or the ZooKeeper jar is missing.
@@ -49,9 +50,7 @@ type Options struct {
 type Server struct {
 	Dir  string
 	Addr string // client address, 127.0.0.1:port
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	proc *procgroup.Proc
 	keep bool
 }
 
@@ -88,7 +87,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			cp = fcp
 		}
 	}
-	s := &Server{Dir: opts.Dir, keep: opts.Dir != "", done: make(chan struct{})}
+	s := &Server{Dir: opts.Dir, keep: opts.Dir != ""}
 	if s.Dir == "" {
 		d, err := os.MkdirTemp("", "lpgauge-zookeeper-")
 		if err != nil {
@@ -134,14 +133,12 @@ admin.enableServer=false
 		return nil, err
 	}
 	defer logf.Close()
-	s.cmd = exec.Command(java, "-Xmx256m", "-cp", cp, mainClass, cfgPath)
-	s.cmd.Dir = s.Dir
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start zookeeper (%s): %w", java, err)
+	cmd := exec.Command(java, "-Xmx256m", "-cp", cp, mainClass, cfgPath)
+	cmd.Dir = s.Dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if s.proc, err = procgroup.Start(cmd); err != nil {
+		return nil, fmt.Errorf("start zookeeper: %w", err)
 	}
-	go func() { s.err = s.cmd.Wait(); close(s.done) }()
 
 	timeout := opts.StartTimeout
 	if timeout == 0 {
@@ -150,8 +147,8 @@ admin.enableServer=false
 	deadline := time.Now().Add(timeout)
 	for {
 		select {
-		case <-s.done:
-			return nil, fmt.Errorf("zookeeper exited during start (%v): %s", s.err, s.logTail())
+		case <-s.proc.Done():
+			return nil, fmt.Errorf("zookeeper exited during start (%v): %s", s.proc.Err(), s.logTail())
 		case <-ctx.Done():
 			s.Stop()
 			return nil, ctx.Err()
@@ -187,23 +184,13 @@ func Serving(addr string) bool {
 }
 
 // PID of the server process.
-func (s *Server) PID() int { return s.cmd.Process.Pid }
+func (s *Server) PID() int { return s.proc.PID() }
 
 // Stop terminates the server (SIGTERM, then SIGKILL after 5 s) and removes
 // its directory unless the caller gave it.
 func (s *Server) Stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		select {
-		case <-s.done:
-		default:
-			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-			select {
-			case <-s.done:
-			case <-time.After(5 * time.Second):
-				_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-				<-s.done
-			}
-		}
+	if s.proc != nil {
+		s.proc.Stop(5 * time.Second)
 	}
 	if !s.keep && s.Dir != "" {
 		_ = os.RemoveAll(s.Dir)

@@ -1,0 +1,70 @@
+// Package procgroup runs a child process in its own process group that dies
+// with its parent (SIGKILL on parent death), so no test, demo or helper
+// server is ever left behind, and stops it politely: SIGTERM to the whole
+// group, SIGKILL after a grace period.
+package procgroup
+
+import (
+	"fmt"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+// Proc is a started child process.
+type Proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// Start starts cmd in a new process group that is killed if this process dies.
+func Start(cmd *exec.Cmd) (*Proc, error) {
+	// Own process group: a terminal's Ctrl-C reaches only the parent, which
+	// then stops children in order; Pdeathsig covers a parent that crashes.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	p := &Proc{cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+// PID of the process (and of its group).
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
+// Done is closed when the process has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Err is the process's exit error; valid once Done is closed.
+func (p *Proc) Err() error { return p.err }
+
+// Exited reports whether the process has exited.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Kill sends SIGKILL to the group and waits for the process to exit.
+func (p *Proc) Kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// Stop sends SIGTERM to the group, then SIGKILL after grace, and waits.
+func (p *Proc) Stop(grace time.Duration) {
+	if p.Exited() {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		p.Kill()
+	}
+}
