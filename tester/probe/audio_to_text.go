@@ -25,7 +25,8 @@ func (AudioToText) Build(model string, seed int64) (*Request, error) {
 		return nil, fmt.Errorf("audio-to-text request: %w", err)
 	}
 	return &Request{Body: body, ContentType: ct, Units: secs * 1000, Expect: secs,
-		Params: map[string]any{"model_id": model, "return_timestamps": "true", "audio_seconds": secs}}, nil
+		Params:           map[string]any{"model_id": model, "return_timestamps": "true", "audio_seconds": secs},
+		MaxResponseBytes: 4*jsonSlack + int64(secs*transcriptBytesPerSecond), MaxMediaBytes: mediaSlack}, nil
 }
 
 // Validate implements Pipeline.

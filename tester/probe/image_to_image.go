@@ -26,8 +26,9 @@ func (ImageToImage) Build(model string, seed int64) (*Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image-to-image request: %w", err)
 	}
+	png := pngMaxBytes(sz[0], sz[1])
 	return &Request{Body: body, ContentType: ct, Params: params, Units: float64(sz[0] * sz[1]),
-		Expect: imageExpect{W: sz[0], H: sz[1], N: 1}}, nil
+		Expect: imageExpect{W: sz[0], H: sz[1], N: 1}, MaxResponseBytes: inlineBody(1, png), MaxMediaBytes: png}, nil
 }
 
 // Validate implements Pipeline.

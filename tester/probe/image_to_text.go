@@ -25,7 +25,8 @@ func (ImageToText) Build(model string, seed int64) (*Request, error) {
 		return nil, fmt.Errorf("image-to-text request: %w", err)
 	}
 	return &Request{Body: body, ContentType: ct, Units: float64(sz[0] * sz[1]),
-		Params: map[string]any{"model_id": model, "prompt": prompt, "width": sz[0], "height": sz[1]}}, nil
+		Params:           map[string]any{"model_id": model, "prompt": prompt, "width": sz[0], "height": sz[1]},
+		MaxResponseBytes: captionBytes + jsonSlack, MaxMediaBytes: mediaSlack}, nil
 }
 
 // Validate implements Pipeline.

@@ -28,8 +28,11 @@ func (ImageToVideo) Build(model string, seed int64) (*Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image-to-video request: %w", err)
 	}
-	return &Request{Body: body, ContentType: ct, Units: float64(sz[0] * sz[1] * 25),
-		Params: map[string]any{"model_id": model, "width": sz[0], "height": sz[1], "fps": fps, "num_inference_steps": 10}}, nil
+	return &Request{Body: body, ContentType: ct, Units: float64(sz[0] * sz[1] * videoFrames),
+		Params: map[string]any{"model_id": model, "width": sz[0], "height": sz[1], "fps": fps, "num_inference_steps": 10},
+		// The video comes as a URL (the Livepeer-AI-Worker-1.0 marker);
+		// its frames bound the file.
+		MaxResponseBytes: 4 * jsonSlack, MaxMediaBytes: videoFrames*videoBytesPerPixel*int64(sz[0]*sz[1]) + pngMetadata}, nil
 }
 
 // Validate implements Pipeline.

@@ -47,7 +47,8 @@ func (p LLM) Build(model string, seed int64) (*Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("llm request: %w", err)
 	}
-	return &Request{Body: body, ContentType: "application/json", Params: params, Units: float64(maxTokens), Expect: maxTokens}, nil
+	return &Request{Body: body, ContentType: "application/json", Params: params, Units: float64(maxTokens), Expect: maxTokens,
+		MaxResponseBytes: jsonSlack + int64(maxTokens+llmExtraEvents)*llmEventBytes, MaxMediaBytes: mediaSlack}, nil
 }
 
 type llmChunk struct {

@@ -108,6 +108,15 @@ type Request struct {
 	Params      map[string]any // stored as input_parameters (JSON); no binary assets
 	Units       float64        // billed units, for the Preparer
 	Expect      any            // pipeline-private expectations for Validate
+	// MaxResponseBytes and MaxMediaBytes bound an honest answer to this
+	// very request (its sizes, frames, seconds, max_tokens), with room to
+	// spare: the response body, and each media file. Every pipeline sets
+	// both. The prober's general caps (16 MiB / 64 MiB, sized for the
+	// largest pipeline) still apply on top. Each probe may hold its caps
+	// while it reads, so with dozens of hostile orchestrators probed at once
+	// these bounds, not the general caps, set the tester's memory.
+	MaxResponseBytes int64
+	MaxMediaBytes    int64
 }
 
 // Response is what the orchestrator answered.
@@ -176,19 +185,9 @@ func (c *Config) defaults() {
 	}
 }
 
-// ResponseLimiter is implemented by pipelines whose legitimate answers are
-// far smaller than the prober's general caps (16 MiB body, 64 MiB per media
-// file, sized for SAM2 masks and videos). Each probe may hold up to its caps
-// while it reads, so with dozens of hostile orchestrators probed at once the
-// caps, not the answers, set the tester's memory: tighter caps where the
-// pipeline allows keep a round of hostile orchestrators bounded.
-type ResponseLimiter interface {
-	ResponseLimits() (body, media int64)
-}
-
 // ignoreResponseLimits is set only in builds with -tags faultinject
 // (faultinject.go), so the fault suite can show its memory check catches
-// the general caps.
+// the general caps (Request.MaxResponseBytes and MaxMediaBytes ignored).
 var ignoreResponseLimits bool
 
 // Prober runs probes. It is safe for concurrent use.
@@ -396,14 +395,18 @@ func (p *Prober) run(ctx context.Context, job Job, info capability.Pipeline, to 
 	}
 
 	bodyMax, mediaMax := p.cfg.MaxResponseBytes, p.cfg.MaxMediaBytes
-	if l, ok := job.Pipeline.(ResponseLimiter); ok && !ignoreResponseLimits {
-		b, m := l.ResponseLimits()
-		bodyMax, mediaMax = min(bodyMax, b), min(mediaMax, m)
+	if !ignoreResponseLimits {
+		if req.MaxResponseBytes > 0 {
+			bodyMax = min(bodyMax, req.MaxResponseBytes)
+		}
+		if req.MaxMediaBytes > 0 {
+			mediaMax = min(mediaMax, req.MaxMediaBytes)
+		}
 	}
 	out := &Response{Status: resp.StatusCode, Header: resp.Header}
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if resp.StatusCode == http.StatusOK && ct == "text/event-stream" {
-		err = readEvents(resp.Body, p.cfg.MaxResponseBytes, tr, out)
+		err = readEvents(resp.Body, bodyMax, tr, out)
 	} else {
 		out.Body, err = readCapped(resp.Body, bodyMax)
 	}
@@ -533,7 +536,8 @@ func readCapped(r io.Reader, max int64) ([]byte, error) {
 // timing the first one (an LLM's time to first token).
 func readEvents(r io.Reader, max int64, tr *trace, out *Response) error {
 	sc := bufio.NewScanner(io.LimitReader(r, max+1))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	// A line longer than the whole cap is over it; none needs a MiB.
+	sc.Buffer(make([]byte, 0, min(64<<10, max+1)), int(min(1<<20, max+1)))
 	var total int64
 	for sc.Scan() {
 		line := sc.Bytes()
@@ -557,6 +561,9 @@ func readEvents(r io.Reader, max int64, tr *trace, out *Response) error {
 			tr.mu.Unlock()
 		}
 		out.Events = append(out.Events, append([]byte(nil), data...))
+	}
+	if errors.Is(sc.Err(), bufio.ErrTooLong) {
+		return fmt.Errorf("%w (a line over %d bytes)", errBodyTooLarge, min(1<<20, max))
 	}
 	return sc.Err()
 }
@@ -583,7 +590,13 @@ type Media struct {
 // Get returns the content of a result media URL.
 func (m *Media) Get(ctx context.Context, raw string) ([]byte, error) {
 	if strings.HasPrefix(raw, "data:") {
-		return decodeDataURL(raw)
+		// Already in memory as part of the body; still, a file bigger
+		// than an honest one is the same failure either way.
+		b, err := decodeDataURL(raw)
+		if err == nil && int64(len(b)) > m.max {
+			return nil, &Error{Class: ClassInvalid, Code: "body_too_large", Message: fmt.Sprintf("media data URL holds %d bytes, over the %d cap", len(b), m.max)}
+		}
+		return b, err
 	}
 	u, err := m.base.Parse(raw) // relative URLs resolve against the service URI
 	if err != nil {

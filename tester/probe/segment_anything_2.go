@@ -11,24 +11,38 @@ import (
 // SegmentAnything2 probes POST /segment-anything-2: a PNG and a point in,
 // masks, scores and logits out (each a list printed as text). Scores must
 // parse, be probabilities, and match the number of masks asked for.
+//
+// SAM2 resizes every input to 1024×1024 before its encoder, so a small
+// input costs the GPU as much as a large one; it only shrinks the masks,
+// which come back at the input's size printed as text. With small inputs and
+// 0/1 masks (return_logits=false; logits come back anyway, at 256×256) an
+// honest answer is a few MiB; 640×640 with logit masks ran past 16 MiB.
 type SegmentAnything2 struct{}
+
+// samSizes are SAM2's input sizes, varied by seed.
+var samSizes = [][2]int{{256, 256}, {320, 256}, {256, 320}}
 
 // Info implements Pipeline.
 func (SegmentAnything2) Info() capability.Pipeline { return mustPipeline(capability.SegmentAnything2) }
 
 // Build implements Pipeline.
 func (SegmentAnything2) Build(model string, seed int64) (*Request, error) {
-	sz := pick(sizes, seed)
+	sz := pick(samSizes, seed)
 	x, y := sz[0]/2+int(seed%17), sz[1]/2
 	point := fmt.Sprintf("[[%d,%d]]", x, y)
 	body, ct, err := multipartBody([][2]string{{"model_id", model}, {"point_coords", point}, {"point_labels", "[1]"},
-		{"multimask_output", "true"}, {"return_logits", "true"}, {"normalize_coords", "true"}},
+		{"multimask_output", "true"}, {"return_logits", "false"}, {"normalize_coords", "true"}},
 		formFile{"image", "input.png", "image/png", PNG(sz[0], sz[1], seed)})
 	if err != nil {
 		return nil, fmt.Errorf("segment-anything-2 request: %w", err)
 	}
+	// Masks are input-sized, logits 256×256, each mask printed as text;
+	// a row costs its brackets and separator.
+	perMask := int64(sz[1])*(int64(sz[0])*samMaskValueBytes+4) + samLogitSide*(samLogitSide*samLogitBytes+4)
 	return &Request{Body: body, ContentType: ct, Units: float64(sz[0] * sz[1]),
-		Params: map[string]any{"model_id": model, "point_coords": point, "point_labels": "[1]", "multimask_output": true}}, nil
+		Params: map[string]any{"model_id": model, "point_coords": point, "point_labels": "[1]", "multimask_output": true, "return_logits": false,
+			"width": sz[0], "height": sz[1]},
+		MaxResponseBytes: samMasks*perMask + jsonSlack, MaxMediaBytes: mediaSlack}, nil
 }
 
 // Validate implements Pipeline.
@@ -49,7 +63,8 @@ func (SegmentAnything2) Validate(_ context.Context, req *Request, resp *Response
 			return 0, invalid("scores", "score %g is not a probability", s)
 		}
 	}
-	var masks []any
+	// Raw elements: checked as JSON without a boxed float per pixel.
+	var masks []json.RawMessage
 	if err := json.Unmarshal([]byte(mr.Masks), &masks); err != nil || len(masks) != len(scores) {
 		return 0, invalid("masks", "%d masks for %d scores", len(masks), len(scores))
 	}

@@ -64,9 +64,11 @@ func (p TextToImage) Build(model string, seed int64) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
+	png := pngMaxBytes(sz[0], sz[1])
 	return &Request{
 		Body: body, ContentType: "application/json", Params: params,
 		Units: float64(sz[0] * sz[1] * n), Expect: imageExpect{W: sz[0], H: sz[1], N: n},
+		MaxResponseBytes: inlineBody(n, png), MaxMediaBytes: png,
 	}, nil
 }
 
@@ -78,11 +80,6 @@ type imageResponse struct {
 		NSFW bool   `json:"nsfw"`
 	} `json:"images"`
 }
-
-// ResponseLimits implements ResponseLimiter: the answer is JSON with at most
-// four media URLs, and each image at most 768×768 (an RGBA PNG of that size
-// stored uncompressed is 2.3 MiB).
-func (TextToImage) ResponseLimits() (body, media int64) { return 1 << 20, 4 << 20 }
 
 // Validate implements Pipeline.
 func (TextToImage) Validate(ctx context.Context, req *Request, resp *Response, m *Media) (float64, error) {

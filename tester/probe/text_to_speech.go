@@ -30,7 +30,11 @@ func (TextToSpeech) Build(model string, seed int64) (*Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("text-to-speech request: %w", err)
 	}
-	return &Request{Body: body, ContentType: "application/json", Params: params, Units: float64(len(text)), Expect: text}, nil
+	// Speech runs at ~15 characters a second; allow a third of that and
+	// five seconds of silence around it.
+	wav := int64((5+0.2*float64(len(text)))*wavBytesPerSecond) + 4<<10
+	return &Request{Body: body, ContentType: "application/json", Params: params, Units: float64(len(text)), Expect: text,
+		MaxResponseBytes: inlineBody(1, wav), MaxMediaBytes: wav}, nil
 }
 
 // Validate implements Pipeline.

@@ -1,14 +1,16 @@
 package probe
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image/png"
 
 	"github.com/lpgauge/lpgauge/gateway/capability"
 )
 
 // Upscale probes POST /upscale: a small PNG in, one larger PNG out with the
-// same aspect ratio (the default x4 upscaler makes it 4× each side).
+// same aspect ratio, at most 4× each side (the x4 upscaler's factor).
 type Upscale struct{}
 
 type upscaleExpect struct{ W, H int }
@@ -25,9 +27,10 @@ func (Upscale) Build(model string, seed int64) (*Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upscale request: %w", err)
 	}
+	png := pngMaxBytes(maxUpscale*sz[0], maxUpscale*sz[1])
 	return &Request{Body: body, ContentType: ct, Units: float64(sz[0] * sz[1]),
 		Params: map[string]any{"model_id": model, "prompt": prompt, "width": sz[0], "height": sz[1]},
-		Expect: upscaleExpect{W: sz[0], H: sz[1]}}, nil
+		Expect: upscaleExpect{W: sz[0], H: sz[1]}, MaxResponseBytes: inlineBody(1, png), MaxMediaBytes: png}, nil
 }
 
 // Validate implements Pipeline.
@@ -43,6 +46,11 @@ func (Upscale) Validate(ctx context.Context, req *Request, resp *Response, m *Me
 	b, err := m.Get(ctx, ir.Images[0].URL)
 	if err != nil {
 		return 0, err
+	}
+	// The header first: decoding a small PNG that declares 4096×4096
+	// costs 64 MiB.
+	if cfg, err := png.DecodeConfig(bytes.NewReader(b)); err == nil && (cfg.Width > maxUpscale*in.W || cfg.Height > maxUpscale*in.H) {
+		return 0, invalid("image_size", "upscaled %dx%d to %dx%d: more than %d× each side", in.W, in.H, cfg.Width, cfg.Height, maxUpscale)
 	}
 	w, h, err := decodePNG(b)
 	if err != nil {
