@@ -54,6 +54,7 @@ type config struct {
 	BondingMgr    string
 	ServiceReg    string
 	WebhookURL    string
+	Pay           paymentFlags // sender-side limits and session reuse (payment.go)
 }
 
 const keyEnv = "TESTER_KEY"
@@ -93,6 +94,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.PipelineTO, "pipeline-timeout", "", "per-pipeline whole-probe timeouts, e.g. 'llm=30s,image-to-video=5m' (server timeout follows)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.Network, "network", "offchain", "Livepeer protocol of every probe: offchain (GetOrchestrator, timed as the discovery phase, then unsigned segment credentials), onchain (also signed with -tester-key and paid with tickets; the key needs a TicketBroker deposit) or none (plain AI requests to runner-style targets)")
+	c.Pay.register(fs)
 	c.CH.RegisterFlags(fs, "clickhouse.")
 }
 
@@ -220,6 +222,7 @@ func (c *config) validate() (*parsed, error) {
 	if c.SpoolDir == "" && p.region.Code != "" {
 		c.SpoolDir = filepath.Join(os.TempDir(), "lpgauge-tester-"+p.region.Code)
 	}
+	errs = append(errs, c.Pay.validate(c.EthURL)...)
 	c.CH.Password = os.Getenv("CLICKHOUSE_PASSWORD")
 	return p, errors.Join(errs...)
 }

@@ -160,6 +160,10 @@ func TestBadConfigErrors(t *testing.T) {
 		{"unknown network", []string{"-region", "FRA", "-once", "-network", "mainnet", "-orchestrators", orch, "-models", "text-to-image:m"}, "want offchain, onchain or none"},
 		{"webhook down", []string{"-region", "FRA", "-once", "-discovery", "webhook", "-webhook-url", "http://127.0.0.1:1/o"}, "orchestrator webhook"},
 		{"bad key", []string{"-region", "FRA", "-once", "-tester-key", "/nonexistent/key", "-orchestrators", orch, "-models", "text-to-image:m"}, "read key file"},
+		{"bad max ticket EV", []string{"-region", "FRA", "-once", "-maxTicketEV", "lots", "-orchestrators", orch, "-models", "text-to-image:m"}, "-maxTicketEV \"lots\""},
+		{"negative max price", []string{"-region", "FRA", "-once", "-maxPricePerUnit", "-1", "-orchestrators", orch, "-models", "text-to-image:m"}, "-maxPricePerUnit \"-1\""},
+		{"zero deposit multiplier", []string{"-region", "FRA", "-once", "-depositMultiplier", "0", "-orchestrators", orch, "-models", "text-to-image:m"}, "-depositMultiplier 0"},
+		{"ticket broker without rpc", []string{"-region", "FRA", "-once", "-eth.ticket-broker", "0x1111111111111111111111111111111111111111", "-orchestrators", orch, "-models", "text-to-image:m"}, "needs -eth.url"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -270,6 +274,7 @@ func TestOnChainDiscoveryPaysOrchestrators(t *testing.T) {
 		"-network", "onchain", "-tester-key", writeKey(t, testerKey),
 		"-discovery", "chain", "-eth.url", c.URL,
 		"-eth.bonding-manager", a.BondingManager.Hex(), "-eth.service-registry", a.ServiceRegistry.Hex(),
+		"-eth.ticket-broker", a.TicketBroker.Hex(), "-maxTicketEV", "1e15", "-maxTotalEV", "1e16", // tickets that always win
 		"-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name,
 	}, &out, &errOut)
 	if err != nil {
@@ -297,6 +302,25 @@ func TestOnChainDiscoveryPaysOrchestrators(t *testing.T) {
 	}
 	if info.Deposit.Cmp(big.NewInt(1e17)) >= 0 {
 		t.Errorf("tester deposit not debited by the redemption: %v", info.Deposit)
+	}
+
+	// With go-livepeer's default -maxTicketEV (3e12 wei) these tickets
+	// (EV 1e15 and 1e14) are too dear: the tester pays nothing and stores
+	// both probes as excused, its own limit, never the orchestrators' fault.
+	out.Reset()
+	err = run(context.Background(), []string{
+		"-region", "FRA", "-once", "-listen", "", "-spool-dir", t.TempDir(),
+		"-network", "onchain", "-tester-key", writeKey(t, testerKey),
+		"-discovery", "chain", "-eth.url", c.URL,
+		"-eth.bonding-manager", a.BondingManager.Hex(), "-eth.service-registry", a.ServiceRegistry.Hex(),
+		"-eth.ticket-broker", a.TicketBroker.Hex(),
+		"-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name,
+	}, &out, &errOut)
+	if err != nil {
+		t.Fatalf("run with default limits: %v\n%s", err, errOut.String())
+	}
+	if n := count(t, db, "outcome = 'excused' AND error_class = 'tester' AND error_code = 'ticket_ev_above_max'"); n != 2 {
+		t.Errorf("%d probes excused for the tester's ticket EV limit, want 2\n%s", n, out.String())
 	}
 }
 

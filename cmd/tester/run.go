@@ -19,8 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/lpgauge/lpgauge/gateway"
-	"github.com/lpgauge/lpgauge/gateway/pm"
 	"github.com/lpgauge/lpgauge/gateway/preparer"
 	"github.com/lpgauge/lpgauge/internal/chclient"
 	"github.com/lpgauge/lpgauge/internal/results"
@@ -115,11 +113,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		dial = simulatedDial(p.region.SimulatedRTT)
 	}
 	// Off-chain the gateway is unsigned; on chain it signs discovery and
-	// credentials with the tester key and pays with tickets.
-	gw := &gateway.Gateway{}
-	if c.Network == "onchain" {
-		gw.Sender = pm.NewSender(pm.NewSigner(p.key))
+	// credentials with the tester key and pays with tickets, within its
+	// sender-side limits.
+	gw, releaseGW, err := c.Pay.gateway(ctx, c.Network, c.EthURL, p.key, log)
+	if err != nil {
+		if w != nil {
+			_ = w.Close(context.Background())
+		}
+		return err
 	}
+	defer releaseGW()
 	var prep probe.Preparer // nil: probe.OffChain, no protocol
 	if c.Network != "none" {
 		prep = preparer.Preparer{Gateway: gw}
