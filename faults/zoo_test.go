@@ -25,6 +25,7 @@ type hostileKind struct {
 	name        string
 	serve       func(t *testing.T) string // returns the service URI
 	class, code string
+	model       string // pipeline:model probed; "" is the zoo's text-to-image default
 }
 
 // fullBacklog listens with a backlog of 0 and fills it, so the kernel drops
@@ -129,11 +130,11 @@ func pngBomb() []byte {
 func hostileKinds() []hostileKind {
 	hold := func(c net.Conn) { _, _ = io.Copy(io.Discard, c) }
 	return []hostileKind{
-		{"hang at connect", fullBacklog, "timeout", "timeout_connect"},
-		{"hang at tls", func(t *testing.T) string { return "https://" + rawListener(t, hold) }, "timeout", "timeout_tls"},
+		{"hang at connect", fullBacklog, "timeout", "timeout_connect", ""},
+		{"hang at tls", func(t *testing.T) string { return "https://" + rawListener(t, hold) }, "timeout", "timeout_tls", ""},
 		{"tls error", func(t *testing.T) string {
 			return "https://" + strings.TrimPrefix(httpServer(t, func(http.ResponseWriter, *http.Request) {}), "http://")
-		}, "tls", "tls_handshake"},
+		}, "tls", "tls_handshake", ""},
 		{"hang at server", func(t *testing.T) string {
 			return httpServer(t, func(w http.ResponseWriter, r *http.Request) {
 				_, _ = io.Copy(io.Discard, r.Body)
@@ -142,7 +143,7 @@ func hostileKinds() []hostileKind {
 				case <-time.After(30 * time.Second):
 				}
 			})
-		}, "timeout", "timeout_server"},
+		}, "timeout", "timeout_server", ""},
 		{"slowloris", func(t *testing.T) string {
 			return httpServer(t, func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
@@ -153,13 +154,13 @@ func hostileKinds() []hostileKind {
 					time.Sleep(100 * time.Millisecond)
 				}
 			})
-		}, "timeout", "timeout_download"},
+		}, "timeout", "timeout_download", ""},
 		{"huge body", func(t *testing.T) string {
 			return httpServer(t, func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
 				stream(w, r, 1024)
 			})
-		}, "invalid_output", "body_too_large"},
+		}, "invalid_output", "body_too_large", ""},
 		{"huge media", func(t *testing.T) string {
 			return httpServer(t, func(w http.ResponseWriter, r *http.Request) {
 				if r.Method == http.MethodPost {
@@ -168,7 +169,7 @@ func hostileKinds() []hostileKind {
 				}
 				stream(w, r, 1024)
 			})
-		}, "invalid_output", "body_too_large"},
+		}, "invalid_output", "body_too_large", ""},
 		{"png bomb", func(t *testing.T) string {
 			return httpServer(t, func(w http.ResponseWriter, r *http.Request) {
 				if r.Method == http.MethodPost {
@@ -177,7 +178,7 @@ func hostileKinds() []hostileKind {
 				}
 				_, _ = w.Write(pngBomb())
 			})
-		}, "invalid_output", "image_size"},
+		}, "invalid_output", "image_size", ""},
 		{"garbage", func(t *testing.T) string {
 			return "http://" + rawListener(t, func(c net.Conn) {
 				_, _ = c.Read(make([]byte, 4096))
@@ -185,25 +186,71 @@ func hostileKinds() []hostileKind {
 				_, _ = rand.Read(junk)
 				_, _ = c.Write(junk)
 			})
-		}, "network", "connection_closed"},
+		}, "network", "connection_closed", ""},
 		{"garbage json", func(t *testing.T) string {
 			return httpServer(t, func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
 				_, _ = w.Write([]byte(`{"images":[{"url":`))
 			})
-		}, "invalid_output", "json"},
+		}, "invalid_output", "json", ""},
 		{"reset", func(t *testing.T) string {
 			return "http://" + rawListener(t, func(c net.Conn) {
 				_, _ = c.Read(make([]byte, 4096))
 				_ = c.(*net.TCPConn).SetLinger(0) // close sends RST
 			})
-		}, "network", "connection_reset"},
+		}, "network", "connection_reset", ""},
 		{"500", func(t *testing.T) string {
 			return httpServer(t, func(w http.ResponseWriter, r *http.Request) {
 				http.Error(w, "Text to image pipeline error.", http.StatusInternalServerError)
 			})
-		}, "orchestrator_error", "http_500"},
+		}, "orchestrator_error", "http_500", ""},
+		// Every other pipeline's answers are bounded by its own request too.
+		hugeBody("upscale:stabilityai/stable-diffusion-x4-upscaler", "application/json"),
+		hugeMedia("upscale:stabilityai/stable-diffusion-x4-upscaler", answerImages),
+		hugeBody("image-to-video:stabilityai/stable-video-diffusion-img2vid-xt-1-1", "application/json"),
+		hugeMedia("image-to-video:stabilityai/stable-video-diffusion-img2vid-xt-1-1", answerImages),
+		hugeBody("segment-anything-2:facebook/sam2-hiera-large", "application/json"),
+		hugeBody("audio-to-text:openai/whisper-large-v3", "application/json"),
+		hugeBody("llm:meta-llama/Meta-Llama-3.1-8B-Instruct", "text/event-stream"),
+		hugeMedia("text-to-speech:parler-tts/parler-tts-large-v1", func(w http.ResponseWriter, url string) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"audio": map[string]string{"url": url}})
+		}),
 	}
+}
+
+// hugeBody is an orchestrator of model whose answer never ends: 1 GiB, as
+// JSON or as server-sent events.
+func hugeBody(model, contentType string) hostileKind {
+	return hostileKind{"huge body " + model, func(t *testing.T) string {
+		return httpServer(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", contentType)
+			if contentType == "text/event-stream" {
+				event := []byte(`data: {"choices":[{"index":0,"delta":{"content":"` + strings.Repeat("x", 4000) + `"}}]}` + "\n\n")
+				for i := 0; i < 1<<18 && r.Context().Err() == nil; i++ {
+					if _, err := w.Write(event); err != nil {
+						return
+					}
+				}
+				return
+			}
+			stream(w, r, 1024)
+		})
+	}, "invalid_output", "body_too_large", model}
+}
+
+// hugeMedia answers model's POST with a media URL (answer writes the
+// pipeline's JSON) whose file never ends.
+func hugeMedia(model string, answer func(w http.ResponseWriter, url string)) hostileKind {
+	return hostileKind{"huge media " + model, func(t *testing.T) string {
+		return httpServer(t, func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost {
+				answer(w, "/stream/x/0")
+				return
+			}
+			stream(w, r, 1024)
+		})
+	}, "invalid_output", "body_too_large", model}
 }
 
 // zooAddress gives hostile i a readable, unique 0x address: its kind in the
@@ -229,7 +276,7 @@ func runZoo(t *testing.T, n int, testerBin string, env []string, extra ...string
 	var targets []string
 	for i := 0; i < n; i++ {
 		k := i % len(kinds)
-		targets = append(targets, zooAddress(k, i)+"="+kinds[k].serve(t))
+		targets = append(targets, strings.TrimSpace(zooAddress(k, i)+"="+kinds[k].serve(t)+" "+kinds[k].model))
 	}
 	list := t.TempDir() + "/orchestrators"
 	if err := os.WriteFile(list, []byte(strings.Join(targets, "\n")+"\n"), 0o644); err != nil {
@@ -270,9 +317,10 @@ func (z zooResult) classes() map[string]string {
 const zooSize = 50
 const rssLimit = 100 << 20
 
-// A zoo of 50 hostile orchestrators of twelve kinds (hangs in each phase,
-// slowloris, huge bodies and media, a decompression bomb, garbage, resets,
-// TLS errors) probed at once by the tester binary: every failure gets its
+// A zoo of 50 hostile orchestrators of twenty kinds (hangs in each phase,
+// slowloris, huge bodies and media of every pipeline that has them, a
+// decompression bomb, garbage, resets, TLS errors) probed at once by the
+// tester binary: every failure gets its
 // kind's class and code, the round ends within its deadline, and the
 // process's peak RSS stays under 100 MiB.
 func TestHostileZoo(t *testing.T) {
