@@ -62,7 +62,7 @@ const keyEnv = "TESTER_KEY"
 func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Region, "region", "", "tester region code (required), e.g. FRA; see regions/")
 	fs.StringVar(&c.TesterKey, "tester-key", "", "file holding the tester's hex secp256k1 private key (or $"+keyEnv+" with the hex key); its address is the tester id. Absent: an ephemeral key, with a warning")
-	fs.StringVar(&c.Discovery, "discovery", "static", "where orchestrators come from: static (-orchestrators), chain (the BondingManager pool and each one's ServiceRegistry URI at -eth.url) or webhook (-webhook-url answering [{\"address\":\"<serviceURI>\"}]); chain and webhook learn each orchestrator's address and models from GetOrchestrator at start")
+	fs.StringVar(&c.Discovery, "discovery", "static", "where orchestrators come from: static (-orchestrators), chain (the BondingManager pool and each one's ServiceRegistry URI at -eth.url) or webhook (-webhook-url answering [{\"address\":\"<serviceURI>\"}]); chain and webhook learn each orchestrator's address and models from GetOrchestrator, at start and again every round (a failed discovery keeps the last round's orchestrators)")
 	fs.StringVar(&c.Orchestrators, "orchestrators", "", "-discovery static: orchestrators to probe (required): a file with one 'address=serviceURI [pipeline:model ...]' per line, or the same entries inline separated by commas")
 	fs.StringVar(&c.Models, "models", "", "default pipeline:model list for orchestrators without their own, comma separated, e.g. text-to-image:stabilityai/sdxl-turbo; with -discovery chain or webhook, empty means every model each orchestrator advertises")
 	fs.StringVar(&c.EthURL, "eth.url", "", "-discovery chain: Ethereum JSON-RPC URL (Arbitrum One for the Livepeer network)")
