@@ -17,6 +17,7 @@ type Metrics struct {
 	Probes        *prometheus.CounterVec
 	Phase         *prometheus.HistogramVec
 	Rounds        prometheus.Counter
+	PlanFailures  prometheus.Counter
 	RoundDuration prometheus.Gauge
 	LastRound     prometheus.Gauge
 	RowsStored    prometheus.Counter
@@ -40,7 +41,9 @@ func NewMetrics(reg prometheus.Registerer, region, testerID string) *Metrics {
 			Name: "tester_probe_phase_seconds", Help: "Duration of each probe phase.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14),
 		}, []string{"pipeline", "phase"}),
-		Rounds:        prometheus.NewCounter(prometheus.CounterOpts{Name: "tester_rounds_total", Help: "Rounds completed."}),
+		Rounds: prometheus.NewCounter(prometheus.CounterOpts{Name: "tester_rounds_total", Help: "Rounds completed."}),
+		PlanFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "tester_discovery_failures_total",
+			Help: "Rounds whose orchestrator discovery failed, so they probed the last discovered set."}),
 		RoundDuration: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tester_round_duration_seconds", Help: "Duration of the last round."}),
 		LastRound:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "tester_last_round_timestamp_seconds", Help: "Unix time the last round ended."}),
 		RowsStored:    prometheus.NewCounter(prometheus.CounterOpts{Name: "tester_store_rows_total", Help: "Result rows stored in ClickHouse."}),
@@ -55,7 +58,7 @@ func NewMetrics(reg prometheus.Registerer, region, testerID string) *Metrics {
 		ConstLabels: prometheus.Labels{"tester_id": testerID, "version": buildVersion()},
 	})
 	info.Set(1)
-	reg.MustRegister(m.Probes, m.Phase, m.Rounds, m.RoundDuration, m.LastRound, m.RowsStored, m.StoreErrors, m.QueueRows, m.FlushDuration, m.spool, info)
+	reg.MustRegister(m.Probes, m.Phase, m.Rounds, m.PlanFailures, m.RoundDuration, m.LastRound, m.RowsStored, m.StoreErrors, m.QueueRows, m.FlushDuration, m.spool, info)
 	return m
 }
 
@@ -121,6 +124,9 @@ func (m *Metrics) Observe(r results.Result) {
 // Round records a finished round.
 func (m *Metrics) Round(s Summary) {
 	m.Rounds.Inc()
+	if s.PlanErr != nil {
+		m.PlanFailures.Inc()
+	}
 	m.RoundDuration.Set(s.Took.Seconds())
 	m.LastRound.SetToCurrentTime()
 }
