@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"hash/crc32"
 	"image"
+	"image/jpeg"
 	"image/png"
 	"net/http"
 	"net/http/httptest"
@@ -51,8 +52,9 @@ func framesAnswer(frames ...[]byte) []byte {
 // billions of pixels is refused as an invalid result before any pixel is
 // allocated, and the orchestrator keeps serving.
 func TestImageToVideoRefusesOversizedFrames(t *testing.T) {
-	var small bytes.Buffer
+	var small, wide bytes.Buffer
 	_ = png.Encode(&small, image.NewGray(image.Rect(0, 0, 8, 8)))
+	_ = png.Encode(&wide, image.NewGray(image.Rect(0, 0, 16, 8)))
 	tests := []struct {
 		name   string
 		answer []byte
@@ -62,6 +64,7 @@ func TestImageToVideoRefusesOversizedFrames(t *testing.T) {
 		{"huge declared frame", framesAnswer(pngHeaderOnly(1<<15, 1<<15)), http.StatusInternalServerError, "declares 32768x32768 pixels"},
 		{"frame just over the bound", framesAnswer(small.Bytes(), pngHeaderOnly(4097, 4096)), http.StatusInternalServerError, "more than the 16777216 a frame may have"},
 		{"too many pixels in all", framesAnswer(repeat(pngHeaderOnly(4096, 4096), 17)...), http.StatusInternalServerError, "frames total more than"},
+		{"frames of two sizes", framesAnswer(small.Bytes(), wide.Bytes()), http.StatusInternalServerError, "frame 1 is 16x8, the clip's first 8x8"},
 		{"sane frames", framesAnswer(small.Bytes(), small.Bytes()), http.StatusOK, `"images"`},
 	}
 	for _, tt := range tests {
@@ -95,6 +98,57 @@ func repeat(b []byte, n int) [][]byte {
 	out := make([][]byte, n)
 	for i := range out {
 		out[i] = b
+	}
+	return out
+}
+
+// mp4Frames decodes the header of every JPEG sample of an MP4's first
+// track, found the way a player finds them: stsz sizes, stsc chunks of
+// samples, stco chunk offsets.
+func mp4Frames(t *testing.T, f []byte) []image.Config {
+	t.Helper()
+	be := binary.BigEndian
+	var find func(b []byte, path ...string) []byte
+	find = func(b []byte, path ...string) []byte {
+		for len(b) >= 8 {
+			size := be.Uint32(b)
+			if size < 8 || int(size) > len(b) {
+				t.Fatalf("box %q: size %d with %d bytes left", b[4:8], size, len(b))
+			}
+			if string(b[4:8]) == path[0] {
+				if len(path) == 1 {
+					return b[8:size]
+				}
+				return find(b[8:size], path[1:]...)
+			}
+			b = b[size:]
+		}
+		t.Fatalf("no box %v", path)
+		return nil
+	}
+	if len(f) < 8 || string(f[4:8]) != "ftyp" {
+		t.Fatalf("not an MP4: %q", f[:min(len(f), 8)])
+	}
+	stbl := []string{"moov", "trak", "mdia", "minf", "stbl"}
+	if entry := find(f, append(stbl, "stsd")...); string(entry[12:16]) != "jpeg" {
+		t.Fatalf("sample entry %q, want jpeg", entry[12:16])
+	}
+	stsz := find(f, append(stbl, "stsz")...)
+	stsc := find(f, append(stbl, "stsc")...)
+	stco := find(f, append(stbl, "stco")...)
+	if be.Uint32(stsc[4:]) != 1 || be.Uint32(stco[4:]) != 1 {
+		t.Fatalf("%d stsc entries and %d chunks, want one chunk", be.Uint32(stsc[4:]), be.Uint32(stco[4:]))
+	}
+	off := be.Uint32(stco[8:])
+	var out []image.Config
+	for i := range be.Uint32(stsz[8:]) {
+		size := be.Uint32(stsz[12+4*i:])
+		cfg, err := jpeg.DecodeConfig(bytes.NewReader(f[off : off+size]))
+		if err != nil {
+			t.Fatalf("sample %d: %v", i, err)
+		}
+		out = append(out, cfg)
+		off += size
 	}
 	return out
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"image"
-	"image/gif"
 	"image/png"
 	"io"
 	"mime/multipart"
@@ -348,9 +347,15 @@ func TestImageToVideoIsOneVideo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer media.Body.Close()
-	anim, err := gif.DecodeAll(media.Body)
-	if err != nil || len(anim.Image) != 25 || anim.Config.Width != 64 || anim.Config.Height != 32 {
-		t.Fatalf("video %v: want 25 frames of 64x32", err)
+	video, err := io.ReadAll(media.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct := media.Header.Get("Content-Type"); ct != "video/mp4" || !strings.HasSuffix(res.Images[0].URL, ".mp4") {
+		t.Errorf("served as %s at %s, want video/mp4", ct, res.Images[0].URL)
+	}
+	if frames := mp4Frames(t, video); len(frames) != 25 || frames[0].Width != 64 || frames[0].Height != 32 {
+		t.Fatalf("video has %d frames, the first %+v: want 25 of 64x32", len(frames), frames[0])
 	}
 	if got := r.gate.total(); got != 64*32*25 {
 		t.Errorf("charged %d, want h×w×25", got)
