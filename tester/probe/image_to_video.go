@@ -1,18 +1,24 @@
 package probe
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 
 	"github.com/lpgauge/lpgauge/gateway/capability"
 )
 
 // ImageToVideo probes POST /image-to-video: a PNG in, a video URL out (the
-// orchestrator turns the runner's frames into an MP4). The output must be an
-// MP4 (an ISO BMFF "ftyp" box first).
+// orchestrator turns the runner's frames into an MP4). The output must be
+// what a viewer would accept: an MP4 whose video track has the requested
+// size, the model's clip length in frames, and lasts frames/fps seconds.
 type ImageToVideo struct{}
+
+// videoExpect is what Build asked for, for Validate.
+type videoExpect struct {
+	W, H, FPS, Frames int
+}
 
 // Info implements Pipeline.
 func (ImageToVideo) Info() capability.Pipeline { return mustPipeline(capability.ImageToVideo) }
@@ -29,6 +35,7 @@ func (ImageToVideo) Build(model string, seed int64) (*Request, error) {
 		return nil, fmt.Errorf("image-to-video request: %w", err)
 	}
 	return &Request{Body: body, ContentType: ct, Units: float64(sz[0] * sz[1] * videoFrames),
+		Expect: videoExpect{W: sz[0], H: sz[1], FPS: fps, Frames: videoFrames},
 		Params: map[string]any{"model_id": model, "width": sz[0], "height": sz[1], "fps": fps, "num_inference_steps": 10},
 		// The video comes as a URL (the Livepeer-AI-Worker-1.0 marker);
 		// its frames bound the file.
@@ -37,6 +44,7 @@ func (ImageToVideo) Build(model string, seed int64) (*Request, error) {
 
 // Validate implements Pipeline.
 func (ImageToVideo) Validate(ctx context.Context, req *Request, resp *Response, m *Media) (float64, error) {
+	want := req.Expect.(videoExpect)
 	var ir imageResponse
 	if err := decodeJSON(resp, &ir); err != nil {
 		return 0, err
@@ -46,12 +54,27 @@ func (ImageToVideo) Validate(ctx context.Context, req *Request, resp *Response, 
 	}
 	var total float64
 	for i, v := range ir.Images {
+		if v.URL == "" {
+			return 0, invalid("media_missing", "video %d has no url", i)
+		}
 		b, err := m.Get(ctx, v.URL)
 		if err != nil {
 			return 0, err
 		}
-		if len(b) < 12 || !bytes.Equal(b[4:8], []byte("ftyp")) {
-			return 0, invalid("video_format", "video %d is not an MP4 (no ftyp box)", i)
+		got, err := parseMP4(b)
+		if err != nil {
+			return 0, invalid("video_format", "video %d is not a playable MP4: %v", i, err)
+		}
+		if got.Width != want.W || got.Height != want.H {
+			return 0, invalid("video_size", "video %d is %dx%d, asked for %dx%d", i, got.Width, got.Height, want.W, want.H)
+		}
+		if got.Frames != uint64(want.Frames) {
+			return 0, invalid("video_frames", "video %d has %d frames, the model makes %d", i, got.Frames, want.Frames)
+		}
+		// Within a frame either way: muxers differ on the last frame's
+		// duration, and a player shows the difference as nothing.
+		if secs := float64(want.Frames) / float64(want.FPS); math.Abs(got.Seconds-secs) > 1/float64(want.FPS) {
+			return 0, invalid("video_duration", "video %d lasts %.3f s, %d frames at %d fps last %.3f s", i, got.Seconds, want.Frames, want.FPS, secs)
 		}
 		total += float64(len(b))
 	}

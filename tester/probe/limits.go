@@ -21,9 +21,8 @@ const (
 	// the orchestrator bills image-to-video for (Build's Units).
 	videoFrames = 25
 	// videoBytesPerPixel bounds an encoded video frame: above raw YUV 4:2:0
-	// (1.5 bytes a pixel, which no MP4 encoder exceeds) and above an
-	// animated GIF's worst LZW (1.5 bytes a pixel, the reference
-	// orchestrator's video).
+	// (1.5 bytes a pixel, which no MP4 encoder exceeds); the reference
+	// orchestrator's Motion JPEG frames take 0.1–0.2.
 	videoBytesPerPixel = 2
 	// maxUpscale is the largest factor per side an upscale answer may have:
 	// stable-diffusion-x4-upscaler's.

@@ -30,7 +30,8 @@ func sse(events ...string) string {
 
 func pipelineCases() []pipelineCase {
 	js := "application/json"
-	mp4 := append([]byte{0, 0, 0, 0x18}, []byte("ftypisom\x00\x00\x02\x00isomiso2mp41")...)
+	v := requestedVideo(0) // what the probe asks for with seed 0
+	mp4 := muxVideo(v.W, v.H, v.FPS, v.Frames, 1000)
 	img := `{"images":[{"url":"%s","seed":1,"nsfw":false}]}`
 	stop := `{"choices":[{"index":0,"finish_reason":"stop","delta":{"content":""}}],"usage":{"completion_tokens":3}}`
 	return []pipelineCase{
@@ -42,6 +43,9 @@ func pipelineCases() []pipelineCase {
 		{"upscale", "not larger", js, img, PNG(128, 128, 1), "image_size"},
 		{"image-to-video", "ok", js, img, mp4, ""},
 		{"image-to-video", "png instead of mp4", js, img, PNG(64, 64, 1), "video_format"},
+		{"image-to-video", "truncated", js, img, mp4[:len(mp4)/2], "video_format"},
+		{"image-to-video", "wrong size", js, img, muxVideo(v.W/2, v.H, v.FPS, v.Frames, 1000), "video_size"},
+		{"image-to-video", "14 frames", js, img, muxVideo(v.W, v.H, v.FPS, 14, 1000), "video_frames"},
 		{"audio-to-text", "ok", js, `{"text":" hmm","chunks":[{"timestamp":[0,2.5],"text":" hmm"}]}`, nil, ""},
 		{"audio-to-text", "timestamps past the audio", js, `{"text":"x","chunks":[{"timestamp":[0,42],"text":"x"}]}`, nil, "timestamps"},
 		{"audio-to-text", "no text", js, `{"chunks":[]}`, nil, "text_missing"},
