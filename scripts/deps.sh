@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 want=(clickhouse-server clickhouse-client docker.io)
 if [ "${1:-test}" = test ]; then
-  want+=(protobuf-compiler chromium zookeeper prometheus)
+  want+=(protobuf-compiler chromium zookeeper prometheus ffmpeg)
 fi
 
 say() { printf '\033[1mdeps:\033[0m %s\n' "$*"; }

@@ -19,6 +19,7 @@ targets=(
   "./orchestrator           FuzzDecodeRequest"
   "./tester/probe           FuzzValidateImages"
   "./tester/probe           FuzzDecodeMedia"
+  "./tester/probe           FuzzParseMP4"
 )
 
 start=$(date +%s)
