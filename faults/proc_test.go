@@ -115,16 +115,6 @@ func (p *proc) exited() bool {
 	}
 }
 
-// maxRSS is the process's peak resident set (the kernel's ru_maxrss, the
-// same high-water mark as VmHWM in /proc/<pid>/status) once it has exited.
-func (p *proc) maxRSS() uint64 {
-	ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return 0
-	}
-	return uint64(ru.Maxrss) << 10
-}
-
 // vmHWM reads VmHWM (peak RSS so far) of a running process, in bytes.
 func vmHWM(pid int) (uint64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))

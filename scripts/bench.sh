@@ -155,7 +155,7 @@ nmodels=${FLEET#*x}
   echo "| tester binary | one round, 50 hostile orchestrators at once (1 GiB bodies and media, hangs, slowloris, garbage) | peak RSS (VmHWM) | $(fmt "$th") MiB | — | — | < 100 MiB: $(target "$th" "<" 100) |"
   zr=$(sed -n 's/.*tester peak RSS \([0-9.]*\) MiB.*/\1/p' "$LOGS/zoo.log" | head -1)
   [ -n "$zr" ] || zr=nan
-  echo "| tester binary | fault suite \`TestHostileZoo\`: 50 hostile orchestrators of 12 kinds, one run (test $zoo) | peak RSS (ru_maxrss) | $(fmt "$zr") MiB | — | — | < 100 MiB: $(target "$zr" "<" 100) |"
+  echo "| tester binary | fault suite \`TestHostileZoo\`: 50 hostile orchestrators of 20 kinds, one run (test $zoo) | peak RSS (VmHWM) | $(fmt "$zr") MiB | — | — | < 100 MiB: $(target "$zr" "<" 100) |"
   echo "| leaderboard binary | serving aggregated_stats over 1M rows (above) | peak RSS (VmHWM) | $(fmt "$lb") MiB | — | — | — |"
   echo "| orchestrator binary | 400 jobs text-to-image 512×512 from 4 clients, media fetched, 4 CPU runners at 0 inference time | peak RSS (VmHWM) | $(fmt "$or") MiB | $(fmt "$oj" 0) jobs/s | — | — |"
   echo
