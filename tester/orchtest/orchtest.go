@@ -57,6 +57,17 @@ type Orch struct {
 	Calls   atomic.Int64
 	// Discoveries counts GetOrchestrator calls.
 	Discoveries atomic.Int64
+	served      []time.Duration // under mu: each answered job's actual server time
+}
+
+// ServedTimes are the server times this fake actually spent on each job it
+// answered, in order: request read → about to write the response. Under CPU
+// load a sleep overshoots its Delay, so benchmarks compare the tester's
+// measurement with this as well as with the injected Delay.
+func (o *Orch) ServedTimes() []time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]time.Duration(nil), o.served...)
 }
 
 // New starts a fake orchestrator closed when the test ends.
@@ -107,7 +118,11 @@ func (o *Orch) finish(w http.ResponseWriter, r *http.Request, start time.Time) b
 			return false
 		}
 	}
-	w.Header().Set("X-Processing-Time-Ms", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
+	took := time.Since(start)
+	o.mu.Lock()
+	o.served = append(o.served, took)
+	o.mu.Unlock()
+	w.Header().Set("X-Processing-Time-Ms", strconv.FormatInt(took.Milliseconds(), 10))
 	if o.b.Status != 0 {
 		http.Error(w, o.b.Body, o.b.Status)
 		return false
