@@ -126,3 +126,57 @@ func exactlyOnce(served int, rows, ids uint64) error {
 	}
 	return nil
 }
+
+// storeDownAtStop kills ClickHouse while the tester binary runs rounds, stops
+// the tester (SIGTERM, 1 s to flush) while the store is still down, restarts
+// ClickHouse, then runs the tester once more on the same spool. It returns
+// probes served and rows stored.
+func storeDownAtStop(t *testing.T, testerBin string, env []string) (served int, rows, ids uint64) {
+	db := chtest.NewDB(t)
+	srv := chtest.Server(t)
+	if srv == nil {
+		t.Skip("LPGAUGE_CLICKHOUSE_ADDR points at an external server, which this test must not kill")
+	}
+	o := refOrchestrator(t)
+	args := storeArgs(db, t.TempDir(), testerKey(t), o)
+	tp := start(t, "tester", testerBin, env, append(args, "-interval", "1s", "-round-deadline", "1m",
+		"-flush-interval", "200ms", "-shutdown-wait", "1s")...)
+	waitFor(t, 30*time.Second, "rows stored before the kill", func() bool { n, _ := stored(t, db, ""); return n >= 2 })
+	srv.Kill()
+	down := o.served(t)
+	waitFor(t, 30*time.Second, "probes while ClickHouse is down", func() bool { return o.served(t) >= down+2 })
+	// Stopped with the store still down: what it measured cannot be stored now.
+	_ = tp.stop(30 * time.Second)
+	ns, err := srv.Restart(t.Context())
+	if err != nil {
+		t.Fatalf("restart ClickHouse: %v", err)
+	}
+	chtest.ReplaceServer(ns)
+	time.Sleep(1100 * time.Millisecond) // a new second: the next round's probe ids are new
+	again := start(t, "tester (restarted)", testerBin, env, append(args, "-once")...)
+	if err := again.wait(60 * time.Second); err != nil {
+		t.Fatalf("restarted tester: %v", err)
+	}
+	rows, ids = stored(t, db, "")
+	return o.served(t), rows, ids
+}
+
+// The store down when the tester stops: nothing measured is lost — it waits
+// in the spool and lands, once, when the tester runs again.
+func TestClickHouseDownAtTesterStop(t *testing.T) {
+	served, rows, ids := storeDownAtStop(t, bin.tester, nil)
+	t.Logf("served %d, stored %d rows, %d probe ids", served, rows, ids)
+	if err := exactlyOnce(served, rows, ids); err != nil {
+		t.Error(err)
+	}
+}
+
+// Broken on purpose: the same outage with the spool switched off loses the
+// results measured while ClickHouse was down, and the check says so.
+func TestClickHouseDownAtTesterStopWithoutSpoolLosesResults(t *testing.T) {
+	served, rows, ids := storeDownAtStop(t, bin.testerFaulty, []string{"LPGAUGE_FAULT_NO_SPOOL=1"})
+	t.Logf("spool off: served %d, stored %d rows, %d probe ids", served, rows, ids)
+	if exactlyOnce(served, rows, ids) == nil {
+		t.Error("with the spool disabled the check found nothing lost: it cannot detect loss")
+	}
+}
