@@ -104,7 +104,7 @@ func benchReads(b *testing.B, n int) []string {
 			return err
 		}},
 		{"history 7d hourly", "rollups", func() error { _, err := st.historyRollups(ctx, week, Hour); return err }},
-		{"history 7d hourly", "raw", func() error { _, err := st.History(ctx, week, Hour); return err }},
+		{"history 7d hourly", "raw", func() error { _, err := st.historyRaw(ctx, week, Hour); return err }},
 	}
 	var lines []string
 	for _, q := range queries {

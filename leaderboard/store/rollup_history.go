@@ -8,9 +8,8 @@ import (
 
 // historyRollups is History answered from the hourly rollups plus raw rows
 // for the window's partial edge hours; server_times keeps every successful
-// server time, so the percentiles equal the raw ones exactly. History can
-// delegate to it once the history endpoint settles (TestServer/HistoryEqualsRaw
-// holds it to the raw answer).
+// server time, so the percentiles equal the raw ones exactly
+// (TestServer/HistoryEqualsRaw holds it to historyRaw).
 func (c *ClickHouse) historyRollups(ctx context.Context, f Filter, b Bucket) ([]HistoryPoint, error) {
 	be, err := bucketExpr(b)
 	if err != nil {

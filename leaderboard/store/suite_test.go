@@ -335,7 +335,7 @@ func testHistoryEqualsRaw(t *testing.T, newDB backend) {
 		{Window: w, Pipeline: t2i, Model: sdxl, Orchestrator: orchC, Region: "FRA"},
 	} {
 		for _, b := range []Bucket{Hour, Day} {
-			want, err := st.History(ctx, f, b)
+			want, err := st.historyRaw(ctx, f, b)
 			if err != nil {
 				t.Fatal(err)
 			}
