@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -22,6 +21,7 @@ import (
 	"github.com/lpgauge/lpgauge/contracts"
 	explorerapi "github.com/lpgauge/lpgauge/explorer-api"
 	"github.com/lpgauge/lpgauge/internal/chclient"
+	"github.com/lpgauge/lpgauge/internal/httpserve"
 	"github.com/lpgauge/lpgauge/leaderboard/store"
 	"github.com/lpgauge/lpgauge/schemas"
 )
@@ -154,26 +154,5 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready chan<- string)
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
-	ln, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.listen, err)
-	}
-	log.Info("explorer-api listening", "addr", ln.Addr().String(), "chain", ch != nil)
-	if ready != nil {
-		ready <- ln.Addr().String()
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down", "timeout", cfg.shutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
+	return httpserve.Run(ctx, srv, cfg.listen, cfg.shutdownTimeout, log.With("chain", ch != nil), ready)
 }
