@@ -172,6 +172,13 @@ func (c *ClickHouse) historyRaw(ctx context.Context, f Filter, b Bucket) ([]Hist
 		" groupArrayIf(server_us, outcome = 'success' AND server_us > 0)" +
 		" FROM " + c.table() + w +
 		" GROUP BY reg, t HAVING probes > 0 ORDER BY reg, t"
+	return c.queryHistory(ctx, q, args)
+}
+
+// queryHistory runs a history query, raw or rollup, whose rows are (region,
+// bucket start, scored probes, successes, RTT sum µs, RTT count, successful
+// server times µs), and turns them into points.
+func (c *ClickHouse) queryHistory(ctx context.Context, q string, args []any) ([]HistoryPoint, error) {
 	cctx, cancel := c.ctx(ctx)
 	defer cancel()
 	rows, err := c.conn.Query(cctx, q, args...)

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-
-	"github.com/lpgauge/lpgauge/leaderboard/score"
 )
 
 // historyRollups is History answered from the hourly rollups plus raw rows
@@ -34,31 +32,5 @@ func (c *ClickHouse) historyRollups(ctx context.Context, f Filter, b Bucket) ([]
 	inner, args := unionAll(s, rollup, edge, rargs, eargs)
 	q := "SELECT reg, t, sum(p) AS probes, sum(ok), sum(rs), sum(rn), arraySort(groupArrayArray(sv))" +
 		" FROM (" + inner + ") GROUP BY reg, t HAVING probes > 0 ORDER BY reg, t"
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("history", err)
-	}
-	defer rows.Close()
-	var out []HistoryPoint
-	for rows.Next() {
-		var p HistoryPoint
-		var rttSum, rttN uint64
-		var server []uint64
-		if err := rows.Scan(&p.Region, &p.Start, &p.Probes, &p.Successes, &rttSum, &rttN, &server); err != nil {
-			return nil, unavailable("history: scan", err)
-		}
-		p.Start = p.Start.UTC()
-		if rttN > 0 {
-			p.MeanRTTSeconds = float64(rttSum) / float64(rttN) / 1e6
-		}
-		xs := seconds(server)
-		p.ServerP50, p.ServerP95 = score.Percentile(xs, 0.5), score.Percentile(xs, 0.95)
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("history", err)
-	}
-	return out, nil
+	return c.queryHistory(ctx, q, args)
 }
