@@ -20,6 +20,7 @@ targets=(
   "./tester/probe           FuzzValidateImages"
   "./tester/probe           FuzzDecodeMedia"
   "./tester/probe           FuzzParseMP4"
+  "./tester/probe           FuzzCheckPNG"
 )
 
 start=$(date +%s)

@@ -111,7 +111,9 @@ func decodeDataURL(raw string) ([]byte, error) {
 // killed for memory) before finding the data missing.
 const MaxPNGPixels = 4096 * 4096
 
-// decodePNG checks that b is a whole PNG and returns its size.
+// decodePNG checks that b is a whole PNG that image/png would decode and
+// returns its size (checkPNG: everything png.Decode checks, without building
+// the image).
 func decodePNG(b []byte) (w, h int, err error) {
 	cfg, err := png.DecodeConfig(bytes.NewReader(b))
 	if err != nil {
@@ -120,10 +122,5 @@ func decodePNG(b []byte) (w, h int, err error) {
 	if int64(cfg.Width)*int64(cfg.Height) > MaxPNGPixels {
 		return 0, 0, fmt.Errorf("declares %dx%d pixels, more than the %d a result image may have", cfg.Width, cfg.Height, MaxPNGPixels)
 	}
-	img, err := png.Decode(bytes.NewReader(b))
-	if err != nil {
-		return 0, 0, err
-	}
-	r := img.Bounds()
-	return r.Dx(), r.Dy(), nil
+	return checkPNG(b)
 }
