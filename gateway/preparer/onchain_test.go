@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -206,6 +207,42 @@ func TestReusedSessionsRefreshBeforeExpiry(t *testing.T) {
 		if r := mustSucceed(t, gw, shortToken); r.Discovery <= 0 {
 			t.Errorf("probe %d without reuse: discovery %s", i, r.Discovery)
 		}
+	}
+}
+
+// An orchestrator restarted with a new secret refuses the auth token and
+// ticket params a reusing tester cached. That is the tester's stale state,
+// not the orchestrator's fault: the probe drops the session, fetches a fresh
+// one and succeeds, its discovery the new GetOrchestrator, and the probes
+// after it reuse the new session.
+func TestReusedSessionSurvivesOrchestratorRestart(t *testing.T) {
+	o := newOnChain(t)
+	key, _ := crypto.GenerateKey()
+	cfg := orchtest.ReferenceConfig{Key: key, Payment: payment.Config{ParamsValidBlocks: 100000}}
+	before := o.reference(t, cfg)
+	gw := o.gateway(o.tester)
+	gw.ReuseSessions = true
+	mustSucceed(t, gw, before)
+	if r := mustSucceed(t, gw, before); r.Discovery != 0 {
+		t.Fatalf("second probe: discovery %s, want the session reused", r.Discovery)
+	}
+
+	before.Close()
+	cfg.Addr = strings.TrimPrefix(before.URI, "https://")
+	after := o.reference(t, cfg) // same key and address, new secret
+	r := probeOnce(t, gw, after)
+	if r.Outcome != results.Success {
+		t.Fatalf("first probe after the restart: %s %s/%s (%s), want success with a fresh session",
+			r.Outcome, r.ErrorClass, r.ErrorCode, r.ErrorMessage)
+	}
+	if r.Discovery <= 0 {
+		t.Errorf("first probe after the restart: discovery %s, want the fresh GetOrchestrator timed", r.Discovery)
+	}
+	if r.Total < r.Discovery+r.Server {
+		t.Errorf("total %s shorter than discovery %s + server %s", r.Total, r.Discovery, r.Server)
+	}
+	if r := mustSucceed(t, gw, after); r.Discovery != 0 {
+		t.Errorf("next probe: discovery %s, want the new session reused", r.Discovery)
 	}
 }
 

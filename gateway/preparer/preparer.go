@@ -110,5 +110,8 @@ func (p Preparer) prepare(ctx context.Context, job probe.PrepareJob) (prep probe
 		return prep, s.Reused, fmt.Errorf("%w: %v", probe.ErrTesterSide, err)
 	}
 	prep.Header = h
+	if s.Reused {
+		prep.Forget = func() { p.Gateway.Forget(job.ServiceURI, job.Pipeline.ID, job.Model) }
+	}
 	return prep, s.Reused, nil
 }

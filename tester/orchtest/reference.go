@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,7 +26,12 @@ type Reference struct {
 	URI      string // https://127.0.0.1:port
 	Address  string // lower-case 0x; the key's address on chain
 	Receiver *payment.Receiver
+	stop     func()
 }
+
+// Close stops the orchestrator before the test ends (a restart: start
+// another on the same Addr).
+func (r *Reference) Close() { r.stop() }
 
 // ReferenceConfig configures a Reference.
 type ReferenceConfig struct {
@@ -37,6 +43,8 @@ type ReferenceConfig struct {
 	Chain payment.Chain
 	// Payment tunes the receiver (face value, ticket EV, …).
 	Payment payment.Config
+	// Addr is the listen address (default 127.0.0.1:0: a free port).
+	Addr string
 }
 
 // DefaultModel is the model a Reference serves by default.
@@ -66,7 +74,10 @@ func NewReference(t testing.TB, cfg ReferenceConfig) *Reference {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,10 +101,16 @@ func NewReference(t testing.TB, cfg ReferenceConfig) *Reference {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- lprpc.Serve(ctx, ln, lprpc.NewGRPC(rpc), srv.Handler(), cert) }()
-	// Cleanups run last-in first-out: server, then receiver (queued
-	// redemptions), then runners.
-	t.Cleanup(recv.Close)
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { cancel(); <-done })
-	return &Reference{URI: uri, Address: addr, Receiver: recv}
+	// Server, then receiver (queued redemptions); runners last (cleanup).
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			srv.Close()
+			recv.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return &Reference{URI: uri, Address: addr, Receiver: recv, stop: stop}
 }

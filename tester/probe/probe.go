@@ -75,6 +75,10 @@ type Preparation struct {
 	Header    http.Header   // added to the AI request (nil for off-chain)
 	Discovery time.Duration // GetOrchestrator round trip (0 when none)
 	Warm      bool          // the orchestrator advertised the model warm
+	// Forget, set when the terms came from a cached session, drops that
+	// session: a refusal of its credentials or payment is retried once
+	// with fresh ones instead of blamed on the orchestrator.
+	Forget func()
 }
 
 // OffChain is the Preparer for orchestrators reached without the protocol
@@ -306,7 +310,6 @@ func (p *Prober) Run(ctx context.Context, job Job) results.Result {
 		Model:        job.Model,
 		StartedAt:    time.Now(),
 	}
-	start := r.StartedAt // keeps the monotonic reading; UTC only when stored
 	ctx, cancel := context.WithTimeout(ctx, to.Total)
 	defer cancel()
 
@@ -316,7 +319,9 @@ func (p *Prober) Run(ctx context.Context, job Job) results.Result {
 		r.Media = m.elapsed
 		r.ResponseBytes += m.bytes
 	}
-	r.Total = time.Since(start)
+	// StartedAt keeps the monotonic reading (UTC only when stored); run
+	// moves it when it starts over with a fresh session.
+	r.Total = time.Since(r.StartedAt)
 	if err != nil {
 		var e *Error
 		if !errors.As(err, &e) {
@@ -348,45 +353,64 @@ func (p *Prober) run(ctx context.Context, job Job, info capability.Pipeline, to 
 		return fail(ClassDiscovery, "bad_service_uri", "service URI %q is not an http(s) URL", job.ServiceURI)
 	}
 
-	dstart := time.Now()
-	prep, err := p.cfg.Preparer.Prepare(ctx, PrepareJob{
-		Orchestrator: job.Orchestrator, ServiceURI: job.ServiceURI, Pipeline: info, Model: job.Model, Units: req.Units,
-	})
-	r.Discovery = prep.Discovery
-	if r.Discovery == 0 && err != nil {
-		r.Discovery = time.Since(dstart)
-	}
-	r.Warm = prep.Warm
-	if err != nil {
-		return classifyPrepare(err)
-	}
-
-	tr := &trace{}
-	transport := p.transport(tr, to)
-	defer transport.CloseIdleConnections()
-	client := &http.Client{
-		Transport:     transport,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
-	}
-
-	hreq, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, tr.clientTrace()), http.MethodPost,
-		base.String()+"/"+info.Slug, bytes.NewReader(req.Body))
-	if err != nil {
-		return &Error{Class: ClassTester, Code: "build_request", Message: err.Error(), Err: err}
-	}
-	hreq.Header.Set("Content-Type", req.ContentType)
-	hreq.Header.Set("Authorization", WorkerAuth)
-	hreq.Header.Set("User-Agent", "lpgauge-tester")
-	for k, vs := range prep.Header {
-		for _, v := range vs {
-			hreq.Header.Add(k, v)
+	var resp *http.Response
+	var client *http.Client
+	var tr *trace
+	for attempt := 0; ; attempt++ {
+		dstart := time.Now()
+		prep, err := p.cfg.Preparer.Prepare(ctx, PrepareJob{
+			Orchestrator: job.Orchestrator, ServiceURI: job.ServiceURI, Pipeline: info, Model: job.Model, Units: req.Units,
+		})
+		r.Discovery = prep.Discovery
+		if r.Discovery == 0 && err != nil {
+			r.Discovery = time.Since(dstart)
 		}
-	}
+		r.Warm = prep.Warm
+		if err != nil {
+			return classifyPrepare(err)
+		}
 
-	resp, err := client.Do(hreq)
-	p.fillTimings(tr, r)
-	if err != nil {
-		return classifyTransport(err, tr.phase())
+		tr = &trace{}
+		transport := p.transport(tr, to)
+		defer transport.CloseIdleConnections()
+		client = &http.Client{
+			Transport:     transport,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
+		}
+
+		hreq, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, tr.clientTrace()), http.MethodPost,
+			base.String()+"/"+info.Slug, bytes.NewReader(req.Body))
+		if err != nil {
+			return &Error{Class: ClassTester, Code: "build_request", Message: err.Error(), Err: err}
+		}
+		hreq.Header.Set("Content-Type", req.ContentType)
+		hreq.Header.Set("Authorization", WorkerAuth)
+		hreq.Header.Set("User-Agent", "lpgauge-tester")
+		for k, vs := range prep.Header {
+			for _, v := range vs {
+				hreq.Header.Add(k, v)
+			}
+		}
+
+		resp, err = client.Do(hreq)
+		p.fillTimings(tr, r)
+		if err != nil {
+			return classifyTransport(err, tr.phase())
+		}
+		// Credentials or payment made from a reused session refused: the
+		// orchestrator may have restarted with a new secret since we
+		// cached its GetOrchestrator answer. That is our stale state,
+		// not its fault: forget the session and try once more with a
+		// fresh one, timed from the new start (the refusal came before
+		// any inference).
+		if attempt == 0 && prep.Forget != nil && (resp.StatusCode == http.StatusUnauthorized ||
+			resp.StatusCode == http.StatusPaymentRequired || resp.StatusCode == http.StatusForbidden) {
+			_ = resp.Body.Close()
+			prep.Forget()
+			r.StartedAt = time.Now()
+			continue
+		}
+		break
 	}
 	defer resp.Body.Close()
 	r.HTTPStatus = resp.StatusCode
