@@ -64,7 +64,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.TesterKey, "tester-key", "", "file holding the tester's hex secp256k1 private key (or $"+keyEnv+" with the hex key); its address is the tester id. Absent: an ephemeral key, with a warning")
 	fs.StringVar(&c.Discovery, "discovery", "static", "where orchestrators come from: static (-orchestrators), chain (the BondingManager pool and each one's ServiceRegistry URI at -eth.url) or webhook (-webhook-url answering [{\"address\":\"<serviceURI>\"}]); chain and webhook learn each orchestrator's address and models from GetOrchestrator, at start and again every round (a failed discovery keeps the last round's orchestrators)")
 	fs.StringVar(&c.Orchestrators, "orchestrators", "", "-discovery static: orchestrators to probe (required): a file with one 'address=serviceURI [pipeline:model ...]' per line, or the same entries inline separated by commas")
-	fs.StringVar(&c.Models, "models", "", "default pipeline:model list for orchestrators without their own, comma separated, e.g. text-to-image:stabilityai/sdxl-turbo; with -discovery chain or webhook, empty means every model each orchestrator advertises")
+	fs.StringVar(&c.Models, "models", "", "default pipeline:model list for orchestrators without their own, comma separated, e.g. text-to-image:stabilityai/sdxl-turbo; empty means every model each such orchestrator advertises in GetOrchestrator (asked again every round; not with -network none)")
 	fs.StringVar(&c.EthURL, "eth.url", "", "-discovery chain: Ethereum JSON-RPC URL (Arbitrum One for the Livepeer network)")
 	fs.StringVar(&c.BondingMgr, "eth.bonding-manager", "", "-discovery chain: BondingManager address (the orchestrator pool)")
 	fs.StringVar(&c.ServiceReg, "eth.service-registry", "", "-discovery chain: ServiceRegistry address, or the AI service registry's for AI orchestrators")
@@ -105,13 +105,18 @@ type parsed struct {
 	keyNote  string // warning to log when the key is ephemeral
 	testerID string
 	plan     []tester.Planned // static discovery; chain and webhook plan at start
-	models   []tester.Model
-	ethAddrs [2]common.Address // BondingManager, ServiceRegistry
-	control  *tester.Planned
-	timeouts map[string]probe.Timeouts
-	secret   string
-	sched    cron.Schedule
-	period   time.Duration
+	// targets is the static list; askModels says some of it has no models
+	// (and -models is empty): those are asked with GetOrchestrator each
+	// round, as chain and webhook discovery do.
+	targets   []tester.Target
+	askModels bool
+	models    []tester.Model
+	ethAddrs  [2]common.Address // BondingManager, ServiceRegistry
+	control   *tester.Planned
+	timeouts  map[string]probe.Timeouts
+	secret    string
+	sched     cron.Schedule
+	period    time.Duration
 }
 
 // validate checks everything and says what to do about each problem.
@@ -148,8 +153,15 @@ func (c *config) validate() (*parsed, error) {
 			errs = append(errs, fmt.Errorf("-orchestrators: %w", err))
 		}
 		if targets != nil && merr == nil {
+			p.targets = targets
+			// An entry without models (its own or -models) is asked what it
+			// serves, unless there is no protocol to ask with.
 			if p.plan, err = tester.Plan(targets, models); err != nil {
-				errs = append(errs, fmt.Errorf("-models: %w", err))
+				if c.Network == "none" {
+					errs = append(errs, fmt.Errorf("-models: %w; with -network none the tester cannot ask it what it serves (GetOrchestrator)", err))
+				} else {
+					p.askModels = true
+				}
 			}
 		}
 	case "chain":

@@ -28,8 +28,9 @@ const (
 	infoTimeout      = 6 * time.Second // go-livepeer's discovery cutoff
 )
 
-// discoverPlan lists the orchestrators of -discovery chain or webhook and
-// plans one probe per (orchestrator, model). Each orchestrator's address
+// discoverPlan lists the orchestrators of -discovery chain or webhook (or
+// the static entries without models when -models is empty) and plans one
+// probe per (orchestrator, model). Each orchestrator's address
 // (webhook) and models (when -models is empty) come from its own
 // GetOrchestrator answer, as a go-livepeer gateway learns them.
 //
@@ -41,7 +42,18 @@ func discoverPlan(ctx context.Context, c *config, p *parsed, gw *gateway.Gateway
 	ctx, cancel := context.WithTimeout(ctx, discoveryTimeout)
 	defer cancel()
 	var src discovery.Source
+	var fixed []tester.Target // static entries with their own models
 	switch c.Discovery {
+	case "static":
+		var ask staticSource
+		for _, t := range p.targets {
+			if len(t.Models) > 0 {
+				fixed = append(fixed, t)
+				continue
+			}
+			ask = append(ask, discovery.Orchestrator{Address: common.HexToAddress(t.Address), ServiceURI: t.ServiceURI, Active: true})
+		}
+		src = ask
 	case "chain":
 		client, err := ethclient.DialContext(ctx, c.EthURL)
 		if err != nil {
@@ -95,7 +107,7 @@ func discoverPlan(ctx context.Context, c *config, p *parsed, gw *gateway.Gateway
 		}()
 	}
 	wg.Wait()
-	var ts []tester.Target
+	ts := fixed
 	seen := map[string]bool{}
 	for _, t := range targets {
 		if t == nil || seen[t.Address+t.ServiceURI] {
@@ -110,6 +122,12 @@ func discoverPlan(ctx context.Context, c *config, p *parsed, gw *gateway.Gateway
 	log.Info("discovery", "source", c.Discovery, "found", len(found), "targets", len(ts))
 	return tester.Plan(ts, p.models)
 }
+
+// staticSource is the part of a static list whose models are asked for.
+type staticSource []discovery.Orchestrator
+
+// Orchestrators implements discovery.Source.
+func (s staticSource) Orchestrators(context.Context) ([]discovery.Orchestrator, error) { return s, nil }
 
 // resolve turns a discovered orchestrator into a target, or nil with the
 // reason logged when it has no address or nothing to probe. before is what

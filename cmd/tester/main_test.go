@@ -145,7 +145,7 @@ func TestBadConfigErrors(t *testing.T) {
 		{"bad address", []string{"-region", "FRA", "-once", "-orchestrators", "0x12=http://x:1", "-models", "text-to-image:m"}, "0x and 40 hex digits"},
 		{"bad uri", []string{"-region", "FRA", "-once", "-orchestrators", "0x1111111111111111111111111111111111111111=ftp://x", "-models", "text-to-image:m"}, "want http(s)://host:port"},
 		{"unknown pipeline", []string{"-region", "FRA", "-once", "-orchestrators", orch, "-models", "text-to-paint:m"}, "unknown pipeline \"text-to-paint\""},
-		{"no models", []string{"-region", "FRA", "-once", "-orchestrators", orch}, "no default model list"},
+		{"no models, nothing to ask with", []string{"-region", "FRA", "-once", "-network", "none", "-orchestrators", orch}, "no default model list"},
 		{"no schedule", []string{"-region", "FRA", "-orchestrators", orch, "-models", "text-to-image:m"}, "give -schedule"},
 		{"bad cron", []string{"-region", "FRA", "-schedule", "every five", "-orchestrators", orch, "-models", "text-to-image:m"}, "bad -schedule"},
 		{"bad pipeline timeout", []string{"-region", "FRA", "-once", "-pipeline-timeout", "llm=soon", "-orchestrators", orch, "-models", "text-to-image:m"}, "want pipeline=duration"},
@@ -359,6 +359,32 @@ func TestWebhookDiscovery(t *testing.T) {
 	}
 	if n := count(t, db, "model = 'pinned' AND outcome = 'success'"); n != 2 {
 		t.Errorf("%d successes for the -models model, want 2\n%s", n, out.String())
+	}
+}
+
+// A static list without -models probes what each entry advertises in
+// GetOrchestrator (an operator need not know its models), while an entry
+// that names its own models gets exactly those.
+func TestStaticListAsksForModels(t *testing.T) {
+	db := chtest.NewDB(t)
+	a := orchtest.New(t, orchtest.Behaviour{Offers: []string{"text-to-image:model/a", "text-to-image:model/b", "live-video-to-video:live"}})
+	b := orchtest.New(t, orchtest.Behaviour{Offers: []string{"text-to-image:model/c"}})
+	list := a.Address + "=" + a.URL + "," + b.Address + "=" + b.URL + " text-to-image:own"
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"-region", "FRA", "-once", "-listen", "", "-spool-dir", t.TempDir(),
+		"-orchestrators", list, "-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name}, &out, &errOut); err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut.String())
+	}
+	for _, w := range []string{
+		"orchestrator = '" + a.Address + "' AND model IN ('model/a', 'model/b') AND outcome = 'success'",
+		"orchestrator = '" + b.Address + "' AND model = 'own' AND outcome = 'success'",
+	} {
+		if n := count(t, db, w); n == 0 {
+			t.Errorf("no row where %s\n%s", w, out.String())
+		}
+	}
+	if n := count(t, db, "1"); n != 3 {
+		t.Errorf("%d rows, want 3 (a's two image models, b's own; live video has no probe)\n%s", n, out.String())
 	}
 }
 

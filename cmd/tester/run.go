@@ -128,7 +128,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		prep = preparer.Preparer{Gateway: gw}
 	}
 	planner := tester.StaticPlan(p.plan)
-	if c.Discovery != "static" {
+	if c.Discovery != "static" || p.askModels {
 		// Discovered once now, so a wrong source fails at start; then again
 		// at the start of every round after the first.
 		if p.plan, err = discoverPlan(ctx, &c, p, gw, nil, log); err != nil {
