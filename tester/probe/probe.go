@@ -353,65 +353,25 @@ func (p *Prober) run(ctx context.Context, job Job, info capability.Pipeline, to 
 		return fail(ClassDiscovery, "bad_service_uri", "service URI %q is not an http(s) URL", job.ServiceURI)
 	}
 
-	var resp *http.Response
-	var client *http.Client
-	var tr *trace
-	for attempt := 0; ; attempt++ {
-		dstart := time.Now()
-		prep, err := p.cfg.Preparer.Prepare(ctx, PrepareJob{
-			Orchestrator: job.Orchestrator, ServiceURI: job.ServiceURI, Pipeline: info, Model: job.Model, Units: req.Units,
-		})
-		r.Discovery = prep.Discovery
-		if r.Discovery == 0 && err != nil {
-			r.Discovery = time.Since(dstart)
-		}
-		r.Warm = prep.Warm
-		if err != nil {
-			return classifyPrepare(err)
-		}
-
-		tr = &trace{}
-		transport := p.transport(tr, to)
-		defer transport.CloseIdleConnections()
-		client = &http.Client{
-			Transport:     transport,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
-		}
-
-		hreq, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, tr.clientTrace()), http.MethodPost,
-			base.String()+"/"+info.Slug, bytes.NewReader(req.Body))
-		if err != nil {
-			return &Error{Class: ClassTester, Code: "build_request", Message: err.Error(), Err: err}
-		}
-		hreq.Header.Set("Content-Type", req.ContentType)
-		hreq.Header.Set("Authorization", WorkerAuth)
-		hreq.Header.Set("User-Agent", "lpgauge-tester")
-		for k, vs := range prep.Header {
-			for _, v := range vs {
-				hreq.Header.Add(k, v)
-			}
-		}
-
-		resp, err = client.Do(hreq)
-		p.fillTimings(tr, r)
-		if err != nil {
-			return classifyTransport(err, tr.phase())
-		}
-		// Credentials or payment made from a reused session refused: the
-		// orchestrator may have restarted with a new secret since we
-		// cached its GetOrchestrator answer. That is our stale state,
-		// not its fault: forget the session and try once more with a
-		// fresh one, timed from the new start (the refusal came before
-		// any inference).
-		if attempt == 0 && prep.Forget != nil && (resp.StatusCode == http.StatusUnauthorized ||
-			resp.StatusCode == http.StatusPaymentRequired || resp.StatusCode == http.StatusForbidden) {
-			_ = resp.Body.Close()
-			prep.Forget()
-			r.StartedAt = time.Now()
-			continue
-		}
-		break
+	sent, err := p.send(ctx, job, info, to, req, base, r)
+	// Credentials or payment made from a reused session refused: the
+	// orchestrator may have restarted with a new secret since we cached its
+	// GetOrchestrator answer. That is our stale state, not its fault: forget
+	// the session and send once more with a fresh one, timed from the new
+	// start (the refusal came before any inference).
+	if err == nil && sent.prep.Forget != nil && (sent.resp.StatusCode == http.StatusUnauthorized ||
+		sent.resp.StatusCode == http.StatusPaymentRequired || sent.resp.StatusCode == http.StatusForbidden) {
+		_ = sent.resp.Body.Close()
+		sent.transport.CloseIdleConnections()
+		sent.prep.Forget()
+		r.StartedAt = time.Now()
+		sent, err = p.send(ctx, job, info, to, req, base, r)
 	}
+	if err != nil {
+		return err
+	}
+	resp, client, tr := sent.resp, sent.client, sent.tr
+	defer sent.transport.CloseIdleConnections()
 	defer resp.Body.Close()
 	r.HTTPStatus = resp.StatusCode
 	if ms, err := strconv.ParseFloat(resp.Header.Get("X-Processing-Time-Ms"), 64); err == nil && ms > 0 {
@@ -465,6 +425,63 @@ func (p *Prober) run(ctx context.Context, job Job, info capability.Pipeline, to 
 	}
 	r.OutputUnits = units
 	return nil
+}
+
+// sent is one sending of the job: the terms it was sent with and the
+// response whose body is still to read.
+type sent struct {
+	prep      Preparation
+	tr        *trace
+	transport *http.Transport
+	client    *http.Client
+	resp      *http.Response
+}
+
+// send prepares the protocol terms (timed as discovery) and sends the job
+// once, filling r's timings up to the response headers. On error nothing is
+// left open.
+func (p *Prober) send(ctx context.Context, job Job, info capability.Pipeline, to Timeouts, req *Request, base *url.URL, r *results.Result) (sent, error) {
+	var s sent
+	dstart := time.Now()
+	prep, err := p.cfg.Preparer.Prepare(ctx, PrepareJob{
+		Orchestrator: job.Orchestrator, ServiceURI: job.ServiceURI, Pipeline: info, Model: job.Model, Units: req.Units,
+	})
+	r.Discovery = prep.Discovery
+	if r.Discovery == 0 && err != nil {
+		r.Discovery = time.Since(dstart)
+	}
+	r.Warm = prep.Warm
+	if err != nil {
+		return s, classifyPrepare(err)
+	}
+	s.prep = prep
+
+	s.tr = &trace{}
+	s.transport = p.transport(s.tr, to)
+	s.client = &http.Client{
+		Transport:     s.transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
+	}
+	hreq, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, s.tr.clientTrace()), http.MethodPost,
+		base.String()+"/"+info.Slug, bytes.NewReader(req.Body))
+	if err != nil {
+		return s, &Error{Class: ClassTester, Code: "build_request", Message: err.Error(), Err: err}
+	}
+	hreq.Header.Set("Content-Type", req.ContentType)
+	hreq.Header.Set("Authorization", WorkerAuth)
+	hreq.Header.Set("User-Agent", "lpgauge-tester")
+	for k, vs := range prep.Header {
+		for _, v := range vs {
+			hreq.Header.Add(k, v)
+		}
+	}
+	s.resp, err = s.client.Do(hreq)
+	p.fillTimings(s.tr, r)
+	if err != nil {
+		s.transport.CloseIdleConnections()
+		return s, classifyTransport(err, s.tr.phase())
+	}
+	return s, nil
 }
 
 func (p *Prober) fillTimings(tr *trace, r *results.Result) {
