@@ -22,7 +22,7 @@ import (
 // every result image was 70% of the CPU (Paeth un-filtering and pixel
 // conversion, plus a fresh 1–2 MiB image per probe for the GC), and the other
 // probes' response timestamps waited for a core: the server phase of a 500 ×
-// 4 round read 7.9–8.5 ms late at p99 on 2 cores instead of 2.8–3.0 ms
+// 4 round read 7.9–8.5 ms late at p99 on 2 cores instead of 2.8–3.3 ms
 // (BenchmarkServerPhaseAccuracy). This reads one scanline at a time into a
 // reused buffer. TestCheckPNGAgreesWithDecode and FuzzCheckPNG hold it to
 // png.Decode's verdicts.
