@@ -106,7 +106,7 @@ func TestRoundLandsRowsInClickHouse(t *testing.T) {
 		slow.Address:   {"success", "", ""},
 		broken.Address: {"failure", "orchestrator_error", "http_500"},
 		wrong.Address:  {"failure", "invalid_output", "image_size"},
-		busy.Address:   {"failure", "capacity", "insufficient_capacity"},
+		busy.Address:   {"excused", "capacity", "insufficient_capacity"}, // busy is not broken
 	}
 	got := storedRows(t, db)
 	if len(got) != len(plan) {

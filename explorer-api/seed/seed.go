@@ -81,7 +81,7 @@ func probe(orch, region, pipeline, model string, at time.Time, ok bool, total, s
 		StartedAt: at, Outcome: results.Success, Total: total, Server: server, Upload: total / 10, Download: total / 20, Discovery: 30 * time.Millisecond,
 	}
 	if !ok {
-		r.Outcome, r.ErrorClass, r.ErrorCode, r.ErrorMessage, r.HTTPStatus = results.Failure, "orchestrator_http", "HTTP-STATUS-503", "insufficient capacity", 503
+		r.Outcome, r.ErrorClass, r.ErrorCode, r.ErrorMessage, r.HTTPStatus = results.Failure, "orchestrator_http", "HTTP-STATUS-503", "runner unavailable", 503
 		r.Total, r.Server = total, 0
 	}
 	return r

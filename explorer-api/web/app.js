@@ -219,7 +219,7 @@
     if (!p.errors.length) h += "<p class='muted'>No failed probes in the last 24 hours.</p>";
     else h += "<div class='scroll'><table id='errors'><thead><tr><th>Class</th><th>Code</th><th class='num'>Count</th><th>Where</th><th>Last seen</th><th>Last message</th></tr></thead><tbody>" +
       p.errors.map(function (e) {
-        return "<tr><td><span class='pill " + (e.outcome === "excused" ? "warn" : "bad") + "'>" + esc(e.error_class || e.outcome) + "</span>" + (e.outcome === "excused" ? " <small class='muted'>(tester side, not scored)</small>" : "") +
+        return "<tr><td><span class='pill " + (e.outcome === "excused" ? "warn" : "bad") + "'>" + esc(e.error_class || e.outcome) + "</span>" + (e.outcome === "excused" ? " <small class='muted'>(" + (e.error_class === "capacity" ? "busy" : "tester side") + ", not scored)</small>" : "") +
           "</td><td>" + esc(e.error_code) + "</td><td class='num'>" + e.count + "</td><td>" + esc(e.region + " · " + e.pipeline + " – " + e.model) +
           "</td><td>" + ago(e.last_seen) + "</td><td class='muted'>" + esc(e.last_message) + "</td></tr>";
       }).join("") + "</tbody></table></div>";

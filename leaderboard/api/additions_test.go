@@ -168,6 +168,38 @@ func TestHistoryBuckets(t *testing.T) {
 
 func unix(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
 
+// An orchestrator that only ever answered "insufficient capacity" (which
+// the tester stores as excused: busy, not broken) has no score: it is absent
+// from aggregated_stats rather than listed at 0, and /api/errors says it was
+// at capacity.
+func TestErrorsExplainCapacityRefusals(t *testing.T) {
+	capped := "0xcafe000000000000000000000000000000000009"
+	f := newFixture(t, func(now time.Time) []results.Result {
+		rs := network(now)
+		for i := 1; i <= 3; i++ {
+			r := row(capped, "FRA", t2i, sdxl, now.Add(-time.Duration(i)*time.Minute), results.Excused, 0)
+			r.ErrorClass, r.ErrorCode, r.ErrorMessage, r.HTTPStatus = "capacity", "insufficient_capacity", "insufficient capacity", 503
+			rs = append(rs, r)
+		}
+		return rs
+	})
+	var got errorsOut
+	f.get(t, "/api/errors?orchestrator="+capped).decode(t, &got)
+	if got.Probes.Scored != 0 || got.Probes.Excused != 3 || len(got.Excused) != 1 {
+		t.Fatalf("probes = %+v, excused = %+v: want 3 excused capacity refusals and nothing scored", got.Probes, got.Excused)
+	}
+	if !strings.HasPrefix(got.Diagnosis, "no score") || !strings.Contains(got.Diagnosis, "capacity/insufficient_capacity (3×)") ||
+		!strings.Contains(got.Diagnosis, "busy") {
+		t.Errorf("diagnosis %q must say there is no score because the orchestrator was busy", got.Diagnosis)
+	}
+	var agg map[string]map[string]json.RawMessage
+	f.get(t, "/api/aggregated_stats?pipeline=Text%20to%20image&model=ByteDance/SDXL-Lightning").decode(t, &agg)
+	if _, listed := agg[capped]; listed || agg[fast] == nil {
+		t.Errorf("aggregated_stats lists %d orchestrators (capped listed: %v, fast listed: %v); want fast and not the capped one",
+			len(agg), listed, agg[fast] != nil)
+	}
+}
+
 // "Why is my score 0?": bad failed twice with HTTP 503 (its score is 0) and
 // had one excused probe that is shown apart and never counted.
 func TestErrorsExplainScoreZero(t *testing.T) {

@@ -254,13 +254,15 @@ type errorsOut struct {
 	// Diagnosis says in one sentence why the score is what it is.
 	Diagnosis string `json:"diagnosis"`
 	// Errors are the failures that count against the score; Excused are
-	// tester-side faults that never count, shown apart.
+	// tester-side faults and capacity refusals, which never count, shown
+	// apart.
 	Errors  []errorOut `json:"errors"`
 	Excused []errorOut `json:"excused_errors"`
 }
 
 // errorsBreakdown answers /api/errors: why an orchestrator's probes failed,
-// most frequent first, with excused (tester-side) faults listed apart.
+// most frequent first, with excused probes (tester-side faults, capacity
+// refusals) listed apart.
 func (s *Server) errorsBreakdown(c *gin.Context) {
 	p, err := s.parseParams(c.Request.URL.Query())
 	if err != nil {
@@ -323,15 +325,18 @@ func diagnose(o errorsOut) string {
 	case o.Probes.Scored == 0 && o.Probes.Excused == 0:
 		return "not tested in this window: no probe reached this orchestrator (not discovered on chain, not advertising this pipeline/model, or outside the window)"
 	case o.Probes.Scored == 0:
-		return fmt.Sprintf("no score: all %d probes were excused (tester-side faults such as the tester's price ceiling or its own network), which never count", o.Probes.Excused)
+		top := o.Excused[0]
+		why := "a tester-side fault"
+		if top.ErrorClass == "capacity" {
+			why = "the orchestrator was at capacity (busy, not broken)"
+		}
+		return fmt.Sprintf("no score: all %d probes were excused, which never count; most often %s (%d×): %s",
+			o.Probes.Excused, groupName(top), top.Count, why)
 	case o.Probes.Failures == 0:
 		return fmt.Sprintf("all %d scored probes succeeded", o.Probes.Scored)
 	}
 	top := o.Errors[0]
-	what := top.ErrorClass
-	if top.ErrorCode != "" {
-		what += "/" + top.ErrorCode
-	}
+	what := groupName(top)
 	msg := ""
 	if top.LastMessage != "" {
 		msg = ": " + top.LastMessage
@@ -340,6 +345,14 @@ func diagnose(o errorsOut) string {
 		return fmt.Sprintf("score 0: every one of %d scored probes failed; most often %s (%d×)%s", o.Probes.Scored, what, top.Count, msg)
 	}
 	return fmt.Sprintf("%d of %d scored probes failed; most often %s (%d×)%s", o.Probes.Failures, o.Probes.Scored, what, top.Count, msg)
+}
+
+// groupName is an error group's class/code.
+func groupName(e errorOut) string {
+	if e.ErrorCode != "" {
+		return e.ErrorClass + "/" + e.ErrorCode
+	}
+	return e.ErrorClass
 }
 
 // sortedKeys returns m's keys sorted.

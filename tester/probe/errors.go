@@ -19,8 +19,9 @@ import (
 // it (Error.Code) says precisely which check failed.
 type Class string
 
-// The taxonomy. Every class but ClassTester is the orchestrator's fault (or
-// the network's between us, which a gateway suffers just the same).
+// The taxonomy. Every class but ClassTester and ClassCapacity is the
+// orchestrator's fault (or the network's between us, which a gateway suffers
+// just the same).
 const (
 	ClassTester       Class = "tester"             // our own fault: never scored (outcome excused)
 	ClassDiscovery    Class = "discovery"          // GetOrchestrator failed or did not offer the model
@@ -29,7 +30,7 @@ const (
 	ClassTimeout      Class = "timeout"            // a phase ran past its deadline; the code names the phase
 	ClassPayment      Class = "payment"            // 402 or ticket/price rejection by the orchestrator
 	ClassCredentials  Class = "credentials"        // 401/403: segment credentials or auth refused
-	ClassCapacity     Class = "capacity"           // 503 insufficient capacity
+	ClassCapacity     Class = "capacity"           // 503 insufficient capacity: busy, not broken (outcome excused)
 	ClassBadRequest   Class = "bad_request"        // 400/413/415/422 for a request a known-good runner accepts
 	ClassOrchestrator Class = "orchestrator_error" // 5xx, redirects, other statuses
 	ClassInvalid      Class = "invalid_output"     // 200 but the output is not what was asked for
@@ -67,9 +68,14 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Outcome maps the class to how the score sees it.
+// Outcome maps the class to how the score sees it. Our own faults are
+// excused, and so is an orchestrator at capacity: a go-livepeer gateway
+// takes "insufficient capacity" as "try another orchestrator", without the
+// suspension other errors earn, and operators asked that busy orchestrators
+// not be scored down. Both stay visible: tester_probes_total{outcome=
+// "excused"}, the leaderboard's excused counts and /api/errors.
 func (e *Error) Outcome() results.Outcome {
-	if e.Class == ClassTester {
+	if e.Class == ClassTester || e.Class == ClassCapacity {
 		return results.Excused
 	}
 	return results.Failure

@@ -171,7 +171,8 @@ func hostiles() []hostile {
 			})
 		}, class: ClassOrchestrator, code: "redirect"},
 		{name: "500", serve: status(500, "Text to image pipeline error."), class: ClassOrchestrator, code: "http_500"},
-		{name: "capacity", serve: status(503, "insufficient capacity"), class: ClassCapacity, code: "insufficient_capacity"},
+		{name: "capacity", serve: status(503, "insufficient capacity"), class: ClassCapacity, code: "insufficient_capacity", outcome: results.Excused},
+		{name: "503 for another reason", serve: status(503, "runner unavailable"), class: ClassOrchestrator, code: "http_503"},
 		{name: "payment", serve: status(402, "invalid ticket"), class: ClassPayment, code: "http_402"},
 		{name: "credentials", serve: status(403, "invalid segment credentials"), class: ClassCredentials, code: "http_403"},
 		{name: "bad request", serve: status(400, "pipeline configured with x but called with y"), class: ClassBadRequest, code: "http_400"},
