@@ -51,6 +51,7 @@ type fullEntry struct {
 	RoundTripScore float64 `json:"round_trip_score"`
 	Score          float64 `json:"score"`
 	Samples        uint64  `json:"samples"`
+	Excused        uint64  `json:"excused"`
 	MeanRTT        float64 `json:"mean_rtt"`
 	MedianRTT      float64 `json:"median_rtt"`
 	LastTested     int64   `json:"last_tested"`
@@ -266,6 +267,9 @@ func TestCorrectionExcusedProbesStoredNeverScored(t *testing.T) {
 		if e.SuccessRate != 1 || e.Samples != 1 || !near(e.MedianRTT, 5) || !near(e.RoundTripScore, c.rts) || !near(e.Score, c.score) {
 			t.Errorf("%s = %+v, want S 1, 1 sample, M 5, round_trip_score %v, score %v", c.orch, e, c.rts, c.score)
 		}
+	}
+	if a, b := got[corrA]["FRA"].Excused, got[corrB]["FRA"].Excused; a != 3 || b != 0 {
+		t.Errorf("excused = %d and %d, want the 3 left out of A's numbers counted beside them, 0 for B", a, b)
 	}
 	if _, ok := got[corrE]; ok || len(got) != 2 {
 		t.Errorf("an orchestrator with only excused probes must not be scored: %v", got)

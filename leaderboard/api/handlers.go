@@ -106,6 +106,10 @@ type aggregatedEntry struct {
 	score.Scores
 	// Samples is the number of scored probes behind the numbers.
 	Samples uint64 `json:"samples"`
+	// Excused counts the probes left out of them: tester-side faults and
+	// capacity refusals ("insufficient capacity": busy, not scored), so
+	// an orchestrator that often refuses is visible to gateways.
+	Excused uint64 `json:"excused"`
 	// SuccessRateLower is the 95 % Wilson lower bound of success_rate.
 	SuccessRateLower float64 `json:"success_rate_lower"`
 	// MeanRTT and MedianRTT are the seconds the round-trip score compares.
@@ -119,6 +123,7 @@ func entryFor(a store.Aggregate, median float64) aggregatedEntry {
 	return aggregatedEntry{
 		Scores:           score.AI(a.SuccessRate(), a.MeanRTTSeconds, median),
 		Samples:          a.Probes,
+		Excused:          a.Excused,
 		SuccessRateLower: score.WilsonLower(a.Successes, a.Probes, 1.96),
 		MeanRTT:          a.MeanRTTSeconds,
 		MedianRTT:        median,
