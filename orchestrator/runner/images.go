@@ -165,6 +165,16 @@ func parseUpscale(r *Runner, p *params) (task, error) {
 // orchestrator bills i2v as 25 frames for the same reason.
 const videoFrames = 25
 
+// clipFrames is the clip length ai-runner makes with a model: it passes no
+// num_frames, so SVD uses its UNet's default, 14 frames for
+// stabilityai/stable-video-diffusion-img2vid and 25 for the -xt checkpoints.
+func clipFrames(model string) int {
+	if strings.HasSuffix(strings.ToLower(model), "/stable-video-diffusion-img2vid") {
+		return 14
+	}
+	return videoFrames
+}
+
 func parseImageToVideo(r *Runner, p *params) (task, error) {
 	_, _, imgErr := inputImage(p)
 	h := p.integer("height", 576)
@@ -192,7 +202,7 @@ func parseImageToVideo(r *Runner, p *params) (task, error) {
 		if err := sleep(ctx, d); err != nil {
 			return nil, err
 		}
-		frames := make([]Media, videoFrames)
+		frames := make([]Media, clipFrames(r.cfg.ModelID))
 		for i := range frames {
 			if err := ctx.Err(); err != nil {
 				return nil, err

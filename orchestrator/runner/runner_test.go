@@ -255,6 +255,12 @@ func TestImagePipelines(t *testing.T) {
 		if got := detailMsg(t, postForm(t, srv.URL+"/image-to-video", pngOf(t, 8, 8), field("width", "30")), 400); !strings.Contains(got, "divisible by 8") {
 			t.Errorf("width 30: %q", got)
 		}
+		// SVD img2vid (not -xt) makes 14 frames, as ai-runner's does.
+		svd := start(t, Config{Pipeline: "image-to-video", ModelID: "stabilityai/stable-video-diffusion-img2vid"})
+		out = decode[VideoResponse](t, postForm(t, svd.URL+"/image-to-video", pngOf(t, 8, 8), field("width", "32"), field("height", "16")), 200)
+		if len(out.Frames) != 1 || len(out.Frames[0]) != 14 {
+			t.Fatalf("img2vid: frames shape %d×?, want 1×14", len(out.Frames))
+		}
 	})
 	t.Run("image-to-text", func(t *testing.T) {
 		srv := start(t, Config{Pipeline: "image-to-text"})

@@ -18,7 +18,8 @@ const (
 	// profile, EXIF) beside its pixels.
 	pngMetadata = 64 << 10
 	// videoFrames is Stable Video Diffusion img2vid-xt's clip length, what
-	// the orchestrator bills image-to-video for (Build's Units).
+	// the orchestrator bills image-to-video for (Build's Units), and the
+	// most frames a probe expects (svdFrames).
 	videoFrames = 25
 	// videoBytesPerPixel bounds an encoded video frame: above raw YUV 4:2:0
 	// (1.5 bytes a pixel, which no MP4 encoder exceeds); the reference

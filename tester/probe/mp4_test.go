@@ -148,6 +148,41 @@ func TestImageToVideoValidate(t *testing.T) {
 	}
 }
 
+// Each Stable Video Diffusion checkpoint is held to its own clip length:
+// ai-runner passes no num_frames, so img2vid makes 14 frames and the -xt
+// checkpoints 25. A 14-frame answer from img2vid is right; from an -xt
+// model, and 25 frames from img2vid, it is video_frames.
+func TestImageToVideoFramesPerModel(t *testing.T) {
+	for _, tt := range []struct {
+		model  string
+		frames int
+		code   string
+	}{
+		{"stabilityai/stable-video-diffusion-img2vid", 14, ""},
+		{"stabilityai/stable-video-diffusion-img2vid", 25, "video_frames"},
+		{"stabilityai/stable-video-diffusion-img2vid-xt", 25, ""},
+		{"stabilityai/stable-video-diffusion-img2vid-xt", 14, "video_frames"},
+		{"stabilityai/stable-video-diffusion-img2vid-xt-1-1", 25, ""},
+	} {
+		req, err := ImageToVideo{}.Build(tt.model, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := req.Expect.(videoExpect)
+		video := muxVideo(want.W, want.H, want.FPS, tt.frames, 500)
+		body := `{"images":[{"url":"data:video/mp4;base64,` + base64.StdEncoding.EncodeToString(video) + `","seed":1,"nsfw":false}]}`
+		resp := &Response{Status: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(body)}
+		_, err = ImageToVideo{}.Validate(t.Context(), req, resp, &Media{max: req.MaxMediaBytes})
+		var e *Error
+		switch {
+		case tt.code == "" && err != nil:
+			t.Errorf("%s, %d frames: refused: %v", tt.model, tt.frames, err)
+		case tt.code != "" && (!errors.As(err, &e) || e.Code != tt.code):
+			t.Errorf("%s, %d frames: got %v, want invalid_output/%s", tt.model, tt.frames, err, tt.code)
+		}
+	}
+}
+
 // FuzzParseMP4 feeds damaged videos to the parser: it never panics, and
 // what it accepts has a size, frames and a duration.
 func FuzzParseMP4(f *testing.F) {
