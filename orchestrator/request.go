@@ -136,7 +136,7 @@ func decodeRequest(p capability.Pipeline, contentType string, body []byte) (aiRe
 			return req, err
 		}
 		// go-livepeer bills a fixed 25-frame clip.
-		if req.units, err = billUnits(int64(h), int64(w), 25); err != nil {
+		if req.units, err = billUnits(int64(h), int64(w), capability.BilledVideoFrames); err != nil {
 			return req, err
 		}
 	case capability.AudioToText:

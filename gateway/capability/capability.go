@@ -83,3 +83,18 @@ func Lookup(s string) (Pipeline, bool) {
 	}
 	return ByName(s)
 }
+
+// BilledVideoFrames is the clip length go-livepeer bills image-to-video for,
+// whatever the model: width × height × 25 pixels.
+const BilledVideoFrames = 25
+
+// VideoFrames is the clip length ai-runner's image-to-video makes with a
+// model. It passes no num_frames, so Stable Video Diffusion uses its UNet's
+// default: 14 frames for stabilityai/stable-video-diffusion-img2vid, 25 for
+// the -xt checkpoints (and any other model).
+func VideoFrames(model string) int {
+	if strings.HasSuffix(strings.ToLower(model), "/stable-video-diffusion-img2vid") {
+		return 14
+	}
+	return BilledVideoFrames
+}

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/lpgauge/lpgauge/gateway/capability"
 )
 
 func init() {
@@ -163,17 +165,7 @@ func parseUpscale(r *Runner, p *params) (task, error) {
 
 // videoFrames is Stable Video Diffusion img2vid-xt's clip length; the
 // orchestrator bills i2v as 25 frames for the same reason.
-const videoFrames = 25
-
-// clipFrames is the clip length ai-runner makes with a model: it passes no
-// num_frames, so SVD uses its UNet's default, 14 frames for
-// stabilityai/stable-video-diffusion-img2vid and 25 for the -xt checkpoints.
-func clipFrames(model string) int {
-	if strings.HasSuffix(strings.ToLower(model), "/stable-video-diffusion-img2vid") {
-		return 14
-	}
-	return videoFrames
-}
+const videoFrames = capability.BilledVideoFrames
 
 func parseImageToVideo(r *Runner, p *params) (task, error) {
 	_, _, imgErr := inputImage(p)
@@ -202,7 +194,7 @@ func parseImageToVideo(r *Runner, p *params) (task, error) {
 		if err := sleep(ctx, d); err != nil {
 			return nil, err
 		}
-		frames := make([]Media, clipFrames(r.cfg.ModelID))
+		frames := make([]Media, capability.VideoFrames(r.cfg.ModelID))
 		for i := range frames {
 			if err := ctx.Err(); err != nil {
 				return nil, err

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 
 	"github.com/lpgauge/lpgauge/gateway/capability"
 )
@@ -13,20 +12,9 @@ import (
 // ImageToVideo probes POST /image-to-video: a PNG in, a video URL out (the
 // orchestrator turns the runner's frames into an MP4). The output must be
 // what a viewer would accept: an MP4 whose video track has the requested
-// size, the model's clip length in frames (svdFrames), and lasts frames/fps
+// size, the model's clip length in frames (capability.VideoFrames), and lasts frames/fps
 // seconds.
 type ImageToVideo struct{}
-
-// svdFrames is the clip length ai-runner's image-to-video makes with a model:
-// it passes no num_frames, so Stable Video Diffusion uses its UNet's default,
-// 14 frames for stabilityai/stable-video-diffusion-img2vid and 25 for the
-// -xt checkpoints (and for any other model, the pipeline's usual one).
-func svdFrames(model string) int {
-	if strings.HasSuffix(strings.ToLower(model), "/stable-video-diffusion-img2vid") {
-		return 14
-	}
-	return videoFrames
-}
 
 // videoExpect is what Build asked for, for Validate.
 type videoExpect struct {
@@ -50,7 +38,7 @@ func (ImageToVideo) Build(model string, seed int64) (*Request, error) {
 	// Paid for as go-livepeer bills it, a fixed 25-frame clip whatever
 	// the model; judged by the clip the model makes.
 	return &Request{Body: body, ContentType: ct, Units: float64(sz[0] * sz[1] * videoFrames),
-		Expect: videoExpect{W: sz[0], H: sz[1], FPS: fps, Frames: svdFrames(model)},
+		Expect: videoExpect{W: sz[0], H: sz[1], FPS: fps, Frames: capability.VideoFrames(model)},
 		Params: map[string]any{"model_id": model, "width": sz[0], "height": sz[1], "fps": fps, "num_inference_steps": 10},
 		// The video comes as a URL (the Livepeer-AI-Worker-1.0 marker);
 		// its frames bound the file.

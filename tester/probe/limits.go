@@ -1,5 +1,7 @@
 package probe
 
+import "github.com/lpgauge/lpgauge/gateway/capability"
+
 // Bounds on an honest answer, from the request the tester sent. Each is
 // generous (an honest orchestrator must never be refused) yet a few MiB at
 // most for the requests the pipelines build, where the general caps
@@ -20,7 +22,7 @@ const (
 	// videoFrames is Stable Video Diffusion img2vid-xt's clip length, what
 	// the orchestrator bills image-to-video for (Build's Units), and the
 	// most frames a probe expects (svdFrames).
-	videoFrames = 25
+	videoFrames = capability.BilledVideoFrames
 	// videoBytesPerPixel bounds an encoded video frame: above raw YUV 4:2:0
 	// (1.5 bytes a pixel, which no MP4 encoder exceeds); the reference
 	// orchestrator's Motion JPEG frames take 0.1–0.2.
