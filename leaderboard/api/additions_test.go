@@ -118,6 +118,35 @@ func TestPercentilesPerPhaseWarmCold(t *testing.T) {
 	}
 }
 
+// LLM probes carry a time to first token: percentiles add a ttft phase for
+// them (interpolated over successful probes), and leave it out for
+// pipelines without one.
+func TestPercentilesTimeToFirstToken(t *testing.T) {
+	const llm, llama = "Llm", "meta-llama/Meta-Llama-3.1-8B-Instruct" // go-livepeer's name for the pipeline
+	f := newFixture(t, func(now time.Time) []results.Result {
+		var rs []results.Result
+		for i := 1; i <= 4; i++ {
+			r := row(fast, "FRA", llm, llama, now.Add(-time.Duration(i)*time.Minute), results.Success, 3*time.Second)
+			r.TTFT = time.Duration(i) * 100 * time.Millisecond
+			rs = append(rs, r)
+		}
+		failed := row(fast, "FRA", llm, llama, now.Add(-9*time.Minute), results.Failure, time.Second)
+		failed.TTFT = 9 * time.Second // a failure's timings never count
+		return append(rs, failed, row(fast, "FRA", t2i, sdxl, now.Add(-time.Minute), results.Success, 2*time.Second))
+	})
+	var got map[string]map[string]latencyOut
+	f.get(t, "/api/percentiles?pipeline=Llm&model="+llama).decode(t, &got)
+	// Postgres percentile_cont over 0.1..0.4 s: p50 0.25, p90 0.37.
+	if tt := got[fast]["FRA"].All.Phases.TTFT; tt == nil || tt.Samples != 4 || !approx(tt.P50, 0.25) || !approx(tt.P90, 0.37) {
+		t.Errorf("ttft = %+v, want 4 samples, p50 0.25 s, p90 0.37 s", tt)
+	}
+	var img map[string]map[string]json.RawMessage
+	f.get(t, "/api/percentiles?"+pair).decode(t, &img)
+	if strings.Contains(string(img[fast]["FRA"]), "ttft") {
+		t.Errorf("text-to-image percentiles carry a ttft: %s", img[fast]["FRA"])
+	}
+}
+
 func approx(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 
 func TestHistoryBuckets(t *testing.T) {

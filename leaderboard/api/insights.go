@@ -68,6 +68,9 @@ type phasesOut struct {
 	Download  quantilesOut `json:"download"`
 	Total     quantilesOut `json:"total"`
 	Discovery quantilesOut `json:"discovery"`
+	// TTFT (additive) is the LLM time to first token; absent for pipelines
+	// without one.
+	TTFT *quantilesOut `json:"ttft,omitempty"`
 }
 
 type splitOut struct {
@@ -92,6 +95,10 @@ func toSplit(sp store.Split) splitOut {
 		Server: toQuantiles(sp.Phases.Server), Upload: toQuantiles(sp.Phases.Upload), Download: toQuantiles(sp.Phases.Download),
 		Total: toQuantiles(sp.Phases.Total), Discovery: toQuantiles(sp.Phases.Discovery),
 	}}
+	if sp.Phases.TTFT.Samples > 0 {
+		t := toQuantiles(sp.Phases.TTFT)
+		o.Phases.TTFT = &t
+	}
 	if sp.Probes > 0 {
 		o.SuccessRate = float64(sp.Successes) / float64(sp.Probes)
 	}

@@ -30,7 +30,7 @@ func regionColumn(f Filter) string {
 const probeMs = "(toUInt64(started_at) * 1000 + started_at_ms)"
 
 // phaseColumns are the phases Latencies reports, in Phases field order.
-var phaseColumns = []string{"server_us", "upload_us", "download_us", "total_us", "discovery_us"}
+var phaseColumns = []string{"server_us", "upload_us", "download_us", "total_us", "discovery_us", "ttft_us"}
 
 // seconds converts microsecond samples to sorted seconds.
 func seconds(us []uint64) []float64 {
@@ -52,8 +52,9 @@ func quantiles(us []uint64) Quantiles {
 	}
 }
 
-func phasesOf(a [5][]uint64) Phases {
-	return Phases{Server: quantiles(a[0]), Upload: quantiles(a[1]), Download: quantiles(a[2]), Total: quantiles(a[3]), Discovery: quantiles(a[4])}
+func phasesOf(a [6][]uint64) Phases {
+	return Phases{Server: quantiles(a[0]), Upload: quantiles(a[1]), Download: quantiles(a[2]), Total: quantiles(a[3]), Discovery: quantiles(a[4]),
+		TTFT: quantiles(a[5])}
 }
 
 // Latencies implements Store.
@@ -76,20 +77,20 @@ func (c *ClickHouse) Latencies(ctx context.Context, f Filter) ([]Latency, error)
 	defer rows.Close()
 	type key struct{ o, r, p, m string }
 	byKey := map[key]*Latency{}
-	all := map[key]*[5][]uint64{}
+	all := map[key]*[6][]uint64{}
 	var order []key
 	for rows.Next() {
 		var k key
 		var warm uint8
 		var probes, successes uint64
-		var a [5][]uint64
-		if err := rows.Scan(&k.o, &k.r, &k.p, &k.m, &warm, &probes, &successes, &a[0], &a[1], &a[2], &a[3], &a[4]); err != nil {
+		var a [6][]uint64
+		if err := rows.Scan(&k.o, &k.r, &k.p, &k.m, &warm, &probes, &successes, &a[0], &a[1], &a[2], &a[3], &a[4], &a[5]); err != nil {
 			return nil, unavailable("latencies: scan", err)
 		}
 		l := byKey[k]
 		if l == nil {
 			l = &Latency{Orchestrator: k.o, Region: k.r, Pipeline: k.p, Model: k.m}
-			byKey[k], all[k] = l, &[5][]uint64{}
+			byKey[k], all[k] = l, &[6][]uint64{}
 			order = append(order, k)
 		}
 		split := Split{Probes: probes, Successes: successes, Phases: phasesOf(a)}

@@ -133,6 +133,8 @@ type Quantiles struct {
 // Phases are the percentiles of each timed phase.
 type Phases struct {
 	Server, Upload, Download, Total, Discovery Quantiles
+	// TTFT is the LLM time to first token (no samples for other pipelines).
+	TTFT Quantiles
 }
 
 // Split is the probes of one warm/cold state (or both).
