@@ -118,9 +118,10 @@ func TestPercentilesPerPhaseWarmCold(t *testing.T) {
 	}
 }
 
-// LLM probes carry a time to first token: percentiles add a ttft phase for
-// them (interpolated over successful probes), and leave it out for
-// pipelines without one.
+// LLM probes carry a time to first token and a completion token count:
+// percentiles add a ttft phase and tokens_per_second (tokens over the
+// streaming time after the first one) for them, interpolated over
+// successful probes, and leave both out for pipelines without them.
 func TestPercentilesTimeToFirstToken(t *testing.T) {
 	const llm, llama = "Llm", "meta-llama/Meta-Llama-3.1-8B-Instruct" // go-livepeer's name for the pipeline
 	f := newFixture(t, func(now time.Time) []results.Result {
@@ -128,6 +129,7 @@ func TestPercentilesTimeToFirstToken(t *testing.T) {
 		for i := 1; i <= 4; i++ {
 			r := row(fast, "FRA", llm, llama, now.Add(-time.Duration(i)*time.Minute), results.Success, 3*time.Second)
 			r.TTFT = time.Duration(i) * 100 * time.Millisecond
+			r.Download, r.OutputUnits = 2*time.Second, float64(40*i) // 20, 40, 60, 80 tokens/s
 			rs = append(rs, r)
 		}
 		failed := row(fast, "FRA", llm, llama, now.Add(-9*time.Minute), results.Failure, time.Second)
@@ -140,10 +142,13 @@ func TestPercentilesTimeToFirstToken(t *testing.T) {
 	if tt := got[fast]["FRA"].All.Phases.TTFT; tt == nil || tt.Samples != 4 || !approx(tt.P50, 0.25) || !approx(tt.P90, 0.37) {
 		t.Errorf("ttft = %+v, want 4 samples, p50 0.25 s, p90 0.37 s", tt)
 	}
+	if tps := got[fast]["FRA"].All.TokensPerSecond; tps == nil || tps.Samples != 4 || !approx(tps.P50, 50) || !approx(tps.P90, 74) {
+		t.Errorf("tokens_per_second = %+v, want 4 samples, p50 50, p90 74", tps)
+	}
 	var img map[string]map[string]json.RawMessage
 	f.get(t, "/api/percentiles?"+pair).decode(t, &img)
-	if strings.Contains(string(img[fast]["FRA"]), "ttft") {
-		t.Errorf("text-to-image percentiles carry a ttft: %s", img[fast]["FRA"])
+	if s := string(img[fast]["FRA"]); strings.Contains(s, "ttft") || strings.Contains(s, "tokens_per_second") {
+		t.Errorf("text-to-image percentiles carry LLM figures: %s", s)
 	}
 }
 

@@ -78,6 +78,9 @@ type splitOut struct {
 	Successes   uint64    `json:"successes"`
 	SuccessRate float64   `json:"success_rate"`
 	Phases      phasesOut `json:"phases"`
+	// TokensPerSecond (additive, LLM only) is generation speed: completion
+	// tokens over the streaming time after the first token.
+	TokensPerSecond *quantilesOut `json:"tokens_per_second,omitempty"`
 }
 
 type latencyOut struct {
@@ -98,6 +101,10 @@ func toSplit(sp store.Split) splitOut {
 	if sp.Phases.TTFT.Samples > 0 {
 		t := toQuantiles(sp.Phases.TTFT)
 		o.Phases.TTFT = &t
+	}
+	if sp.TokensPerSecond.Samples > 0 {
+		t := toQuantiles(sp.TokensPerSecond)
+		o.TokensPerSecond = &t
 	}
 	if sp.Probes > 0 {
 		o.SuccessRate = float64(sp.Successes) / float64(sp.Probes)

@@ -32,6 +32,12 @@ const probeMs = "(toUInt64(started_at) * 1000 + started_at_ms)"
 // phaseColumns are the phases Latencies reports, in Phases field order.
 var phaseColumns = []string{"server_us", "upload_us", "download_us", "total_us", "discovery_us", "ttft_us"}
 
+// sorted sorts xs in place and returns it.
+func sorted(xs []float64) []float64 {
+	sort.Float64s(xs)
+	return xs
+}
+
 // seconds converts microsecond samples to sorted seconds.
 func seconds(us []uint64) []float64 {
 	xs := make([]float64, len(us))
@@ -42,8 +48,10 @@ func seconds(us []uint64) []float64 {
 	return xs
 }
 
-func quantiles(us []uint64) Quantiles {
-	xs := seconds(us)
+func quantiles(us []uint64) Quantiles { return quantilesOf(seconds(us)) }
+
+// quantilesOf summarises sorted samples.
+func quantilesOf(xs []float64) Quantiles {
 	return Quantiles{
 		Samples: uint64(len(xs)),
 		P50:     score.Percentile(xs, 0.5),
@@ -65,6 +73,9 @@ func (c *ClickHouse) Latencies(ctx context.Context, f Filter) ([]Latency, error)
 	for _, col := range phaseColumns {
 		q += ", groupArrayIf(" + col + ", outcome = 'success' AND " + col + " > 0)"
 	}
+	// LLM generation speed: completion tokens over the streaming time
+	// after the first token arrived (download), per successful probe.
+	q += ", groupArrayIf(output_units * 1000000 / download_us, outcome = 'success' AND ttft_us > 0 AND download_us > 0 AND output_units > 0)"
 	q += " FROM " + c.table() + w +
 		" GROUP BY orchestrator, reg, pipeline, model, warm HAVING countIf(outcome != 'excused') > 0" +
 		" ORDER BY orchestrator, reg, pipeline, model, warm"
@@ -78,13 +89,15 @@ func (c *ClickHouse) Latencies(ctx context.Context, f Filter) ([]Latency, error)
 	type key struct{ o, r, p, m string }
 	byKey := map[key]*Latency{}
 	all := map[key]*[6][]uint64{}
+	allTPS := map[key][]float64{}
 	var order []key
 	for rows.Next() {
 		var k key
 		var warm uint8
 		var probes, successes uint64
 		var a [6][]uint64
-		if err := rows.Scan(&k.o, &k.r, &k.p, &k.m, &warm, &probes, &successes, &a[0], &a[1], &a[2], &a[3], &a[4], &a[5]); err != nil {
+		var tps []float64
+		if err := rows.Scan(&k.o, &k.r, &k.p, &k.m, &warm, &probes, &successes, &a[0], &a[1], &a[2], &a[3], &a[4], &a[5], &tps); err != nil {
 			return nil, unavailable("latencies: scan", err)
 		}
 		l := byKey[k]
@@ -93,7 +106,7 @@ func (c *ClickHouse) Latencies(ctx context.Context, f Filter) ([]Latency, error)
 			byKey[k], all[k] = l, &[6][]uint64{}
 			order = append(order, k)
 		}
-		split := Split{Probes: probes, Successes: successes, Phases: phasesOf(a)}
+		split := Split{Probes: probes, Successes: successes, Phases: phasesOf(a), TokensPerSecond: quantilesOf(sorted(tps))}
 		if warm == 1 {
 			l.Warm = split
 		} else {
@@ -104,6 +117,7 @@ func (c *ClickHouse) Latencies(ctx context.Context, f Filter) ([]Latency, error)
 		for i := range a {
 			all[k][i] = append(all[k][i], a[i]...)
 		}
+		allTPS[k] = append(allTPS[k], tps...)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, unavailable("latencies", err)
@@ -112,6 +126,7 @@ func (c *ClickHouse) Latencies(ctx context.Context, f Filter) ([]Latency, error)
 	for _, k := range order {
 		l := byKey[k]
 		l.All.Phases = phasesOf(*all[k])
+		l.All.TokensPerSecond = quantilesOf(sorted(allTPS[k]))
 		out = append(out, *l)
 	}
 	return out, nil

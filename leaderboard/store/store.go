@@ -142,6 +142,9 @@ type Split struct {
 	Probes    uint64 // scored: success + failure
 	Successes uint64
 	Phases    Phases
+	// TokensPerSecond is LLM generation speed (no samples for other
+	// pipelines): completion tokens / the time after the first token.
+	TokensPerSecond Quantiles
 }
 
 // Latency is one (orchestrator, region, pipeline, model)'s phase
