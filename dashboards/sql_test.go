@@ -156,13 +156,15 @@ func expandCall(sql, name string, fn func(args string) (string, error)) (string,
 	}
 }
 
-// seed writes a small network: three orchestrators, two regions, two
-// pipelines, every outcome, warm and cold, spread over the window.
+// seed writes a small network: three orchestrators, two regions, three
+// pipelines (one of them streamed LLM, with time to first token and tokens),
+// every outcome, warm and cold, spread over the window.
 func seed(t *testing.T, db *chtest.DB, w window) {
 	t.Helper()
 	orchs := []string{"0x1111111111111111111111111111111111111111", "0x2222222222222222222222222222222222222222", "0x3333333333333333333333333333333333333333"}
 	regions := []string{"FRA", "LAX"}
-	pipelines := []struct{ name, model string }{{"Text to image", "ByteDance/SDXL-Lightning"}, {"Audio to text", "openai/whisper-large-v3"}}
+	pipelines := []struct{ name, model string }{{"Text to image", "ByteDance/SDXL-Lightning"}, {"Audio to text", "openai/whisper-large-v3"},
+		{"Llm", "meta-llama/Meta-Llama-3.1-8B-Instruct"}}
 	classes := []string{"timeout", "http_5xx", "invalid_output"}
 	var rows []results.Result
 	n := 0
@@ -189,6 +191,9 @@ func seed(t *testing.T, db *chtest.DB, w window) {
 						if oi == 0 {
 							r.Outcome, r.ErrorClass, r.ErrorCode = results.Excused, "tester_network", "dial"
 						}
+					}
+					if p.name == "Llm" {
+						r.TTFT, r.OutputUnits, r.Download = time.Duration(150+10*k)*time.Millisecond, 64, time.Duration(900+50*k)*time.Millisecond
 					}
 					r.Total = r.Upload + r.Server + r.Download + r.Connect
 					rows = append(rows, r)
