@@ -48,3 +48,12 @@ func IDs(bits []uint64) []ID {
 	}
 	return ids
 }
+
+// DefaultIDs are go-livepeer's DefaultCapabilities (core/capabilities.go at
+// 176aa415c): H.264, MPEG-TS, MP4, fractional frame rates, direct/S3/GCS
+// storage, the four H.264 profiles, GOP, auth token, MPEG-7 video signature
+// and segment slicing — capability ids 0..12, 14 and 26. A go-livepeer AI
+// gateway asks for these plus the pipeline's bit, and an orchestrator that
+// does not advertise all of them fails its CompatibleWith check
+// (conformance vectors 01a, 03).
+var DefaultIDs = []ID{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 26}
