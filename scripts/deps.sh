@@ -41,7 +41,9 @@ else
   say "no Docker engine answers: starting dockerd (log: .cache/dockerd.log)"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  nohup $SUDO dockerd >.cache/dockerd.log 2>&1 &
+  # setsid: dockerd gets its own session, so Ctrl-C on `make demo` (which
+  # signals the terminal's process group) leaves the engine running.
+  $SUDO setsid nohup dockerd >.cache/dockerd.log 2>&1 </dev/null &
   for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && break
     sleep 0.5
