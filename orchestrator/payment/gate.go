@@ -176,6 +176,9 @@ func (r *Receiver) ProcessPayment(ctx context.Context, p *lpnet.Payment, manifes
 	if price == nil {
 		return errors.New("invalid expected price sent with payment err=\"expected price is nil\"")
 	}
+	if len(p.GetTicketSenderParams()) == 0 {
+		return nil // credit already on the balance may still cover the job
+	}
 	ep := p.GetExpirationParams()
 	if ep == nil {
 		// go-livepeer dereferences it unchecked; say what is missing instead.
@@ -191,9 +194,6 @@ func (r *Receiver) ProcessPayment(ctx context.Context, p *lpnet.Payment, manifes
 	roundHash := common.BytesToHash(ep.GetCreationRoundBlockHash())
 	rnd := r.recipientRand(seed, sender, face, winProb, exp, price, ep.GetCreationRound(), roundHash)
 	randHash := pm.RandHash(rnd)
-	if len(p.GetTicketSenderParams()) == 0 {
-		return nil
-	}
 
 	cctx, cancel := r.chainCtx(ctx)
 	defer cancel()
