@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"math/big"
+	"strings"
 	"testing"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -51,6 +53,24 @@ func TestOrchGetOrchestratorVectors(t *testing.T) {
 				t.Error("go-livepeer's CompatibleWith rejects our capabilities for its own request")
 			}
 		})
+	}
+	// 02e: the recipientRand behind 02b's hash and the auth token.
+	var e struct {
+		Rand  string `json:"recipient_rand"`
+		Token struct {
+			Token string `json:"token"`
+		} `json:"auth_token"`
+	}
+	if err := json.Unmarshal(vecFile(t, "02e_ticket_params_decoded.json"), &e); err != nil {
+		t.Fatal(err)
+	}
+	info := vecMsg(t, "02b_orchestrator_info_text_to_image.hex", &lpnet.OrchestratorInfo{})
+	rnd, _ := new(big.Int).SetString(strings.TrimPrefix(e.Rand, "0x"), 16)
+	if pm.RandHash(rnd) != common.BytesToHash(info.GetTicketParams().GetRecipientRandHash()) {
+		t.Error("02e's recipientRand does not hash to 02b's recipientRandHash")
+	}
+	if tok := vecReceiver(t, 8_000_000_000).Token(vecSessionID, vecExpiration); "0x"+common2hex(tok.GetToken()) != e.Token.Token {
+		t.Errorf("auth token %x, go-livepeer %s", tok.GetToken(), e.Token.Token)
 	}
 }
 
@@ -219,5 +239,3 @@ func trim(b []byte) []byte {
 	}
 	return b
 }
-
-var _ = big.NewInt
