@@ -91,7 +91,13 @@ func (f *form) image(name string) (w, h int, err error) {
 }
 
 // decodeRequest validates the body the way go-livepeer does before it
-// touches payment, and computes the billing units per reference §c.
+// touches payment, and computes the billing units as go-livepeer's
+// handleAIRequest does (server/ai_http.go:1400-1570 at 176aa415c): H×W×images
+// for text-to-image (512×512 when unset) and image-to-image, H×W for
+// upscale, segment-anything-2 and image-to-text, H×W×25 frames for
+// image-to-video (1024×576 when unset), max_tokens for llm, 1000 × input
+// characters for text-to-speech, whole audio seconds × 1000 for
+// audio-to-text.
 func decodeRequest(p capability.Pipeline, contentType string, body []byte) (aiRequest, error) {
 	switch p.ID {
 	case capability.TextToImage, capability.LLM, capability.TextToSpeech:
@@ -148,7 +154,13 @@ func decodeRequest(p capability.Pipeline, contentType string, body []byte) (aiRe
 		if err != nil {
 			return req, badf("audio: unreadable audio, cannot determine its duration")
 		}
-		req.units = int64(math.Ceil(secs * 1000))
+		// go-livepeer bills whole seconds × 1000 and refuses audio under one
+		// second (common.CalculateAudioDuration; ai_http.go:1496-1506).
+		whole := int64(secs)
+		if whole <= 0 || secs > math.MaxInt64/1000 {
+			return req, badf("Unable to calculate duration: audio is %.3f s; go-livepeer bills whole seconds and needs at least 1", secs)
+		}
+		req.units = whole * 1000
 	case capability.SegmentAnything2, capability.ImageToText:
 		w, h, err := f.image("image")
 		if err != nil {

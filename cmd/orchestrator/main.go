@@ -24,9 +24,11 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/gpu"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
 	"github.com/lpgauge/lpgauge/orchestrator/payment"
 	"github.com/lpgauge/lpgauge/orchestrator/runner"
+	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
 )
 
 func main() {
@@ -53,6 +55,7 @@ func run(ctx context.Context, args []string) error {
 	aiModels := fs.String("aiModels", "", "aiModels.json path, JSON array, or inline pipeline:model_id:warm,… (required)")
 	ethAddr := fs.String("ethAddr", "", "offchain: the orchestrator's address, its identity (default derived from -serviceAddr); onchain: must match the key's address if given")
 	network := fs.String("network", "offchain", "payment network: offchain (price 0, no tickets, no signatures) or onchain (tickets checked against the TicketBroker at -ethUrl, winners redeemed)")
+	version := fs.String("livepeerVersion", lprpc.DefaultVersion, "version advertised as Capabilities.version, compared as semver against a gateway's -orchMinLivepeerVersion; default: the go-livepeer release whose wire behaviour this orchestrator conforms to")
 	useTLS := fs.Bool("tls", false, "serve the port over TLS with a generated self-signed certificate, as go-livepeer (default true with -network onchain, false offchain, where h2c is served)")
 	var chainCfg chainFlags
 	chainCfg.register(fs)
@@ -173,14 +176,14 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer recv.Close() // after the server: queued winners are still submitted while it drains
-	rpc := &lprpc.Server{URI: advertised, Receiver: recv, States: pricedStates(runners.States, prices), Version: "lpgauge",
-		Address: common.HexToAddress(cfg.EthAddr)}
+	rpc := &lprpc.Server{URI: advertised, Receiver: recv, States: pricedStates(runners.States, prices), Version: *version,
+		Models: models, Address: common.HexToAddress(cfg.EthAddr), Hardware: hardware(runners.States, log)}
 	// Off-chain the gate admits every job, so plain runner-style clients
 	// (no Livepeer headers) keep working; on chain every job is checked:
 	// payment (402/400) and segment credentials (403).
 	var gate orchestrator.Gate = orchestrator.OffChain{}
 	if *network == "onchain" {
-		gate = recv.Gate(rpc.Price)
+		gate = rpc.Gate()
 	}
 	srv, err := orchestrator.New(cfg, runners, gate)
 	if err != nil {
@@ -212,4 +215,22 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// hardware reports the machine's GPUs (NVML) with every served model, as
+// go-livepeer answers a GetOrchestrator without capabilities; nil without
+// a GPU.
+func hardware(states func() []orchestrator.ModelState, log *slog.Logger) func() []*lpnet.HardwareInformation {
+	inv, err := gpu.OpenSystem()
+	if err != nil {
+		log.Info("no GPU inventory; GetOrchestrator sends no hardware", "reason", err.Error())
+		return nil
+	}
+	return func() []*lpnet.HardwareInformation {
+		gpus, err := inv.GPUs()
+		if err != nil {
+			return nil
+		}
+		return lprpc.HardwareFromGPUs(states(), gpus)
+	}
 }

@@ -14,7 +14,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -54,11 +53,18 @@ type Config struct {
 	Signer *pm.Signer
 	// Chain is nil for off-chain mode: no tickets, price 0, no signatures.
 	Chain Chain
-	// Secret keys the recipient rand and auth token HMACs; random if empty.
+	// Secret keys the recipient rand HMAC (go-livepeer's pm recipient
+	// secret, pm/recipient.go:105-115); random 32 bytes if empty.
 	Secret []byte
-	// FaceValue of issued tickets (wei); default 1e12.
+	// AuthSecret keys the auth token HMAC (go-livepeer's orchestrator
+	// secret, core/orchestrator.go:556); random 32 bytes if empty.
+	AuthSecret []byte
+	// FaceValue of issued tickets (wei); default 1e12. go-livepeer derives
+	// it from gas price × redeemGas × txCostMultiplier; see README.
 	FaceValue *big.Int
-	// TicketEV is the expected value of one ticket (wei); default FaceValue/10.
+	// TicketEV is the expected value of one ticket (wei), go-livepeer's
+	// -ticketEV; default FaceValue/10. A paid job needs a balance of at
+	// least TicketEV (SufficientBalance).
 	TicketEV *big.Int
 	// ParamsValidBlocks is how long ticket params stay valid; default 40.
 	ParamsValidBlocks uint64
@@ -66,17 +72,28 @@ type Config struct {
 	TokenTTL time.Duration
 	// ChainTimeout bounds each chain call; default 5 s.
 	ChainTimeout time.Duration
-	Log          *slog.Logger
+	// Seed returns a fresh ticket seed; default 32 random bytes.
+	Seed func() []byte
+	// SessionID returns a fresh auth token session id; default 4 random
+	// bytes in hex, like go-livepeer's core.RandomManifestID.
+	SessionID func() string
+	// Now is the clock of auth token issue and expiry; default time.Now.
+	Now func() time.Time
+	Log *slog.Logger
 }
+
+// MaxSenderNonces is how many tickets one set of ticket params (one
+// recipientRand) accepts, go-livepeer's maxSenderNonces
+// (pm/recipient.go:26, 386-389).
+const MaxSenderNonces = 600
 
 // Receiver issues payment terms and checks what comes back.
 type Receiver struct {
-	cfg     Config
-	winProb *big.Int
+	cfg Config
 
 	mu       sync.Mutex
-	nonces   map[common.Hash]uint32 // recipientRandHash → highest nonce seen
-	balances map[string]*big.Rat    // sender ‖ manifestID → credit in wei
+	nonces   map[string]*nonceSet // recipientRand (decimal) → nonces seen
+	balances map[string]*big.Rat  // sender ‖ manifestID → credit in wei
 
 	redeem chan winner
 	done   chan struct{}
@@ -86,10 +103,25 @@ type Receiver struct {
 	redeemed sync.WaitGroup // one per queued winner, for tests
 }
 
+// nonceSet is the nonces seen on one set of ticket params, kept until the
+// params expire (pm/recipient.go:400-418).
+type nonceSet struct {
+	seen            map[uint32]bool
+	expirationBlock *big.Int
+}
+
 type winner struct {
 	t    *pm.Ticket
 	sig  []byte
 	rand *big.Int
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // the OS has no entropy: nothing safe to do
+	}
+	return b
 }
 
 // NewReceiver starts a receiver; Close stops its redemption loop.
@@ -98,10 +130,10 @@ func NewReceiver(cfg Config) (*Receiver, error) {
 		return nil, errors.New("payment: on-chain mode needs the orchestrator's signer")
 	}
 	if len(cfg.Secret) == 0 {
-		cfg.Secret = make([]byte, 32)
-		if _, err := rand.Read(cfg.Secret); err != nil {
-			return nil, fmt.Errorf("payment: secret: %w", err)
-		}
+		cfg.Secret = randomBytes(32)
+	}
+	if len(cfg.AuthSecret) == 0 {
+		cfg.AuthSecret = randomBytes(32)
 	}
 	if cfg.FaceValue == nil {
 		cfg.FaceValue = big.NewInt(1_000_000_000_000)
@@ -118,16 +150,22 @@ func NewReceiver(cfg Config) (*Receiver, error) {
 	if cfg.ChainTimeout == 0 {
 		cfg.ChainTimeout = 5 * time.Second
 	}
+	if cfg.Seed == nil {
+		cfg.Seed = func() []byte { return randomBytes(32) }
+	}
+	if cfg.SessionID == nil {
+		cfg.SessionID = func() string { return hex.EncodeToString(randomBytes(4)) }
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	// winProb = EV/faceValue scaled to 2^256-1.
-	wp := new(big.Int).Mul(pm.MaxWinProb, cfg.TicketEV)
-	wp.Div(wp, cfg.FaceValue)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Receiver{
-		cfg: cfg, winProb: wp,
-		nonces: map[common.Hash]uint32{}, balances: map[string]*big.Rat{},
+		cfg:    cfg,
+		nonces: map[string]*nonceSet{}, balances: map[string]*big.Rat{},
 		redeem: make(chan winner, 64), done: make(chan struct{}), stop: cancel,
 	}
 	r.wg.Add(1)
@@ -152,6 +190,12 @@ func (r *Receiver) Address() common.Address {
 	return r.cfg.Signer.Address()
 }
 
+// Signer is the orchestrator's key (nil off-chain without one).
+func (r *Receiver) Signer() *pm.Signer { return r.cfg.Signer }
+
+// EV is the configured ticket expected value, go-livepeer's recipient.EV().
+func (r *Receiver) EV() *big.Rat { return new(big.Rat).SetInt(r.cfg.TicketEV) }
+
 // WaitRedemptions blocks until every winning ticket queued so far has been
 // submitted (or failed); tests use it to read balances afterwards.
 func (r *Receiver) WaitRedemptions() { r.redeemed.Wait() }
@@ -160,11 +204,50 @@ func (r *Receiver) chainCtx(ctx context.Context) (context.Context, context.Cance
 	return context.WithTimeout(ctx, r.cfg.ChainTimeout)
 }
 
-// TicketParams issues ticket params for sender at price. Off-chain, or at
-// price 0, there are none.
-func (r *Receiver) TicketParams(ctx context.Context, sender common.Address, price *lpnet.PriceInfo) (*lpnet.TicketParams, error) {
-	if r.cfg.Chain == nil || price.GetPricePerUnit() == 0 {
+// RatPrice is go-livepeer's common.RatPriceInfo: the price as a reduced
+// rational, nil for a nil PriceInfo, an error for pixelsPerUnit 0.
+func RatPrice(p *lpnet.PriceInfo) (*big.Rat, error) {
+	if p == nil {
 		return nil, nil
+	}
+	if p.GetPixelsPerUnit() == 0 {
+		return nil, errors.New("pixels per unit is 0")
+	}
+	return big.NewRat(p.GetPricePerUnit(), p.GetPixelsPerUnit()), nil
+}
+
+// winProb is go-livepeer's recipient.winProb (pm/recipient.go:318-335):
+// EV × ⌈(2^256−1)/faceValue⌉ (exactly EV × (2^256−1)/faceValue when that
+// divides), 2^256−1 when faceValue = EV, 0 for a zero face value.
+func (r *Receiver) winProb(faceValue *big.Int) *big.Int {
+	if faceValue.Sign() == 0 {
+		return new(big.Int)
+	}
+	if faceValue.Cmp(r.cfg.TicketEV) == 0 {
+		return new(big.Int).Set(pm.MaxWinProb)
+	}
+	q, m := new(big.Int).DivMod(pm.MaxWinProb, faceValue, new(big.Int))
+	if m.Sign() != 0 {
+		q.Add(q, big.NewInt(1))
+	}
+	return q.Mul(q, r.cfg.TicketEV)
+}
+
+// TicketParams issues ticket params for sender at price, as go-livepeer's
+// recipient.TicketParams (pm/recipient.go:193-228): at price 0 face value and
+// win probability are 0 but the params are still issued, since an on-chain
+// go-livepeer gateway drops an orchestrator without them. Off-chain there are
+// none.
+func (r *Receiver) TicketParams(ctx context.Context, sender common.Address, price *lpnet.PriceInfo) (*lpnet.TicketParams, error) {
+	if r.cfg.Chain == nil {
+		return nil, nil
+	}
+	pr, err := RatPrice(price)
+	if err != nil {
+		return nil, fmt.Errorf("ticket params: price: %w", err)
+	}
+	if pr == nil {
+		pr = new(big.Rat)
 	}
 	cctx, cancel := r.chainCtx(ctx)
 	defer cancel()
@@ -176,76 +259,105 @@ func (r *Receiver) TicketParams(ctx context.Context, sender common.Address, pric
 	if err != nil {
 		return nil, fmt.Errorf("ticket params: current round: %w", err)
 	}
-	seed := make([]byte, 32)
-	if _, err := rand.Read(seed); err != nil {
-		return nil, fmt.Errorf("ticket params: seed: %w", err)
+	r.prune(block)
+	seed := new(big.Int).SetBytes(r.cfg.Seed())
+	face := new(big.Int)
+	if pr.Sign() > 0 {
+		face.Set(r.cfg.FaceValue)
 	}
-	tp := &lpnet.TicketParams{
-		Recipient:        r.Address().Bytes(),
-		FaceValue:        r.cfg.FaceValue.Bytes(),
-		WinProb:          r.winProb.Bytes(),
-		Seed:             seed,
-		ExpirationBlock:  new(big.Int).SetUint64(block + r.cfg.ParamsValidBlocks).Bytes(),
-		ExpirationParams: &lpnet.TicketExpirationParams{CreationRound: round, CreationRoundBlockHash: roundHash.Bytes()},
-	}
-	tp.RecipientRandHash = pm.RandHash(r.recipientRand(tp, sender, price)).Bytes()
-	return tp, nil
+	winProb := r.winProb(face)
+	exp := new(big.Int).SetUint64(block + r.cfg.ParamsValidBlocks)
+	rnd := r.recipientRand(seed, sender, face, winProb, exp, pr, round, roundHash)
+	return &lpnet.TicketParams{
+		Recipient:         r.Address().Bytes(),
+		FaceValue:         face.Bytes(),
+		WinProb:           winProb.Bytes(),
+		RecipientRandHash: pm.RandHash(rnd).Bytes(),
+		Seed:              seed.Bytes(),
+		ExpirationBlock:   exp.Bytes(),
+		ExpirationParams:  &lpnet.TicketExpirationParams{CreationRound: round, CreationRoundBlockHash: roundHash.Bytes()},
+	}, nil
 }
 
-// recipientRand = HMAC-SHA256(secret, seed ‖ sender ‖ faceValue ‖ winProb ‖
-// expirationBlock ‖ price num ‖ price denom ‖ auxData). Binding every term
-// means a gateway that alters any of them gets a rand whose hash does not
-// match, and we keep no per-params state.
-func (r *Receiver) recipientRand(tp *lpnet.TicketParams, sender common.Address, price *lpnet.PriceInfo) *big.Int {
+// recipientRand is go-livepeer's recipient.rand (pm/recipient.go:355-367):
+// HMAC-SHA256(secret, seed ‖ sender ‖ faceValue ‖ winProb ‖ expirationBlock
+// ‖ price.Num ‖ price.Denom ‖ auxData), every integer as minimal big-endian
+// bytes (empty for 0), the price reduced. Binding every term means a gateway
+// that alters any of them gets a rand whose hash does not match, and no
+// per-params state is kept until a ticket arrives.
+func (r *Receiver) recipientRand(seed *big.Int, sender common.Address, face, winProb, exp *big.Int, price *big.Rat, round int64, roundHash common.Hash) *big.Int {
 	h := hmac.New(sha256.New, r.cfg.Secret)
-	word := func(b []byte) { h.Write(common.LeftPadBytes(b, 32)) }
-	word(tp.GetSeed())
+	h.Write(seed.Bytes())
 	h.Write(sender.Bytes())
-	word(tp.GetFaceValue())
-	word(tp.GetWinProb())
-	word(tp.GetExpirationBlock())
-	word(big.NewInt(price.GetPricePerUnit()).Bytes())
-	word(big.NewInt(price.GetPixelsPerUnit()).Bytes())
-	ep := tp.GetExpirationParams()
-	h.Write((&pm.Ticket{CreationRound: ep.GetCreationRound(), CreationRoundBlockHash: common.BytesToHash(ep.GetCreationRoundBlockHash())}).AuxData())
+	h.Write(face.Bytes())
+	h.Write(winProb.Bytes())
+	h.Write(exp.Bytes())
+	h.Write(price.Num().Bytes())
+	h.Write(price.Denom().Bytes())
+	h.Write((&pm.Ticket{CreationRound: round, CreationRoundBlockHash: roundHash}).AuxData())
 	return new(big.Int).SetBytes(h.Sum(nil))
 }
 
-// AuthToken issues a token: HMAC-SHA256(secret, sessionID ‖ big-endian
-// expiration), valid TokenTTL.
+// prune drops the nonce sets of params that expired by block, as
+// go-livepeer's senderNoncesCleanupLoop does on each new L1 block.
+func (r *Receiver) prune(block uint64) {
+	b := new(big.Int).SetUint64(block)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, s := range r.nonces {
+		if s.expirationBlock.Cmp(b) <= 0 {
+			delete(r.nonces, k)
+		}
+	}
+}
+
+// NonceSets is how many ticket-params sets currently hold nonces.
+func (r *Receiver) NonceSets() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.nonces)
+}
+
+// AuthToken issues a token valid TokenTTL for a fresh session id.
 func (r *Receiver) AuthToken() *lpnet.AuthToken {
-	id := make([]byte, 16)
-	_, _ = rand.Read(id)
-	t := &lpnet.AuthToken{SessionId: hex.EncodeToString(id), Expiration: time.Now().Add(r.cfg.TokenTTL).Unix()}
-	t.Token = r.tokenMAC(t)
-	return t
+	return r.Token(r.cfg.SessionID(), r.cfg.Now().Add(r.cfg.TokenTTL).Unix())
 }
 
-func (r *Receiver) tokenMAC(t *lpnet.AuthToken) []byte {
-	h := hmac.New(sha256.New, r.cfg.Secret)
-	h.Write([]byte(t.GetSessionId()))
-	var exp [8]byte
-	binary.BigEndian.PutUint64(exp[:], uint64(t.GetExpiration()))
-	h.Write(exp[:])
-	return h.Sum(nil)
+// Token is go-livepeer's orchestrator.AuthToken (core/orchestrator.go:511-521):
+// HMAC-SHA256(authSecret, sessionID ‖ big.Int(expiration).Bytes()).
+func (r *Receiver) Token(sessionID string, expiration int64) *lpnet.AuthToken {
+	h := hmac.New(sha256.New, r.cfg.AuthSecret)
+	h.Write([]byte(sessionID))
+	h.Write(big.NewInt(expiration).Bytes())
+	return &lpnet.AuthToken{Token: h.Sum(nil), SessionId: sessionID, Expiration: expiration}
 }
 
-// Token errors.
+// Token errors, with go-livepeer's texts.
 var (
 	ErrNoToken      = errors.New("missing auth token")
 	ErrTokenForged  = errors.New("invalid auth token")
 	ErrTokenExpired = errors.New("expired auth token")
 )
 
-// VerifyAuthToken checks a token this receiver issued.
-func (r *Receiver) VerifyAuthToken(t *lpnet.AuthToken) error {
-	if t == nil || len(t.GetToken()) == 0 {
+// CheckToken checks only that a token is this orchestrator's (its HMAC),
+// as EndTranscodingSession does (server/rpc.go:572-579).
+func (r *Receiver) CheckToken(t *lpnet.AuthToken) error {
+	if t == nil {
 		return ErrNoToken
 	}
-	if !hmac.Equal(t.GetToken(), r.tokenMAC(t)) {
+	if !hmac.Equal(t.GetToken(), r.Token(t.GetSessionId(), t.GetExpiration()).GetToken()) {
 		return ErrTokenForged
 	}
-	if time.Now().Unix() >= t.GetExpiration() {
+	return nil
+}
+
+// VerifyAuthToken checks a token this receiver issued and that it has not
+// expired: rejected once now is after the expiration (segment_rpc.go:433-444).
+func (r *Receiver) VerifyAuthToken(t *lpnet.AuthToken) error {
+	if err := r.CheckToken(t); err != nil {
+		return err
+	}
+	if r.cfg.Now().After(time.Unix(t.GetExpiration(), 0)) {
 		return ErrTokenExpired
 	}
 	return nil
