@@ -213,6 +213,13 @@ func (g *Gateway) pay(ctx context.Context, info *lpnet.OrchestratorInfo, j *Job)
 		return nil, err
 	}
 	ev := pm.EV(bigInt(tp.GetFaceValue()), bigInt(tp.GetWinProb()))
+	if ev.Sign() == 0 && info.GetPriceInfo().GetPricePerUnit() > 0 {
+		// go-livepeer's orchestrator issues EV-0 params only for price 0
+		// (pm/recipient.go:198-203); its gateway would send no tickets and
+		// be refused for insufficient balance. We name the fault first.
+		return nil, fmt.Errorf("%w: ticket EV 0 (face value %s, win prob %s) with a price of %d wei per %d units", ErrBadTicketParams,
+			bigInt(tp.GetFaceValue()), bigInt(tp.GetWinProb()), info.GetPriceInfo().GetPricePerUnit(), info.GetPriceInfo().GetPixelsPerUnit())
+	}
 	key := balanceKey{common.BytesToAddress(tp.GetRecipient()), info.GetAuthToken().GetSessionId()}
 	credit := g.balances.reserve(key)
 	n := pm.TicketCount(j.Fee, credit, ev)

@@ -168,13 +168,14 @@ func TestSenderSideRefusalsAreExcused(t *testing.T) {
 
 // With -reuse-sessions the tester keeps an orchestrator's info between
 // probes (no GetOrchestrator, discovery 0) until its ticket params come
-// within a block of expiry or its auth token enters the last 10% of its
-// validity; then it refreshes by itself and the probe still succeeds.
+// within a block of expiry or its auth token within 180 s of expiry
+// (gateway.AuthTokenRefresh, go-livepeer's rule); then it refreshes by
+// itself and the probe still succeeds.
 func TestReusedSessionsRefreshBeforeExpiry(t *testing.T) {
 	o := newOnChain(t)
 	// Blocks come every 20 ms: 50 blocks of validity is about a second.
 	shortParams := o.reference(t, orchtest.ReferenceConfig{Payment: payment.Config{ParamsValidBlocks: 50}})
-	shortToken := o.reference(t, orchtest.ReferenceConfig{Payment: payment.Config{ParamsValidBlocks: 100000, TokenTTL: 3 * time.Second}})
+	shortToken := o.reference(t, orchtest.ReferenceConfig{Payment: payment.Config{ParamsValidBlocks: 100000, TokenTTL: gateway.AuthTokenRefresh + 3*time.Second}})
 
 	for _, tt := range []struct {
 		name  string
