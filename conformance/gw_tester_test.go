@@ -49,23 +49,29 @@ type gwOrch struct {
 	jobsAtTranscoder      atomic.Int64
 	refusals              atomic.Int64
 	separateTranscoderURI bool
+	advertise             string // replaces the advertised transcoder URI when set
 }
 
 // newGWOrch starts the orchestrator. With separate, the transcoder URI is a
 // second server; its discovery server then answers the AI routes too (a
 // proxy in front of the same workers), so a gateway that sends the job to
 // the discovery URI gets media on the transcoder's host.
-func newGWOrch(t *testing.T, info *lpnet.OrchestratorInfo, separate bool) *gwOrch {
+// Options set before the servers start, so handlers read them race-free.
+func newGWOrch(t *testing.T, info *lpnet.OrchestratorInfo, separate bool, opts ...func(*gwOrch)) *gwOrch {
 	t.Helper()
 	o := &gwOrch{info: info, separateTranscoderURI: separate}
+	for _, f := range opts {
+		f(o)
+	}
 	o.discovery = httptest.NewUnstartedServer(h2c.NewHandler(lprpc.Handler(lprpc.NewGRPC(o), o.jobs(&o.jobsAtDiscovery)), &http2.Server{}))
-	o.discovery.Start()
-	t.Cleanup(o.discovery.Close)
 	o.transcoder = o.discovery
 	if separate {
-		o.transcoder = httptest.NewServer(o.jobs(&o.jobsAtTranscoder))
+		o.transcoder = httptest.NewUnstartedServer(o.jobs(&o.jobsAtTranscoder))
+		o.transcoder.Start()
 		t.Cleanup(o.transcoder.Close)
 	}
+	o.discovery.Start()
+	t.Cleanup(o.discovery.Close)
 	return o
 }
 
@@ -81,6 +87,9 @@ func (o *gwOrch) GetOrchestrator(context.Context, *lpnet.OrchestratorRequest) (*
 	info := proto.Clone(o.info).(*lpnet.OrchestratorInfo)
 	o.mu.Unlock()
 	info.Transcoder = o.transcoder.URL
+	if o.advertise != "" {
+		info.Transcoder = o.advertise
+	}
 	return info, nil
 }
 
@@ -183,6 +192,20 @@ func TestTesterJobGoesToAdvertisedTranscoder(t *testing.T) {
 	}
 }
 
+// An advertised transcoder URI the job cannot be sent to is the
+// orchestrator's discovery fault, named, and nothing is sent anywhere.
+func TestTesterBadTranscoderURI(t *testing.T) {
+	info := gwInfo(t, "02b_orchestrator_info_text_to_image")
+	o := newGWOrch(t, info, false, func(o *gwOrch) { o.advertise = "ftp://orchestrator.example:8935" })
+	r := gwProbe(t, &gateway.Gateway{}, o, common.BytesToAddress(info.GetAddress()).Hex())
+	if r.Outcome != results.Failure || r.ErrorClass != string(probe.ClassDiscovery) || r.ErrorCode != "bad_transcoder_uri" {
+		t.Fatalf("probe recorded %s %s/%s (%s), want failure discovery/bad_transcoder_uri", r.Outcome, r.ErrorClass, r.ErrorCode, r.ErrorMessage)
+	}
+	if o.jobsAtDiscovery.Load() != 0 {
+		t.Fatal("the job was sent to the discovery URI")
+	}
+}
+
 // §5: a free model (price 0; ticket params with face value and win
 // probability 0, vector 05a) probed by an on-chain tester. The orchestrator
 // here checks the headers as go-livepeer's does: a Livepeer-Payment that
@@ -192,9 +215,8 @@ func TestTesterJobGoesToAdvertisedTranscoder(t *testing.T) {
 // payment/ticket_params_invalid before sending anything.
 func TestTesterFreeModelSucceeds(t *testing.T) {
 	info := gwInfo(t, "05a_orchestrator_info_free")
-	o := newGWOrch(t, info, false)
 	gw := common.HexToAddress(gwAddressHex)
-	o.check = func(r *http.Request) (int, error) {
+	check := func(r *http.Request) (int, error) {
 		var pay lpnet.Payment
 		if err := pm.DecodeHeader(r.Header.Get(gateway.PaymentHeader), &pay); err != nil {
 			return http.StatusPaymentRequired, err
@@ -220,6 +242,7 @@ func TestTesterFreeModelSucceeds(t *testing.T) {
 		}
 		return 0, nil
 	}
+	o := newGWOrch(t, info, false, func(o *gwOrch) { o.check = check })
 	chain := newGWChain()
 	r := gwProbe(t, gwGateway(t, chain), o, common.BytesToAddress(info.GetAddress()).Hex())
 	gwSucceeded(t, r)

@@ -47,8 +47,9 @@ type sessions struct {
 // probe). With ReuseSessions it reuses the last answer until, as in
 // go-livepeer's shouldRefreshSession, the auth token is within
 // AuthTokenRefresh of expiry or the ticket params come within a block of
-// expiry (or SessionTTL passes). Fresh params already expiring are fetched once more;
-// if they expire again, that is ErrParamsExpired (the orchestrator's clock).
+// expiry (or SessionTTL passes). Fresh params already expiring are fetched
+// once more; if they expire again, that is ErrParamsExpired (the
+// orchestrator's clock).
 func (g *Gateway) Session(ctx context.Context, serviceURI string, id capability.ID, model string) (Session, error) {
 	key := sessionKey{serviceURI, id, model}
 	if g.ReuseSessions {
