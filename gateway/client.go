@@ -75,8 +75,18 @@ func OrchestratorRequest(signer *pm.Signer, id capability.ID, model string) (*lp
 	return orchestratorRequest(signer, Capabilities(id, model))
 }
 
-// orchestratorRequest signs a request for caps; nil caps asks for the full
-// info (every capability, model and price, no ticket params).
+// InfoRequest is the no-capability discovery request (vector 01c): signed
+// as OrchestratorRequest, without capabilities.
+func InfoRequest(signer *pm.Signer) (*lpnet.OrchestratorRequest, error) {
+	return orchestratorRequest(signer, nil)
+}
+
+// orchestratorRequest is go-livepeer's genOrchestratorReq (server/rpc.go:446-448):
+// the gateway address and its InfoSig, BcastSign(ascii(EIP-55 address))
+// (cmd/livepeer/starter/starter.go:1685; conformance 01_infosig.json), and
+// caps. Nil caps is the no-capability request of go-livepeer's on-chain DB
+// discovery (vector 01c), which asks for the full info: every capability,
+// model and price.
 func orchestratorRequest(signer *pm.Signer, caps *lpnet.Capabilities) (*lpnet.OrchestratorRequest, error) {
 	req := &lpnet.OrchestratorRequest{Capabilities: caps}
 	if signer != nil {
@@ -90,16 +100,33 @@ func orchestratorRequest(signer *pm.Signer, caps *lpnet.Capabilities) (*lpnet.Or
 	return req, nil
 }
 
-// Capabilities is what a gateway asks for when it needs one AI model: the
-// capability bit plus a per-model constraint with warm=false, so warm and
-// cold orchestrators both answer.
+// Version is the Capabilities.version our gateway sends: the go-livepeer
+// release whose gateway wire it reproduces (core.LivepeerVersion of the
+// conformance vectors). Orchestrators only log a gateway's version; it takes
+// part in no compatibility check.
+const Version = "0.9.1"
+
+// Capabilities is what a go-livepeer AI gateway asks for when it needs one
+// model (server/ai_session.go:446-460, getSessions): go-livepeer's
+// DefaultCapabilities plus the pipeline's bit, capacity 1 for each
+// (core.NewCapabilities), the gateway's version, an empty minVersion and one
+// per-capability model constraint {warm: false, runnerVersion: ""}, so warm
+// and cold orchestrators both answer. Conformance vectors 01a and 01b.
+// Without a model only the bits are asked for.
 func Capabilities(id capability.ID, model string) *lpnet.Capabilities {
-	c := &lpnet.Capabilities{Bitstring: capability.Bitstring(id)}
+	ids := append(append(make([]capability.ID, 0, len(capability.DefaultIDs)+1), capability.DefaultIDs...), id)
+	c := &lpnet.Capabilities{
+		Bitstring:   capability.Bitstring(ids...),
+		Capacities:  make(map[uint32]uint32, len(ids)),
+		Version:     Version,
+		Constraints: &lpnet.Capabilities_Constraints{PerCapability: map[uint32]*lpnet.Capabilities_CapabilityConstraints{}},
+	}
+	for _, i := range ids {
+		c.Capacities[uint32(i)] = 1
+	}
 	if model != "" {
-		c.Constraints = &lpnet.Capabilities_Constraints{
-			PerCapability: map[uint32]*lpnet.Capabilities_CapabilityConstraints{
-				uint32(id): {Models: map[string]*lpnet.Capabilities_CapabilityConstraints_ModelConstraint{model: {}}},
-			},
+		c.Constraints.PerCapability[uint32(id)] = &lpnet.Capabilities_CapabilityConstraints{
+			Models: map[string]*lpnet.Capabilities_CapabilityConstraints_ModelConstraint{model: {}},
 		}
 	}
 	return c

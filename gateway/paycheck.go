@@ -13,6 +13,7 @@ import (
 	"github.com/ethereum/go-ethereum/ethclient"
 
 	"github.com/lpgauge/lpgauge/contracts"
+	"github.com/lpgauge/lpgauge/gateway/pm"
 	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
 )
 
@@ -180,64 +181,88 @@ func (g *Gateway) checkPrice(price *lpnet.PriceInfo) error {
 }
 
 // checkTicketParams refuses params a ticket cannot be made from: the
-// orchestrator's fault, never the gateway's limits.
+// orchestrator's fault, never the gateway's limits. Face value and win
+// probability 0 are a free model's params (pm/recipient.go:198-203), not
+// malformed: they make tickets of EV 0, so none are sent.
 func checkTicketParams(tp *lpnet.TicketParams) error {
 	switch {
 	case len(tp.GetRecipient()) != common.AddressLength:
 		return fmt.Errorf("%w: recipient is %d bytes, want 20", ErrBadTicketParams, len(tp.GetRecipient()))
 	case len(tp.GetRecipientRandHash()) != common.HashLength:
 		return fmt.Errorf("%w: recipient_rand_hash is %d bytes, want 32", ErrBadTicketParams, len(tp.GetRecipientRandHash()))
-	case len(tp.GetFaceValue()) > 32 || len(tp.GetWinProb()) > 32 || len(tp.GetExpirationBlock()) > 32:
-		return fmt.Errorf("%w: face_value, win_prob or expiration_block longer than 32 bytes", ErrBadTicketParams)
-	case bigInt(tp.GetFaceValue()).Sign() == 0:
-		return fmt.Errorf("%w: face value 0", ErrBadTicketParams)
-	case bigInt(tp.GetWinProb()).Sign() == 0:
-		return fmt.Errorf("%w: win probability 0", ErrBadTicketParams)
+	case len(tp.GetFaceValue()) > 32 || len(tp.GetWinProb()) > 32 || len(tp.GetExpirationBlock()) > 32 || len(tp.GetSeed()) > 32:
+		return fmt.Errorf("%w: face_value, win_prob, seed or expiration_block longer than 32 bytes", ErrBadTicketParams)
+	case bigInt(tp.GetExpirationBlock()).Sign() == 0:
+		// pm/sender.go:190-192
+		return fmt.Errorf("%w: expiration block 0", ErrBadTicketParams)
+	}
+	// pm/sender.go:204-206: a ticket worth its whole face value or more
+	// (win probability ≥ 1) is not a lottery ticket.
+	face := bigInt(tp.GetFaceValue())
+	if ev := pm.EV(face, bigInt(tp.GetWinProb())); ev.Sign() > 0 && ev.Cmp(new(big.Rat).SetInt(face)) >= 0 {
+		return fmt.Errorf("%w: ticket EV %s wei not below face value %s", ErrBadTicketParams, ev.FloatString(0), face)
 	}
 	return nil
 }
 
-// paramsExpiring reports whether tp expires within one block of last: a
-// ticket made from it may reach the orchestrator after it has expired.
+// paramsExpiring reports whether tp expires within one block of last, when
+// go-livepeer's sender refuses them and its gateway refreshes the session
+// (pm/sender.go:194-197, paramsExpiryBuffer = 1; server/broadcast.go:1646-1655):
+// expirationBlock − last ≤ 1.
 func paramsExpiring(tp *lpnet.TicketParams, last *big.Int) bool {
-	return bigInt(tp.GetExpirationBlock()).Cmp(new(big.Int).Add(last, big.NewInt(1))) <= 0
+	return new(big.Int).Sub(bigInt(tp.GetExpirationBlock()), last).Cmp(big.NewInt(1)) <= 0
 }
 
-// checkTickets is go-livepeer's sender.validateTicketParams for n tickets
-// of tp, run before anything is signed: params not about to expire, ticket
-// EV ≤ MaxTicketEV, n × EV ≤ MaxTotalEV, face value ≤ deposit /
-// DepositMultiplier with a usable deposit and reserve and no unlock pending.
+// checkExpiry refuses params that are within a block of expiry by the
+// chain's clock; without a Chain there is no clock and nothing to check.
+func (g *Gateway) checkExpiry(ctx context.Context, tp *lpnet.TicketParams) error {
+	if g.Chain == nil {
+		return nil
+	}
+	last, err := g.lastBlock(ctx)
+	if err != nil {
+		return err
+	}
+	if paramsExpiring(tp, last) {
+		return fmt.Errorf("%w: expiration block %s, latest %s", ErrParamsExpired, bigInt(tp.GetExpirationBlock()), last)
+	}
+	return nil
+}
+
+// checkTickets is the rest of go-livepeer's sender.validateTicketParams
+// (pm/sender.go:199-230) for n tickets of expected value ev > 0, run before
+// anything is signed: ev ≤ MaxTicketEV, the sender's deposit and reserve
+// non-zero and no unlock pending, n × ev ≤ MaxTotalEV, face value ≤
+// deposit / DepositMultiplier. go-livepeer skips all of these when ev is 0.
 func (g *Gateway) checkTickets(ctx context.Context, tp *lpnet.TicketParams, ev *big.Rat, n int) error {
-	if g.Chain != nil {
-		last, err := g.lastBlock(ctx)
-		if err != nil {
-			return err
-		}
-		if paramsExpiring(tp, last) {
-			return fmt.Errorf("%w: expiration block %s, latest %s", ErrParamsExpired, bigInt(tp.GetExpirationBlock()), last)
-		}
+	if ev.Sign() <= 0 {
+		return nil
 	}
 	if g.MaxTicketEV != nil && g.MaxTicketEV.Sign() > 0 && ev.Cmp(g.MaxTicketEV) > 0 {
 		return fmt.Errorf("%w: %s wei > maximum %s (-maxTicketEV)", ErrTicketEVTooHigh, ev.FloatString(0), g.MaxTicketEV.FloatString(0))
+	}
+	var info contracts.SenderInfo
+	funds := g.Chain != nil && g.DepositMultiplier > 0
+	if funds {
+		var err error
+		if info, err = g.senderInfo(ctx, g.Sender.Address()); err != nil {
+			return err
+		}
+		switch {
+		case info.WithdrawRound != nil && info.WithdrawRound.Sign() != 0:
+			return fmt.Errorf("%w: unlock pending, withdraw round %s", ErrSenderFunds, info.WithdrawRound)
+		case info.ReserveRemaining == nil || info.ReserveRemaining.Sign() <= 0:
+			return fmt.Errorf("%w: reserve is 0 (fund it with fundDepositAndReserve)", ErrSenderFunds)
+		case info.Deposit == nil || info.Deposit.Sign() <= 0:
+			return fmt.Errorf("%w: deposit is 0 (fund it with fundDepositAndReserve)", ErrSenderFunds)
+		}
 	}
 	if total := new(big.Rat).Mul(ev, big.NewRat(int64(n), 1)); g.MaxTotalEV != nil && g.MaxTotalEV.Sign() > 0 && total.Cmp(g.MaxTotalEV) > 0 {
 		return fmt.Errorf("%w: %d tickets × %s wei = %s > maximum %s (-maxTotalEV)", ErrTotalEVTooHigh, n, ev.FloatString(0),
 			total.FloatString(0), g.MaxTotalEV.FloatString(0))
 	}
-	if g.Chain == nil || g.DepositMultiplier <= 0 {
+	if !funds {
 		return nil
-	}
-	info, err := g.senderInfo(ctx, g.Sender.Address())
-	if err != nil {
-		return err
-	}
-	switch {
-	case info.Deposit == nil || info.Deposit.Sign() <= 0:
-		return fmt.Errorf("%w: deposit is 0 (fund it with fundDepositAndReserve)", ErrSenderFunds)
-	case info.ReserveRemaining == nil || info.ReserveRemaining.Sign() <= 0:
-		return fmt.Errorf("%w: reserve is 0 (fund it with fundDepositAndReserve)", ErrSenderFunds)
-	case info.WithdrawRound != nil && info.WithdrawRound.Sign() != 0:
-		return fmt.Errorf("%w: unlock pending, withdraw round %s", ErrSenderFunds, info.WithdrawRound)
 	}
 	maxFace := new(big.Int).Div(info.Deposit, big.NewInt(int64(g.DepositMultiplier)))
 	if face := bigInt(tp.GetFaceValue()); face.Cmp(maxFace) > 0 {

@@ -45,10 +45,11 @@ type sessions struct {
 // Session returns the orchestrator's info for one (capability, model). By
 // default it calls GetOrchestrator every time (a tester times discovery per
 // probe). With ReuseSessions it reuses the last answer until, as in
-// go-livepeer's shouldRefreshSession, the auth token enters the last 10% of
-// its validity or the ticket params come within a block of expiry (or
-// SessionTTL passes). Fresh params already expiring are fetched once more;
-// if they expire again, that is ErrParamsExpired (the orchestrator's clock).
+// go-livepeer's shouldRefreshSession, the auth token is within
+// AuthTokenRefresh of expiry or the ticket params come within a block of
+// expiry (or SessionTTL passes). Fresh params already expiring are fetched
+// once more; if they expire again, that is ErrParamsExpired (the
+// orchestrator's clock).
 func (g *Gateway) Session(ctx context.Context, serviceURI string, id capability.ID, model string) (Session, error) {
 	key := sessionKey{serviceURI, id, model}
 	if g.ReuseSessions {
@@ -109,9 +110,16 @@ func (g *Gateway) cached(key sessionKey) (cachedSession, bool) {
 	return c, ok
 }
 
-// stale is go-livepeer's shouldRefreshSession: no auth token, the token in
-// the last 10% of its validity (measured from when we got it), or the
-// ticket params within a block of expiry.
+// AuthTokenRefresh is how long before its auth token expires a session is
+// refreshed: go-livepeer's shouldRefreshSession refreshes once now is past
+// expiration − 10% of authTokenValidPeriod (30 min), i.e. 180 s
+// (server/broadcast.go:1637-1644, server/rpc.go:47).
+const AuthTokenRefresh = 180 * time.Second
+
+// stale is go-livepeer's shouldRefreshSession: no auth token, now after the
+// token's expiration − AuthTokenRefresh, or the ticket params within a block
+// of expiry (expirationBlock − lastSeenL1Block ≤ 1); or, ours, SessionTTL
+// passed since the info was fetched.
 func (g *Gateway) stale(ctx context.Context, c cachedSession) (bool, error) {
 	ttl := g.SessionTTL
 	if ttl == 0 {
@@ -124,9 +132,7 @@ func (g *Gateway) stale(ctx context.Context, c cachedSession) (bool, error) {
 	if tok == nil {
 		return true, nil
 	}
-	exp := time.Unix(tok.GetExpiration(), 0)
-	validity := exp.Sub(c.fetched)
-	if validity <= 0 || !time.Now().Before(exp.Add(-validity/10)) {
+	if time.Now().After(time.Unix(tok.GetExpiration(), 0).Add(-AuthTokenRefresh)) {
 		return true, nil
 	}
 	return g.expiring(ctx, c.info)

@@ -168,13 +168,14 @@ func TestSenderSideRefusalsAreExcused(t *testing.T) {
 
 // With -reuse-sessions the tester keeps an orchestrator's info between
 // probes (no GetOrchestrator, discovery 0) until its ticket params come
-// within a block of expiry or its auth token enters the last 10% of its
-// validity; then it refreshes by itself and the probe still succeeds.
+// within a block of expiry or its auth token within 180 s of expiry
+// (gateway.AuthTokenRefresh, go-livepeer's rule); then it refreshes by
+// itself and the probe still succeeds.
 func TestReusedSessionsRefreshBeforeExpiry(t *testing.T) {
 	o := newOnChain(t)
 	// Blocks come every 20 ms: 50 blocks of validity is about a second.
 	shortParams := o.reference(t, orchtest.ReferenceConfig{Payment: payment.Config{ParamsValidBlocks: 50}})
-	shortToken := o.reference(t, orchtest.ReferenceConfig{Payment: payment.Config{ParamsValidBlocks: 100000, TokenTTL: 3 * time.Second}})
+	shortToken := o.reference(t, orchtest.ReferenceConfig{Payment: payment.Config{ParamsValidBlocks: 100000, TokenTTL: gateway.AuthTokenRefresh + 10*time.Second}})
 
 	for _, tt := range []struct {
 		name  string
@@ -182,7 +183,9 @@ func TestReusedSessionsRefreshBeforeExpiry(t *testing.T) {
 		sleep time.Duration
 	}{
 		{"ticket params expire", shortParams, 1500 * time.Millisecond},
-		{"auth token ages", shortToken, 3 * time.Second},
+		// 10 s of reuse: a first probe under -race on a loaded machine
+		// takes seconds.
+		{"auth token ages", shortToken, 10 * time.Second},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			gw := o.gateway(o.tester)

@@ -99,7 +99,7 @@ func (p Preparer) prepare(ctx context.Context, job probe.PrepareJob) (prep probe
 		prep.Warm = mc.GetWarm()
 	}
 	units := int64(math.Ceil(job.Units))
-	h, err := p.Gateway.Headers(ctx, info, job.Pipeline.ID, job.Model, units)
+	j, err := p.Gateway.Pay(ctx, info, job.Pipeline.ID, job.Model, units)
 	if err != nil {
 		if errors.Is(err, gateway.ErrNotOffered) {
 			return prep, s.Reused, fmt.Errorf("%w: %v", probe.ErrDiscovery, err)
@@ -109,7 +109,11 @@ func (p Preparer) prepare(ctx context.Context, job probe.PrepareJob) (prep probe
 		}
 		return prep, s.Reused, fmt.Errorf("%w: %v", probe.ErrTesterSide, err)
 	}
-	prep.Header = h
+	prep.Header = j.Header
+	// The job goes where the orchestrator says it takes work, as a
+	// go-livepeer gateway sends it (server/ai_process.go:204).
+	prep.JobURI = j.URI
+	prep.Accepted = j.Accepted
 	if s.Reused {
 		prep.Forget = func() { p.Gateway.Forget(job.ServiceURI, job.Pipeline.ID, job.Model) }
 	}

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,6 +80,14 @@ type Preparation struct {
 	// session: a refusal of its credentials or payment is retried once
 	// with fresh ones instead of blamed on the orchestrator.
 	Forget func()
+	// JobURI, when set, is where the job is sent instead of the service
+	// URI: the orchestrator's advertised transcoder URI
+	// (OrchestratorInfo.transcoder), as go-livepeer gateways send jobs.
+	// Result media on its host is the orchestrator's own.
+	JobURI string
+	// Accepted, when set, is called once the orchestrator answers the job
+	// with 200, so the payment's change stays as the gateway's credit.
+	Accepted func()
 }
 
 // OffChain is the Preparer for orchestrators reached without the protocol
@@ -374,6 +383,9 @@ func (p *Prober) run(ctx context.Context, job Job, info capability.Pipeline, to 
 	defer sent.transport.CloseIdleConnections()
 	defer resp.Body.Close()
 	r.HTTPStatus = resp.StatusCode
+	if resp.StatusCode == http.StatusOK && sent.prep.Accepted != nil {
+		sent.prep.Accepted()
+	}
 	if ms, err := strconv.ParseFloat(resp.Header.Get("X-Processing-Time-Ms"), 64); err == nil && ms > 0 {
 		r.OrchProcessing = time.Duration(ms * float64(time.Millisecond))
 	}
@@ -413,7 +425,7 @@ func (p *Prober) run(ctx context.Context, job Job, info capability.Pipeline, to 
 		return classifyTransport(err, PhaseDownload)
 	}
 
-	m := &Media{client: client, base: base, max: mediaMax}
+	m := &Media{client: client, base: sent.base, hosts: []string{sent.base.Host, base.Host}, max: mediaMax}
 	*mOut = m
 	units, err := job.Pipeline.Validate(ctx, req, out, m)
 	if err != nil {
@@ -435,6 +447,7 @@ type sent struct {
 	transport *http.Transport
 	client    *http.Client
 	resp      *http.Response
+	base      *url.URL // where the job went: the job URI, else the service URI
 }
 
 // send prepares the protocol terms (timed as discovery) and sends the job
@@ -455,6 +468,14 @@ func (p *Prober) send(ctx context.Context, job Job, info capability.Pipeline, to
 		return s, classifyPrepare(err)
 	}
 	s.prep = prep
+	s.base = base
+	if prep.JobURI != "" {
+		u, err := url.Parse(strings.TrimRight(prep.JobURI, "/"))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return s, fail(ClassDiscovery, "bad_transcoder_uri", "advertised transcoder URI %q is not an http(s) URL", bounded([]byte(prep.JobURI), 100))
+		}
+		s.base = u
+	}
 
 	s.tr = &trace{}
 	s.transport = p.transport(s.tr, to)
@@ -463,7 +484,7 @@ func (p *Prober) send(ctx context.Context, job Job, info capability.Pipeline, to
 		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
 	}
 	hreq, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, s.tr.clientTrace()), http.MethodPost,
-		base.String()+"/"+info.Slug, bytes.NewReader(req.Body))
+		s.base.String()+"/"+info.Slug, bytes.NewReader(req.Body))
 	if err != nil {
 		return s, &Error{Class: ClassTester, Code: "build_request", Message: err.Error(), Err: err}
 	}
@@ -617,12 +638,14 @@ func bounded(b []byte, n int) []byte {
 }
 
 // Media fetches result media for validators: data: URLs inline, and http(s)
-// URLs on the orchestrator's own host (an orchestrator must not make the
-// tester fetch from anywhere else). Fetch time and bytes are accounted to
-// the media phase.
+// URLs on the orchestrator's own hosts, the one the job went to (its
+// advertised transcoder URI) and its service URI's (an orchestrator must not
+// make the tester fetch from anywhere else). Fetch time and bytes are
+// accounted to the media phase.
 type Media struct {
 	client  *http.Client
 	base    *url.URL
+	hosts   []string // base.Host first
 	max     int64
 	elapsed time.Duration
 	bytes   int64
@@ -639,11 +662,11 @@ func (m *Media) Get(ctx context.Context, raw string) ([]byte, error) {
 		}
 		return b, err
 	}
-	u, err := m.base.Parse(raw) // relative URLs resolve against the service URI
+	u, err := m.base.Parse(raw) // relative URLs resolve against the URI the job went to
 	if err != nil {
 		return nil, invalid("media_url", "bad media URL %q", bounded([]byte(raw), 100))
 	}
-	if u.Host != m.base.Host || (u.Scheme != "http" && u.Scheme != "https") {
+	if !slices.Contains(m.hosts, u.Host) && u.Host != m.base.Host || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, invalid("media_foreign_host", "media URL %s is not on the orchestrator's host %s", u.Redacted(), m.base.Host)
 	}
 	s := time.Now()
