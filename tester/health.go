@@ -28,7 +28,7 @@ const (
 	// monotonic clock between two ticks is a clock step.
 	clockJumpThreshold = time.Second
 	// connectivityTimeout bounds each dial of a connectivity check.
-	connectivityTimeout = 2 * time.Second
+	connectivityTimeout = time.Second
 	// connectivityTargets is how many other orchestrators a check dials.
 	connectivityTargets = 3
 )
