@@ -67,7 +67,8 @@ type Result struct {
 	// server + download + media. It is what the score's round trip reads.
 	Total time.Duration
 	// Wall is the whole probe on our clock, probe start to output
-	// validated: discovery, connect and TLS included.
+	// validated: discovery, connect and TLS included. Not stored (the
+	// phases are); the tester uses it to match probes with its own faults.
 	Wall           time.Duration
 	OrchProcessing time.Duration
 	TTFT           time.Duration
@@ -134,7 +135,7 @@ func Truncate(s string, n int) string {
 const Columns = "probe_id, batch_id, round_id, region, tester_id, source, orchestrator, service_uri, pipeline, model, warm, " +
 	"started_at, started_at_ms, outcome, error_class, error_code, error_message, http_status, " +
 	"discovery_us, connect_us, tls_us, upload_us, server_us, download_us, media_us, total_us, orch_processing_us, " +
-	"conn_reused, request_bytes, response_bytes, ttft_us, output_units, input_parameters, wall_us"
+	"conn_reused, request_bytes, response_bytes, ttft_us, output_units, input_parameters"
 
 func us(d time.Duration) uint64 {
 	if d <= 0 {
@@ -178,7 +179,7 @@ func Insert(ctx context.Context, conn driver.Conn, db string, rows []Result) err
 			r.ProbeID, r.BatchID, r.RoundID, r.Region, r.TesterID, r.Source, r.Orchestrator, r.ServiceURI, r.Pipeline, r.Model, b2u(r.Warm),
 			r.StartedAt, uint16(r.StartedAt.Nanosecond()/int(time.Millisecond)), string(r.Outcome), r.ErrorClass, r.ErrorCode, r.ErrorMessage, uint16(r.HTTPStatus),
 			us(r.Discovery), us(r.Connect), us(r.TLS), us(r.Upload), us(r.Server), us(r.Download), us(r.Media), us(r.Total), us(r.OrchProcessing),
-			b2u(r.ConnReused), nonNeg(r.RequestBytes), nonNeg(r.ResponseBytes), us(r.TTFT), r.OutputUnits, r.InputParameters, us(r.Wall),
+			b2u(r.ConnReused), nonNeg(r.RequestBytes), nonNeg(r.ResponseBytes), us(r.TTFT), r.OutputUnits, r.InputParameters,
 		); err != nil {
 			return fmt.Errorf("insert results: append row %d: %w", i, err)
 		}

@@ -30,10 +30,3 @@ PARTITION BY toYYYYMM(slot)
 ORDER BY (region, slot, round_id)
 --migration:split
 {{.Distributed "rounds"}}
---migration:split
--- wall_us keeps what total_us used to mean (probe start to output validated,
--- discovery, connect and TLS included); total_us is now the job as a gateway
--- with a live session sees it: upload + server + download + media.
-ALTER TABLE {{.DB}}.{{.Local "probe_results"}} {{.OnCluster}} ADD COLUMN wall_us UInt64 DEFAULT 0
---migration:split
-{{if .Cluster}}ALTER TABLE {{.DB}}.probe_results {{.OnCluster}} ADD COLUMN wall_us UInt64 DEFAULT 0{{end}}
