@@ -27,8 +27,10 @@ const (
 	// clockJumpThreshold: wall time moving this much more or less than the
 	// monotonic clock between two ticks is a clock step.
 	clockJumpThreshold = time.Second
-	// connectivityTimeout bounds each dial of a connectivity check.
-	connectivityTimeout = time.Second
+	// connectivityTimeout bounds each dial of a connectivity check: under
+	// Linux's first SYN retransmission (1 s), so a dial counts as reaching
+	// an orchestrator only if its first SYN got through.
+	connectivityTimeout = 900 * time.Millisecond
 	// connectivityTargets is how many other orchestrators a check dials.
 	connectivityTargets = 3
 )

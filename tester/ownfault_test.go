@@ -56,10 +56,25 @@ func (n *tnet) dial(ctx context.Context, network, addr string) (net.Conn, error)
 	case "refuse":
 		return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 	case "blackhole":
+		// The SYN is lost; Linux retransmits it 1, 3 and 7 s after the
+		// dial began, and the first one after the blackhole lifts connects.
+		start := time.Now()
 		select {
 		case <-lifted:
 		case <-ctx.Done():
 			return nil, &net.OpError{Op: "dial", Net: network, Err: ctx.Err()}
+		}
+		for _, rto := range []time.Duration{time.Second, 3 * time.Second, 7 * time.Second, 15 * time.Second} {
+			at := start.Add(rto)
+			if !at.After(time.Now()) {
+				continue
+			}
+			select {
+			case <-time.After(time.Until(at)):
+			case <-ctx.Done():
+				return nil, &net.OpError{Op: "dial", Net: network, Err: ctx.Err()}
+			}
+			break
 		}
 	}
 	return n.d.DialContext(ctx, network, addr)
@@ -212,14 +227,14 @@ func TestBlackholeAtRoundStart(t *testing.T) {
 
 // freeze stops this very process with SIGSTOP for d (a helper process
 // sends SIGCONT), as a VM pause or an operator's ^Z would.
-func freeze(t *testing.T, d time.Duration) {
-	t.Helper()
+func freeze(tb testing.TB, d time.Duration) {
 	cont := exec.Command("sh", "-c", fmt.Sprintf("sleep %.3f; kill -CONT %d", d.Seconds(), os.Getpid()))
 	if err := cont.Start(); err != nil {
-		t.Fatal(err)
+		tb.Error(err)
+		return
 	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
+		tb.Error(err)
 	}
 	_ = cont.Wait()
 }
