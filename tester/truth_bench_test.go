@@ -504,7 +504,11 @@ func BenchmarkTruth(b *testing.B) {
 	}
 	for i := 0; i < b.N; i++ {
 		rep := runTruth(b, truthConfig{orchs: 10, rounds: rounds, period: 2 * time.Second})
-		b.Log("\n" + rep.table())
+		// On stdout, each line prefixed, for scripts/bench.sh to copy into
+		// BENCHMARKS.md (a benchmark's b.Log is cut to 10 lines).
+		for _, line := range strings.Split(strings.TrimRight(rep.table(), "\n"), "\n") {
+			fmt.Println("truth: " + line)
+		}
 		minTau := 1.0
 		for _, v := range rep.tau {
 			minTau = min(minTau, v)
