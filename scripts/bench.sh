@@ -41,6 +41,7 @@ step() { # name, then the go test command line
 
 B=(-run '^$' -benchmem=false)
 step tester env LPGAUGE_BENCH_FLEET="$FLEET" "$GO" test "${B[@]}" -bench 'ServerPhaseAccuracy' -benchtime 1x -count "$COUNT" -timeout 10m ./tester/
+step truth "$GO" test "${B[@]}" -bench 'Truth' -benchtime 1x -count 1 -timeout 10m ./tester/
 step pngcheck "$GO" test -run '^$' -benchmem -bench 'PNGValidation' -count "$COUNT" -timeout 5m ./tester/probe/
 step orchestrator "$GO" test "${B[@]}" -bench 'Overhead' -benchtime 1000x -count "$COUNT" -timeout 10m ./orchestrator/
 step writer "$GO" test "${B[@]}" -bench 'Insert' -benchtime 1s -count "$COUNT_SLOW" -timeout 10m ./internal/results/
@@ -175,6 +176,16 @@ fi
   echo "| leaderboard binary | serving aggregated_stats over 1M rows (above) | peak RSS (VmHWM) | $(fmt "$lb") MiB | — | — | — |"
   echo "| orchestrator binary | 400 jobs text-to-image 512×512 from 4 clients, media fetched, 4 CPU runners at 0 inference time | peak RSS (VmHWM) | $(fmt "$or") MiB | $(fmt "$oj" 0) jobs/s | — | — |"
   echo
+  echo "## Measurement truth (issue 13)"
+  echo
+  echo "\`BenchmarkTruth\` (\`tester/truth_bench_test.go\`): a fleet with known server times and failure rates seen from three"
+  echo "regions through in-process delay links, scheduled rounds with the tester's own faults injected (refused connections"
+  echo "for a round, a blackhole at round start, an outage mid-round, a 1 s SIGSTOP of the tester, a round-deadline overrun)."
+  echo "Targets: 0 probes scored against orchestrators for a tester-side fault, 0 rounds missing, τ ≥ 0.95 per region,"
+  echo "server-phase error median ≤ 2 ms. One run, its own table:"
+  echo
+  sed -n 's/^truth: //p' "$LOGS/truth.log"
+  echo
   echo "## Reproduce"
   echo
   echo '```sh'
@@ -187,6 +198,7 @@ fi
   echo "- result-image check: \`go test -run '^\$' -bench PNGValidation -benchmem -count $COUNT ./tester/probe/\`"
   echo "- tester: \`LPGAUGE_BENCH_FLEET=$FLEET go test -run '^\$' -bench ServerPhaseAccuracy -benchtime 1x -count $COUNT ./tester/\`"
   echo "- leaderboard store: \`LPGAUGE_BENCH_ROWS=$ROWS go test -run '^\$' -bench Reads -benchtime 1x -count $COUNT_SLOW ./leaderboard/store/\` (60 sequential requests per query and size per run)"
+  echo "- truth: \`go test -run '^\$' -bench Truth -benchtime 1x ./tester/\` (\`LPGAUGE_TRUTH_ROUNDS\` rounds per region, default 24)"
   echo "- writer: \`go test -run '^\$' -bench Insert -benchtime 1s -count $COUNT_SLOW ./internal/results/\`"
   echo "- orchestrator: \`go test -run '^\$' -bench Overhead -benchtime 1000x -count $COUNT ./orchestrator/\` (1000 jobs on each path per run, alternating blocks of 50)"
   echo "- peak RSS: \`go test -run '^\$' -bench PeakRSS -benchtime 1x -count $COUNT_SLOW ./cmd/tester/ ./cmd/leaderboard/ ./cmd/orchestrator/\` (each builds its binary with \`go build\` into a temp dir, runs it, and reads VmHWM from \`/proc/<pid>/status\`)"

@@ -24,6 +24,12 @@ type Metrics struct {
 	StoreErrors   prometheus.Counter
 	QueueRows     prometheus.Gauge
 	FlushDuration prometheus.Histogram
+	// RoundsSkipped counts scheduled rounds that did not run, by reason;
+	// RoundsOverrun rounds the deadline stopped; TesterFaults probes
+	// excused for the tester's own health, by code.
+	RoundsSkipped *prometheus.CounterVec
+	RoundsOverrun prometheus.Counter
+	TesterFaults  *prometheus.CounterVec
 
 	spool *spoolCollector
 }
@@ -50,6 +56,12 @@ func NewMetrics(reg prometheus.Registerer, region, testerID string) *Metrics {
 		StoreErrors:   prometheus.NewCounter(prometheus.CounterOpts{Name: "tester_store_errors_total", Help: "Failed store attempts (each is retried)."}),
 		QueueRows:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "tester_store_queue_rows", Help: "Results waiting for the batching writer."}),
 		FlushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tester_store_flush_seconds", Help: "Time to store one batch, retries included."}),
+		RoundsSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tester_rounds_skipped_total",
+			Help: "Scheduled rounds that did not run, by reason (previous_round_running, tester_late, no_plan)."}, []string{"reason"}),
+		RoundsOverrun: prometheus.NewCounter(prometheus.CounterOpts{Name: "tester_rounds_overrun_total",
+			Help: "Rounds the round deadline stopped before every probe ended (those probes are excused tester/round_deadline)."}),
+		TesterFaults: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tester_own_faults_total",
+			Help: "Probes excused for the tester's own health, by code (stall, clock_jump, network_down, control_failed, round_deadline, shutdown)."}, []string{"code"}),
 		spool: &spoolCollector{desc: prometheus.NewDesc("tester_spool_bytes",
 			"Bytes the on-disk result spool holds (what -spool-max-bytes bounds); grows while ClickHouse is unavailable.", nil, nil)},
 	}
@@ -58,7 +70,8 @@ func NewMetrics(reg prometheus.Registerer, region, testerID string) *Metrics {
 		ConstLabels: prometheus.Labels{"tester_id": testerID, "version": buildVersion()},
 	})
 	info.Set(1)
-	reg.MustRegister(m.Probes, m.Phase, m.Rounds, m.PlanFailures, m.RoundDuration, m.LastRound, m.RowsStored, m.StoreErrors, m.QueueRows, m.FlushDuration, m.spool, info)
+	reg.MustRegister(m.Probes, m.Phase, m.Rounds, m.PlanFailures, m.RoundDuration, m.LastRound, m.RowsStored, m.StoreErrors, m.QueueRows, m.FlushDuration, m.spool, info,
+		m.RoundsSkipped, m.RoundsOverrun, m.TesterFaults)
 	return m
 }
 
@@ -110,11 +123,17 @@ func buildVersion() string {
 // Observe records one result.
 func (m *Metrics) Observe(r results.Result) {
 	m.Probes.WithLabelValues(r.Pipeline, string(r.Outcome), r.ErrorClass).Inc()
+	if r.Outcome == results.Excused && r.ErrorClass == "tester" {
+		switch r.ErrorCode {
+		case CodeStall, CodeClockJump, CodeNetworkDown, CodeControlFailed, CodeRoundDeadline, CodeShutdown:
+			m.TesterFaults.WithLabelValues(r.ErrorCode).Inc()
+		}
+	}
 	for _, p := range []struct {
 		name string
 		d    time.Duration
 	}{{"discovery", r.Discovery}, {"connect", r.Connect}, {"tls", r.TLS}, {"upload", r.Upload}, {"server", r.Server},
-		{"download", r.Download}, {"media", r.Media}, {"total", r.Total}} {
+		{"download", r.Download}, {"media", r.Media}, {"total", r.Total}, {"wall", r.Wall}} {
 		if p.d > 0 {
 			m.Phase.WithLabelValues(r.Pipeline, p.name).Observe(p.d.Seconds())
 		}
@@ -126,6 +145,9 @@ func (m *Metrics) Round(s Summary) {
 	m.Rounds.Inc()
 	if s.PlanErr != nil {
 		m.PlanFailures.Inc()
+	}
+	if s.Overran {
+		m.RoundsOverrun.Inc()
 	}
 	m.RoundDuration.Set(s.Took.Seconds())
 	m.LastRound.SetToCurrentTime()

@@ -34,8 +34,9 @@ type Config struct {
 	// Spread staggers orchestrators' first probes over this window so they
 	// do not all start on the same tick (0: all at once).
 	Spread time.Duration
-	// Deadline bounds a round; probes not started by then are recorded as
-	// excused ("round_deadline") so a skipped orchestrator is visible.
+	// Deadline bounds a round; probes cut by it or not started by then are
+	// recorded as excused ("round_deadline") so a skipped orchestrator is
+	// visible and nothing the deadline did is scored.
 	Deadline time.Duration
 	// Timeouts per pipeline slug override the prober's defaults.
 	Timeouts map[string]probe.Timeouts
@@ -51,6 +52,15 @@ type Config struct {
 	// PlanTimeout bounds the Planner at the start of each scheduled round
 	// (default a minute, at most half the period).
 	PlanTimeout time.Duration
+	// StallThreshold is how late the watchdog's tick may come before the
+	// tester counts itself stalled (default DefaultStallThreshold).
+	StallThreshold time.Duration
+	// Rounds, if set, receives the record of every scheduled round, run or
+	// skipped (the rounds table).
+	Rounds func(results.Round)
+	// Skipped, if set, is told of every scheduled round that did not run,
+	// with the reason (metrics).
+	Skipped func(reason string)
 }
 
 // Tester runs rounds for one region.
@@ -75,6 +85,9 @@ func New(cfg Config) (*Tester, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.StallThreshold <= 0 {
+		cfg.StallThreshold = DefaultStallThreshold
+	}
 	return &Tester{cfg: cfg}, nil
 }
 
@@ -92,11 +105,18 @@ func (t *Tester) ProbeID(slot time.Time, p Planned, attempt int) string {
 // Summary tells how a round went.
 type Summary struct {
 	RoundID  string
+	Slot     time.Time
 	Planned  int
-	Results  []results.Result // in completion order
+	Started  int              // probes that started
+	Results  []results.Result // one per planned probe, in completion order
+	Began    time.Time        // when probing began (after the region offset)
 	Took     time.Duration
-	Stopped  bool // the round was stopped before every probe started
+	Stopped  bool // the round was stopped (deadline or shutdown) before every probe ended
+	Overran  bool // the round deadline stopped probes
 	SinkErrs int  // results the sink refused
+	// TesterFaults counts results excused for the tester's own health
+	// (stall, clock jump, own network down, control failed).
+	TesterFaults int
 	// PlanErr is why this round's plan could not be made (SchedulePlanner);
 	// the round then probed the last good plan.
 	PlanErr error
@@ -111,21 +131,63 @@ func (s Summary) Counts() map[results.Outcome]int {
 	return c
 }
 
-// RunRound runs every planned probe once for the round scheduled at slot.
+// Record is the round's row for the rounds table.
+func (s Summary) Record(region, testerID string) results.Round {
+	c := s.Counts()
+	rec := results.Round{RoundID: s.RoundID, Region: region, TesterID: testerID, Slot: s.Slot, StartedAt: s.Began,
+		Planned: s.Planned, Started: s.Started, Rows: len(s.Results), Excused: c[results.Excused],
+		TesterFaults: s.TesterFaults, Overran: s.Overran}
+	if !s.Began.IsZero() {
+		rec.FinishedAt = s.Began.Add(s.Took)
+	}
+	return rec
+}
+
+// finished is a probe's result with what the round knows about how it ended.
+type finished struct {
+	r results.Result
+	// cut: the round deadline stopped it in flight.
+	cut bool
+	// down: the tester's own connectivity check failed at the moment of the
+	// failure; why says what was dialled.
+	down    bool
+	control bool
+	why     string
+}
+
+// RunRound runs every planned probe once for the round scheduled at slot,
+// and hands the sink exactly one result per planned probe.
 //
-// Cancelling ctx stops the round from starting probes; probes already in
-// flight finish (bounded by their own timeouts) and are written, which is
-// what a graceful shutdown wants. Probes of one orchestrator run one after
-// another; orchestrators run in parallel up to Concurrency.
+// Cancelling ctx stops the round from starting probes (those are recorded
+// as excused tester/shutdown); probes already in flight finish (bounded by
+// their own timeouts and the round deadline) and are written, which is what
+// a graceful shutdown wants. Probes cut by the round deadline, or never
+// started before it, are excused tester/round_deadline. Probes of one
+// orchestrator run one after another; orchestrators run in parallel up to
+// Concurrency.
+//
+// Results are held until the round ends and then judged together: a probe
+// that overlapped a stall of the tester, a clock step or a moment its own
+// network was down is excused with the precise tester/… code, even when it
+// ended before the fault was known (see README, "Whose fault is it?").
 func (t *Tester) RunRound(ctx context.Context, slot time.Time, plan []Planned, sink Sink) Summary {
+	return t.runRound(ctx, slot, time.Now(), plan, sink)
+}
+
+// runRound is RunRound with the moment the round's budget started (the
+// scheduler's tick plus offset, before planning).
+func (t *Tester) runRound(ctx context.Context, slot, began time.Time, plan []Planned, sink Sink) Summary {
 	start := time.Now()
-	sum := Summary{RoundID: RoundID(t.cfg.Region.Code, slot), Planned: len(plan)}
+	sum := Summary{RoundID: RoundID(t.cfg.Region.Code, slot), Slot: slot, Planned: len(plan), Began: start}
+	dog := startWatchdog(t.cfg.StallThreshold)
 	// In-flight work must outlive a shutdown signal; the round deadline
 	// still bounds it.
 	work := context.WithoutCancel(ctx)
 	var cancel context.CancelFunc = func() {}
+	var deadline time.Time
 	if t.cfg.Deadline > 0 {
-		work, cancel = context.WithTimeout(work, t.cfg.Deadline)
+		deadline = began.Add(t.cfg.Deadline)
+		work, cancel = context.WithDeadline(work, deadline)
 	}
 	defer cancel()
 
@@ -138,31 +200,22 @@ func (t *Tester) RunRound(ctx context.Context, slot time.Time, plan []Planned, s
 		byOrch[p.Target.Address] = append(byOrch[p.Target.Address], p)
 	}
 
-	var (
-		mu  sync.Mutex
-		wg  sync.WaitGroup
-		sem = make(chan struct{}, t.cfg.Concurrency)
-	)
-	record := func(r results.Result) {
-		if t.cfg.Observe != nil {
-			t.cfg.Observe(r)
-		}
-		// Not the round's context: a result measured just before the
-		// deadline must still be kept.
-		err := sink.Write(context.WithoutCancel(work), r)
-		mu.Lock()
-		defer mu.Unlock()
-		sum.Results = append(sum.Results, r)
-		if err != nil {
-			sum.SinkErrs++
-			t.cfg.Log.Error("result not queued", "probe_id", r.ProbeID, "err", err)
-		}
+	var controlHost string
+	if t.cfg.Control != nil {
+		controlHost = hostPort(t.cfg.Control.Target.ServiceURI)
 	}
-	stopped := func() bool {
+	conn := newConnectivity(t.cfg.Prober.Dial, controlHost, plan)
+
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, t.cfg.Concurrency)
+		done []finished
+	)
+	keep := func(f finished) {
 		mu.Lock()
 		defer mu.Unlock()
-		sum.Stopped = true
-		return true
+		done = append(done, f)
 	}
 
 	var controlErr string
@@ -174,15 +227,24 @@ func (t *Tester) RunRound(ctx context.Context, slot time.Time, plan []Planned, s
 			t.cfg.Log.Warn("control probe failed: network-class failures this round are excused", "class", r.ErrorClass, "code", r.ErrorCode, "err", r.ErrorMessage)
 		}
 	}
-	if controlErr != "" {
-		inner := record
-		record = func(r results.Result) {
-			switch probe.Class(r.ErrorClass) {
-			case probe.ClassNetwork, probe.ClassTLS, probe.ClassTimeout, probe.ClassDiscovery:
-				r.ErrorMessage = fmt.Sprintf("control probe failed (%s); orchestrator saw %s/%s: %s", controlErr, r.ErrorClass, r.ErrorCode, r.ErrorMessage)
-				r.Outcome, r.ErrorClass, r.ErrorCode = results.Excused, string(probe.ClassTester), "control_failed"
-			}
-			inner(r)
+
+	skip := func(ps []Planned) {
+		code, msg := CodeRoundDeadline, fmt.Sprintf("round deadline %s passed before the probe started", t.cfg.Deadline)
+		if ctx.Err() != nil {
+			code, msg = CodeShutdown, "the tester was shutting down before the probe started"
+		}
+		mu.Lock()
+		sum.Stopped = true
+		if code == CodeRoundDeadline {
+			sum.Overran = true
+		}
+		mu.Unlock()
+		for _, p := range ps {
+			keep(finished{r: t.identity(slot, p, results.Result{
+				Orchestrator: p.Target.Address, ServiceURI: p.Target.ServiceURI,
+				Pipeline: p.Model.Pipeline.Info().Name, Model: p.Model.Model, StartedAt: time.Now(),
+				Outcome: results.Excused, ErrorClass: string(probe.ClassTester), ErrorCode: code, ErrorMessage: msg,
+			})})
 		}
 	}
 
@@ -200,7 +262,7 @@ func (t *Tester) RunRound(ctx context.Context, slot time.Time, plan []Planned, s
 		go func() {
 			defer wg.Done()
 			if !sleep(ctx, work, delay) {
-				t.skip(ctx, work, slot, probes, record, stopped)
+				skip(probes)
 				return
 			}
 			for j, p := range probes {
@@ -215,18 +277,120 @@ func (t *Tester) RunRound(ctx context.Context, slot time.Time, plan []Planned, s
 					if acquired {
 						<-sem
 					}
-					t.skip(ctx, work, slot, probes[j:], record, stopped)
+					skip(probes[j:])
 					return
 				}
+				mu.Lock()
+				sum.Started++
+				mu.Unlock()
 				r := t.runOne(work, slot, p)
 				<-sem
-				record(r)
+				f := finished{r: r}
+				end := r.StartedAt.Add(r.Wall)
+				switch {
+				case r.Outcome != results.Success && work.Err() != nil && !deadline.IsZero() && !end.Before(deadline) && connectivityClass(r):
+					// The round deadline cancelled it: not the orchestrator's.
+					f.cut = true
+				case connectivityClass(r):
+					f.down, f.why = conn.down(work, r.Orchestrator, end)
+					f.control = controlHost != ""
+				case r.HTTPStatus != 0 || r.Outcome == results.Success:
+					conn.saw(r.Orchestrator, end)
+				}
+				keep(f)
 			}
 		}()
 	}
 	wg.Wait()
+	dog.close()
 	sum.Took = time.Since(start)
+	t.judge(&sum, done, dog.snapshot(), controlErr, deadline)
+	for _, r := range sum.Results {
+		if t.cfg.Observe != nil {
+			t.cfg.Observe(r)
+		}
+		// Not the round's context: a result measured just before the
+		// deadline must still be kept.
+		if err := sink.Write(context.WithoutCancel(ctx), r); err != nil {
+			sum.SinkErrs++
+			t.cfg.Log.Error("result not queued", "probe_id", r.ProbeID, "err", err)
+		}
+	}
 	return sum
+}
+
+// outage is a span during which the tester's own network was found down.
+type outage struct {
+	from, to time.Time
+	control  bool
+	why      string
+}
+
+// judge turns what the round saw into the stored results: the tester's own
+// faults are excused with precise codes, everything else stands.
+func (t *Tester) judge(sum *Summary, done []finished, faults []fault, controlErr string, deadline time.Time) {
+	var outages []outage
+	for _, f := range done {
+		if f.down {
+			outages = append(outages, outage{from: f.r.StartedAt, to: f.r.StartedAt.Add(f.r.Wall).Add(connectivityTimeout), control: f.control, why: f.why})
+		}
+	}
+	for _, f := range done {
+		r := f.r
+		from, to := r.StartedAt, r.StartedAt.Add(r.Wall)
+		excuse := func(code, msg string) {
+			if r.Outcome == results.Excused && r.ErrorClass == string(probe.ClassTester) {
+				return // already the tester's (deadline, shutdown, payment setup)
+			}
+			was := "success"
+			if r.Outcome != results.Success {
+				was = r.ErrorClass + "/" + r.ErrorCode
+				if r.ErrorMessage != "" {
+					was += ": " + r.ErrorMessage
+				}
+			}
+			r.ErrorMessage = msg + "; the probe saw " + was
+			r.Outcome, r.ErrorClass, r.ErrorCode = results.Excused, string(probe.ClassTester), code
+			if code != CodeRoundDeadline {
+				sum.TesterFaults++
+			}
+		}
+		if f.cut {
+			sum.Overran, sum.Stopped = true, true
+			excuse(CodeRoundDeadline, fmt.Sprintf("round deadline %s cut the probe in flight", deadline.Sub(sum.Began).Round(time.Millisecond)))
+		}
+		if r.StartedAt.IsZero() || r.Outcome == results.Excused && r.ErrorClass == string(probe.ClassTester) {
+			sum.Results = append(sum.Results, r)
+			continue
+		}
+		// A tester fault excuses what it can have caused: a success's
+		// timing, and a failure to connect or to answer in time. An answer
+		// the orchestrator did give (an HTTP error, a wrong output) stands.
+		if r.Outcome != results.Success && !connectivityClass(r) {
+			sum.Results = append(sum.Results, r)
+			continue
+		}
+		for _, ft := range faults {
+			if ft.overlaps(from, to) {
+				excuse(ft.code, ft.detail)
+				break
+			}
+		}
+		if controlErr != "" && connectivityClass(r) {
+			excuse(CodeControlFailed, fmt.Sprintf("control probe failed before the round (%s)", controlErr))
+		}
+		for _, o := range outages {
+			if o.from.Before(to) && !from.After(o.to) {
+				code := CodeNetworkDown
+				if o.control {
+					code = CodeControlFailed
+				}
+				excuse(code, "the tester's own network was down during the probe: "+o.why)
+				break
+			}
+		}
+		sum.Results = append(sum.Results, r)
+	}
 }
 
 // sleep waits d unless the round is stopped or past its deadline.
@@ -243,25 +407,6 @@ func sleep(stop, work context.Context, d time.Duration) bool {
 		return false
 	case <-work.Done():
 		return false
-	}
-}
-
-// skip accounts for probes that never started: a shutdown is not a
-// measurement (no row), but a round deadline is recorded as excused so the
-// gap in coverage shows.
-func (t *Tester) skip(stop, work context.Context, slot time.Time, ps []Planned, record func(results.Result), stopped func() bool) {
-	stopped()
-	if stop.Err() != nil {
-		return
-	}
-	for _, p := range ps {
-		r := t.identity(slot, p, results.Result{
-			Orchestrator: p.Target.Address, ServiceURI: p.Target.ServiceURI,
-			Pipeline: p.Model.Pipeline.Info().Name, Model: p.Model.Model, StartedAt: time.Now(),
-			Outcome: results.Excused, ErrorClass: string(probe.ClassTester), ErrorCode: "round_deadline",
-			ErrorMessage: fmt.Sprintf("round deadline %s passed before the probe started", t.cfg.Deadline),
-		})
-		record(r)
 	}
 }
 

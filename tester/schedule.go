@@ -4,7 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/lpgauge/lpgauge/internal/results"
 
 	"github.com/robfig/cron/v3"
 )
@@ -51,28 +55,42 @@ func StaticPlan(plan []Planned) Planner {
 // per orchestrator, done in parallel.
 const defaultPlanTimeout = time.Minute
 
-// Schedule runs rounds of a fixed plan on a cron schedule until ctx ends:
-// rounds never overlap (a round still running when the next tick comes makes
-// that tick skip), and each round waits the region's offset (its share of the
-// period) so regions do not probe one orchestrator at the same moment.
+// Schedule runs rounds of a fixed plan on a cron schedule until ctx ends.
+// Each round starts at its tick plus the region's offset (its share of the
+// period, so regions do not probe one orchestrator at the same moment) and
+// has the whole round deadline from there: the offset shifts the round, it
+// never eats its budget. Rounds never overlap: a tick that comes while the
+// previous round still runs is recorded as skipped (previous_round_running),
+// logged and counted, never silently lost.
 //
 // When ctx ends Schedule stops scheduling, lets the running round finish its
-// in-flight probes (it starts no new ones) and returns once it has.
+// in-flight probes (it starts no new ones: those are excused
+// tester/shutdown) and returns once it has.
 func (t *Tester) Schedule(ctx context.Context, sched cron.Schedule, period time.Duration, plan []Planned, sink Sink, done func(Summary)) {
 	t.SchedulePlanner(ctx, sched, period, StaticPlan(plan), sink, done)
 }
 
-// SchedulePlanner is Schedule with a plan made afresh for every round: after
-// the region's offset, each round asks plan for its probes within
-// Config.PlanTimeout (and half the period). When that fails the round probes
-// the last plan that succeeded and says so in the log (and Summary.PlanErr):
-// a discovery outage is the tester's problem, so it neither stops probing nor
+// Skip reasons of the rounds table.
+const (
+	SkipPreviousRunning = "previous_round_running" // the round before was still running at this tick
+	SkipTesterLate      = "tester_late"            // the tester woke after this tick's round was due (stalled, clock stepped)
+	SkipNoPlan          = "no_plan"                // discovery failed and no earlier round had a plan
+)
+
+// roundMargin is how much of the period a scheduled round leaves free at
+// its end (a twentieth, at most 5 s), so that writing its last results
+// never makes the next tick find it still running.
+func roundMargin(period time.Duration) time.Duration { return min(period/20, 5*time.Second) }
+
+// SchedulePlanner is Schedule with a plan made afresh for every round: each
+// round asks plan for its probes within Config.PlanTimeout (and half the
+// period), inside the round's budget. When that fails the round probes the
+// last plan that succeeded and says so in the log (and Summary.PlanErr): a
+// discovery outage is the tester's problem, so it neither stops probing nor
 // leaves a row against any orchestrator. Only while no plan has ever
-// succeeded are rounds skipped. Probe ids stay deterministic: they name the
-// slot, orchestrator, pipeline and model, not the plan.
+// succeeded are rounds skipped (no_plan). Probe ids stay deterministic: they
+// name the slot, orchestrator, pipeline and model, not the plan.
 func (t *Tester) SchedulePlanner(ctx context.Context, sched cron.Schedule, period time.Duration, plan Planner, sink Sink, done func(Summary)) {
-	logger := cronLogger{t.cfg.Log}
-	c := cron.New(cron.WithChain(cron.Recover(logger), cron.SkipIfStillRunning(logger)))
 	offset := time.Duration(t.cfg.Region.Offset * float64(period))
 	planTimeout := t.cfg.PlanTimeout
 	if planTimeout <= 0 {
@@ -80,14 +98,30 @@ func (t *Tester) SchedulePlanner(ctx context.Context, sched cron.Schedule, perio
 	}
 	if period > 0 {
 		planTimeout = min(planTimeout, period/2)
-	}
-	var last []Planned // the last plan that succeeded; rounds never overlap, so no lock
-	c.Schedule(sched, cron.FuncJob(func() {
-		// The tick, not the moment after the offset, names the round.
-		slot := time.Now().Truncate(time.Second)
-		if !sleep(ctx, ctx, offset) {
-			return
+		// A round's budget ends before the next tick's round begins. A
+		// longer -round-deadline is honoured, and the ticks it covers are
+		// recorded as skipped.
+		if t.cfg.Deadline <= 0 {
+			t.cfg.Deadline = period - roundMargin(period)
 		}
+	}
+	var (
+		running atomic.Bool
+		wg      sync.WaitGroup
+		last    []Planned // the last plan that succeeded; rounds never overlap
+	)
+	skipped := func(slot time.Time, reason, msg string, kv ...any) {
+		round := RoundID(t.cfg.Region.Code, slot)
+		t.cfg.Log.Warn(msg, append([]any{"round", round, "reason", reason}, kv...)...)
+		if t.cfg.Skipped != nil {
+			t.cfg.Skipped(reason)
+		}
+		if t.cfg.Rounds != nil {
+			t.cfg.Rounds(results.Round{RoundID: round, Region: t.cfg.Region.Code, TesterID: t.cfg.TesterID, Slot: slot, SkipReason: reason})
+		}
+	}
+	runRound := func(slot, began time.Time) {
+		defer running.Store(false)
 		round := RoundID(t.cfg.Region.Code, slot)
 		pctx, cancel := context.WithTimeout(ctx, planTimeout)
 		ps, err := plan(pctx)
@@ -97,35 +131,71 @@ func (t *Tester) SchedulePlanner(ctx context.Context, sched cron.Schedule, perio
 		case err == nil:
 			last = ps
 		case ctx.Err() != nil:
-			return // shutting down: not a discovery failure
+			return // shutting down before the round began: nothing planned, nothing to record
 		case last != nil:
 			planErr = err
 			t.cfg.Log.Warn("discovery failed: this round probes the last discovered orchestrators", "round", round,
 				"probes", len(last), "err", err)
 		default:
 			// No done: no round happened, and /healthz should notice.
-			t.cfg.Log.Error("discovery failed and no earlier round has a plan: round skipped", "round", round, "err", err)
+			skipped(slot, SkipNoPlan, "discovery failed and no earlier round has a plan: round skipped", "err", err)
 			return
 		}
 		t.cfg.Log.Info("round starting", "round", round, "probes", len(last))
-		sum := t.RunRound(ctx, slot, last, sink)
+		sum := t.runRound(ctx, slot, began, last, sink)
 		sum.PlanErr = planErr
 		c := sum.Counts()
-		t.cfg.Log.Info("round done", "round", sum.RoundID, "took", sum.Took.Round(time.Millisecond),
-			"success", c["success"], "failure", c["failure"], "excused", c["excused"], "stopped", sum.Stopped)
+		lvl := slog.LevelInfo
+		if sum.Overran || sum.TesterFaults > 0 || len(sum.Results) != sum.Planned {
+			lvl = slog.LevelWarn
+		}
+		t.cfg.Log.Log(ctx, lvl, "round done", "round", sum.RoundID, "took", sum.Took.Round(time.Millisecond),
+			"planned", sum.Planned, "rows", len(sum.Results), "success", c["success"], "failure", c["failure"], "excused", c["excused"],
+			"tester_faults", sum.TesterFaults, "overran", sum.Overran, "stopped", sum.Stopped)
+		if t.cfg.Rounds != nil {
+			t.cfg.Rounds(sum.Record(t.cfg.Region.Code, t.cfg.TesterID))
+		}
 		if done != nil {
 			done(sum)
 		}
-	}))
-	c.Start()
-	<-ctx.Done()
-	<-c.Stop().Done()
-}
+	}
 
-// cronLogger adapts slog to cron's logger.
-type cronLogger struct{ l *slog.Logger }
-
-func (c cronLogger) Info(msg string, kv ...any) { c.l.Debug("cron: "+msg, kv...) }
-func (c cronLogger) Error(err error, msg string, kv ...any) {
-	c.l.Error("cron: "+msg, append(kv, "err", err)...)
+	// The first tick whose round (tick + offset) is still ahead.
+	next := sched.Next(time.Now().Add(-offset))
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for {
+		at := next.Add(offset)
+		timer.Reset(time.Until(at))
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case <-timer.C:
+		}
+		// Woken past the following tick's round too: the tester did not run
+		// (stopped, starved) or the clock stepped. Those ticks are recorded
+		// as skipped and the newest one runs.
+		now := time.Now()
+		for n := 0; n < 1000; n++ {
+			following := sched.Next(next)
+			if following.Add(offset).After(now) {
+				break
+			}
+			skipped(next, SkipTesterLate, "round skipped: the tester woke after its time", "late", now.Sub(at).Round(time.Millisecond))
+			next, at = following, following.Add(offset)
+		}
+		slot := next
+		next = sched.Next(next)
+		if !running.CompareAndSwap(false, true) {
+			skipped(slot, SkipPreviousRunning, "round skipped: the previous round is still running")
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runRound(slot, at)
+		}()
+	}
 }

@@ -3,10 +3,12 @@ package tester
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/tester/orchtest"
 	"github.com/lpgauge/lpgauge/tester/probe"
 )
@@ -77,5 +79,105 @@ func TestSchedulePlannerFallsBackToLastGoodPlan(t *testing.T) {
 	}
 	if one.Calls.Load() != 3 || two.Calls.Load() < 1 {
 		t.Errorf("orchestrator one served %d probes (want 3), two %d", one.Calls.Load(), two.Calls.Load())
+	}
+}
+
+// runSchedule runs SchedulePlanner until until says stop, collecting every
+// round record (run or skipped).
+func runSchedule(t *testing.T, tt *Tester, every time.Duration, plan []Planned, until func([]results.Round) bool) []results.Round {
+	t.Helper()
+	var mu sync.Mutex
+	var recs []results.Round
+	tt.cfg.Rounds = func(r results.Round) {
+		mu.Lock()
+		recs = append(recs, r)
+		mu.Unlock()
+	}
+	sched, period, err := ParseSchedule("", every)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tt.SchedulePlanner(ctx, sched, period, StaticPlan(plan), &collect{}, nil)
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		done := until(recs)
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("schedule did not get there in 30 s: %+v", recs)
+		}
+	}
+	cancel()
+	<-stopped
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]results.Round(nil), recs...)
+}
+
+// contiguous reports the first tick with no record, if any.
+func contiguous(recs []results.Round, period time.Duration) error {
+	for i := 1; i < len(recs); i++ {
+		if gap := recs[i].Slot.Sub(recs[i-1].Slot); gap != period {
+			return fmt.Errorf("rounds %s and %s are %s apart: %d tick(s) have no record", recs[i-1].RoundID, recs[i].RoundID, gap, gap/period-1)
+		}
+	}
+	return nil
+}
+
+// A region whose offset is 30% of a 2 s period and whose round takes 1.6 s
+// (more than period − offset): every tick still gets its round. On main the
+// offset was slept inside the scheduled job, so such a round ran into the
+// next tick, which was skipped without a row or a log line.
+func TestOffsetNeverEatsTheRoundBudget(t *testing.T) {
+	slow := orchtest.New(t, orchtest.Behaviour{Delay: 1600 * time.Millisecond})
+	plan := []Planned{{Target: Target{Address: slow.Address, ServiceURI: slow.URL}, Model: Model{Pipeline: probe.TextToImage{}, Model: "m"}}}
+	tt := newTester(t, func(c *Config) { c.Region.Offset = 0.3 })
+	recs := runSchedule(t, tt, 2*time.Second, plan, func(r []results.Round) bool { return len(r) >= 3 })
+	if err := contiguous(recs, 2*time.Second); err != nil {
+		t.Error(err)
+	}
+	for _, r := range recs {
+		if r.SkipReason != "" || r.Rows != 1 || r.Overran {
+			t.Errorf("round %s: skipped %q, %d rows, overran %v; want it run with its one probe", r.RoundID, r.SkipReason, r.Rows, r.Overran)
+		}
+		if off := r.StartedAt.Sub(r.Slot); off < 550*time.Millisecond || off > 900*time.Millisecond {
+			t.Errorf("round %s started %s after its tick, want the 600 ms offset", r.RoundID, off)
+		}
+	}
+}
+
+// The tester frozen (SIGSTOP) across two ticks: when it wakes, the ticks it
+// slept through are recorded as skipped tester_late, so no round is missing
+// from the record.
+func TestFrozenSchedulerRecordsMissedRounds(t *testing.T) {
+	o := orchtest.New(t, orchtest.Behaviour{})
+	plan := []Planned{{Target: Target{Address: o.Address, ServiceURI: o.URL}, Model: Model{Pipeline: probe.TextToImage{}, Model: "m"}}}
+	tt := newTester(t, nil)
+	froze := false
+	recs := runSchedule(t, tt, time.Second, plan, func(r []results.Round) bool {
+		if len(r) == 1 && !froze {
+			froze = true
+			freeze(t, 2500*time.Millisecond)
+		}
+		return froze && len(r) >= 5
+	})
+	if err := contiguous(recs, time.Second); err != nil {
+		t.Error(err)
+	}
+	late := 0
+	for _, r := range recs {
+		if r.SkipReason == SkipTesterLate {
+			late++
+		}
+	}
+	if late == 0 {
+		t.Errorf("no tick recorded as skipped tester_late after a 2.5 s freeze: %+v", recs)
 	}
 }

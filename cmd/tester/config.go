@@ -76,7 +76,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.SimulateRTT, "simulate-rtt", false, "add the region's simulated network distance to every connection (local demos)")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9105", "address of /metrics and /healthz (empty: off)")
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "probes in flight at once across orchestrators (each orchestrator gets at most one)")
-	fs.DurationVar(&c.RoundDeadline, "round-deadline", 0, "bound on one round (default: the schedule period; none with -once)")
+	fs.DurationVar(&c.RoundDeadline, "round-deadline", 0, "bound on one round from its start (tick + region offset; default: the period less a twentieth, at most 5 s; none with -once); probes it cuts or keeps from starting are excused tester/round_deadline")
 	d := probe.DefaultTimeouts()
 	fs.DurationVar(&c.Timeouts.Connect, "timeout.connect", d.Connect, "TCP connect timeout per probe")
 	fs.DurationVar(&c.Timeouts.TLS, "timeout.tls", d.TLS, "TLS handshake timeout per probe")

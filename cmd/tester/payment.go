@@ -37,7 +37,7 @@ func (f *paymentFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.depositMultiplier, "depositMultiplier", gateway.DefaultDepositMultiplier, "-network onchain with -eth.ticket-broker: a ticket's face value may be at most the tester's TicketBroker deposit divided by this; above it the probe is excused as tester/face_value_above_deposit")
 	fs.StringVar(&f.maxPrice, "maxPricePerUnit", "0", "largest price (wei per unit: pixel, token, ms of audio…) the tester pays, e.g. 1200 or 0.5; 0 means no ceiling; an orchestrator above it is excused as tester/price_above_max")
 	fs.StringVar(&f.ticketBroker, "eth.ticket-broker", "", "-network onchain: TicketBroker address; with -eth.url the tester reads its deposit and reserve there (cached 30 s) and refuses to pay without them (tester/sender_funds)")
-	fs.BoolVar(&f.reuseSessions, "reuse-sessions", false, "reuse an orchestrator's GetOrchestrator answer (auth token, ticket params) across probes until the token is in its last 10% or the params are within a block of expiry, as go-livepeer gateways do (a refusal of reused credentials is retried once with fresh ones); off (default) times a GetOrchestrator in every probe")
+	fs.BoolVar(&f.reuseSessions, "reuse-sessions", true, "reuse an orchestrator's GetOrchestrator answer (auth token, ticket params) across probes until the token is in its last 10% (3 min of go-livepeer's 30) or the params are within a block of expiry, as go-livepeer gateways do by default (a refusal of reused credentials is retried once with fresh ones); -reuse-sessions=false times a GetOrchestrator in every probe")
 }
 
 // validate parses the limits; ethURL is -eth.url.

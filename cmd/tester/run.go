@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -65,6 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The store: migrate, then one batching writer.
 	var sink tester.Sink = discard{}
 	var w *writer.Writer
+	var storeConn driver.Conn
 	if !c.NoStore {
 		octx, cancel := context.WithTimeout(ctx, c.CH.DialTimeout+5*time.Second)
 		conn, err := chclient.Open(octx, c.CH)
@@ -73,6 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("store: %w (is ClickHouse running at -clickhouse.addr %s?)", err, c.CH.Addr)
 		}
 		defer conn.Close()
+		storeConn = conn
 		if _, err := schemas.Migrate(ctx, conn, schemas.Options{Database: c.CH.Database}); err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
@@ -153,20 +156,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	prober := probe.New(probe.Config{Timeouts: c.Timeouts, MaxResponseBytes: c.MaxResponse, VerifyTLS: c.VerifyTLS, Dial: dial, Preparer: prep})
 
+	// 0 when scheduled: the scheduler gives each round the period less a
+	// margin, counted from the round's start (tick + region offset).
 	deadline := c.RoundDeadline
 	var spread time.Duration
 	if !c.Once {
-		if deadline <= 0 {
-			deadline = p.period
-		}
 		// Cloudprober's rule: spread first probes over a tenth of the period.
 		spread = min(p.period/10, time.Minute)
 	}
+	// Round records go to the rounds table; without a store they are
+	// only logged.
+	rounds := &roundStore{log: log}
+	if w != nil {
+		rounds.conn, rounds.db = storeConn, c.CH.Database
+	}
+	defer rounds.flush(context.Background(), 10*time.Second)
 	var done, total atomic.Int64
 	total.Store(int64(len(p.plan)))
 	t, err := tester.New(tester.Config{
 		Region: p.region, TesterID: p.testerID, Prober: prober, Concurrency: c.Concurrency,
 		Spread: spread, Deadline: deadline, Log: log, Control: p.control, Timeouts: p.timeouts, PlanTimeout: discoveryTimeout,
+		Rounds: rounds.add, Skipped: func(reason string) { metrics.RoundsSkipped.WithLabelValues(reason).Inc() },
 		Observe: func(r results.Result) {
 			metrics.Observe(r)
 			if c.Once {
@@ -194,6 +204,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Info("one round", "tester_id", p.testerID, "probes", len(p.plan))
 		sum := t.RunRound(ctx, time.Now().Truncate(time.Second), p.plan, sink)
 		health.round(sum)
+		metrics.Round(sum)
+		rounds.add(sum.Record(p.region.Code, p.testerID))
 		printTable(stdout, sum)
 		if sum.SinkErrs > 0 {
 			runErr = fmt.Errorf("%d results could not be queued for the store", sum.SinkErrs)
@@ -320,17 +332,58 @@ func printTable(out io.Writer, s tester.Summary) {
 	})
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
-	fmt.Fprintln(tw, "ORCHESTRATOR\tPIPELINE\tMODEL\tOUTCOME\tERROR\tCONNECT_MS\tUPLOAD_MS\tSERVER_MS\tDOWNLOAD_MS\tMEDIA_MS\tTOTAL_MS")
+	fmt.Fprintln(tw, "ORCHESTRATOR\tPIPELINE\tMODEL\tOUTCOME\tERROR\tDISCOVERY_MS\tCONNECT_MS\tUPLOAD_MS\tSERVER_MS\tORCH_MS\tDOWNLOAD_MS\tMEDIA_MS\tTOTAL_MS\tWALL_MS")
 	for _, r := range rows {
 		e := "-"
 		if r.ErrorClass != "" {
 			e = r.ErrorClass + "/" + r.ErrorCode
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Orchestrator, r.Pipeline, r.Model, r.Outcome, e,
-			ms(r.Connect), ms(r.Upload), ms(r.Server), ms(r.Download), ms(r.Media), ms(r.Total))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Orchestrator, r.Pipeline, r.Model, r.Outcome, e,
+			ms(r.Discovery), ms(r.Connect), ms(r.Upload), ms(r.Server), ms(r.OrchProcessing), ms(r.Download), ms(r.Media), ms(r.Total), ms(r.Wall))
 	}
 	_ = tw.Flush()
 	c := s.Counts()
 	fmt.Fprintf(out, "round %s: %d probes, %d success, %d failure, %d excused, %s\n", s.RoundID, len(s.Results),
 		c[results.Success], c[results.Failure], c[results.Excused], s.Took.Round(time.Millisecond))
+}
+
+// roundStore writes round records to the rounds table. A record that cannot
+// be written now is kept and tried again with the next one (and at exit),
+// so a store outage delays the record instead of losing it.
+type roundStore struct {
+	log  *slog.Logger
+	conn driver.Conn
+	db   string
+
+	mu      sync.Mutex
+	pending []results.Round
+}
+
+func (s *roundStore) add(r results.Round) {
+	s.mu.Lock()
+	s.pending = append(s.pending, r)
+	s.mu.Unlock()
+	s.flush(context.Background(), 10*time.Second)
+}
+
+func (s *roundStore) flush(ctx context.Context, within time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.pending) == 0 {
+		return
+	}
+	if s.conn == nil {
+		s.pending = nil
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	if err := results.InsertRounds(ctx, s.conn, s.db, s.pending); err != nil {
+		s.log.Warn("round records not stored yet; retried with the next round", "rounds", len(s.pending), "err", err)
+		if len(s.pending) > 10000 {
+			s.pending = s.pending[len(s.pending)-10000:]
+		}
+		return
+	}
+	s.pending = nil
 }

@@ -56,14 +56,20 @@ type Result struct {
 	ErrorMessage string
 	HTTPStatus   int
 
-	Discovery      time.Duration
-	Connect        time.Duration
-	TLS            time.Duration
-	Upload         time.Duration
-	Server         time.Duration
-	Download       time.Duration
-	Media          time.Duration
-	Total          time.Duration
+	Discovery time.Duration
+	Connect   time.Duration
+	TLS       time.Duration
+	Upload    time.Duration
+	Server    time.Duration
+	Download  time.Duration
+	Media     time.Duration
+	// Total is the job as a gateway with a live session sees it: upload +
+	// server + download + media. It is what the score's round trip reads.
+	Total time.Duration
+	// Wall is the whole probe on our clock, probe start to output
+	// validated: discovery, connect and TLS included. Not stored (the
+	// phases are); the tester uses it to match probes with its own faults.
+	Wall           time.Duration
 	OrchProcessing time.Duration
 	TTFT           time.Duration
 

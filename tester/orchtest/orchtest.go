@@ -43,6 +43,9 @@ type Behaviour struct {
 	WrongSize  bool          // return images 8 px narrower than asked
 	ExtraImage bool          // return one image more than asked
 	Handler    http.Handler  // replaces everything (hostile behaviours)
+	// FailEvery > 0 answers every FailEvery-th job with a 500 (a failure
+	// profile for benchmarks).
+	FailEvery int64
 }
 
 // Orch is one fake orchestrator.
@@ -58,7 +61,12 @@ type Orch struct {
 	// Discoveries counts GetOrchestrator calls.
 	Discoveries atomic.Int64
 	served      []time.Duration // under mu: each answered job's actual server time
+	extra       atomic.Int64    // SetExtraDelay, ns
 }
+
+// SetExtraDelay adds d to the server time of the jobs that start from now
+// (0 to stop): an orchestrator that turns slow for a while.
+func (o *Orch) SetExtraDelay(d time.Duration) { o.extra.Store(int64(d)) }
 
 // ServedTimes are the server times this fake actually spent on each job it
 // answered, in order: request read → about to write the response. Under CPU
@@ -111,7 +119,7 @@ func (o *Orch) begin() time.Time {
 }
 
 func (o *Orch) finish(w http.ResponseWriter, r *http.Request, start time.Time) bool {
-	if wait := o.b.Delay - time.Since(start); wait > 0 {
+	if wait := o.b.Delay + time.Duration(o.extra.Load()) - time.Since(start); wait > 0 {
 		select {
 		case <-time.After(wait):
 		case <-r.Context().Done():
@@ -123,6 +131,10 @@ func (o *Orch) finish(w http.ResponseWriter, r *http.Request, start time.Time) b
 	o.served = append(o.served, took)
 	o.mu.Unlock()
 	w.Header().Set("X-Processing-Time-Ms", strconv.FormatInt(took.Milliseconds(), 10))
+	if o.b.FailEvery > 0 && o.Calls.Load()%o.b.FailEvery == 0 {
+		http.Error(w, "injected failure", http.StatusInternalServerError)
+		return false
+	}
 	if o.b.Status != 0 {
 		http.Error(w, o.b.Body, o.b.Status)
 		return false

@@ -330,7 +330,13 @@ func (p *Prober) Run(ctx context.Context, job Job) results.Result {
 	}
 	// StartedAt keeps the monotonic reading (UTC only when stored); run
 	// moves it when it starts over with a fresh session.
-	r.Total = time.Since(r.StartedAt)
+	r.Wall = time.Since(r.StartedAt)
+	// The job as a gateway with a live session sees it: a go-livepeer
+	// gateway pays discovery once per session (the auth token is valid 30
+	// minutes, go-livepeer core/orchestrator.go authTokenValidPeriod) and
+	// keeps its connection alive, so neither discovery nor connect/TLS is
+	// part of the job's round trip; both stay stored in their own columns.
+	r.Total = r.Upload + r.Server + r.Download + r.Media
 	if err != nil {
 		var e *Error
 		if !errors.As(err, &e) {
@@ -465,7 +471,14 @@ func (p *Prober) send(ctx context.Context, job Job, info capability.Pipeline, to
 	}
 	r.Warm = prep.Warm
 	if err != nil {
-		return s, classifyPrepare(err)
+		e := classifyPrepare(err)
+		// Our deadline ran out while discovery waited: a timeout in the
+		// discovery phase, whatever text the protocol layer wrapped it in
+		// (a gRPC dial cut short reads "error reading server preface: EOF").
+		if ctx.Err() != nil && (e.Class == ClassDiscovery || e.Class == ClassNetwork) {
+			e = &Error{Class: ClassTimeout, Code: "timeout_discovery", Message: e.Message, Err: err}
+		}
+		return s, e
 	}
 	s.prep = prep
 	s.base = base
@@ -514,6 +527,16 @@ func (p *Prober) fillTimings(tr *trace, r *results.Result) {
 	r.Upload = span(tr.wroteHeaders, tr.wrote)
 	r.Server = span(tr.wrote, tr.firstByte)
 	r.Download = span(tr.firstByte, tr.bodyDone)
+}
+
+// Dial connects the way probes do (the tester's own network, with any
+// simulated distance), for the tester's connectivity checks.
+func (p *Prober) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if p.cfg.Dial != nil {
+		return p.cfg.Dial(ctx, network, addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
 }
 
 // transport is per probe: one probe's connections never serve another's, so

@@ -3,6 +3,7 @@ package probe
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -205,6 +206,62 @@ func hostiles() []hostile {
 			prep: preparerFunc(func(context.Context, PrepareJob) (Preparation, error) {
 				return Preparation{Discovery: 5 * time.Millisecond}, errors.New("GetOrchestrator: unavailable")
 			}), class: ClassDiscovery, code: "discovery"},
+		// GetOrchestrator into a blackhole: the gateway wraps whatever gRPC
+		// said when our deadline cut it ("error reading server preface:
+		// EOF") with %v. It is a timeout of the discovery phase, not a
+		// discovery failure (issue 13: on main it was discovery/discovery).
+		{name: "discovery cut by the deadline", serve: status(500, "unreached"),
+			prep: preparerFunc(func(ctx context.Context, _ PrepareJob) (Preparation, error) {
+				<-ctx.Done()
+				return Preparation{}, fmt.Errorf("%w: %v", ErrDiscovery, errors.New(`rpc error: code = Unavailable desc = connection error: desc = "error reading server preface: EOF"`))
+			}), class: ClassTimeout, code: "timeout_discovery"},
+	}
+}
+
+// The job's round trip (total_us, what the score reads) is what a gateway
+// with a live session waits for: upload + server + download + media.
+// Discovery is timed in its own column and in the wall time, never in the
+// total (on main a 300 ms GetOrchestrator was part of every total).
+func TestTotalIsTheJobNotDiscovery(t *testing.T) {
+	var (
+		srv *httptest.Server
+		mu  sync.Mutex
+		img []byte
+	)
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			mu.Lock()
+			defer mu.Unlock()
+			w.Header().Set("Content-Type", "image/png")
+			_, _ = w.Write(img)
+			return
+		}
+		var req struct{ Width, Height int }
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		mu.Lock()
+		img = noisyPNG(req.Width, req.Height)
+		mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+		good(w, r, srv.URL+"/stream/0.png")
+	}))
+	defer srv.Close()
+	const disc = 300 * time.Millisecond
+	p := New(Config{Preparer: preparerFunc(func(context.Context, PrepareJob) (Preparation, error) {
+		time.Sleep(disc)
+		return Preparation{Discovery: disc}, nil
+	})})
+	r := p.Run(context.Background(), Job{Orchestrator: "0xab", ServiceURI: srv.URL, Pipeline: TextToImage{}, Model: "m", Seed: 1})
+	if r.Outcome != results.Success {
+		t.Fatalf("probe %s/%s: %s", r.ErrorClass, r.ErrorCode, r.ErrorMessage)
+	}
+	if sum := r.Upload + r.Server + r.Download + r.Media; r.Total != sum {
+		t.Errorf("total %v, want upload+server+download+media = %v", r.Total, sum)
+	}
+	if r.Server < 50*time.Millisecond {
+		t.Errorf("server phase %v, under the 50 ms the server slept", r.Server)
+	}
+	if r.Discovery != disc || r.Wall < disc+r.Total {
+		t.Errorf("discovery %v, wall %v: want discovery in its own column and in the wall time", r.Discovery, r.Wall)
 	}
 }
 

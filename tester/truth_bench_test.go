@@ -1,0 +1,526 @@
+package tester
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/leaderboard/score"
+	"github.com/lpgauge/lpgauge/regions"
+	"github.com/lpgauge/lpgauge/tester/orchtest"
+	"github.com/lpgauge/lpgauge/tester/probe"
+)
+
+// The truth benchmark: a fleet whose behaviour is known (per-orchestrator
+// server time and failure rate), seen from three regions through in-process
+// delay links (each region's own network distance to each orchestrator),
+// scheduled rounds with the tester's own faults injected. It measures what
+// issue 13 asks of the tester: that it ranks the fleet as the truth does
+// (Kendall τ per region), times the phases the orchestrator is accountable
+// for (error against the injected truth), scores no probe against an
+// orchestrator for its own faults, and loses no round.
+
+// delayConn delays each direction of a connection by d (one way), without
+// limiting throughput: what a link of RTT 2d does.
+type delayConn struct {
+	net.Conn
+	d      time.Duration
+	in     chan chunk
+	out    chan chunk
+	rbuf   []byte
+	rerr   error
+	closed chan struct{}
+	once   sync.Once
+}
+
+type chunk struct {
+	b   []byte
+	at  time.Time
+	err error
+}
+
+func newDelayConn(c net.Conn, d time.Duration) *delayConn {
+	dc := &delayConn{Conn: c, d: d, in: make(chan chunk, 4096), out: make(chan chunk, 4096), closed: make(chan struct{})}
+	go dc.readLoop()
+	go dc.writeLoop()
+	return dc
+}
+
+// waitUntil sleeps until at. On a busy machine a timer wakes late; that
+// slop is the link's error, and shows in the connect row of the table (a
+// connect is nothing but the link's round trip).
+func waitUntil(at time.Time, stop <-chan struct{}) bool {
+	if d := time.Until(at); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-stop:
+			return false
+		}
+	}
+	return true
+}
+
+func (c *delayConn) readLoop() {
+	for {
+		b := make([]byte, 32<<10)
+		n, err := c.Conn.Read(b)
+		select {
+		case c.in <- chunk{b: b[:n], at: time.Now(), err: err}:
+		case <-c.closed:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (c *delayConn) Read(p []byte) (int, error) {
+	for len(c.rbuf) == 0 {
+		if c.rerr != nil {
+			return 0, c.rerr
+		}
+		var ch chunk
+		select {
+		case ch = <-c.in:
+		case <-c.closed:
+			return 0, net.ErrClosed
+		}
+		if !waitUntil(ch.at.Add(c.d), c.closed) {
+			return 0, net.ErrClosed
+		}
+		c.rbuf, c.rerr = ch.b, ch.err
+	}
+	n := copy(p, c.rbuf)
+	c.rbuf = c.rbuf[n:]
+	return n, nil
+}
+
+func (c *delayConn) Write(p []byte) (int, error) {
+	select {
+	case c.out <- chunk{b: append([]byte(nil), p...), at: time.Now()}:
+		return len(p), nil
+	case <-c.closed:
+		return 0, net.ErrClosed
+	}
+}
+
+func (c *delayConn) writeLoop() {
+	for {
+		select {
+		case ch := <-c.out:
+			if !waitUntil(ch.at.Add(c.d), c.closed) {
+				return
+			}
+			if _, err := c.Conn.Write(ch.b); err != nil {
+				return
+			}
+		case <-c.closed:
+			return
+		}
+	}
+}
+
+func (c *delayConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
+// regionNet is one region's network: its faults (tnet) and its one-way
+// delay to each orchestrator; a connect costs one round trip.
+type regionNet struct {
+	tnet
+	oneWay map[string]time.Duration // host:port → one-way delay
+}
+
+func (n *regionNet) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := n.oneWay[addr]
+	// The fault applies to the SYN; the handshake costs a round trip.
+	c, err := n.tnet.dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if !waitUntil(time.Now().Add(2*d), ctx.Done()) {
+		_ = c.Close()
+		return nil, ctx.Err()
+	}
+	return newDelayConn(c, d), nil
+}
+
+type truthConfig struct {
+	orchs  int
+	rounds int // per region
+	period time.Duration
+}
+
+// Faults, by round index within each cycle of 8 rounds.
+var truthFaults = map[int]string{1: "refuse", 2: "blackhole", 3: "outage", 4: "freeze", 5: "overrun"}
+
+type phaseErr struct{ median, p99 time.Duration }
+
+type truthReport struct {
+	cfg        truthConfig
+	tau        map[string]float64
+	phases     map[string]phaseErr // connect, server, total
+	scored     map[string]int      // per fault: probes scored against orchestrators because of it
+	excused    map[string]int      // per fault: probes excused in its rounds
+	missing    int                 // ticks with no round record
+	rounds     int                 // round records, all regions
+	samples    int                 // scored probes, all regions
+	regionCode []string
+}
+
+func quantile(xs []time.Duration, q float64) time.Duration {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), xs...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(math.Ceil(q*float64(len(s))))-1]
+}
+
+// kendallTau compares two scorings of the same keys (τ-b without ties in
+// the truth).
+func kendallTau(truth, got map[string]float64) float64 {
+	var keys []string
+	for k := range truth {
+		keys = append(keys, k)
+	}
+	var c, d float64
+	for i := range keys {
+		for j := i + 1; j < len(keys); j++ {
+			a := truth[keys[i]] - truth[keys[j]]
+			b := got[keys[i]] - got[keys[j]]
+			switch {
+			case a*b > 0:
+				c++
+			case a*b < 0:
+				d++
+			}
+		}
+	}
+	n := float64(len(keys) * (len(keys) - 1) / 2)
+	return (c - d) / n
+}
+
+func runTruth(tb testing.TB, cfg truthConfig) truthReport {
+	tb.Helper()
+	// The fleet: server times 60, 100, 140 ms… and two failure profiles.
+	type orchTruth struct {
+		o     *orchtest.Orch
+		delay time.Duration
+		okP   float64
+	}
+	var fleet []orchTruth
+	for i := 0; i < cfg.orchs; i++ {
+		b := orchtest.Behaviour{Delay: time.Duration(60+40*i) * time.Millisecond}
+		okP := 1.0
+		switch i {
+		case 1:
+			b.FailEvery, okP = 2, 0.5
+		case 3:
+			b.FailEvery, okP = 4, 0.75
+		}
+		fleet = append(fleet, orchTruth{o: orchtest.New(tb, b), delay: b.Delay, okP: okP})
+	}
+	ms, _ := ParseModels("text-to-image:m,text-to-image:n")
+	var plan []Planned
+	for _, f := range fleet {
+		for _, m := range ms {
+			plan = append(plan, Planned{Target: Target{Address: f.o.Address, ServiceURI: f.o.URL}, Model: m})
+		}
+	}
+
+	// Three regions, each its own network distance to each orchestrator
+	// (so the three truths differ).
+	codes := []string{"FRA", "LAX", "SIN"}
+	base := map[string]time.Duration{"FRA": 2 * time.Millisecond, "LAX": 15 * time.Millisecond, "SIN": 35 * time.Millisecond}
+	nets := map[string]*regionNet{}
+	oneWay := map[string]map[string]time.Duration{} // region → orch → one-way
+	for ri, code := range codes {
+		n := &regionNet{oneWay: map[string]time.Duration{}}
+		oneWay[code] = map[string]time.Duration{}
+		for i, f := range fleet {
+			// Farther orchestrators differ per region: the ranking is the
+			// region's own.
+			d := base[code] + time.Duration((i*7+ri*11)%23)*time.Millisecond
+			n.oneWay[strings.TrimPrefix(f.o.URL, "http://")] = d
+			oneWay[code][f.o.Address] = d
+		}
+		nets[code] = n
+	}
+
+	var mu sync.Mutex
+	rows := map[string][]results.Result{} // region → results
+	recs := map[string][]results.Round{}  // region → round records
+	faultOf := map[string]string{}        // round id → fault
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sched, period, err := ParseSchedule("", cfg.period)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, code := range codes {
+		region, err := regions.ForTester(code)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		n := nets[code]
+		k := 0
+		planner := func(context.Context) ([]Planned, error) {
+			// Each round's fault, set when the round begins.
+			n.set("")
+			if code == "FRA" {
+				fleet[len(fleet)-1].o.SetExtraDelay(0)
+			}
+			fault := truthFaults[k%8]
+			k++
+			slot := time.Now().Add(-time.Duration(region.Offset * float64(period))).Round(time.Second)
+			mu.Lock()
+			faultOf[RoundID(code, slot)] = fault
+			mu.Unlock()
+			switch fault {
+			case "refuse":
+				n.set("refuse")
+			case "blackhole":
+				n.set("blackhole")
+				time.AfterFunc(1500*time.Millisecond, func() { n.set("") })
+			case "outage":
+				time.AfterFunc(400*time.Millisecond, func() { n.set("refuse") })
+			case "freeze":
+				if code == "FRA" {
+					time.AfterFunc(300*time.Millisecond, func() { freeze(tb, time.Second) })
+				}
+			case "overrun":
+				if code == "FRA" {
+					fleet[len(fleet)-1].o.SetExtraDelay(5 * time.Second)
+				}
+			}
+			return plan, nil
+		}
+		tt, err := New(Config{Region: region, TesterID: testerID, Concurrency: len(fleet), Spread: period / 10,
+			Prober: probe.New(probe.Config{Dial: n.dial, Timeouts: probe.Timeouts{Connect: 800 * time.Millisecond}}),
+			Log:    discardLog(),
+			Observe: func(r results.Result) {
+				mu.Lock()
+				rows[code] = append(rows[code], r)
+				mu.Unlock()
+			},
+			Rounds: func(r results.Round) {
+				mu.Lock()
+				recs[code] = append(recs[code], r)
+				mu.Unlock()
+			},
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tt.SchedulePlanner(ctx, sched, period, planner, &collect{}, nil)
+		}()
+	}
+	for deadline := time.Now().Add(time.Duration(cfg.rounds+4) * cfg.period); ; time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		done := true
+		for _, code := range codes {
+			if len(recs[code]) < cfg.rounds {
+				done = false
+			}
+		}
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	cancel()
+	wg.Wait()
+
+	rep := truthReport{cfg: cfg, tau: map[string]float64{}, phases: map[string]phaseErr{}, scored: map[string]int{}, excused: map[string]int{}, regionCode: codes}
+	errs := map[string][]time.Duration{}
+	for _, code := range codes {
+		rs := recs[code]
+		rep.rounds += len(rs)
+		sort.Slice(rs, func(i, j int) bool { return rs[i].Slot.Before(rs[j].Slot) })
+		if len(rs) < cfg.rounds {
+			rep.missing += cfg.rounds - len(rs)
+		}
+		for i := 1; i < len(rs); i++ {
+			rep.missing += int(rs[i].Slot.Sub(rs[i-1].Slot)/period) - 1
+		}
+		// Scored aggregates and timing errors.
+		type agg struct {
+			ok, n int
+			sum   time.Duration
+		}
+		a := map[string]*agg{}
+		for _, f := range fleet {
+			a[f.o.Address] = &agg{}
+		}
+		for _, r := range rows[code] {
+			fault := faultOf[r.RoundID]
+			if os.Getenv("LPGAUGE_TRUTH_DEBUG") != "" {
+				tb.Logf("%s %s %q %s/%s/%s wall %v: %.150s", code, r.RoundID, fault, r.Outcome, r.ErrorClass, r.ErrorCode, r.Wall, r.ErrorMessage)
+			}
+			if r.Outcome == results.Excused {
+				if fault != "" {
+					rep.excused[fault]++
+				}
+				continue
+			}
+			if fault != "" && (r.Outcome == results.Failure && r.HTTPStatus == 0 ||
+				r.Outcome == results.Success && fault != "overrun" && fault != "outage" && r.Wall > 900*time.Millisecond) {
+				// A failure without an answer, or a success that waited
+				// in a blackhole or a freeze: the fault, scored.
+				rep.scored[fault]++
+			}
+			rep.samples++
+			g := a[r.Orchestrator]
+			g.n++
+			if r.Outcome != results.Success {
+				continue
+			}
+			g.ok++
+			g.sum += r.Total
+			if fault != "" {
+				continue // timing errors from fault-free rounds
+			}
+			d := oneWay[code][r.Orchestrator]
+			var inj time.Duration
+			for _, f := range fleet {
+				if f.o.Address == r.Orchestrator {
+					inj = f.delay
+				}
+			}
+			errs["connect"] = append(errs["connect"], r.Connect-2*d)
+			// Against what the orchestrator reports it spent (whole ms,
+			// so +0.5 ms centres the truncation): the tester's own error.
+			errs["server"] = append(errs["server"], r.Server-(r.OrchProcessing+time.Millisecond/2+2*d))
+			errs["server vs injected"] = append(errs["server vs injected"], r.Server-(inj+2*d))
+			// Total: request, server, response, and the media GET's round trip.
+			errs["total"] = append(errs["total"], r.Total-(inj+4*d))
+		}
+		truth, got := map[string]float64{}, map[string]float64{}
+		var tmeans, gmeans []float64
+		for _, f := range fleet {
+			d := oneWay[code][f.o.Address]
+			tmeans = append(tmeans, (f.delay + 4*d).Seconds())
+			if g := a[f.o.Address]; g.ok > 0 {
+				gmeans = append(gmeans, (g.sum / time.Duration(g.ok)).Seconds())
+			}
+		}
+		tmed, gmed := score.Median(tmeans), score.Median(gmeans)
+		for _, f := range fleet {
+			d := oneWay[code][f.o.Address]
+			truth[f.o.Address] = score.AI(f.okP, (f.delay + 4*d).Seconds(), tmed).Score
+			g := a[f.o.Address]
+			if g.n > 0 && g.ok > 0 {
+				got[f.o.Address] = score.AI(float64(g.ok)/float64(g.n), (g.sum / time.Duration(g.ok)).Seconds(), gmed).Score
+			}
+		}
+		rep.tau[code] = kendallTau(truth, got)
+	}
+	for ph, xs := range errs {
+		abs := make([]time.Duration, len(xs))
+		for i, x := range xs {
+			abs[i] = x
+			if x < 0 {
+				abs[i] = -x
+			}
+		}
+		rep.phases[ph] = phaseErr{median: quantile(abs, 0.5), p99: quantile(abs, 0.99)}
+	}
+	return rep
+}
+
+func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func (r truthReport) table() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d orchestrators, %d rounds per region every %s, 3 regions; %d round records, %d missing; %d scored probes\n",
+		r.cfg.orchs, r.cfg.rounds, r.cfg.period, r.rounds, r.missing, r.samples)
+	fmt.Fprintf(&b, "| region | Kendall τ |\n|---|---|\n")
+	for _, c := range r.regionCode {
+		fmt.Fprintf(&b, "| %s | %.3f |\n", c, r.tau[c])
+	}
+	fmt.Fprintf(&b, "| phase | \\|error\\| median | p99 |\n|---|---|---|\n")
+	for _, ph := range []string{"connect", "server", "server vs injected", "total"} {
+		fmt.Fprintf(&b, "| %s | %.2f ms | %.2f ms |\n", ph, float64(r.phases[ph].median)/1e6, float64(r.phases[ph].p99)/1e6)
+	}
+	fmt.Fprintf(&b, "| fault | scored against orchestrators | excused |\n|---|---|---|\n")
+	for _, f := range []string{"refuse", "blackhole", "outage", "freeze", "overrun"} {
+		fmt.Fprintf(&b, "| %s | %d | %d |\n", f, r.scored[f], r.excused[f])
+	}
+	return b.String()
+}
+
+// TestTruthSmall is the truth benchmark's small version: one cycle of the
+// faults, 8 rounds a region.
+func TestTruthSmall(t *testing.T) {
+	rep := runTruth(t, truthConfig{orchs: 6, rounds: 8, period: 2 * time.Second})
+	t.Log("\n" + rep.table())
+	for f, n := range rep.scored {
+		if n > 0 {
+			t.Errorf("fault %s: %d probes scored against orchestrators", f, n)
+		}
+	}
+	if rep.missing > 0 {
+		t.Errorf("%d rounds missing", rep.missing)
+	}
+	for _, f := range []string{"refuse", "blackhole", "outage", "freeze"} {
+		if rep.excused[f] == 0 {
+			t.Errorf("fault %s excused nothing: was it injected?", f)
+		}
+	}
+}
+
+// BenchmarkTruth is the full truth benchmark (BENCHMARKS.md, "Measurement
+// truth"): LPGAUGE_TRUTH_ROUNDS rounds per region (default 24: three cycles
+// of the faults) over 10 orchestrators.
+//
+//	go test -run '^$' -bench Truth -benchtime 1x ./tester/
+func BenchmarkTruth(b *testing.B) {
+	rounds := 24
+	if v, err := strconv.Atoi(os.Getenv("LPGAUGE_TRUTH_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	for i := 0; i < b.N; i++ {
+		rep := runTruth(b, truthConfig{orchs: 10, rounds: rounds, period: 2 * time.Second})
+		// On stdout, each line prefixed, for scripts/bench.sh to copy into
+		// BENCHMARKS.md (a benchmark's b.Log is cut to 10 lines).
+		for _, line := range strings.Split(strings.TrimRight(rep.table(), "\n"), "\n") {
+			fmt.Println("truth: " + line)
+		}
+		minTau := 1.0
+		for _, v := range rep.tau {
+			minTau = min(minTau, v)
+		}
+		scored := 0
+		for _, n := range rep.scored {
+			scored += n
+		}
+		b.ReportMetric(minTau, "min-tau")
+		b.ReportMetric(float64(scored), "scored-own-faults")
+		b.ReportMetric(float64(rep.missing), "missing-rounds")
+		b.ReportMetric(float64(rep.phases["server"].median)/1e6, "server-err-p50-ms")
+		b.ReportMetric(float64(rep.phases["server"].p99)/1e6, "server-err-p99-ms")
+	}
+}
