@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lpgauge/lpgauge/internal/chtest"
 	"github.com/lpgauge/lpgauge/internal/results"
 )
 
@@ -19,9 +18,9 @@ func timed(orch, region string, at time.Time, outcome results.Outcome, warm bool
 	return r
 }
 
-func seedInsights(t *testing.T) (*ClickHouse, time.Time) {
+func seedInsights(t *testing.T, newDB backend) (*ClickHouse, time.Time) {
 	t.Helper()
-	db := chtest.NewDB(t)
+	db := newDB(t)
 	now := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
 	s := time.Second
 	var rows []results.Result
@@ -51,8 +50,11 @@ func seedInsights(t *testing.T) (*ClickHouse, time.Time) {
 	return st, now
 }
 
-func TestInsightQueries(t *testing.T) {
-	st, now := seedInsights(t)
+// testInsightQueries: percentiles, regions with data, history, failure
+// streaks, service URIs and errors (the profile page's and the gateway
+// outputs' queries).
+func testInsightQueries(t *testing.T, newDB backend) {
+	st, now := seedInsights(t, newDB)
 	ctx := context.Background()
 	f := Filter{Window: Window{Since: now.Add(-time.Hour), Until: now.Add(time.Hour)}}
 

@@ -33,6 +33,7 @@ var suite = []struct {
 	{"Retention", testRetention},
 	{"HistoryEqualsRaw", testHistoryEqualsRaw},
 	{"CachedWholeHoursSeeLateProbes", testCachedWholeHoursSeeLateProbes},
+	{"InsightQueries", testInsightQueries},
 }
 
 func runSuite(t *testing.T, newDB backend) {
