@@ -356,3 +356,26 @@ func TestMissingLibraryIsAnError(t *testing.T) {
 		}
 	}
 }
+
+// TestTuplesAndNaN: what Grafana panels return — arrays of (name, value)
+// tuples and 0/0 ratios — scans as clickhouse-go scans it ([]any per tuple,
+// NaN as a float).
+func TestTuplesAndNaN(t *testing.T) {
+	conn := open(t, "")
+	rows, err := conn.Query(t.Context(), "SELECT [('a', toUInt64(1)), ('b', toUInt64(2))] AS g, 0/0 AS n, -(0/0) AS m, 1/0 AS i")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		t.Fatal("no row")
+	}
+	var g [][]any
+	var n, m, i float64
+	if err := rows.Scan(&g, &n, &m, &i); err != nil {
+		t.Fatal(err)
+	}
+	if len(g) != 2 || g[1][0] != "b" || g[1][1] != uint64(2) || !math.IsNaN(n) || !math.IsNaN(m) || !math.IsInf(i, 1) {
+		t.Errorf("got %v %v %v %v", g, n, m, i)
+	}
+}

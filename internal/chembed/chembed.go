@@ -47,8 +47,8 @@ const libInRepo = ".cache/chdb/node_modules/@chdb/lib-linux-x64-gnu/libchdb.so"
 // $CHDB_LIB_PATH when set (and nothing else: an explicit path that is wrong
 // must not be papered over by another copy); else the `make deps` install
 // beside the running binary (bin/../.cache, so `bin/demo` run by hand finds
-// it) and under the working directory, /usr/local/lib, and the dynamic
-// loader's search path.
+// it) and under the working directory or one above it, /usr/local/lib, and
+// the dynamic loader's search path.
 func LibraryCandidates() []string {
 	if p := os.Getenv("CHDB_LIB_PATH"); p != "" {
 		return []string{p}
@@ -58,7 +58,12 @@ func LibraryCandidates() []string {
 		out = append(out, filepath.Join(filepath.Dir(filepath.Dir(exe)), libInRepo))
 	}
 	if wd, err := os.Getwd(); err == nil {
-		out = append(out, filepath.Join(wd, libInRepo))
+		for d := wd; ; d = filepath.Dir(d) { // the repository root above a package's folder
+			out = append(out, filepath.Join(d, libInRepo))
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
 	}
 	return append(out, "/usr/local/lib/libchdb.so", libName)
 }
