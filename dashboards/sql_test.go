@@ -208,31 +208,72 @@ func seed(t *testing.T, db *chtest.DB, w window) {
 	}
 }
 
-// TestClickHousePanelsRunOn18_16 runs every ClickHouse query of every
-// dashboard, macros expanded as the plugin would, against the real 18.16
-// server, twice: with "All" selected and with one value per variable (the
-// first option the variable's own query returns, as Grafana picks it). Every
-// query must run, return rows on the seeded network, and return the columns
-// its panel reads.
-func TestClickHousePanelsRunOn18_16(t *testing.T) {
-	db := chtest.NewDB(t)
+// TestClickHousePanelsRunOnBothEngines runs every ClickHouse query of every
+// dashboard, macros expanded as the plugin would, on every engine of
+// chtest.Engines — the ClickHouse 18.16 server and embedded chDB (a current
+// release, what most Grafana users run against) — twice: with "All" selected
+// and with one value per variable (the first option the variable's own query
+// returns, as Grafana picks it). Every query must run, return rows on the
+// seeded network, and return the columns its panel reads; the test then
+// checks that each panel target ran on each engine (the dashboards' part of
+// the SQL inventory, beside leaderboard/store's TestSQLInventory).
+func TestClickHousePanelsRunOnBothEngines(t *testing.T) {
+	engines := chtest.Engines()
+	if len(engines) < 2 {
+		t.Logf("this build has no embedded engine (build with -tags chdb, as make test does): the server only")
+	}
+	ran := map[string]map[string]bool{}
+	var targets []string
+	for _, e := range engines {
+		ran[e.Name] = map[string]bool{}
+		t.Run(e.Name, func(t *testing.T) {
+			targets = runPanels(t, e, ran[e.Name])
+		})
+	}
+	if len(targets) == 0 {
+		t.Fatal("no ClickHouse targets found")
+	}
+	for _, e := range engines {
+		for _, tg := range targets {
+			if !ran[e.Name][tg] {
+				t.Errorf("%s: %s did not run on this engine", e.Name, tg)
+			}
+		}
+	}
+}
+
+// runPanels runs every panel target on one engine and returns the names of
+// all targets; ok gets those that ran, returned rows and passed the checks.
+func runPanels(t *testing.T, e chtest.Engine, ok map[string]bool) []string {
+	db := e.NewDB(t)
 	end := time.Now().UTC().Truncate(time.Hour)
 	w := window{from: end.Add(-24 * time.Hour), to: end, interval: 3600}
 	seed(t, db, w)
 
 	// Variable queries name tables without a database, as the datasource's
 	// defaultDatabase allows, so this connection selects the test database.
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr: []string{db.Addr}, Protocol: clickhouse.Native,
-		Auth:        clickhouse.Auth{Database: db.Name, Username: "default"},
-		DialTimeout: 5 * time.Second, ReadTimeout: 60 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
+	var conn driver.Conn
+	if e.Name == chtest.EngineEmbedded {
+		// One chDB session per process: select the database on it, and
+		// put the default back when done.
+		if err := db.Conn.Exec(context.Background(), "USE "+db.Name); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Conn.Exec(context.Background(), "USE default") })
+		conn = db.Conn
+	} else {
+		c, err := clickhouse.Open(&clickhouse.Options{
+			Addr: []string{db.Addr}, Protocol: clickhouse.Native,
+			Auth:        clickhouse.Auth{Database: db.Name, Username: "default"},
+			DialTimeout: 5 * time.Second, ReadTimeout: 60 * time.Second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conn = c
 	}
-	defer conn.Close()
-
-	checked := 0
+	var all []string
 	for _, d := range loadDashboards(t) {
 		for _, mode := range []string{"all", "one"} {
 			t.Run(d.UID+"/"+mode, func(t *testing.T) {
@@ -264,8 +305,8 @@ func TestClickHousePanelsRunOn18_16(t *testing.T) {
 						if !strings.Contains(string(tg.Datasource), clickhouseType) {
 							continue
 						}
-						checked++
-						where := fmt.Sprintf("panel %q target %s", p.Title, tg.RefID)
+						where := fmt.Sprintf("%s/%s panel %q target %s", d.UID, mode, p.Title, tg.RefID)
+						all = append(all, where)
 						sql, err := expandSQL(tg.Query, tg, db.Name, w, vars)
 						if err != nil {
 							t.Errorf("%s: %v", where, err)
@@ -273,21 +314,20 @@ func TestClickHousePanelsRunOn18_16(t *testing.T) {
 						}
 						res := runQuery(t, conn, sql)
 						if res.err != nil {
-							t.Errorf("%s: ClickHouse 18.16 rejects it: %v\n%s", where, res.err, sql)
+							t.Errorf("%s: ClickHouse (%s) rejects it: %v\n%s", where, e.Name, res.err, sql)
 							continue
 						}
 						if res.rows == 0 {
 							t.Errorf("%s: no rows on a seeded database, the panel would say No data\n%s", where, sql)
 						}
+						ok[where] = res.rows > 0
 						checkColumns(t, where, p, tg, res, w)
 					}
 				}
 			})
 		}
 	}
-	if checked == 0 {
-		t.Fatal("no ClickHouse targets found")
-	}
+	return all
 }
 
 type queryResult struct {

@@ -91,8 +91,10 @@ func run(ctx context.Context, cfg config) error {
 	case "clickhouse":
 		need = append(need, "tester", "leaderboard", "explorer-api")
 	case "embedded":
-		if !chembed.Available() {
-			return fmt.Errorf("-store embedded: %w; or run with -store clickhouse", chembed.ErrNotBuilt)
+		// Before any orchestrator starts: a build without the chdb tag, or a
+		// missing libchdb, is one sentence saying what to do.
+		if err := chembed.Load(); err != nil {
+			return fmt.Errorf("-store embedded: %w; or run with -store clickhouse", err)
 		}
 	default:
 		return fmt.Errorf("-store %q: want embedded (chDB in this process) or clickhouse (a private ClickHouse server)", cfg.Store)

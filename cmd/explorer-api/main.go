@@ -21,6 +21,7 @@ import (
 	"github.com/lpgauge/lpgauge/contracts"
 	explorerapi "github.com/lpgauge/lpgauge/explorer-api"
 	"github.com/lpgauge/lpgauge/internal/chclient"
+	"github.com/lpgauge/lpgauge/internal/chstore"
 	"github.com/lpgauge/lpgauge/internal/httpserve"
 	"github.com/lpgauge/lpgauge/leaderboard/store"
 	"github.com/lpgauge/lpgauge/schemas"
@@ -45,6 +46,7 @@ type config struct {
 func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.listen, "listen", ":8081", "HTTP listen address")
 	c.ch.RegisterFlags(fs, "clickhouse.")
+	c.ch.RegisterStoreFlag(fs)
 	fs.DurationVar(&c.window, "window", 24*time.Hour, "score look-back when a request gives no since")
 	fs.DurationVar(&c.queryTimeout, "query-timeout", 8*time.Second, "store and chain time allowed to one request")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
@@ -124,11 +126,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready chan<- string)
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
-	conn, err := chclient.Open(ctx, cfg.ch)
+	conn, err := chstore.Open(ctx, cfg.ch)
 	if err != nil {
-		return err
+		return fmt.Errorf("store (%s): %w", chstore.Describe(cfg.ch), err)
 	}
 	defer conn.Close()
+	log.Info("store open", "store", chstore.Describe(cfg.ch))
 	if cfg.migrate {
 		applied, err := schemas.Migrate(ctx, conn, schemas.Options{Database: cfg.ch.Database})
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lpgauge/lpgauge/internal/chclient"
+	"github.com/lpgauge/lpgauge/internal/chstore"
 	"github.com/lpgauge/lpgauge/internal/httpserve"
 	"github.com/lpgauge/lpgauge/leaderboard/api"
 	"github.com/lpgauge/lpgauge/leaderboard/store"
@@ -40,6 +41,7 @@ type config struct {
 func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.listen, "listen", ":8080", "HTTP listen address")
 	c.ch.RegisterFlags(fs, "clickhouse.")
+	c.ch.RegisterStoreFlag(fs)
 	fs.DurationVar(&c.window, "window", 24*time.Hour, "default look-back when a request gives no since (leaderboard-serverless START_TIME_WINDOW)")
 	fs.DurationVar(&c.queryTimeout, "query-timeout", 8*time.Second, "store time allowed to one request")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
@@ -98,11 +100,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready chan<- string)
 	if err != nil {
 		return err
 	}
-	conn, err := chclient.Open(ctx, cfg.ch)
+	conn, err := chstore.Open(ctx, cfg.ch)
 	if err != nil {
-		return err
+		return fmt.Errorf("store (%s): %w", chstore.Describe(cfg.ch), err)
 	}
 	defer conn.Close()
+	log.Info("store open", "store", chstore.Describe(cfg.ch))
 	if cfg.migrate {
 		applied, err := schemas.Migrate(ctx, conn, schemas.Options{Database: cfg.ch.Database})
 		if err != nil {

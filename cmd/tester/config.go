@@ -96,6 +96,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Network, "network", "offchain", "Livepeer protocol of every probe: offchain (GetOrchestrator, timed as the discovery phase, then unsigned segment credentials), onchain (also signed with -tester-key and paid with tickets; the key needs a TicketBroker deposit) or none (plain AI requests to runner-style targets)")
 	c.Pay.register(fs)
 	c.CH.RegisterFlags(fs, "clickhouse.")
+	c.CH.RegisterStoreFlag(fs)
 }
 
 // parsed is the validated config.

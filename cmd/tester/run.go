@@ -21,7 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lpgauge/lpgauge/gateway/preparer"
-	"github.com/lpgauge/lpgauge/internal/chclient"
+	"github.com/lpgauge/lpgauge/internal/chstore"
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/schemas"
 	"github.com/lpgauge/lpgauge/tester"
@@ -69,10 +69,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var storeConn driver.Conn
 	if !c.NoStore {
 		octx, cancel := context.WithTimeout(ctx, c.CH.DialTimeout+5*time.Second)
-		conn, err := chclient.Open(octx, c.CH)
+		conn, err := chstore.Open(octx, c.CH)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("store: %w (is ClickHouse running at -clickhouse.addr %s?)", err, c.CH.Addr)
+			return fmt.Errorf("store (%s): %w", chstore.Describe(c.CH), err)
 		}
 		defer conn.Close()
 		storeConn = conn

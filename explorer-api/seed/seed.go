@@ -91,7 +91,13 @@ func probe(orch, region, pipeline, model string, at time.Time, ok bool, total, s
 // −1h and −1h+5m (+1 min each), so hourly history has three points.
 func Probes(t *testing.T) Network {
 	t.Helper()
-	db := chtest.NewDB(t)
+	return ProbesOn(t, chtest.NewDB(t))
+}
+
+// ProbesOn seeds the same probes into db (a database on any engine of
+// chtest.Engines).
+func ProbesOn(t *testing.T, db *chtest.DB) Network {
+	t.Helper()
 	now := time.Now().UTC().Truncate(time.Hour)
 	n := Network{DB: db, Now: now, Hours: []time.Time{now.Add(-3 * time.Hour), now.Add(-2 * time.Hour), now.Add(-time.Hour)}}
 	at := []time.Time{now.Add(-3*time.Hour + time.Minute), now.Add(-2*time.Hour + time.Minute), now.Add(-time.Hour + time.Minute), now.Add(-time.Hour + 6*time.Minute)}

@@ -2,6 +2,11 @@
 // them on every server version it supports (18.16 and current releases):
 // native protocol only, dial and read timeouts always set, and a ping before
 // the connection is handed out.
+//
+// Config also carries the -store flag of the leaderboard, explorer-api and
+// tester binaries, which selects either a ClickHouse server
+// (clickhouse://host:port, or -clickhouse.addr) or an embedded chDB data
+// directory (embedded:DIR); internal/chstore opens either.
 package chclient
 
 import (
@@ -18,6 +23,10 @@ import (
 
 // Config says where the store is.
 type Config struct {
+	// Store selects the store: "" or "clickhouse://host:port" for a server
+	// (the former at Addr), "embedded:DIR" for embedded ClickHouse (chDB) with
+	// its data in DIR. Set by the -store flag (RegisterStoreFlag).
+	Store        string
 	Addr         string        // host:port of the native protocol
 	Database     string        // database holding the project's tables
 	User         string        // default "default"
@@ -37,9 +46,59 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&c.MaxOpenConns, prefix+"max-open-conns", 10, "ClickHouse connection pool size")
 }
 
+// StoreFlagUsage is the -store flag's help, the same in every binary.
+const StoreFlagUsage = "where results live: clickhouse://host:port (a ClickHouse server; default: the one at -clickhouse.addr) " +
+	"or embedded:DIR (embedded ClickHouse, chDB, with its data in DIR: no server; needs a chdb build and libchdb from `make deps`)"
+
+// RegisterStoreFlag adds -store, which selects a server or the embedded store.
+func (c *Config) RegisterStoreFlag(fs *flag.FlagSet) {
+	fs.StringVar(&c.Store, "store", "", StoreFlagUsage)
+}
+
+// Embedded reports whether the config selects the embedded store, and its
+// data directory.
+func (c *Config) Embedded() (dir string, ok bool) {
+	return strings.CutPrefix(c.Store, embeddedScheme)
+}
+
+const (
+	embeddedScheme = "embedded:"
+	serverScheme   = "clickhouse://"
+)
+
+// resolve applies -store to Addr: clickhouse://host:port overrides it.
+func (c *Config) resolve() error {
+	switch {
+	case c.Store == "":
+		return nil
+	case strings.HasPrefix(c.Store, embeddedScheme):
+		if dir, _ := c.Embedded(); strings.TrimSpace(dir) == "" {
+			return fmt.Errorf("-store %q: want embedded:DIR, the directory holding the embedded store's data (created if missing)", c.Store)
+		}
+		return nil
+	case strings.HasPrefix(c.Store, serverScheme):
+		addr := strings.TrimSuffix(strings.TrimPrefix(c.Store, serverScheme), "/")
+		if addr == "" || !strings.Contains(addr, ":") || strings.ContainsAny(addr, "/?@") {
+			return fmt.Errorf("-store %q: want clickhouse://host:port (the native protocol port, usually 9000)", c.Store)
+		}
+		c.Addr = addr
+		return nil
+	}
+	return fmt.Errorf("-store %q: want clickhouse://host:port (a ClickHouse server) or embedded:DIR (embedded ClickHouse with its data in DIR)", c.Store)
+}
+
 // Validate reports a config that cannot work.
 func (c *Config) Validate() error {
 	var errs []error
+	if err := c.resolve(); err != nil {
+		return err
+	}
+	if _, ok := c.Embedded(); ok {
+		if !ValidIdent(c.Database) {
+			return fmt.Errorf("database %q: use letters, digits and underscores", c.Database)
+		}
+		return nil
+	}
 	if c.Addr == "" || !strings.Contains(c.Addr, ":") {
 		errs = append(errs, fmt.Errorf("addr %q: want host:port of the native protocol", c.Addr))
 	}
@@ -68,9 +127,16 @@ func ValidIdent(s string) bool {
 	return true
 }
 
-// Open connects without selecting a database (so callers can create it) and
-// pings the server.
+// Open connects to the server without selecting a database (so callers can
+// create it) and pings it. It opens servers only: internal/chstore.Open also
+// opens the embedded store.
 func Open(ctx context.Context, c Config) (driver.Conn, error) {
+	if err := c.resolve(); err != nil {
+		return nil, err
+	}
+	if _, ok := c.Embedded(); ok {
+		return nil, fmt.Errorf("-store %s is the embedded store: open it with internal/chstore", c.Store)
+	}
 	if c.User == "" {
 		c.User = "default"
 	}

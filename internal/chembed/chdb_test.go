@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -322,5 +325,57 @@ func TestConnBehaviour(t *testing.T) {
 	}
 	if n == nil || *n != 1 || len(a) != 2 || !math.IsNaN(a[1]) || ts.Unix() != 1767323045 {
 		t.Errorf("scanned %v %v %v", n, a, ts)
+	}
+}
+
+// TestMissingLibraryIsAnError: a chdb build whose libchdb.so is not where
+// CHDB_LIB_PATH says gets an error naming `make deps` and CHDB_LIB_PATH from
+// Open, never a panic before main (chdb-go's package init used to panic, so
+// `bin/demo` run by hand died with a Go stack trace). Run in a child process:
+// the library is loaded once per process.
+func TestMissingLibraryIsAnError(t *testing.T) {
+	if os.Getenv("CHEMBED_MISSING_LIB_CHILD") == "1" {
+		_, err := Open(context.Background(), t.TempDir())
+		fmt.Printf("OPEN-ERROR: %v\n", err)
+		if !errors.Is(err, ErrNoLibrary) {
+			os.Exit(3)
+		}
+		return
+	}
+	missing := filepath.Join(t.TempDir(), "nowhere", "libchdb.so")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMissingLibraryIsAnError$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "CHEMBED_MISSING_LIB_CHILD=1", "CHDB_LIB_PATH="+missing)
+	out, err := cmd.CombinedOutput()
+	text := string(out)
+	if err != nil || strings.Contains(text, "panic") {
+		t.Fatalf("child with CHDB_LIB_PATH=%s: %v\n%s", missing, err, text)
+	}
+	for _, want := range []string{"make deps", "CHDB_LIB_PATH", missing} {
+		if !strings.Contains(text, want) {
+			t.Errorf("error does not name %q:\n%s", want, text)
+		}
+	}
+}
+
+// TestTuplesAndNaN: what Grafana panels return — arrays of (name, value)
+// tuples and 0/0 ratios — scans as clickhouse-go scans it ([]any per tuple,
+// NaN as a float).
+func TestTuplesAndNaN(t *testing.T) {
+	conn := open(t, "")
+	rows, err := conn.Query(t.Context(), "SELECT [('a', toUInt64(1)), ('b', toUInt64(2))] AS g, 0/0 AS n, -(0/0) AS m, 1/0 AS i")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		t.Fatal("no row")
+	}
+	var g [][]any
+	var n, m, i float64
+	if err := rows.Scan(&g, &n, &m, &i); err != nil {
+		t.Fatal(err)
+	}
+	if len(g) != 2 || g[1][0] != "b" || g[1][1] != uint64(2) || !math.IsNaN(n) || !math.IsNaN(m) || !math.IsInf(i, 1) {
+		t.Errorf("got %v %v %v %v", g, n, m, i)
 	}
 }

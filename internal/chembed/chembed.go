@@ -23,12 +23,50 @@ package chembed
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
-// ErrNotBuilt is returned by Open in a build without the chdb tag.
-var ErrNotBuilt = errors.New("chembed: built without chDB: build with -tags chdb after `make deps` (scripts/chdb.sh installs libchdb)")
+// ErrNotBuilt is returned by Open and Load in a build without the chdb tag.
+var ErrNotBuilt = errors.New("the embedded store needs a binary built with the chdb build tag (go build -tags chdb, as `make build` does); this one was built without it")
+
+// ErrNoLibrary is returned by Open and Load when libchdb.so cannot be found
+// or loaded: the chdb build links it at run time.
+var ErrNoLibrary = errors.New("the embedded store needs libchdb.so (embedded ClickHouse), which was not found: run `make deps` (installs it into .cache/chdb) or set CHDB_LIB_PATH to the path of libchdb.so")
+
+// libName is the bare library name, searched by the dynamic loader.
+const libName = "libchdb.so"
+
+// libInRepo is where `make deps` (scripts/chdb.sh) installs libchdb, relative
+// to the repository root.
+const libInRepo = ".cache/chdb/node_modules/@chdb/lib-linux-x64-gnu/libchdb.so"
+
+// LibraryCandidates lists where a chdb build looks for libchdb, in order:
+// $CHDB_LIB_PATH when set (and nothing else: an explicit path that is wrong
+// must not be papered over by another copy); else the `make deps` install
+// beside the running binary (bin/../.cache, so `bin/demo` run by hand finds
+// it) and under the working directory or one above it, /usr/local/lib, and
+// the dynamic loader's search path.
+func LibraryCandidates() []string {
+	if p := os.Getenv("CHDB_LIB_PATH"); p != "" {
+		return []string{p}
+	}
+	var out []string
+	if exe, err := os.Executable(); err == nil {
+		out = append(out, filepath.Join(filepath.Dir(filepath.Dir(exe)), libInRepo))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) { // the repository root above a package's folder
+			out = append(out, filepath.Join(d, libInRepo))
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	return append(out, "/usr/local/lib/libchdb.so", libName)
+}
 
 // ErrUnsupported wraps every driver.Conn feature the embedded store lacks.
 var ErrUnsupported = errors.New("not supported by the embedded store")
@@ -65,6 +103,7 @@ func Open(ctx context.Context, dir string) (driver.Conn, error) {
 }
 
 // Available reports whether this build can open an embedded store (built
-// with -tags chdb). Whether libchdb.so loads is known only at start-up: a
-// chdb-tagged binary whose library is missing stops before main runs.
+// with -tags chdb). Whether libchdb.so is there is Load's question: it is
+// loaded at the first Open, never in a package init, so a missing library is
+// an error a binary can report (ErrNoLibrary), not a panic.
 func Available() bool { return available }

@@ -279,6 +279,11 @@ func natural(t *chType, raw any) (any, error) {
 		if t.base == "Float32" {
 			bits = 32
 		}
+		// Current releases write NaN and infinities as "nan", "-nan", "inf",
+		// "-inf" (quoted); Go's parser wants no sign on NaN.
+		if strings.EqualFold(strings.TrimLeft(s, "+-"), "nan") {
+			s = "NaN"
+		}
 		f, err := strconv.ParseFloat(s, bits)
 		if err != nil {
 			return nil, fmt.Errorf("%s value %q: %w", t.name, s, err)
@@ -338,6 +343,20 @@ func natural(t *chType, raw any) (any, error) {
 		return s.Interface(), nil
 	case "Nullable":
 		return natural(t.elem, raw)
+	case "Tuple":
+		list, ok := raw.([]any)
+		if !ok || len(list) != len(t.elts) {
+			return nil, fmt.Errorf("%s value %v is not a list of %d", t.name, raw, len(t.elts))
+		}
+		out := make([]any, len(list))
+		for i, e := range list {
+			v, err := natural(t.elts[i], e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = v
+		}
+		return out, nil
 	}
 	switch v := raw.(type) {
 	case string:

@@ -14,6 +14,7 @@ type chType struct {
 	name string // as the server spells it, e.g. "LowCardinality(String)"
 	base string // "UInt64", "String", "DateTime", "Array", "Nullable", "Enum8", …
 	elem *chType
+	elts []*chType      // Tuple elements
 	loc  *time.Location // Date/DateTime zone
 	prec int            // DateTime64 precision
 }
@@ -48,6 +49,16 @@ func parseType(name string, tz *time.Location) (*chType, error) {
 			return nil, err
 		}
 		t.elem = e
+	case "Tuple":
+		// Unnamed tuples (what groupArray((a, b)) returns); scanned, as
+		// clickhouse-go scans them, into []any.
+		for _, part := range splitTopLevel(args) {
+			e, err := parseType(part, tz)
+			if err != nil {
+				return nil, err
+			}
+			t.elts = append(t.elts, e)
+		}
 	case "DateTime", "Date", "Date32":
 		t.loc = tz
 		if t.base == "DateTime" && args != "" {
@@ -74,6 +85,27 @@ func parseType(name string, tz *time.Location) (*chType, error) {
 		}
 	}
 	return t, nil
+}
+
+// splitTopLevel splits a type's argument list at the commas outside
+// parentheses.
+func splitTopLevel(args string) []string {
+	var out []string
+	depth, start := 0, 0
+	for i, r := range args {
+		switch r {
+		case '(':
+			depth++
+		case ')':
+			depth--
+		case ',':
+			if depth == 0 {
+				out = append(out, args[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(out, args[start:])
 }
 
 func loadZone(quoted string) (*time.Location, error) {
@@ -122,6 +154,8 @@ func (t *chType) scanType() reflect.Type {
 		return reflect.PointerTo(t.elem.scanType())
 	case "Array":
 		return reflect.SliceOf(t.elem.scanType())
+	case "Tuple":
+		return reflect.TypeOf([]any(nil))
 	case "String", "FixedString", "Enum8", "Enum16", "UUID", "IPv4", "IPv6", "Decimal", "Decimal32", "Decimal64", "Decimal128", "Decimal256", "Nothing":
 		return reflect.TypeOf("")
 	}

@@ -5,6 +5,11 @@
 //
 // Set LPGAUGE_CLICKHOUSE_ADDR=host:port to use an already running server
 // instead (for example one the Makefile started for the whole run).
+//
+// Engines lists every ClickHouse the project's SQL must run on: the server
+// (18.16 in CI) and, in a build with the chdb tag, embedded chDB (a current
+// release). Tests that loop over it run each statement on both, so SQL that
+// one of them refuses fails `make test`.
 package chtest
 
 import (
@@ -21,6 +26,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/lpgauge/lpgauge/internal/chclient"
+	"github.com/lpgauge/lpgauge/internal/chembed"
 	"github.com/lpgauge/lpgauge/internal/chserver"
 	"github.com/lpgauge/lpgauge/schemas"
 )
@@ -30,6 +36,9 @@ var (
 	server   *chserver.Server
 	addr     string
 	startErr error
+
+	embedded    driver.Conn // the process's one chDB session, opened on first use
+	embeddedErr error
 )
 
 // Main runs the package's tests with a private ClickHouse server available
@@ -39,6 +48,10 @@ func Main(m *testing.M) {
 	mu.Lock()
 	if server != nil {
 		server.Stop()
+	}
+	if embedded != nil {
+		_ = embedded.Close()
+		embedded = nil
 	}
 	mu.Unlock()
 	os.Exit(code)
@@ -88,10 +101,71 @@ func ReplaceServer(s *chserver.Server) {
 
 // DB is a migrated database of its own for one test (or one benchmark).
 type DB struct {
-	Conn driver.Conn
-	Name string
-	Addr string
+	Conn   driver.Conn
+	Name   string
+	Addr   string // the server's native address; "" on the embedded store
+	Engine string // EngineServer or EngineEmbedded
 }
+
+// The engines a DB can live on.
+const (
+	EngineServer   = "server"   // a ClickHouse server (18.16 in CI)
+	EngineEmbedded = "embedded" // chDB in this process (a current release)
+)
+
+// Engine is one ClickHouse the project's SQL must run on.
+type Engine struct {
+	Name  string
+	NewDB func(testing.TB) *DB
+}
+
+// Engines returns the server and, when this build has the chdb tag, the
+// embedded store. `make test` builds with the tag, so there every caller runs
+// on both.
+func Engines() []Engine {
+	out := []Engine{{EngineServer, NewDB}}
+	if chembed.Available() {
+		out = append(out, Engine{EngineEmbedded, NewEmbeddedDB})
+	}
+	return out
+}
+
+// NewEmbeddedDB is NewDB on the embedded store (chDB): a fresh, migrated
+// database in the process's one chDB session (chDB allows one per process;
+// it is opened on first use and closed by Main), dropped when the test ends.
+// Tests using it must not run in parallel with other embedded users of the
+// session-wide state (USE).
+func NewEmbeddedDB(t testing.TB) *DB {
+	t.Helper()
+	mu.Lock()
+	if embedded == nil && embeddedErr == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		embedded, embeddedErr = chembed.Open(ctx, "")
+		cancel()
+	}
+	conn, err := embedded, embeddedErr
+	mu.Unlock()
+	if err != nil {
+		t.Fatalf("embedded store (chDB) unavailable: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	name := dbName(t.Name())
+	if _, err := schemas.Migrate(ctx, conn, schemas.Options{Database: name}); err != nil {
+		t.Fatalf("migrate embedded database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name)
+	})
+	return &DB{Conn: noClose{conn}, Name: name, Engine: EngineEmbedded}
+}
+
+// noClose hands out the shared session without letting one test close it.
+type noClose struct{ driver.Conn }
+
+func (noClose) Close() error { return nil }
 
 // Config returns a client config pointing at this database.
 func (d *DB) Config() chclient.Config {
@@ -120,7 +194,7 @@ func NewDB(t testing.TB) *DB {
 		_ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name)
 		conn.Close()
 	})
-	return &DB{Conn: conn, Name: name, Addr: a}
+	return &DB{Conn: conn, Name: name, Addr: a, Engine: EngineServer}
 }
 
 func dbName(test string) string {

@@ -7,21 +7,38 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/lpgauge/lpgauge/internal/chtest"
 )
 
-// BenchmarkReads loads a fleet-shaped probe_results (4 regions × 100
-// orchestrators × 30 models, one probe each every 10 minutes, newest now;
-// rollups filled by the view on insert) and times aggregated_stats (Aggregates
-// + MedianRTTs for one pipeline/model, last 24 h) and an orchestrator's
-// hourly history over 7 days, from rollups and from raw rows, in the same run.
-// It prints a markdown table with p50/p99 latency and requests per second.
+// BenchmarkReads loads a fleet-shaped probe_results (regions × orchestrators
+// × models, one probe each per round, newest now; rollups filled by the view
+// on insert) and times, in the same run, aggregated_stats (Aggregates +
+// MedianRTTs for one pipeline/model, last 24 h) from rollups and from raw
+// rows, an orchestrator's hourly history over 7 days from rollups and from
+// raw rows, and raw_stats (one orchestrator, one pipeline/model, last hour).
 //
-// Rows: 1M by default; LPGAUGE_BENCH_ROWS takes a comma list
-// (LPGAUGE_BENCH_ROWS=1000000,10000000 for `make bench`).
+// Each read is timed cold and warm, with 1 client (60 sequential requests)
+// and with 8 concurrent clients (15 requests each):
+//   - cold: the store's in-process whole-hour cache off, so every request
+//     reads the rollups (ClickHouse's own caches — marks, uncompressed
+//     blocks, the page cache — stay as they are; one request runs first);
+//   - warm: the cache on and filled by that first request, so the whole
+//     hours of aggregated_stats come from memory and only the partial edge
+//     hours are read. Only aggregated_stats from rollups uses the cache:
+//     the other reads have no warm variant and are reported once, as cold.
+//
+// It prints a markdown table: rows, query, source (path/cache/clients),
+// p50/p99 latency per request and requests per second.
+//
+// Rows: 1M by default; LPGAUGE_BENCH_ROWS takes a comma list. Fleet:
+// LPGAUGE_BENCH_SHAPE=ORCHSxMODELSxREGIONS (default 100x30x4) and
+// LPGAUGE_BENCH_ROUND seconds between one combo's probes (default 600);
+// `BENCH_LARGE=1 scripts/bench.sh` runs the network's future size,
+// 1000x10x4 every 300 s at 11.52M rows (24 h) and 80.64M rows (7 days).
 func BenchmarkReads(b *testing.B) {
 	sizes := []int{1_000_000}
 	if v := os.Getenv("LPGAUGE_BENCH_ROWS"); v != "" {
@@ -34,43 +51,57 @@ func BenchmarkReads(b *testing.B) {
 			sizes = append(sizes, n)
 		}
 	}
+	sh := fleetShape{orchs: 100, models: 30, regions: 4, round: 600}
+	if v := os.Getenv("LPGAUGE_BENCH_SHAPE"); v != "" {
+		if _, err := fmt.Sscanf(v, "%dx%dx%d", &sh.orchs, &sh.models, &sh.regions); err != nil || sh.orchs < 43 || sh.models < 8 || sh.regions < 1 || sh.regions > 4 {
+			b.Fatalf("LPGAUGE_BENCH_SHAPE=%q: want ORCHSxMODELSxREGIONS, at least 43 orchestrators and 8 models, 1–4 regions", v)
+		}
+	}
+	if v := os.Getenv("LPGAUGE_BENCH_ROUND"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 60 {
+			b.Fatalf("LPGAUGE_BENCH_ROUND=%q: want seconds, at least 60", v)
+		}
+		sh.round = n
+	}
 	var table []string
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
-			table = append(table, benchReads(b, n)...)
+			table = append(table, benchReads(b, n, sh)...)
 		})
 	}
+	fmt.Printf("\nfleet %d orchestrators × %d models × %d regions, one probe per combo every %d s\n", sh.orchs, sh.models, sh.regions, sh.round)
 	fmt.Println("\n| rows | query | source | p50 ms | p99 ms | req/s |\n|---:|---|---|---:|---:|---:|")
 	for _, l := range table {
 		fmt.Println(l)
 	}
 }
 
-const (
-	benchRegions = 4
-	benchOrchs   = 100
-	benchModels  = 30
-	benchCombos  = benchRegions * benchOrchs * benchModels
-)
+type fleetShape struct {
+	orchs, models, regions, round int
+}
 
-func benchReads(b *testing.B, n int) []string {
+func (s fleetShape) combos() int { return s.orchs * s.models * s.regions }
+
+func benchReads(b *testing.B, n int, sh fleetShape) []string {
 	db := chtest.NewDB(b)
 	ctx := context.Background()
 	now := time.Now().UTC()
 	start := time.Now()
-	// Row i: combo i % 12000 (region, orchestrator, model), slot i / 12000
-	// ten-minute rounds back from now, each combo at its own offset in the
-	// round. 90 % success, 8 % failure, 2 % excused; times 0.5–20 s.
+	// Row i: combo i % combos (region, orchestrator, model), slot i / combos
+	// rounds back from now, each combo at its own offset in the round.
+	// Pipeline = model % 5. 90 % success, 8 % failure, 2 % excused; times
+	// 0.5–20 s.
 	load := fmt.Sprintf("INSERT INTO %[1]s.probe_results"+
 		" (probe_id, region, orchestrator, pipeline, model, warm, started_at, started_at_ms, outcome, total_us, server_us, upload_us, download_us, source)"+
-		" SELECT toString(number), ['FRA', 'LAX', 'MDW', 'SIN'][combo %% 4 + 1], concat('0xbench', toString(intDiv(combo, 4) %% 100)),"+
-		" concat('pipeline-', toString(intDiv(combo, 400) %% 5)), concat('model-', toString(intDiv(combo, 400))), toUInt8(h %% 3 != 0),"+
-		" toDateTime(%[2]d - intDiv(number, %[3]d) * 600 - combo %% 600), toUInt16(h %% 1000),"+
+		" SELECT toString(number), ['FRA', 'LAX', 'MDW', 'SIN'][combo %% %[5]d + 1], concat('0xbench', toString(intDiv(combo, %[5]d) %% %[6]d)),"+
+		" concat('pipeline-', toString(intDiv(combo, %[7]d) %% 5)), concat('model-', toString(intDiv(combo, %[7]d))), toUInt8(h %% 3 != 0),"+
+		" toDateTime(%[2]d - intDiv(number, %[3]d) * %[8]d - combo %% %[8]d), toUInt16(h %% 1000),"+
 		" CAST(multiIf(h %% 100 < 90, 'success', h %% 100 < 98, 'failure', 'excused') AS Enum8('success' = 1, 'failure' = 2, 'excused' = 3)),"+
 		" 500000 + h %% 19500000, intDiv(500000 + h %% 19500000, 2), h %% 300000, h %% 200000, 'bench'"+
 		" FROM (SELECT number, number %% %[3]d AS combo, intHash64(number) AS h FROM system.numbers LIMIT %[4]d)",
-		db.Name, now.Unix(), benchCombos, n)
-	lctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+		db.Name, now.Unix(), sh.combos(), n, sh.regions, sh.orchs, sh.regions*sh.orchs, sh.round)
+	lctx, cancel := context.WithTimeout(ctx, 60*time.Minute)
 	defer cancel()
 	if err := db.Conn.Exec(lctx, load); err != nil {
 		b.Fatalf("load %d rows: %v", n, err)
@@ -78,54 +109,94 @@ func benchReads(b *testing.B, n int) []string {
 	_ = db.Conn.Exec(lctx, "OPTIMIZE TABLE "+db.Name+".probe_rollup_hourly FINAL")
 	b.Logf("loaded %d rows (rollups by the view) in %s", n, time.Since(start).Round(time.Millisecond))
 
-	st, err := NewClickHouse(db.Conn, db.Name, time.Minute)
+	warm, err := NewClickHouse(db.Conn, db.Name, time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}
+	cold, _ := NewClickHouse(db.Conn, db.Name, time.Minute)
+	cold.cache.checked, cold.cache.enabled = true, false // the whole-hour cache off
+
 	day := Filter{Window: Window{now.Add(-24 * time.Hour), now}, Pipeline: "pipeline-2", Model: "model-7"}
 	week := Filter{Window: Window{now.Add(-7 * 24 * time.Hour), now}, Pipeline: "pipeline-2", Model: "model-7", Orchestrator: "0xbench42"}
-	type query struct {
-		name, source string
-		run          func() error
-	}
-	queries := []query{
-		{"aggregated_stats 24h", "rollups", func() error {
+	hour := Filter{Window: Window{now.Add(-time.Hour), now}, Pipeline: "pipeline-2", Model: "model-7", Orchestrator: "0xbench42"}
+	aggregated := func(st *ClickHouse) func() error {
+		return func() error {
 			if _, err := st.Aggregates(ctx, day); err != nil {
 				return err
 			}
 			_, err := st.MedianRTTs(ctx, day)
 			return err
-		}},
-		{"aggregated_stats 24h", "raw", func() error {
-			if _, err := st.aggregatesRaw(ctx, day); err != nil {
+		}
+	}
+	type query struct {
+		name, source string
+		run          func() error
+	}
+	queries := []query{
+		{"aggregated_stats 24h", "rollups/cold", aggregated(cold)},
+		{"aggregated_stats 24h", "rollups/warm", aggregated(warm)},
+		{"aggregated_stats 24h", "raw/cold", func() error {
+			if _, err := cold.aggregatesRaw(ctx, day); err != nil {
 				return err
 			}
-			_, err := st.medianRTTsRaw(ctx, day)
+			_, err := cold.medianRTTsRaw(ctx, day)
 			return err
 		}},
-		{"history 7d hourly", "rollups", func() error { _, err := st.historyRollups(ctx, week, Hour); return err }},
-		{"history 7d hourly", "raw", func() error { _, err := st.historyRaw(ctx, week, Hour); return err }},
+		{"history 7d hourly", "rollups/cold", func() error { _, err := cold.historyRollups(ctx, week, Hour); return err }},
+		{"history 7d hourly", "raw/cold", func() error { _, err := cold.historyRaw(ctx, week, Hour); return err }},
+		{"raw_stats 1h one orchestrator", "raw/cold", func() error { _, err := cold.Raw(ctx, hour, false, 1000); return err }},
 	}
 	var lines []string
 	for _, q := range queries {
-		if err := q.run(); err != nil { // warm-up, and a failing query fails the benchmark
+		if err := q.run(); err != nil { // fills the warm cache, and a failing query fails the benchmark
 			b.Fatalf("%s from %s: %v", q.name, q.source, err)
 		}
-		const iters = 60
-		lat := make([]time.Duration, 0, iters)
-		t0 := time.Now()
-		for i := 0; i < iters; i++ {
-			s := time.Now()
-			if err := q.run(); err != nil {
-				b.Fatal(err)
+		for _, clients := range []int{1, 8} {
+			perClient := 60
+			if clients > 1 {
+				perClient = 15
 			}
-			lat = append(lat, time.Since(s))
+			lat, total := timeRequests(b, q.run, clients, perClient)
+			p := func(x float64) float64 { return float64(lat[int(x*float64(len(lat)-1))].Microseconds()) / 1000 }
+			source := fmt.Sprintf("%s/%d", q.source, clients)
+			lines = append(lines, fmt.Sprintf("| %d | %s | %s | %.1f | %.1f | %.0f |", n, q.name, source, p(0.5), p(0.99), float64(len(lat))/total.Seconds()))
+			b.ReportMetric(p(0.99), strings.ReplaceAll(q.name+"/"+source, " ", "_")+"_p99_ms")
 		}
-		total := time.Since(t0)
-		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-		p := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000 }
-		lines = append(lines, fmt.Sprintf("| %d | %s | %s | %.1f | %.1f | %.0f |", n, q.name, q.source, p(0.5), p(0.99), float64(iters)/total.Seconds()))
-		b.ReportMetric(p(0.99), strings.ReplaceAll(q.name+"/"+q.source, " ", "_")+"_p99_ms")
 	}
 	return lines
+}
+
+// timeRequests runs perClient requests on each of clients goroutines at
+// once and returns every request's latency, sorted, and the wall time.
+func timeRequests(b *testing.B, run func() error, clients, perClient int) ([]time.Duration, time.Duration) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	lat := make([]time.Duration, 0, clients*perClient)
+	errs := make(chan error, clients)
+	t0 := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range perClient {
+				s := time.Now()
+				if err := run(); err != nil {
+					errs <- err
+					return
+				}
+				d := time.Since(s)
+				mu.Lock()
+				lat = append(lat, d)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	total := time.Since(t0)
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return lat, total
 }

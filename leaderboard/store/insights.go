@@ -289,12 +289,15 @@ func (c *ClickHouse) Errors(ctx context.Context, f Filter) ([]ErrorGroup, error)
 // FailureStreaks implements Store.
 func (c *ClickHouse) FailureStreaks(ctx context.Context, f Filter) (map[string]uint64, error) {
 	w, args := where(f, false)
-	q := "SELECT orchestrator, toUInt64(arrayCount(x -> x > last_ok, groupArrayIf(" + probeMs + ", outcome = 'failure')))" +
-		" FROM (SELECT orchestrator, outcome, started_at, started_at_ms FROM " + c.table() + w + " AND outcome != 'excused')" +
-		" ANY LEFT JOIN (SELECT orchestrator, maxIf(" + probeMs + ", outcome = 'success') AS last_ok FROM " + c.table() + w +
-		" AND outcome != 'excused' GROUP BY orchestrator) USING orchestrator" +
-		" GROUP BY orchestrator, last_ok"
-	args = append(args, args...)
+	// One pass, no JOIN: the failures newer than the newest success (0 when
+	// none). The old form joined an unaliased subquery, which 18.16 accepts
+	// and current releases refuse (Code 206, ALIAS_REQUIRED), so the profile
+	// page failed on the embedded store.
+	// (18.16 loses a subquery column that only a lambda reads, so the
+	// aggregates sit inside the lambda's call.)
+	q := "SELECT orchestrator, toUInt64(arrayCount(x -> x > maxIf(" + probeMs + ", outcome = 'success')," +
+		" groupArrayIf(" + probeMs + ", outcome = 'failure'))) FROM " + c.table() + w +
+		" AND outcome != 'excused' GROUP BY orchestrator"
 	cctx, cancel := c.ctx(ctx)
 	defer cancel()
 	rows, err := c.conn.Query(cctx, q, args...)

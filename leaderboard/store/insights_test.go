@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lpgauge/lpgauge/internal/chtest"
 	"github.com/lpgauge/lpgauge/internal/results"
 )
 
@@ -19,9 +18,9 @@ func timed(orch, region string, at time.Time, outcome results.Outcome, warm bool
 	return r
 }
 
-func seedInsights(t *testing.T) (*ClickHouse, time.Time) {
+func seedInsights(t *testing.T, newDB backend) (*ClickHouse, time.Time) {
 	t.Helper()
-	db := chtest.NewDB(t)
+	db := newDB(t)
 	now := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
 	s := time.Second
 	var rows []results.Result
@@ -51,8 +50,11 @@ func seedInsights(t *testing.T) (*ClickHouse, time.Time) {
 	return st, now
 }
 
-func TestInsightQueries(t *testing.T) {
-	st, now := seedInsights(t)
+// testInsightQueries: percentiles, regions with data, history, failure
+// streaks, service URIs and errors (the profile page's and the gateway
+// outputs' queries).
+func testInsightQueries(t *testing.T, newDB backend) {
+	st, now := seedInsights(t, newDB)
 	ctx := context.Background()
 	f := Filter{Window: Window{Since: now.Add(-time.Hour), Until: now.Add(time.Hour)}}
 
@@ -106,3 +108,46 @@ func TestInsightQueries(t *testing.T) {
 }
 
 func approx(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+
+// testProfileAndIngestQueries: the explorer's server times and newest probe,
+// per-bucket medians, and post_stats' ingest and nonce claim, on one engine.
+func testProfileAndIngestQueries(t *testing.T, newDB backend) {
+	st, now := seedInsights(t, newDB)
+	ctx := context.Background()
+	f := Filter{Window: Window{Since: now.Add(-time.Hour), Until: now.Add(time.Hour)}}
+
+	sts, err := st.ServerTimes(ctx, Filter{Window: f.Window, Orchestrator: orchA, Region: "GLOBAL"})
+	if err != nil || len(sts) != 1 {
+		t.Fatalf("server times = %+v, %v", sts, err)
+	}
+	// 1..10 s warm and 30 s cold: p50 6 s; 10 warm probes, 1 cold.
+	if s := sts[0]; s.Region != "GLOBAL" || s.Samples != 11 || !approx(s.P50, 6) || s.WarmProbes != 10 || s.ColdProbes != 1 {
+		t.Errorf("server times for A = %+v, want GLOBAL, 11 samples, p50 6 s, 10 warm, 1 cold", s)
+	}
+	last, err := st.LastProbe(ctx, orchB)
+	if err != nil || !last.Equal(now.Add(6*time.Minute)) {
+		t.Errorf("last probe of B = %v, %v; want %v", last, err, now.Add(6*time.Minute))
+	}
+	if never, err := st.LastProbe(ctx, "0x00000000000000000000000000000000000000ff"); err != nil || !never.IsZero() {
+		t.Errorf("last probe of an unknown orchestrator = %v, %v; want zero", never, err)
+	}
+	meds, err := st.BucketMedians(ctx, Filter{Window: f.Window, Region: "FRA"}, Hour)
+	if err != nil || len(meds) != 1 || !approx(meds[now], 12) {
+		t.Errorf("bucket medians = %v, %v; want one hour at %v with median total 12 s", meds, err, now)
+	}
+
+	r := probe(orchC, "FRA", now.Add(30*time.Minute), results.Success, 3*time.Second)
+	r.Source = "post_stats"
+	for i, want := range []bool{true, false} {
+		stored, err := st.Ingest(ctx, r)
+		if err != nil || stored != want {
+			t.Errorf("ingest #%d = %v, %v; want %v (a re-post is stored once)", i+1, stored, err, want)
+		}
+	}
+	for i, want := range []bool{true, false} {
+		fresh, err := st.ClaimNonce(ctx, "tester-1", "nonce-0123456789abcdef", now.Add(-5*time.Minute))
+		if err != nil || fresh != want {
+			t.Errorf("claim nonce #%d = %v, %v; want %v (a replayed nonce is refused)", i+1, fresh, err, want)
+		}
+	}
+}

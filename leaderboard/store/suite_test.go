@@ -33,6 +33,8 @@ var suite = []struct {
 	{"Retention", testRetention},
 	{"HistoryEqualsRaw", testHistoryEqualsRaw},
 	{"CachedWholeHoursSeeLateProbes", testCachedWholeHoursSeeLateProbes},
+	{"InsightQueries", testInsightQueries},
+	{"ProfileAndIngestQueries", testProfileAndIngestQueries},
 }
 
 func runSuite(t *testing.T, newDB backend) {
@@ -42,7 +44,7 @@ func runSuite(t *testing.T, newDB backend) {
 }
 
 // TestServer runs the suite on the ClickHouse server (18.16 in CI).
-func TestServer(t *testing.T) { runSuite(t, serverDB) }
+func TestServer(t *testing.T) { runSuite(t, recorded(chtest.EngineServer, chtest.NewDB)) }
 
 func newStore(t *testing.T, db *chtest.DB) *ClickHouse {
 	t.Helper()
