@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -54,6 +55,7 @@ func run(ctx context.Context, args []string) error {
 	aiModels := fs.String("aiModels", "", "aiModels.json path, JSON array, or inline pipeline:model_id:warm,… (required)")
 	ethAddr := fs.String("ethAddr", "", "offchain: the orchestrator's address, its identity (default derived from -serviceAddr); onchain: must match the key's address if given")
 	network := fs.String("network", "offchain", "payment network: offchain (price 0, no tickets, no signatures) or onchain (tickets checked against the TicketBroker at -ethUrl, winners redeemed)")
+	ticketStore := fs.String("ticketStore", "", "onchain: directory where winning tickets stay until redeemed, so a restart or crash loses none (default ~/.lpgauge/orchestrator-<address>/tickets; \"none\": memory only, queued winners lost at shutdown)")
 	useTLS := fs.Bool("tls", false, "serve the port over TLS with a generated self-signed certificate, as go-livepeer (default true with -network onchain, false offchain, where h2c is served)")
 	var chainCfg chainFlags
 	chainCfg.register(fs)
@@ -129,6 +131,9 @@ func run(ctx context.Context, args []string) error {
 			return fmt.Errorf("-ethAddr %s is not the key's address %s: on chain the key is the identity", *ethAddr, keyAddr.Hex())
 		}
 		cfg.EthAddr = strings.ToLower(keyAddr.Hex())
+		if pcfg.Tickets, err = openTicketStore(*ticketStore, cfg.EthAddr); err != nil {
+			return err
+		}
 	} else {
 		cfg.EthAddr = *ethAddr
 		if cfg.EthAddr == "" {
@@ -224,6 +229,27 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// openTicketStore opens -ticketStore, by default one directory per
+// orchestrator address under ~/.lpgauge (tickets name their recipient, and
+// only its key can redeem them).
+func openTicketStore(dir, addr string) (*payment.TicketStore, error) {
+	switch dir {
+	case "none":
+		return nil, nil
+	case "":
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil, fmt.Errorf("-ticketStore: no home directory for the default (%w); give a directory", err)
+		}
+		dir = filepath.Join(home, ".lpgauge", "orchestrator-"+addr, "tickets")
+	}
+	st, err := payment.OpenTicketStore(dir)
+	if err != nil {
+		return nil, fmt.Errorf("-ticketStore %s: %w", dir, err)
+	}
+	return st, nil
 }
 
 // serveOperator serves the operator endpoints on addr, plain HTTP, until ctx

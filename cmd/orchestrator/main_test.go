@@ -146,7 +146,8 @@ func TestOnChain(t *testing.T) {
 	addr := freeAddr(t)
 	base := []string{"-network", "onchain", "-ethUrl", c.URL, "-ethKeyFile", kf,
 		"-ticketBroker", a.TicketBroker.Hex(), "-roundsManager", a.RoundsManager.Hex(),
-		"-httpAddr", addr, "-serviceAddr", addr, "-operatorAddr", freeAddr(t), "-meanServerTime", "10ms", "-serverTimeJitter", "0"}
+		"-httpAddr", addr, "-serviceAddr", addr, "-operatorAddr", freeAddr(t), "-meanServerTime", "10ms", "-serverTimeJitter", "0",
+		"-ticketStore", t.TempDir()}
 
 	t.Run("contract address without code", func(t *testing.T) {
 		args := append(append([]string{}, base...), "-aiModels", priced, "-ticketBroker", a.BondingManager.Hex()[:2]+strings.Repeat("1", 40))

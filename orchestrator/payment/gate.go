@@ -208,13 +208,7 @@ func (a *admission) credit(ctx context.Context) error {
 
 	for i, t := range tickets {
 		if pm.IsWinning(sigs[i], rand, t.WinProb) {
-			r.redeemed.Add(1)
-			select {
-			case r.redeem <- winner{t: t, sig: sigs[i], rand: rand}:
-			default:
-				r.redeemed.Done()
-				r.cfg.Log.Warn("redemption queue full; winning ticket dropped", "sender", sender.Hex())
-			}
+			r.queueWinner(winner{t: t, sig: sigs[i], rand: rand})
 		}
 	}
 	return nil

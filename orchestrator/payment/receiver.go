@@ -66,6 +66,9 @@ type Config struct {
 	TokenTTL time.Duration
 	// ChainTimeout bounds each chain call; default 5 s.
 	ChainTimeout time.Duration
+	// Tickets, when set, keeps winning tickets on disk until redeemed
+	// (ticketstore.go); without it a shutdown drops queued winners.
+	Tickets *TicketStore
 	Log          *slog.Logger
 }
 
@@ -87,9 +90,10 @@ type Receiver struct {
 }
 
 type winner struct {
-	t    *pm.Ticket
-	sig  []byte
-	rand *big.Int
+	t        *pm.Ticket
+	sig      []byte
+	rand     *big.Int
+	attempts int // failed redemptions so far (TicketStore)
 }
 
 // NewReceiver starts a receiver; Close stops its redemption loop.
@@ -132,10 +136,15 @@ func NewReceiver(cfg Config) (*Receiver, error) {
 	}
 	r.wg.Add(1)
 	go r.redeemLoop(ctx)
+	if cfg.Tickets != nil && cfg.Chain != nil {
+		r.wg.Add(1)
+		go r.storeLoop(ctx)
+	}
 	return r, nil
 }
 
-// Close stops redemption; queued winners not yet submitted are dropped.
+// Close stops redemption; queued winners not yet submitted are dropped, or
+// with a TicketStore stay on disk for the next start.
 func (r *Receiver) Close() {
 	r.stop()
 	r.wg.Wait()
@@ -261,6 +270,7 @@ func (r *Receiver) redeemLoop(ctx context.Context) {
 			cctx, cancel := r.chainCtx(ctx)
 			err := r.cfg.Chain.Redeem(cctx, w.t, w.sig, w.rand)
 			cancel()
+			r.settled(ctx, w, err)
 			if err != nil {
 				r.cfg.Log.Warn("winning ticket redemption failed", "sender", w.t.Sender.Hex(), "nonce", w.t.SenderNonce, "err", err)
 			} else {
