@@ -69,7 +69,7 @@ type Config struct {
 	// Tickets, when set, keeps winning tickets on disk until redeemed
 	// (ticketstore.go); without it a shutdown drops queued winners.
 	Tickets *TicketStore
-	Log          *slog.Logger
+	Log     *slog.Logger
 }
 
 // Receiver issues payment terms and checks what comes back.
