@@ -66,10 +66,11 @@ type Config struct {
 	TokenTTL time.Duration
 	// ChainTimeout bounds each chain call; default 5 s.
 	ChainTimeout time.Duration
+	Log          *slog.Logger
+
 	// Tickets, when set, keeps winning tickets on disk until redeemed
 	// (ticketstore.go); without it a shutdown drops queued winners.
 	Tickets *TicketStore
-	Log     *slog.Logger
 }
 
 // Receiver issues payment terms and checks what comes back.
