@@ -77,7 +77,9 @@ func TestUnpaidUploadOnChainIsNotRead(t *testing.T) {
 	read := &atomic.Int64{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- lprpc.Serve(ctx, countingListener{Listener: ln, n: read}, lprpc.NewGRPC(rpc), srv.Handler(), nil) }()
+	go func() {
+		done <- lprpc.Serve(ctx, countingListener{Listener: ln, n: read}, lprpc.NewGRPC(rpc), srv.Handler(), nil)
+	}()
 	t.Cleanup(func() { cancel(); <-done })
 
 	const size = 95 << 20
