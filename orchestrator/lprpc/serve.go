@@ -57,7 +57,7 @@ type Option func(*options)
 type options struct{ bodyReadTimeout time.Duration }
 
 // WithBodyReadTimeout bounds the time from a request's headers to the end of
-// its body, on HTTP/1.1 and HTTP/2 alike; a slower body fails its read and
+// its body (0: DefaultBodyReadTimeout), on HTTP/1.1 and HTTP/2 alike; a slower body fails its read and
 // an HTTP/1.1 connection is closed. Handlers that read a body and then work
 // for long (the AI routes) lift it once the body is in.
 func WithBodyReadTimeout(d time.Duration) Option {
@@ -80,6 +80,9 @@ func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler,
 	o := options{bodyReadTimeout: DefaultBodyReadTimeout}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.bodyReadTimeout <= 0 {
+		o.bodyReadTimeout = DefaultBodyReadTimeout
 	}
 	srv := &http.Server{
 		Handler:           Handler(g, bodyDeadline(h, o.bodyReadTimeout)),
