@@ -149,6 +149,8 @@ func exerciseComponents(t *testing.T) []scrape {
 	t.Cleanup(orch.Close)
 	orchSrv := httptest.NewServer(orch.Handler())
 	t.Cleanup(orchSrv.Close)
+	orchOp := httptest.NewServer(orch.OperatorHandler()) // /metrics is on the operator listener
+	t.Cleanup(orchOp.Close)
 	// One refused job, so the refusal counter has a series.
 	resp, err := http.Post(orchSrv.URL+"/text-to-image", "application/json", strings.NewReader("{not json"))
 	if err != nil {
@@ -235,7 +237,7 @@ func exerciseComponents(t *testing.T) []scrape {
 
 	return []scrape{
 		scrapeURL(t, "tester", serve(t, treg)+"/metrics"),
-		scrapeURL(t, "orchestrator", orchSrv.URL+"/metrics"),
+		scrapeURL(t, "orchestrator", orchOp.URL+"/metrics"),
 		scrapeURL(t, "orchestrator-runtime", serve(t, rreg)+"/metrics"),
 		scrapeURL(t, "leaderboard", lbSrv.URL+"/metrics"),
 	}

@@ -189,8 +189,8 @@ func dockerOrchestrator(t *testing.T, path string, env []string, img, instance, 
 	port, _ := strconv.Atoi(freeAddr(t)[len("127.0.0.1:"):])
 	port = min(port, 65535-9)
 	o := &orch{}
-	addr := freeAddr(t)
-	args := []string{"-httpAddr", addr, "-serviceAddr", addr, "-runners", "docker", "-aiModels", models,
+	addr, op := freeAddr(t), freeAddr(t)
+	args := []string{"-httpAddr", addr, "-serviceAddr", addr, "-operatorAddr", op, "-runners", "docker", "-aiModels", models,
 		"-queueTimeout", "500ms",
 		"-runtime.image", img, "-runtime.instance-id", instance,
 		"-runtime.port-first", strconv.Itoa(port), "-runtime.port-last", strconv.Itoa(port + 9),
@@ -198,7 +198,7 @@ func dockerOrchestrator(t *testing.T, path string, env []string, img, instance, 
 		"-runtime.restart-backoff", "200ms", "-runtime.restart-backoff-max", "1s",
 		"-runtime.stop-timeout", "1s", "-runtime.drain-timeout", "2s"}
 	o.proc = start(t, "orchestrator "+addr, path, env, args...)
-	o.URL = "http://" + addr
+	o.URL, o.Op = "http://"+addr, "http://"+op
 	waitFor(t, 30*time.Second, "orchestrator "+addr+" answers /healthz", func() bool {
 		if o.exited() {
 			t.Fatalf("orchestrator exited: %v\n%s", o.err, o.out.String())
@@ -206,7 +206,7 @@ func dockerOrchestrator(t *testing.T, path string, env []string, img, instance, 
 		code, _ := get(o.URL + "/healthz")
 		return code == http.StatusOK
 	})
-	_, st := get(o.URL + "/status")
+	_, st := get(o.Op + "/status")
 	if m := regexp.MustCompile(`"eth_address":"(0x[0-9a-f]{40})"`).FindStringSubmatch(st); m != nil {
 		o.Address = m[1]
 	} else {
@@ -218,7 +218,7 @@ func dockerOrchestrator(t *testing.T, path string, env []string, img, instance, 
 // capacity is what /status says of the one model: capacity and in use.
 func (o *orch) capacity(t *testing.T) (capacity, inUse int) {
 	t.Helper()
-	code, body := get(o.URL + "/status")
+	code, body := get(o.Op + "/status")
 	if code != http.StatusOK {
 		t.Fatalf("orchestrator /status: %d %s", code, body)
 	}
@@ -252,7 +252,7 @@ type runtimeStatus struct {
 
 func (o *orch) runtimeStatus(t *testing.T) runtimeStatus {
 	t.Helper()
-	code, body := get(o.URL + "/status/runtime")
+	code, body := get(o.Op + "/status/runtime")
 	var st runtimeStatus
 	if code != http.StatusOK || json.Unmarshal([]byte(body), &st) != nil || len(st.Models) != 1 || len(st.Runners) != 1 {
 		t.Fatalf("orchestrator /status/runtime: %d %s", code, body)

@@ -168,14 +168,15 @@ func get(url string) (int, string) {
 type orch struct {
 	*proc
 	URL     string
+	Op      string // the operator listener: /status, /metrics
 	Address string
 }
 
 func startOrchestrator(t *testing.T, env []string, extra ...string) *orch {
 	t.Helper()
-	addr := freeAddr(t)
-	args := append([]string{"-httpAddr", addr, "-serviceAddr", addr}, extra...)
-	o := &orch{proc: start(t, "orchestrator "+addr, bin.orchestrator, env, args...), URL: "http://" + addr}
+	addr, op := freeAddr(t), freeAddr(t)
+	args := append([]string{"-httpAddr", addr, "-serviceAddr", addr, "-operatorAddr", op}, extra...)
+	o := &orch{proc: start(t, "orchestrator "+addr, bin.orchestrator, env, args...), URL: "http://" + addr, Op: "http://" + op}
 	waitFor(t, 30*time.Second, "orchestrator "+addr+" answers /healthz", func() bool {
 		if o.exited() {
 			t.Fatalf("orchestrator exited: %v\n%s", o.err, o.out.String())
@@ -183,7 +184,7 @@ func startOrchestrator(t *testing.T, env []string, extra ...string) *orch {
 		code, _ := get(o.URL + "/healthz")
 		return code == http.StatusOK
 	})
-	_, st := get(o.URL + "/status")
+	_, st := get(o.Op + "/status")
 	if m := regexp.MustCompile(`"eth_address":"(0x[0-9a-f]{40})"`).FindStringSubmatch(st); m != nil {
 		o.Address = m[1]
 	} else {
@@ -201,7 +202,7 @@ var requestsRE = regexp.MustCompile(`(?m)^orchestrator_requests_total\{[^}]*\} (
 // status), from its own /metrics: each is one probe the tester made.
 func (o *orch) served(t *testing.T) int {
 	t.Helper()
-	code, body := get(o.URL + "/metrics")
+	code, body := get(o.Op + "/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("orchestrator /metrics: %d %s", code, body)
 	}

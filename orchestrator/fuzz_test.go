@@ -106,7 +106,7 @@ func FuzzShapeResult(f *testing.F) {
 	pipes := []capability.Pipeline{mustPipe(capability.TextToImage), mustPipe(capability.ImageToVideo), mustPipe(capability.AudioToText)}
 	f.Fuzz(func(t *testing.T, which uint8, urlMode bool, raw string) {
 		p := pipes[int(which)%len(pipes)]
-		s := &Server{cfg: Config{ServiceURI: "https://o.test:8935"}, store: newMediaStore(time.Minute)}
+		s := &Server{cfg: Config{ServiceURI: "https://o.test:8935"}, store: newMediaStore(time.Minute, 64<<20)}
 		r := httptest.NewRequest(http.MethodPost, "/"+p.Slug, nil)
 		if urlMode {
 			r.Header.Set("Authorization", aiWorkerProtocol)

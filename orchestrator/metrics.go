@@ -11,6 +11,9 @@ type metrics struct {
 	duration   *prometheus.HistogramVec
 	refused    *prometheus.CounterVec
 	queueDepth prometheus.Gauge
+	bodyBytes  prometheus.Gauge
+	media      prometheus.Gauge
+	evicted    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, runners Runners) *metrics {
@@ -26,14 +29,26 @@ func newMetrics(reg prometheus.Registerer, runners Runners) *metrics {
 		}, []string{"pipeline"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orchestrator_refused_jobs_total",
-			Help: "Jobs refused before running, by pipeline and reason (capacity, gate, payment, bad_request).",
+			Help: "Jobs refused before running, by pipeline and reason (capacity, gate, payment, bad_request, too_large, timeout, body_budget).",
 		}, []string{"pipeline", "reason"}),
 		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "orchestrator_queue_depth",
 			Help: "Requests waiting for a free runner slot.",
 		}),
+		bodyBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "orchestrator_body_bytes_in_flight",
+			Help: "Request-body bytes reserved by requests being read or run (bounded by -maxBodyBytesInFlight).",
+		}),
+		media: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "orchestrator_result_media_bytes",
+			Help: "Result media bytes held under /stream/ (bounded by -maxResultBytes).",
+		}),
+		evicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orchestrator_result_media_evicted_total",
+			Help: "Requests whose result media were evicted before their TTL to stay under -maxResultBytes.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.refused, m.queueDepth, capacityCollector{runners})
+	reg.MustRegister(m.requests, m.duration, m.refused, m.queueDepth, m.bodyBytes, m.media, m.evicted, capacityCollector{runners})
 	return m
 }
 

@@ -34,19 +34,38 @@ func badf(format string, args ...any) error {
 	return &requestError{fmt.Sprintf(format, args...)}
 }
 
-// form is a multipart body read into memory (the body is already bounded).
+// form is a multipart body read as a stream: its fields in memory (at most
+// maxFormFieldBytes in all), its files as their first fileHeadBytes and
+// their size. A 95 MB upload costs the orchestrator a 1 MiB head, not 95 MB:
+// billing needs only an image's header or an audio file's header and length.
 type form struct {
 	values map[string]string
-	files  map[string][]byte
+	files  map[string]filePart
 }
 
-func readForm(contentType string, body []byte) (*form, error) {
+type filePart struct {
+	head []byte
+	size int64
+}
+
+const (
+	// fileHeadBytes is how much of each uploaded file is kept: image
+	// headers (JPEG APP segments are at most 64 KiB each) and WAV chunk
+	// headers sit well inside it.
+	fileHeadBytes = 1 << 20
+	// maxFormFieldBytes bounds the non-file fields of one form together
+	// (prompt, model_id, metadata, …).
+	maxFormFieldBytes = 1 << 20
+)
+
+func readForm(contentType string, body io.Reader) (*form, error) {
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
 		return nil, badf("body must be multipart/form-data")
 	}
-	f := &form{values: map[string]string{}, files: map[string][]byte{}}
-	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	f := &form{values: map[string]string{}, files: map[string]filePart{}}
+	mr := multipart.NewReader(body, params["boundary"])
+	fieldBytes := int64(0)
 	for {
 		p, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
@@ -55,15 +74,26 @@ func readForm(contentType string, body []byte) (*form, error) {
 		if err != nil {
 			return nil, badf("malformed multipart body: %v", err)
 		}
-		data, err := io.ReadAll(p)
+		if p.FileName() != "" {
+			head, err := io.ReadAll(io.LimitReader(p, fileHeadBytes))
+			if err != nil {
+				return nil, badf("malformed multipart body: %v", err)
+			}
+			rest, err := io.Copy(io.Discard, p)
+			if err != nil {
+				return nil, badf("malformed multipart body: %v", err)
+			}
+			f.files[p.FormName()] = filePart{head: head, size: int64(len(head)) + rest}
+			continue
+		}
+		data, err := io.ReadAll(io.LimitReader(p, maxFormFieldBytes-fieldBytes+1))
 		if err != nil {
 			return nil, badf("malformed multipart body: %v", err)
 		}
-		if p.FileName() != "" {
-			f.files[p.FormName()] = data
-		} else {
-			f.values[p.FormName()] = string(data)
+		if fieldBytes += int64(len(data)); fieldBytes > maxFormFieldBytes {
+			return nil, badf("form fields other than files exceed %d bytes together; send media as files", maxFormFieldBytes)
 		}
+		f.values[p.FormName()] = string(data)
 	}
 }
 
@@ -84,7 +114,7 @@ func (f *form) image(name string) (w, h int, err error) {
 	if !ok {
 		return 0, 0, badf("missing file %q", name)
 	}
-	if w, h, err = runner.ImageSize(b); err != nil {
+	if w, h, err = runner.ImageSize(b.head); err != nil {
 		return 0, 0, badf("%s: unreadable image", name)
 	}
 	return w, h, nil
@@ -99,9 +129,20 @@ func (f *form) image(name string) (w, h int, err error) {
 // characters for text-to-speech, whole audio seconds × 1000 for
 // audio-to-text.
 func decodeRequest(p capability.Pipeline, contentType string, body []byte) (aiRequest, error) {
+	return decodeStream(p, contentType, bytes.NewReader(body))
+}
+
+// decodeStream is decodeRequest reading the body as a stream; the caller
+// bounds its size (a JSON body is read whole, so its pipeline's bound is
+// small).
+func decodeStream(p capability.Pipeline, contentType string, body io.Reader) (aiRequest, error) {
 	switch p.ID {
 	case capability.TextToImage, capability.LLM, capability.TextToSpeech:
-		return decodeJSON(p, body)
+		b, err := io.ReadAll(body)
+		if err != nil {
+			return aiRequest{}, badf("could not read request body: %v", err)
+		}
+		return decodeJSON(p, b)
 	}
 	f, err := readForm(contentType, body)
 	if err != nil {
@@ -150,7 +191,7 @@ func decodeRequest(p capability.Pipeline, contentType string, body []byte) (aiRe
 		if !ok {
 			return req, badf("missing file \"audio\"")
 		}
-		secs, err := runner.AudioSeconds(b, f.values["metadata"])
+		secs, err := runner.AudioSecondsOf(b.head, b.size, f.values["metadata"])
 		if err != nil {
 			return req, badf("audio: unreadable audio, cannot determine its duration")
 		}

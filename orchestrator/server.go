@@ -13,7 +13,10 @@ import (
 	"image/png"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,19 +46,43 @@ type Config struct {
 	// ServiceURI, when set (e.g. https://o.example:8935), is the base of
 	// result URLs; otherwise the request's own scheme and host are used.
 	ServiceURI       string
-	MaxBodyBytes     int64         // request bodies above this get 413
-	MaxResponseBytes int64         // runner answers above this are a runner error
-	MaxQueue         int           // requests that may wait for a slot at once
-	QueueTimeout     time.Duration // how long one waits before 503
-	RunnerTimeout    time.Duration // deadline on the call to the runner
-	ResultTTL        time.Duration // how long /stream/ keeps results
-	Logger           *slog.Logger
+	MaxBodyBytes     int64 // request bodies above this get 413
+	MaxResponseBytes int64 // runner answers above this are a runner error
+	// PipelineBodyBytes bounds one pipeline's bodies below MaxBodyBytes
+	// (413 above), by slug; pipelines not named get defaultBodyBytes.
+	PipelineBodyBytes ByteSizes
+	// MaxBodyBytesInFlight bounds the request-body bytes held at once by
+	// all requests together (a body's declared size, or its pipeline's
+	// bound when undeclared, is reserved before it is read); a request that
+	// finds no room within QueueTimeout gets 503 + Retry-After. Default
+	// max(256 MiB, MaxBodyBytes).
+	MaxBodyBytesInFlight int64
+	// BodyReadTimeout is how long a request body may take to arrive,
+	// counted from the end of its headers (408 and the connection closed
+	// after). Default 1 min.
+	BodyReadTimeout time.Duration
+	// SpoolDir holds bodies above 256 KiB while their job runs (unlinked
+	// files); default the system temp dir. Put it on disk, not tmpfs.
+	SpoolDir string
+	// MaxResultBytes bounds the result media kept under /stream/ in all;
+	// the oldest requests' media are evicted first. Default 256 MiB.
+	MaxResultBytes int64
+	MaxQueue       int           // requests that may wait for a slot at once
+	QueueTimeout   time.Duration // how long one waits before 503
+	RunnerTimeout  time.Duration // deadline on the call to the runner
+	ResultTTL      time.Duration // how long /stream/ keeps results
+	Logger         *slog.Logger
 }
 
 // RegisterFlags binds the config to flags, with the defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxBodyBytes, "maxBodyBytes", 100<<20, "largest AI request body accepted (413 above); audio uploads may be 50 MB")
 	fs.Int64Var(&c.MaxResponseBytes, "maxResponseBytes", 512<<20, "largest runner response accepted")
+	fs.Var(&c.PipelineBodyBytes, "pipelineBodyBytes", "per-pipeline body bounds under -maxBodyBytes, slug=size,… (sizes in bytes or with KiB/MiB/GiB); default text-to-image and text-to-speech 1MiB, llm 16MiB, uploads -maxBodyBytes")
+	fs.Int64Var(&c.MaxBodyBytesInFlight, "maxBodyBytesInFlight", 256<<20, "request-body bytes all requests may hold at once (at least -maxBodyBytes); past it 503 insufficient capacity + Retry-After")
+	fs.DurationVar(&c.BodyReadTimeout, "bodyReadTimeout", time.Minute, "how long a request body may take to arrive after its headers; past it 408 and the connection closed")
+	fs.StringVar(&c.SpoolDir, "bodySpoolDir", "", "directory for request bodies above 256 KiB while their job runs (default the system temp dir; on disk, not tmpfs)")
+	fs.Int64Var(&c.MaxResultBytes, "maxResultBytes", 256<<20, "result media kept under /stream/ in all; the oldest are evicted first")
 	fs.IntVar(&c.MaxQueue, "maxQueue", 32, "requests that may wait for a free runner at once; more get 503 at once")
 	fs.DurationVar(&c.QueueTimeout, "queueTimeout", 2*time.Second, "how long a request waits for a free runner before 503 insufficient capacity")
 	fs.DurationVar(&c.RunnerTimeout, "runnerTimeout", 15*time.Minute, "deadline on one runner call (go-livepeer: 15 min)")
@@ -71,12 +98,114 @@ func (c *Config) Validate() error {
 		return errors.New("maxQueue and queueTimeout must not be negative")
 	case c.RunnerTimeout <= 0 || c.ResultTTL <= 0:
 		return errors.New("runnerTimeout and resultTTL must be positive")
+	case c.MaxBodyBytesInFlight < 0 || c.BodyReadTimeout < 0 || c.MaxResultBytes < 0:
+		return errors.New("maxBodyBytesInFlight, bodyReadTimeout and maxResultBytes must not be negative")
+	case c.MaxBodyBytesInFlight > 0 && c.MaxBodyBytesInFlight < c.MaxBodyBytes:
+		return fmt.Errorf("maxBodyBytesInFlight %d is below maxBodyBytes %d: a body of the largest accepted size could never be read", c.MaxBodyBytesInFlight, c.MaxBodyBytes)
+	}
+	for slug, n := range c.PipelineBodyBytes {
+		if _, ok := capability.BySlug(slug); !ok {
+			return fmt.Errorf("pipelineBodyBytes: unknown pipeline %q", slug)
+		}
+		if n <= 0 {
+			return fmt.Errorf("pipelineBodyBytes: %s must be positive", slug)
+		}
 	}
 	return nil
 }
 
+// withDefaults fills the zero values New accepts.
+func (c Config) withDefaults() Config {
+	if c.MaxBodyBytesInFlight == 0 {
+		c.MaxBodyBytesInFlight = max(256<<20, c.MaxBodyBytes)
+	}
+	if c.BodyReadTimeout == 0 {
+		c.BodyReadTimeout = time.Minute
+	}
+	if c.MaxResultBytes == 0 {
+		c.MaxResultBytes = 256 << 20
+	}
+	return c
+}
+
+// defaultBodyBytes are the per-pipeline bounds when PipelineBodyBytes does
+// not name the pipeline: JSON bodies carry text only; uploads get
+// MaxBodyBytes.
+var defaultBodyBytes = map[string]int64{
+	"text-to-image":  1 << 20,
+	"text-to-speech": 1 << 20,
+	"llm":            16 << 20, // long conversations, inline images
+}
+
+// bodyLimit is the largest body p accepts.
+func (c *Config) bodyLimit(p capability.Pipeline) int64 {
+	n, ok := c.PipelineBodyBytes[p.Slug]
+	if !ok {
+		n, ok = defaultBodyBytes[p.Slug]
+	}
+	if !ok || n > c.MaxBodyBytes {
+		n = c.MaxBodyBytes
+	}
+	return n
+}
+
+// ByteSizes is a slug=size,… flag value.
+type ByteSizes map[string]int64
+
+func (b *ByteSizes) String() string {
+	if b == nil || *b == nil {
+		return ""
+	}
+	var parts []string
+	for k, v := range *b {
+		parts = append(parts, k+"="+strconv.FormatInt(v, 10))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+// Set parses slug=size,… with sizes in bytes or with a KiB, MiB or GiB suffix.
+func (b *ByteSizes) Set(v string) error {
+	m := ByteSizes{}
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		slug, size, ok := strings.Cut(part, "=")
+		if !ok {
+			return fmt.Errorf("%q: want slug=size", part)
+		}
+		n, err := parseByteSize(strings.TrimSpace(size))
+		if err != nil {
+			return fmt.Errorf("%q: %w", part, err)
+		}
+		m[strings.TrimSpace(slug)] = n
+	}
+	*b = m
+	return nil
+}
+
+func parseByteSize(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if t, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(t), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size %q: want a positive number of bytes, KiB, MiB or GiB", s)
+	}
+	return n * mult, nil
+}
+
 // Server is the orchestrator's AI HTTP surface: POST /{pipeline},
-// GET /stream/…, /healthz, /status and /metrics.
+// GET /stream/… and /healthz (Handler), and /status and /metrics for the
+// operator (OperatorHandler).
 type Server struct {
 	cfg     Config
 	runners Runners
@@ -87,7 +216,9 @@ type Server struct {
 	reg     *prometheus.Registry
 	client  *http.Client
 	queued  atomic.Int64
+	budget  *byteBudget
 	handler http.Handler
+	opHand  http.Handler
 
 	stop chan struct{}
 	once sync.Once
@@ -105,11 +236,13 @@ func New(cfg Config, runners Runners, gate Gate) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg = cfg.withDefaults()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s := &Server{
 		cfg: cfg, runners: runners, gate: gate, log: cfg.Logger,
-		store:   newMediaStore(cfg.ResultTTL),
+		store:   newMediaStore(cfg.ResultTTL, cfg.MaxResultBytes),
+		budget:  newByteBudget(cfg.MaxBodyBytesInFlight),
 		metrics: newMetrics(reg, runners),
 		reg:     reg,
 		// Runner calls carry their own deadline (RunnerTimeout) per request.
@@ -120,18 +253,34 @@ func New(cfg Config, runners Runners, gate Gate) (*Server, error) {
 	for _, p := range capability.Batch {
 		mux.Handle("POST /"+p.Slug, s.aiHandler(p))
 	}
+	healthz := func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") }
 	mux.HandleFunc("GET /stream/{id}/{name}", s.serveMedia)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /status", s.status)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", healthz)
 	s.handler = mux
+	// /status and /metrics tell anyone who can reach them the load, the
+	// models and the refusals: they are for the operator, on its own
+	// listener, not on the port the world sends jobs to.
+	op := http.NewServeMux()
+	op.HandleFunc("GET /healthz", healthz)
+	op.HandleFunc("GET /status", s.status)
+	op.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.opHand = op
+	s.store.onChange = func(bytes int64, evicted int) {
+		s.metrics.media.Set(float64(bytes))
+		s.metrics.evicted.Add(float64(evicted))
+	}
 	s.wg.Add(1)
 	go s.sweep()
 	return s, nil
 }
 
-// Handler is the HTTP surface; TLS and gRPC wrap it on the same port.
+// Handler is the public HTTP surface (jobs, /stream/, /healthz); TLS and
+// gRPC wrap it on the same port.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// OperatorHandler serves /status, /metrics and /healthz, for the operator's
+// listener.
+func (s *Server) OperatorHandler() http.Handler { return s.opHand }
 
 // Close stops the result sweeper.
 func (s *Server) Close() {
@@ -177,6 +326,9 @@ func (w *timedWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// Unwrap lets http.ResponseController reach the connection (read deadlines).
+func (w *timedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (w *timedWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
@@ -195,24 +347,84 @@ func (s *Server) aiHandler(p capability.Pipeline) http.Handler {
 	})
 }
 
-// serveAI runs one job in go-livepeer's order: decode → gate check →
-// capacity → payment → runner → charge → respond.
+// serveAI runs one job. Everything that can refuse it from its headers is
+// checked before its body is read — size, payment and credentials, capacity,
+// room for the body — so a refused request costs no body bytes; then the
+// body is read under a deadline and go-livepeer's order follows: decode →
+// gate check → capacity → payment → runner → charge → respond.
 func (s *Server) serveAI(w *timedWriter, r *http.Request, p capability.Pipeline) {
 	refuse := func(reason string, status int, msg string) {
 		s.metrics.refused.WithLabelValues(p.Slug, reason).Inc()
 		http.Error(w, msg, status)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			refuse("bad_request", http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes", s.cfg.MaxBodyBytes))
-			return
-		}
-		refuse("bad_request", http.StatusBadRequest, "could not read request body")
+	retryAfter := func() { w.Header().Set("Retry-After", strconv.Itoa(max(1, int(s.cfg.QueueTimeout.Seconds())))) }
+	limit := s.cfg.bodyLimit(p)
+	if r.ContentLength > limit {
+		refuse("too_large", http.StatusRequestEntityTooLarge, tooLarge(p, limit))
 		return
 	}
-	req, err := decodeRequest(p, r.Header.Get("Content-Type"), body)
+	var models []string
+	room := false
+	for _, m := range s.runners.States() {
+		if m.Pipeline.ID == p.ID {
+			models = append(models, m.Model)
+			room = room || m.InUse < m.Capacity
+		}
+	}
+	// Payment and credentials first, as go-livepeer checks them before
+	// capacity; a pipeline served by no model is checked as such.
+	candidates := models
+	if len(candidates) == 0 {
+		candidates = []string{""}
+	}
+	if ref, err := s.checkHeaders(r, p, candidates); err != nil {
+		s.log.Error("gate check failed", "pipeline", p.Slug, "err", err)
+		refuse("gate", http.StatusInternalServerError, "payment check failed")
+		return
+	} else if ref != nil {
+		refuse("gate", ref.Status, ref.Message)
+		return
+	}
+	if len(models) == 0 {
+		refuse("capacity", http.StatusServiceUnavailable, "insufficient capacity")
+		return
+	}
+	if !room && (s.cfg.QueueTimeout == 0 || s.queued.Load() >= int64(s.cfg.MaxQueue)) {
+		retryAfter() // gateways match this body to try the next orchestrator
+		refuse("capacity", http.StatusServiceUnavailable, "insufficient capacity")
+		return
+	}
+	reserve := r.ContentLength
+	if reserve < 0 {
+		reserve = limit // undeclared: the most it may be
+	}
+	if !s.budget.acquire(r.Context(), reserve, s.cfg.QueueTimeout) {
+		retryAfter()
+		refuse("body_budget", http.StatusServiceUnavailable, fmt.Sprintf(
+			"insufficient capacity: request bodies in flight already hold the %d bytes this orchestrator allows; retry later", s.cfg.MaxBodyBytesInFlight))
+		return
+	}
+	s.metrics.bodyBytes.Add(float64(reserve))
+	defer func() { s.budget.release(reserve); s.metrics.bodyBytes.Sub(float64(reserve)) }()
+	b, err := s.readBody(w, r, limit)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			refuse("too_large", http.StatusRequestEntityTooLarge, tooLarge(p, limit))
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			refuse("timeout", http.StatusRequestTimeout, fmt.Sprintf("request body not received within %s", s.cfg.BodyReadTimeout))
+		case errors.Is(err, errSpool):
+			s.log.Error("request body not spooled", "pipeline", p.Slug, "err", err)
+			retryAfter()
+			refuse("body_budget", http.StatusServiceUnavailable, "insufficient capacity: no room to hold the request body; retry later")
+		default:
+			refuse("bad_request", http.StatusBadRequest, "could not read request body")
+		}
+		return
+	}
+	defer b.close()
+	req, err := decodeStream(p, r.Header.Get("Content-Type"), b.reader())
 	if err == nil && req.model == "" {
 		err = badf("missing model_id")
 		if p.ID == capability.LLM {
@@ -238,8 +450,7 @@ func (s *Server) serveAI(w *timedWriter, r *http.Request, p capability.Pipeline)
 	lease, err := s.reserve(r.Context(), p, req.model)
 	if err != nil {
 		if errors.Is(err, ErrNoCapacity) {
-			// Gateways match this exact body to try the next orchestrator.
-			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(s.cfg.QueueTimeout.Seconds()))))
+			retryAfter()
 		}
 		if errors.Is(err, ErrNoCapacity) || errors.Is(err, ErrUnknownModel) {
 			refuse("capacity", http.StatusServiceUnavailable, "insufficient capacity")
@@ -253,7 +464,50 @@ func (s *Server) serveAI(w *timedWriter, r *http.Request, p capability.Pipeline)
 		refuse("payment", http.StatusBadRequest, err.Error())
 		return
 	}
-	s.run(w, r, p, req, body, lease, adm)
+	s.run(w, r, p, req, b, lease, adm)
+}
+
+func tooLarge(p capability.Pipeline, limit int64) string {
+	return fmt.Sprintf("request body exceeds %d bytes, the most this orchestrator accepts for %s", limit, p.Slug)
+}
+
+// checkHeaders asks the gate about the request before its body is read:
+// the model is in the body, so each model the pipeline serves is tried and
+// the request goes on if any would be admitted. It returns the first
+// model's refusal when none would.
+func (s *Server) checkHeaders(r *http.Request, p capability.Pipeline, models []string) (*Refusal, error) {
+	var first *Refusal
+	for _, m := range models {
+		_, err := s.gate.Check(r, Job{Pipeline: p, Model: m})
+		if err == nil {
+			return nil, nil
+		}
+		var ref *Refusal
+		if !errors.As(err, &ref) {
+			return nil, err
+		}
+		if first == nil {
+			first = ref
+		}
+	}
+	return first, nil
+}
+
+var errSpool = errors.New("spool")
+
+// readBody reads the body, at most limit bytes, within BodyReadTimeout of
+// now; the connection's read deadline is lifted again after, so a long job
+// is not cut by it.
+func (s *Server) readBody(w *timedWriter, r *http.Request, limit int64) (*body, error) {
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return nil, fmt.Errorf("set read deadline: %w", err)
+	}
+	b, err := readBody(http.MaxBytesReader(w, r.Body, limit), s.cfg.SpoolDir)
+	if err == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	return b, err
 }
 
 // reserve takes a slot, waiting in a bounded queue up to QueueTimeout. An
@@ -291,14 +545,15 @@ func (s *Server) reserve(ctx context.Context, p capability.Pipeline, model strin
 }
 
 // run forwards the job to the runner and answers with its result.
-func (s *Server) run(w *timedWriter, r *http.Request, p capability.Pipeline, req aiRequest, body []byte, lease Lease, adm Admission) {
+func (s *Server) run(w *timedWriter, r *http.Request, p capability.Pipeline, req aiRequest, b *body, lease Lease, adm Admission) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RunnerTimeout)
 	defer cancel()
-	rreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(lease.URL(), "/")+"/"+p.Slug, bytes.NewReader(body))
+	rreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(lease.URL(), "/")+"/"+p.Slug, b.reader())
 	if err != nil {
 		http.Error(w, "runner request: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
+	rreq.ContentLength = b.size
 	rreq.Header.Set("Content-Type", r.Header.Get("Content-Type"))
 	if tok := lease.Token(); tok != "" {
 		rreq.Header.Set("Authorization", "Bearer "+tok)
@@ -442,7 +697,10 @@ func (s *Server) storeMedia(v any, requestID, base string) error {
 				if ext == "" {
 					ext = "bin"
 				}
-				name := s.store.put(requestID, mime, ext, data)
+				name, err := s.store.put(requestID, mime, ext, data)
+				if err != nil {
+					return err
+				}
 				t[k] = base + "/stream/" + requestID + "/" + name
 				continue
 			}

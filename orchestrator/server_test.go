@@ -56,6 +56,8 @@ func (l *ledger) total() int64 {
 
 type rig struct {
 	url     string
+	op      string // the operator listener: /status, /metrics
+	srv     *Server
 	runners *CPURunners
 	gate    *ledger
 }
@@ -84,7 +86,9 @@ func newRig(t *testing.T, models string, lat runner.Latency, tweak func(*Config)
 	t.Cleanup(s.Close)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &rig{url: srv.URL, runners: cr, gate: g}
+	op := httptest.NewServer(s.OperatorHandler())
+	t.Cleanup(op.Close)
+	return &rig{url: srv.URL, op: op.URL, srv: s, runners: cr, gate: g}
 }
 
 func post(t *testing.T, url, contentType string, body []byte, header ...string) (*http.Response, []byte) {
@@ -390,7 +394,7 @@ func TestExternalRunnerURL(t *testing.T) {
 func TestStatusAndMetrics(t *testing.T) {
 	r := newRig(t, t2iModel, runner.Latency{}, nil)
 	post(t, r.url+"/text-to-image", "application/json", t2iBody(8, 8))
-	resp, err := http.Get(r.url + "/status")
+	resp, err := http.Get(r.op + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +404,7 @@ func TestStatusAndMetrics(t *testing.T) {
 	if st.EthAddr != "0xabc" || len(st.Models) != 1 || st.Models[0].Capacity != 1 || st.Models[0].Pipeline != "text-to-image" {
 		t.Errorf("status %+v", st)
 	}
-	resp, _ = http.Get(r.url + "/metrics")
+	resp, _ = http.Get(r.op + "/metrics")
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{`orchestrator_requests_total{code="200",pipeline="text-to-image"} 1`,
@@ -408,6 +412,30 @@ func TestStatusAndMetrics(t *testing.T) {
 		`orchestrator_model_capacity{model="ByteDance/SDXL-Lightning",pipeline="text-to-image"} 1`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// /status and /metrics are served by OperatorHandler only: the public
+// handler, where jobs arrive, answers 404 for them.
+func TestOperatorEndpointsOffThePublicPort(t *testing.T) {
+	r := newRig(t, t2iModel, runner.Latency{}, nil)
+	for _, path := range []string{"/status", "/metrics"} {
+		resp, err := http.Get(r.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("public %s: %d, want 404", path, resp.StatusCode)
+		}
+		resp, err = http.Get(r.op + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("operator %s: %d, want 200", path, resp.StatusCode)
 		}
 	}
 }

@@ -51,7 +51,7 @@ func TestStatusSaysWhyCapacityIsZero(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	hs := httptest.NewServer(srv.Handler())
+	hs := httptest.NewServer(srv.OperatorHandler())
 	defer hs.Close()
 
 	st := getStatus(t, hs.URL)
@@ -91,7 +91,7 @@ func TestStatusWithoutReasons(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	hs := httptest.NewServer(srv.Handler())
+	hs := httptest.NewServer(srv.OperatorHandler())
 	defer hs.Close()
 	if raw := getRaw(t, hs.URL); strings.Contains(raw, "reason") || strings.Contains(raw, "engine_error") {
 		t.Errorf("/status of healthy CPU runners: %s", raw)

@@ -1,8 +1,10 @@
 package orchestrator
 
 import (
+	"container/list"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"sync"
@@ -10,15 +12,25 @@ import (
 )
 
 // mediaStore holds result media for URL-mode gateways, as go-livepeer's
-// in-memory object store does: one folder per request, entries expire.
+// in-memory object store does: one folder per request, entries expire. Unlike
+// go-livepeer's, the total is bounded: past maxBytes the oldest requests'
+// media are evicted, so a burst of large results cannot exhaust memory
+// within one TTL.
 type mediaStore struct {
-	ttl   time.Duration
-	mu    sync.Mutex
-	items map[string]*requestMedia
+	ttl      time.Duration
+	maxBytes int64
+	mu       sync.Mutex
+	items    map[string]*list.Element // of *requestMedia, oldest at the front
+	order    *list.List
+	bytes    int64
+	// onChange reports the bytes held and the requests evicted (metrics).
+	onChange func(bytes int64, evicted int)
 }
 
 type requestMedia struct {
+	id      string
 	expires time.Time
+	bytes   int64
 	files   map[string]storedMedia
 }
 
@@ -27,8 +39,8 @@ type storedMedia struct {
 	data        []byte
 }
 
-func newMediaStore(ttl time.Duration) *mediaStore {
-	return &mediaStore{ttl: ttl, items: map[string]*requestMedia{}}
+func newMediaStore(ttl time.Duration, maxBytes int64) *mediaStore {
+	return &mediaStore{ttl: ttl, maxBytes: maxBytes, items: map[string]*list.Element{}, order: list.New(), onChange: func(int64, int) {}}
 }
 
 func newRequestID() string {
@@ -37,19 +49,48 @@ func newRequestID() string {
 	return hex.EncodeToString(b)
 }
 
-// put stores one file under the request and returns its name ("0.png").
-func (s *mediaStore) put(requestID, contentType, ext string, data []byte) string {
+// errMediaTooLarge is a result larger than the whole store.
+var errMediaTooLarge = errors.New("result media exceed the orchestrator's -maxResultBytes")
+
+// put stores one file under the request and returns its name ("0.png"),
+// evicting other requests' media, oldest first, to make room.
+func (s *mediaStore) put(requestID, contentType, ext string, data []byte) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rm := s.items[requestID]
-	if rm == nil {
-		rm = &requestMedia{files: map[string]storedMedia{}}
-		s.items[requestID] = rm
+	n := int64(len(data))
+	el := s.items[requestID]
+	evicted := 0
+	for s.bytes+n > s.maxBytes {
+		old := s.order.Front()
+		if old != nil && old == el { // never this request's own media
+			old = old.Next()
+		}
+		if old == nil {
+			s.onChange(s.bytes, evicted)
+			return "", fmt.Errorf("%w (%d bytes)", errMediaTooLarge, s.maxBytes)
+		}
+		s.remove(old)
+		evicted++
 	}
+	if el == nil {
+		el = s.order.PushBack(&requestMedia{id: requestID, files: map[string]storedMedia{}})
+		s.items[requestID] = el
+	}
+	rm := el.Value.(*requestMedia)
 	rm.expires = time.Now().Add(s.ttl)
 	name := fmt.Sprintf("%d.%s", len(rm.files), ext)
 	rm.files[name] = storedMedia{contentType: contentType, data: data}
-	return name
+	rm.bytes += n
+	s.bytes += n
+	s.onChange(s.bytes, evicted)
+	return name, nil
+}
+
+func (s *mediaStore) remove(el *list.Element) {
+	rm := el.Value.(*requestMedia)
+	s.order.Remove(el)
+	delete(s.items, rm.id)
+	s.bytes -= rm.bytes
 }
 
 // Names are only what put makes, so no path can reach outside the store.
@@ -64,8 +105,12 @@ func (s *mediaStore) get(requestID, name string) (storedMedia, bool) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rm := s.items[requestID]
-	if rm == nil || time.Now().After(rm.expires) {
+	el := s.items[requestID]
+	if el == nil {
+		return storedMedia{}, false
+	}
+	rm := el.Value.(*requestMedia)
+	if time.Now().After(rm.expires) {
 		return storedMedia{}, false
 	}
 	m, ok := rm.files[name]
@@ -77,9 +122,10 @@ func (s *mediaStore) sweep() {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for id, rm := range s.items {
-		if now.After(rm.expires) {
-			delete(s.items, id)
+	for _, el := range s.items {
+		if now.After(el.Value.(*requestMedia).expires) {
+			s.remove(el)
 		}
 	}
+	s.onChange(s.bytes, 0)
 }

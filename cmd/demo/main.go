@@ -124,14 +124,18 @@ func run(ctx context.Context, cfg config) error {
 		if err != nil {
 			return err
 		}
-		args := orchestratorArgs(p, addr, slug, cfg.Model)
+		opAddr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		args := orchestratorArgs(p, addr, opAddr, slug, cfg.Model)
 		if _, err := sup.start("orchestrator-"+p.Name, filepath.Join(binDir, "orchestrator"), args...); err != nil {
 			return err
 		}
 		if err := waitHTTP(ctx, "http://"+addr+"/healthz", 30*time.Second); err != nil {
 			return fmt.Errorf("orchestrator %s: %w (log: %s)", p.Name, err, filepath.Join(logDir, "orchestrator-"+p.Name+".log"))
 		}
-		say("orchestrator %-6s %s at http://%s (server time ~%s, failure rate %.0f%%)", p.Name, p.Address, addr, p.MeanServer, p.FailureRate*100)
+		say("orchestrator %-6s %s at http://%s (server time ~%s, failure rate %.0f%%; status http://%s/status)", p.Name, p.Address, addr, p.MeanServer, p.FailureRate*100, opAddr)
 		targets = append(targets, p.Address+"=http://"+addr)
 	}
 
@@ -266,11 +270,13 @@ func startServerStore(ctx context.Context, cfg config, dataDir, logDir, binDir s
 	return stop, nil
 }
 
-// orchestratorArgs are the reference orchestrator's flags for one profile.
-func orchestratorArgs(p profile, addr, slug, model string) []string {
+// orchestratorArgs are the reference orchestrator's flags for one profile;
+// its operator endpoints (/status, /metrics) listen on opAddr.
+func orchestratorArgs(p profile, addr, opAddr, slug, model string) []string {
 	return []string{
 		"-httpAddr", addr,
 		"-serviceAddr", addr,
+		"-operatorAddr", opAddr,
 		"-ethAddr", p.Address,
 		"-aiModels", fmt.Sprintf("%s:%s:true", slug, model),
 		"-meanServerTime", p.MeanServer.String(),

@@ -26,7 +26,7 @@ func BenchmarkPeakRSS(b *testing.B) {
 	addr := proctest.FreeAddr(b)
 	p := proctest.Start(b, bin, nil, "-aiModels", "text-to-image:ByteDance/SDXL-Lightning:true",
 		"-meanServerTime", "0s", "-serverTimeJitter", "0s", "-capacity", "4",
-		"-httpAddr", addr, "-serviceAddr", addr)
+		"-httpAddr", addr, "-serviceAddr", addr, "-operatorAddr", "")
 	base := "http://" + addr
 	p.WaitHTTP(b, base+"/healthz", time.Minute)
 

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -51,11 +52,13 @@ func run(ctx context.Context, args []string) error {
 	cfg.RegisterFlags(fs)
 	httpAddr := fs.String("httpAddr", ":8935", "listen address of the one port: AI HTTP endpoints and gRPC GetOrchestrator")
 	serviceAddr := fs.String("serviceAddr", "127.0.0.1:8935", "host:port gateways reach this orchestrator at")
+	operatorAddr := fs.String("operatorAddr", "127.0.0.1:7935", "listen address of the operator endpoints (/status, /metrics, /healthz, and with -runners docker /status/runtime and /metrics/runtime), kept off the public port; loopback by default, as go-livepeer's CLI port; empty: not served")
 	serviceURI := fs.String("serviceURI", "", "service URI advertised by GetOrchestrator (default http(s)://-serviceAddr) and base URL of result media URLs (default: the scheme and host of each request)")
 	aiModels := fs.String("aiModels", "", "aiModels.json path, JSON array, or inline pipeline:model_id:warm,… (required)")
 	ethAddr := fs.String("ethAddr", "", "offchain: the orchestrator's address, its identity (default derived from -serviceAddr); onchain: must match the key's address if given")
 	network := fs.String("network", "offchain", "payment network: offchain (price 0, no tickets, no signatures) or onchain (tickets checked against the TicketBroker at -ethUrl, winners redeemed)")
 	version := fs.String("livepeerVersion", lprpc.DefaultVersion, "version advertised as Capabilities.version, compared as semver against a gateway's -orchMinLivepeerVersion; default: the go-livepeer release whose wire behaviour this orchestrator conforms to")
+	ticketStore := fs.String("ticketStore", "", "onchain: directory where winning tickets stay until redeemed, so a restart or crash loses none (default ~/.lpgauge/orchestrator-<address>/tickets; \"none\": memory only, queued winners lost at shutdown)")
 	useTLS := fs.Bool("tls", false, "serve the port over TLS with a generated self-signed certificate, as go-livepeer (default true with -network onchain, false offchain, where h2c is served)")
 	var chainCfg chainFlags
 	chainCfg.register(fs)
@@ -94,6 +97,9 @@ func run(ctx context.Context, args []string) error {
 	if err := lat.Validate(); err != nil {
 		return fmt.Errorf("demo profile: %w", err)
 	}
+	if err := cfg.Validate(); err != nil { // before any runner starts
+		return err
+	}
 	host, _, err := net.SplitHostPort(*serviceAddr)
 	if err != nil {
 		return fmt.Errorf("-serviceAddr %q: want host:port: %w", *serviceAddr, err)
@@ -128,6 +134,9 @@ func run(ctx context.Context, args []string) error {
 			return fmt.Errorf("-ethAddr %s is not the key's address %s: on chain the key is the identity", *ethAddr, keyAddr.Hex())
 		}
 		cfg.EthAddr = strings.ToLower(keyAddr.Hex())
+		if pcfg.Tickets, err = openTicketStore(*ticketStore, cfg.EthAddr); err != nil {
+			return err
+		}
 	} else {
 		cfg.EthAddr = *ethAddr
 		if cfg.EthAddr == "" {
@@ -201,17 +210,25 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *httpAddr, err)
 	}
-	handler := srv.Handler()
-	if extra != nil {
-		handler = withRuntimeRoutes(handler, extra)
-	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *operatorAddr != "" {
+		opHandler := srv.OperatorHandler()
+		if extra != nil {
+			opHandler = withRuntimeRoutes(opHandler, extra)
+		}
+		opDone, err := serveOperator(ctx, *operatorAddr, opHandler, log)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		defer func() { stop(); <-opDone }()
+	}
 	log.Info("orchestrator listening", "addr", ln.Addr().String(), "service_uri", advertised, "network", *network,
 		"tls", *useTLS, "models", len(models))
 	// GetOrchestrator shares the port with the HTTP endpoints, as on
 	// go-livepeer: TLS with a self-signed certificate, or h2c.
-	if err := lprpc.Serve(ctx, ln, lprpc.NewGRPC(rpc), handler, cert); err != nil {
+	if err := lprpc.Serve(ctx, ln, lprpc.NewGRPC(rpc), srv.Handler(), cert, lprpc.WithBodyReadTimeout(cfg.BodyReadTimeout)); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
@@ -233,4 +250,50 @@ func hardware(states func() []orchestrator.ModelState, log *slog.Logger) func() 
 		}
 		return lprpc.HardwareFromGPUs(states(), gpus)
 	}
+}
+
+// openTicketStore opens -ticketStore, by default one directory per
+// orchestrator address under ~/.lpgauge (tickets name their recipient, and
+// only its key can redeem them).
+func openTicketStore(dir, addr string) (*payment.TicketStore, error) {
+	switch dir {
+	case "none":
+		return nil, nil
+	case "":
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil, fmt.Errorf("-ticketStore: no home directory for the default (%w); give a directory", err)
+		}
+		dir = filepath.Join(home, ".lpgauge", "orchestrator-"+addr, "tickets")
+	}
+	st, err := payment.OpenTicketStore(dir)
+	if err != nil {
+		return nil, fmt.Errorf("-ticketStore %s: %w", dir, err)
+	}
+	return st, nil
+}
+
+// serveOperator serves the operator endpoints on addr, plain HTTP, until ctx
+// ends; the returned channel closes when the listener is shut down.
+func serveOperator(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (<-chan struct{}, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen -operatorAddr %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("operator listener stopped", "addr", addr, "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.Info("operator endpoints listening", "addr", ln.Addr().String())
+	return done, nil
 }

@@ -146,7 +146,8 @@ func TestOnChain(t *testing.T) {
 	addr := freeAddr(t)
 	base := []string{"-network", "onchain", "-ethUrl", c.URL, "-ethKeyFile", kf,
 		"-ticketBroker", a.TicketBroker.Hex(), "-roundsManager", a.RoundsManager.Hex(),
-		"-httpAddr", addr, "-serviceAddr", addr, "-meanServerTime", "10ms", "-serverTimeJitter", "0"}
+		"-httpAddr", addr, "-serviceAddr", addr, "-operatorAddr", freeAddr(t), "-meanServerTime", "10ms", "-serverTimeJitter", "0",
+		"-ticketStore", t.TempDir()}
 
 	t.Run("contract address without code", func(t *testing.T) {
 		args := append(append([]string{}, base...), "-aiModels", priced, "-ticketBroker", a.BondingManager.Hex()[:2]+strings.Repeat("1", 40))
@@ -197,7 +198,8 @@ func TestOnChain(t *testing.T) {
 func TestOffChainH2C(t *testing.T) {
 	addr := freeAddr(t)
 	g := &gateway.Gateway{}
-	start(t, g, "http://"+addr, "-aiModels", "text-to-image:"+model+":true", "-httpAddr", addr, "-serviceAddr", addr,
+	op := freeAddr(t)
+	start(t, g, "http://"+addr, "-aiModels", "text-to-image:"+model+":true", "-httpAddr", addr, "-serviceAddr", addr, "-operatorAddr", op,
 		"-ethAddr", "0x00000000000000000000000000000000000000aa", "-meanServerTime", "10ms", "-serverTimeJitter", "0")
 	info, _, err := g.Info(context.Background(), "http://"+addr)
 	if err != nil {
@@ -215,6 +217,28 @@ func TestOffChainH2C(t *testing.T) {
 	if status, body := job(t, g, "http://"+addr, func(h http.Header) { h.Del(gateway.SegmentHeader) }); status != http.StatusOK {
 		t.Fatalf("job without Livepeer headers: %d %s", status, body)
 	}
+	// /status and /metrics are the operator's, on -operatorAddr only.
+	for _, path := range []string{"/status", "/metrics"} {
+		if code := httpGet(t, "http://"+addr+path); code != http.StatusNotFound {
+			t.Errorf("public port %s: %d, want 404", path, code)
+		}
+		if code := httpGet(t, "http://"+op+path); code != http.StatusOK {
+			t.Errorf("operator listener %s: %d, want 200", path, code)
+		}
+	}
+	if code := httpGet(t, "http://"+addr+"/healthz"); code != http.StatusOK {
+		t.Errorf("public /healthz: %d", code)
+	}
+}
+
+func httpGet(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // Bad configuration is refused before anything starts, with the flag named.
@@ -224,7 +248,7 @@ func TestBadConfig(t *testing.T) {
 	good := "0x" + strings.Repeat("1", 40)
 	onchain := func(extra ...string) []string {
 		return append([]string{"-network", "onchain", "-aiModels", priced, "-ethUrl", "http://127.0.0.1:1", "-ethKeyFile", kf,
-			"-ticketBroker", good, "-roundsManager", good, "-httpAddr", "127.0.0.1:0"}, extra...)
+			"-ticketBroker", good, "-roundsManager", good, "-httpAddr", "127.0.0.1:0", "-operatorAddr", ""}, extra...)
 	}
 	cases := []struct {
 		name string
@@ -246,6 +270,9 @@ func TestBadConfig(t *testing.T) {
 		{"onchain without prices", onchain("-aiModels", "text-to-image:m:true"), "", "no aiModels entry has a price_per_unit"},
 		{"fiat price", onchain("-aiModels", `[{"pipeline":"text-to-image","model_id":"m","price_per_unit":1,"currency":"USD"}]`), "", "needs a price feed"},
 		{"bad ethAddr", []string{"-aiModels", priced, "-ethAddr", "me"}, "", "-ethAddr \"me\""},
+		{"in-flight bound below body bound", []string{"-aiModels", priced, "-maxBodyBytes", "1000", "-maxBodyBytesInFlight", "999"}, "", "maxBodyBytesInFlight 999 is below maxBodyBytes 1000"},
+		{"unknown pipeline body bound", []string{"-aiModels", priced, "-pipelineBodyBytes", "text-to-everything=1MiB"}, "", "unknown pipeline \"text-to-everything\""},
+		{"body bound not a size", []string{"-aiModels", priced, "-pipelineBodyBytes", "llm=lots"}, "", "want a positive number of bytes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

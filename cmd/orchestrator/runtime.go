@@ -117,7 +117,7 @@ func pipelineSlugs() []string {
 	return append(out, "live-video-to-video")
 }
 
-// withRuntimeRoutes serves extra's routes in front of the AI server.
+// withRuntimeRoutes serves extra's routes in front of the operator endpoints.
 func withRuntimeRoutes(ai, extra http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/status/runtime" || r.URL.Path == "/metrics/runtime" {

@@ -47,11 +47,45 @@ func NewGRPC(s lpnet.OrchestratorServer) *grpc.Server {
 	return g
 }
 
+// DefaultBodyReadTimeout is how long a request body may take to arrive
+// unless WithBodyReadTimeout says otherwise.
+const DefaultBodyReadTimeout = time.Minute
+
+// Option configures Serve.
+type Option func(*options)
+
+type options struct{ bodyReadTimeout time.Duration }
+
+// WithBodyReadTimeout bounds the time from a request's headers to the end of
+// its body (0: DefaultBodyReadTimeout), on HTTP/1.1 and HTTP/2 alike; a slower body fails its read and
+// an HTTP/1.1 connection is closed. Handlers that read a body and then work
+// for long (the AI routes) lift it once the body is in.
+func WithBodyReadTimeout(d time.Duration) Option {
+	return func(o *options) { o.bodyReadTimeout = d }
+}
+
+// bodyDeadline gives every non-gRPC request a read deadline. http.Server's
+// ReadTimeout would do it for HTTP/1.1, but it also cancels a request's
+// context when it fires after the body is read, cutting long jobs.
+func bodyDeadline(h http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		h.ServeHTTP(w, r)
+	})
+}
+
 // Serve serves gRPC and h on ln until ctx ends. With cert != nil it speaks
 // TLS (HTTP/2 and HTTP/1.1); without, plain HTTP/1.1 and h2c.
-func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler, cert *tls.Certificate) error {
+func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler, cert *tls.Certificate, opts ...Option) error {
+	o := options{bodyReadTimeout: DefaultBodyReadTimeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.bodyReadTimeout <= 0 {
+		o.bodyReadTimeout = DefaultBodyReadTimeout
+	}
 	srv := &http.Server{
-		Handler:           Handler(g, h),
+		Handler:           Handler(g, bodyDeadline(h, o.bodyReadTimeout)),
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,

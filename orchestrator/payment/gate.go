@@ -247,13 +247,7 @@ func (r *Receiver) ProcessPayment(ctx context.Context, p *lpnet.Payment, manifes
 			r.Credit(sender, manifestID, t.EV())
 		}
 		if won {
-			r.redeemed.Add(1)
-			select {
-			case r.redeem <- winner{t: t, sig: sig, rand: rnd}:
-			default:
-				r.redeemed.Done()
-				r.cfg.Log.Warn("redemption queue full; winning ticket dropped", "sender", sender.Hex())
-			}
+			r.queueWinner(winner{t: t, sig: sig, rand: rnd})
 		}
 	}
 	return receiveErr

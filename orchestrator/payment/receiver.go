@@ -80,6 +80,10 @@ type Config struct {
 	// Now is the clock of auth token issue and expiry; default time.Now.
 	Now func() time.Time
 	Log *slog.Logger
+
+	// Tickets, when set, keeps winning tickets on disk until redeemed
+	// (ticketstore.go); without it a shutdown drops queued winners.
+	Tickets *TicketStore
 }
 
 // MaxSenderNonces is how many tickets one set of ticket params (one
@@ -111,9 +115,10 @@ type nonceSet struct {
 }
 
 type winner struct {
-	t    *pm.Ticket
-	sig  []byte
-	rand *big.Int
+	t        *pm.Ticket
+	sig      []byte
+	rand     *big.Int
+	attempts int // failed redemptions so far (TicketStore)
 }
 
 func randomBytes(n int) []byte {
@@ -170,10 +175,15 @@ func NewReceiver(cfg Config) (*Receiver, error) {
 	}
 	r.wg.Add(1)
 	go r.redeemLoop(ctx)
+	if cfg.Tickets != nil && cfg.Chain != nil {
+		r.wg.Add(1)
+		go r.storeLoop(ctx)
+	}
 	return r, nil
 }
 
-// Close stops redemption; queued winners not yet submitted are dropped.
+// Close stops redemption; queued winners not yet submitted are dropped, or
+// with a TicketStore stay on disk for the next start.
 func (r *Receiver) Close() {
 	r.stop()
 	r.wg.Wait()
@@ -373,6 +383,7 @@ func (r *Receiver) redeemLoop(ctx context.Context) {
 			cctx, cancel := r.chainCtx(ctx)
 			err := r.cfg.Chain.Redeem(cctx, w.t, w.sig, w.rand)
 			cancel()
+			r.settled(ctx, w, err)
 			if err != nil {
 				r.cfg.Log.Warn("winning ticket redemption failed", "sender", w.t.Sender.Hex(), "nonce", w.t.SenderNonce, "err", err)
 			} else {

@@ -57,7 +57,13 @@ func knownAudio(b []byte) bool {
 // upload's length: a WAV header, else metadata {"duration": seconds} for a
 // recognised container, as ai-runner skips ffprobe when metadata has it.
 func AudioSeconds(b []byte, metadata string) (float64, error) {
-	if d, err := AudioDuration(b); err == nil {
+	return AudioSecondsOf(b, int64(len(b)), metadata)
+}
+
+// AudioSecondsOf is AudioSeconds for a file of total bytes of which b is the
+// start (see AudioDurationOf).
+func AudioSecondsOf(b []byte, total int64, metadata string) (float64, error) {
+	if d, err := AudioDurationOf(b, total); err == nil {
 		return d, nil
 	}
 	var meta struct {

@@ -85,7 +85,12 @@ var ErrAudioFormat = errors.New("unsupported audio format or malformed file")
 // AudioDuration returns the length of a WAV file from its header. Other
 // containers need a decoder this program does not carry; callers fall back to
 // the request's metadata duration for those.
-func AudioDuration(b []byte) (float64, error) {
+func AudioDuration(b []byte) (float64, error) { return AudioDurationOf(b, int64(len(b))) }
+
+// AudioDurationOf is AudioDuration for a file of size bytes of which b is the
+// start: the orchestrator reads only an upload's head into memory, and the
+// header's data chunk is cut to what the file holds.
+func AudioDurationOf(b []byte, total int64) (float64, error) {
 	if len(b) < 12 || string(b[0:4]) != "RIFF" || string(b[8:12]) != "WAVE" {
 		return 0, ErrAudioFormat
 	}
@@ -104,8 +109,8 @@ func AudioDuration(b []byte) (float64, error) {
 			if byteRate == 0 {
 				return 0, ErrAudioFormat
 			}
-			if body+size > len(b) {
-				size = len(b) - body // truncated stream: count what is there
+			if int64(body)+int64(size) > total {
+				size = int(total - int64(body)) // truncated stream: count what is there
 			}
 			return float64(size) / float64(byteRate), nil
 		}

@@ -58,7 +58,10 @@ func parseForm(r *http.Request) (*params, error) {
 		return p, nil
 	}
 	r.Body = http.MaxBytesReader(nil, r.Body, maxBodyBytes)
-	if err := r.ParseMultipartForm(32 << 20); err != nil {
+	// Files past 1 MiB go to disk, as ai-runner's FastAPI (starlette's
+	// UploadFile spools at 1 MiB): with 32 MiB each upload cost this process
+	// up to 64 MiB of buffer, and the CPU runners share the orchestrator's.
+	if err := r.ParseMultipartForm(1 << 20); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return nil, &statusError{http.StatusRequestEntityTooLarge, "File size exceeds limit."}
