@@ -82,7 +82,7 @@ func TestWinningTicketsSurviveRestart(t *testing.T) {
 	args := []string{"-network", "onchain", "-ethUrl", proxy.URL, "-ethKeyFile", keyFile(t, hex.EncodeToString(crypto.FromECDSA(oKey))),
 		"-ticketBroker", a.TicketBroker.Hex(), "-roundsManager", a.RoundsManager.Hex(), "-aiModels", priced,
 		"-httpAddr", addr, "-serviceAddr", addr, "-operatorAddr", "", "-meanServerTime", "10ms", "-serverTimeJitter", "0",
-		"-faceValue", "1e15", "-ticketEV", "1e15", "-ticketParamsBlocks", "100000", "-ticketStore", store}
+		"-faceValue", "1e15", "-ticketEV", "999999999999999", "-ticketParamsBlocks", "100000", "-ticketStore", store}
 	g := &gateway.Gateway{Sender: pm.NewSender(pm.NewSigner(gwKey))}
 	uri := "https://" + addr
 

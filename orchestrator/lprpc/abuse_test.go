@@ -104,10 +104,12 @@ func TestUnpaidUploadOnChainIsNotRead(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusPaymentRequired || !strings.Contains(string(body), "missing payment") {
-		t.Errorf("unpaid upload: %d %q, want 402 missing payment", resp.StatusCode, body)
+	// As go-livepeer: no Livepeer-Payment is an empty payment, and no
+	// Livepeer-Segment fails the credential check (403).
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "missing segment credentials") {
+		t.Errorf("unpaid upload: %d %q, want 403 missing segment credentials", resp.StatusCode, body)
 	}
 	if n := read.Load(); n > 4<<20 {
-		t.Errorf("the orchestrator read %d bytes of an unpaid %d-byte upload before its 402", n, size)
+		t.Errorf("the orchestrator read %d bytes of an unpaid %d-byte upload before its 403", n, size)
 	}
 }
