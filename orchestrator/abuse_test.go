@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -243,7 +242,7 @@ func TestAbuseRefusedUploadsAreNotRead(t *testing.T) {
 	g.refuse = nil
 	g.mu.Unlock()
 	busy := make(chan struct{})
-	bct, bbody := formBody(map[string]string{"model_id": "openai/whisper-large-v3"}, map[string][]byte{"audio": append(wavHeader(3200), make([]byte, 3200)...)})
+	bct, bbody := formBody(map[string]string{"model_id": "openai/whisper-large-v3"}, map[string][]byte{"audio": append(wavHeader(64000), make([]byte, 64000)...)})
 	go func() {
 		defer close(busy)
 		if resp, err := http.Post(base+"/audio-to-text", bct, bytes.NewReader(bbody)); err == nil {
@@ -348,7 +347,8 @@ func TestAbuseBodyBytesInFlightAreBounded(t *testing.T) {
 }
 
 // An upload larger than the head kept in memory is billed by its full
-// length: a 3 MiB WAV of 16 kHz mono is 98.3 s, 98304 units.
+// length: a 3 MiB WAV of 16 kHz mono is 98.3 s, billed as go-livepeer
+// bills audio, whole seconds × 1000 (server/ai_process.go:986): 98000 units.
 func TestLargeUploadBilledByItsLength(t *testing.T) {
 	r := newRig(t, "audio-to-text:openai/whisper-large-v3:true", runner.Latency{}, nil)
 	pcm := 3 << 20
@@ -357,7 +357,7 @@ func TestLargeUploadBilledByItsLength(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("3 MiB WAV: %d %s", resp.StatusCode, out)
 	}
-	if want := int64(math.Ceil(float64(pcm) / 32000 * 1000)); r.gate.total() != want {
+	if want := int64(pcm/32000) * 1000; r.gate.total() != want {
 		t.Errorf("3 MiB WAV charged %d units, want %d", r.gate.total(), want)
 	}
 }

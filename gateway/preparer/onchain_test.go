@@ -241,8 +241,10 @@ func TestReusedSessionSurvivesOrchestratorRestart(t *testing.T) {
 	if r.Discovery <= 0 {
 		t.Errorf("first probe after the restart: discovery %s, want the fresh GetOrchestrator timed", r.Discovery)
 	}
-	if r.Total < r.Discovery+r.Server {
-		t.Errorf("total %s shorter than discovery %s + server %s", r.Total, r.Discovery, r.Server)
+	// The scored total is the job as a gateway with a live session sees it:
+	// discovery is timed beside it, not inside it (issue #13).
+	if r.Total < r.Server {
+		t.Errorf("total %s shorter than server %s", r.Total, r.Server)
 	}
 	if r := mustSucceed(t, gw, after); r.Discovery != 0 {
 		t.Errorf("next probe: discovery %s, want the new session reused", r.Discovery)
