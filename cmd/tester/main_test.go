@@ -509,3 +509,47 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// By default the tester reuses an orchestrator's session across rounds as a
+// go-livepeer gateway does (one GetOrchestrator, then the cached auth token
+// until its last 10%), so the rounds after the first time the job alone;
+// and every round, run or skipped, leaves a row in the rounds table.
+func TestScheduledRoundsReuseSessionAndAreRecorded(t *testing.T) {
+	db := chtest.NewDB(t)
+	o := orchtest.New(t, orchtest.Behaviour{})
+	ctx, cancel := context.WithCancel(context.Background())
+	var errOut bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{
+			"-region", "FRA", "-interval", "1s", "-listen", "", "-spool-dir", t.TempDir(),
+			"-orchestrators", o.Target(), "-models", "text-to-image:m",
+			"-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name,
+		}, &bytes.Buffer{}, &errOut)
+	}()
+	for deadline := time.Now().Add(20 * time.Second); o.Calls.Load() < 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("3 rounds did not run in 20 s\n%s", errOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut.String())
+	}
+	if n := o.Discoveries.Load(); n != 1 {
+		t.Errorf("%d GetOrchestrator calls for %d jobs, want 1 (a reused session)", n, o.Calls.Load())
+	}
+	if n := count(t, db, "outcome = 'success' AND discovery_us = 0"); n < 2 {
+		t.Errorf("%d successful rows without a discovery phase, want the rounds after the first", n)
+	}
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	var rounds uint64
+	if err := db.Conn.QueryRow(cctx, "SELECT count() FROM "+db.Name+".rounds WHERE region = 'FRA' AND skipped = 0 AND result_rows = planned").Scan(&rounds); err != nil {
+		t.Fatal(err)
+	}
+	if rounds < 3 {
+		t.Errorf("%d complete rounds recorded, want at least 3\n%s", rounds, errOut.String())
+	}
+}
