@@ -239,3 +239,31 @@ func testerKey(t *testing.T) string {
 	}
 	return path
 }
+
+// testerRows reads the results table the tester prints with -once: each
+// row's fields keyed by the header's column names. The pipeline column holds
+// spaces ("Text to image"), so columns after it are counted from the end.
+func testerRows(out string) map[string]map[string]string {
+	rows := map[string]map[string]string{}
+	var header []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && f[0] == "ORCHESTRATOR" {
+			header = f
+			continue
+		}
+		if header == nil || len(f) < len(header) || !strings.HasPrefix(f[0], "0x") || len(f[0]) != 42 {
+			continue
+		}
+		row := map[string]string{}
+		for i := range header {
+			if i < 2 {
+				row[header[i]] = f[i]
+				continue
+			}
+			row[header[i]] = f[len(f)-(len(header)-i)]
+		}
+		rows[f[0]] = row
+	}
+	return rows
+}

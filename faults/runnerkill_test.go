@@ -66,10 +66,8 @@ func probeOnce(t *testing.T, o *orch, model string, running func(*proc)) (string
 		t.Fatalf("tester: %v\n%s", err, p.out.String())
 	}
 	ended := time.Now()
-	for _, line := range strings.Split(p.out.String(), "\n") {
-		if f := strings.Fields(line); len(f) >= 11 && f[0] == o.Address {
-			return f[len(f)-8] + " " + f[len(f)-7], ended
-		}
+	if row, ok := testerRows(p.out.String())[o.Address]; ok {
+		return row["OUTCOME"] + " " + row["ERROR"], ended
 	}
 	t.Fatalf("no result row for %s in the tester's table:\n%s", o.Address, p.out.String())
 	return "", ended

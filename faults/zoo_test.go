@@ -310,12 +310,8 @@ func runZoo(t *testing.T, n int, testerBin string, env []string, extra ...string
 // classes reads the tester's results table: orchestrator → class/code.
 func (z zooResult) classes() map[string]string {
 	out := map[string]string{}
-	for _, line := range strings.Split(z.table, "\n") {
-		f := strings.Fields(line)
-		// ORCHESTRATOR PIPELINE(words) MODEL OUTCOME ERROR and six timings.
-		if len(f) >= 11 && strings.HasPrefix(f[0], "0x") && len(f[0]) == 42 {
-			out[f[0]] = f[len(f)-7]
-		}
+	for addr, row := range testerRows(z.table) {
+		out[addr] = row["ERROR"]
 	}
 	return out
 }

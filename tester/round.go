@@ -166,10 +166,13 @@ type finished struct {
 // orchestrator run one after another; orchestrators run in parallel up to
 // Concurrency.
 //
-// Results are held until the round ends and then judged together: a probe
-// that overlapped a stall of the tester, a clock step or a moment its own
-// network was down is excused with the precise tester/… code, even when it
-// ended before the fault was known (see README, "Whose fault is it?").
+// Each result is judged and handed to the sink as soon as nothing later can
+// change its verdict — when no probe still running started before it ended
+// and the watchdog has checked up to now — so a tester killed mid-round
+// loses no final result. A probe that overlapped a stall of the tester, a
+// clock step or a moment its own network was down is excused with the
+// precise tester/… code, even when it ended before the fault was known (see
+// README, "Whose fault is it?").
 func (t *Tester) RunRound(ctx context.Context, slot time.Time, plan []Planned, sink Sink) Summary {
 	return t.runRound(ctx, slot, time.Now(), plan, sink)
 }
@@ -206,19 +209,82 @@ func (t *Tester) runRound(ctx context.Context, slot, began time.Time, plan []Pla
 	}
 	conn := newConnectivity(t.cfg.Prober.Dial, controlHost, plan)
 
+	var controlErr string
 	var (
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, t.cfg.Concurrency)
-		done []finished
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, t.cfg.Concurrency)
+		done     []finished
+		released int                   // done[:released] are judged and written
+		inflight = map[int]time.Time{} // probes running now → their start
+		nextID   int
+		writeMu  sync.Mutex // results reach the sink in the order judged
 	)
-	keep := func(f finished) {
+	// write hands judged results to the sink at once, so a tester killed
+	// mid-round loses none that were final (the writer spools them).
+	write := func(rs []results.Result) {
+		writeMu.Lock()
+		defer writeMu.Unlock()
+		for _, r := range rs {
+			if t.cfg.Observe != nil {
+				t.cfg.Observe(r)
+			}
+			// Not the round's context: a result measured just before the
+			// deadline must still be kept.
+			if err := sink.Write(context.WithoutCancel(ctx), r); err != nil {
+				mu.Lock()
+				sum.SinkErrs++
+				mu.Unlock()
+				t.cfg.Log.Error("result not queued", "probe_id", r.ProbeID, "err", err)
+			}
+		}
+	}
+	// release judges every finished probe whose verdict nothing later can
+	// change: no probe still running started before it ended (an outage is
+	// found by a failing probe and spans from that probe's start), and the
+	// watchdog has checked up to now (any stall overlapping it is known).
+	// final releases the rest once every probe has ended.
+	release := func(final bool) {
+		dog.check()
+		faults := dog.snapshot()
 		mu.Lock()
-		defer mu.Unlock()
+		var oldest time.Time
+		for _, at := range inflight {
+			if oldest.IsZero() || at.Before(oldest) {
+				oldest = at
+			}
+		}
+		// Keep done[:released] judged: move releasable ones to the front.
+		var ready []finished
+		rest := done[released:]
+		var keepBack []finished
+		for _, f := range rest {
+			end := f.r.StartedAt.Add(f.r.Wall)
+			if final || oldest.IsZero() || end.Before(oldest) {
+				ready = append(ready, f)
+			} else {
+				keepBack = append(keepBack, f)
+			}
+		}
+		done = append(append(done[:released:released], ready...), keepBack...)
+		released += len(ready)
+		n := len(sum.Results)
+		t.judge(&sum, ready, done, faults, controlErr, deadline)
+		out := append([]results.Result(nil), sum.Results[n:]...)
+		mu.Unlock()
+		write(out)
+	}
+	// keep records a probe that ended; id is its in-flight entry (-1 for
+	// probes that never started), dropped only now, after the connectivity
+	// check, so no result it could excuse is released before it is known.
+	keep := func(id int, f finished) {
+		mu.Lock()
 		done = append(done, f)
+		delete(inflight, id)
+		mu.Unlock()
+		release(false)
 	}
 
-	var controlErr string
 	if c := t.cfg.Control; c != nil {
 		r := t.cfg.Prober.Run(work, probe.Job{Orchestrator: c.Target.Address, ServiceURI: c.Target.ServiceURI,
 			Pipeline: c.Model.Pipeline, Model: c.Model.Model, Seed: slot.Unix(), Timeouts: t.cfg.Timeouts[c.Model.Pipeline.Info().Slug]})
@@ -240,7 +306,7 @@ func (t *Tester) runRound(ctx context.Context, slot, began time.Time, plan []Pla
 		}
 		mu.Unlock()
 		for _, p := range ps {
-			keep(finished{r: t.identity(slot, p, results.Result{
+			keep(-1, finished{r: t.identity(slot, p, results.Result{
 				Orchestrator: p.Target.Address, ServiceURI: p.Target.ServiceURI,
 				Pipeline: p.Model.Pipeline.Info().Name, Model: p.Model.Model, StartedAt: time.Now(),
 				Outcome: results.Excused, ErrorClass: string(probe.ClassTester), ErrorCode: code, ErrorMessage: msg,
@@ -283,6 +349,11 @@ func (t *Tester) runRound(ctx context.Context, slot, began time.Time, plan []Pla
 				mu.Lock()
 				sum.Started++
 				mu.Unlock()
+				mu.Lock()
+				id := nextID
+				nextID++
+				inflight[id] = time.Now()
+				mu.Unlock()
 				r := t.runOne(work, slot, p)
 				<-sem
 				f := finished{r: r}
@@ -297,25 +368,14 @@ func (t *Tester) runRound(ctx context.Context, slot, began time.Time, plan []Pla
 				case r.HTTPStatus != 0 || r.Outcome == results.Success:
 					conn.saw(r.Orchestrator, end)
 				}
-				keep(f)
+				keep(id, f)
 			}
 		}()
 	}
 	wg.Wait()
 	dog.close()
 	sum.Took = time.Since(start)
-	t.judge(&sum, done, dog.snapshot(), controlErr, deadline)
-	for _, r := range sum.Results {
-		if t.cfg.Observe != nil {
-			t.cfg.Observe(r)
-		}
-		// Not the round's context: a result measured just before the
-		// deadline must still be kept.
-		if err := sink.Write(context.WithoutCancel(ctx), r); err != nil {
-			sum.SinkErrs++
-			t.cfg.Log.Error("result not queued", "probe_id", r.ProbeID, "err", err)
-		}
-	}
+	release(true)
 	return sum
 }
 
@@ -328,14 +388,16 @@ type outage struct {
 
 // judge turns what the round saw into the stored results: the tester's own
 // faults are excused with precise codes, everything else stands.
-func (t *Tester) judge(sum *Summary, done []finished, faults []fault, controlErr string, deadline time.Time) {
+// judged are the probes to decide now; all is every probe the round has
+// seen end, whose failures may show the tester's network was down.
+func (t *Tester) judge(sum *Summary, judged, all []finished, faults []fault, controlErr string, deadline time.Time) {
 	var outages []outage
-	for _, f := range done {
+	for _, f := range all {
 		if f.down {
 			outages = append(outages, outage{from: f.r.StartedAt, to: f.r.StartedAt.Add(f.r.Wall).Add(connectivityTimeout), control: f.control, why: f.why})
 		}
 	}
-	for _, f := range done {
+	for _, f := range judged {
 		r := f.r
 		from, to := r.StartedAt, r.StartedAt.Add(r.Wall)
 		excuse := func(code, msg string) {
