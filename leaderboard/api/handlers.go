@@ -314,10 +314,10 @@ type phases struct {
 // rawStat is the Stats object an AI tester posts to leaderboard-serverless,
 // followed by what our testers record beyond it.
 type rawStat struct {
-	Region          string      `json:"region"`
-	Orchestrator    string      `json:"orchestrator"`
-	SuccessRate     float64     `json:"success_rate"`
-	RoundTripTime   float64     `json:"round_trip_time"`
+	Region        string  `json:"region"`
+	Orchestrator  string  `json:"orchestrator"`
+	SuccessRate   float64 `json:"success_rate"`
+	RoundTripTime float64 `json:"round_trip_time"`
 	// Errors and ResponsePayload are a posted row's as posted; a tester's
 	// row has its error as one entry and an empty payload.
 	Errors          json.RawMessage `json:"errors"`
