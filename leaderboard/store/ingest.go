@@ -10,14 +10,15 @@ package store
 //     clock read just before the INSERT starts) to post_claims, waits until
 //     its clock passes claimed_ns + Settle, then reads the id's live claims.
 //     The smallest (claimed_ns, token) wins; only the winner stores the row.
-//   - A claim C that a reader R did not see finished its INSERT after R read;
-//     C's INSERT started at most MaxClaimInsert before it finished, so C's
-//     claimed_ns ≥ R's claimed_ns + Settle − MaxClaimInsert − 2·skew. With
-//     Settle > MaxClaimInsert + 2·skew every claim R missed is larger than
-//     R's: two replicas never both see themselves smallest. A claim whose
-//     INSERT took longer than MaxClaimInsert (Settle/3) is not trusted: the
-//     post answers ErrContested (503, retry) and stores nothing; its claim
-//     blocks the id until ClaimTTL, then a retry wins.
+//   - Two winners W1 < W2 would need W2's read (at W2.claimed_ns + Settle)
+//     to miss W1's claim, so W1's INSERT finished after W2 read. W1 reads
+//     after its INSERT, so it sees W2's claim, and W1 wins only if no larger
+//     live claim read before W1's INSERT surely finished (claimed_ns +
+//     Settle > W1's done + 2·skew): it yields to W2 and awaits W2's row. A
+//     claim whose INSERT took under Settle/2 never meets that case (every
+//     larger claim started after it), so only slow claims racing another
+//     copy of the same post yield. Replica clocks must agree within
+//     Settle/4 (75 ms by default; NTP keeps them within milliseconds).
 //   - Before claiming, the row itself is looked up by its full sorting key
 //     (pipeline, model, region, orchestrator, started_at, probe_id): a
 //     primary-key lookup in the day partitions of the post's time, never a
@@ -54,7 +55,7 @@ type Posted struct {
 // IngestConfig tunes post de-duplication; zero values take the defaults.
 type IngestConfig struct {
 	// Settle is how long a claim waits before reading the other claims
-	// (300 ms). Replica clocks must agree within Settle/3.
+	// (300 ms). Replica clocks must agree within Settle/4.
 	Settle time.Duration
 	// ClaimTTL is how long a claim blocks the id for other replicas
 	// (30 s); a winner's row must be stored within ClaimTTL/2.
@@ -167,10 +168,7 @@ func token() string {
 
 func (cl *claimer) process(batch []*claimItem) {
 	c := cl.c
-	start := time.Now()
-	// The winner's row must be stored well within ClaimTTL (see the argument).
-	ctx, cancel := context.WithDeadline(context.Background(), start.Add(cl.cfg.ClaimTTL/2))
-	defer cancel()
+	ctx := context.Background() // each query is bounded by c.ctx
 	reply := func(items []*claimItem, won bool, err error) {
 		for _, it := range items {
 			it.done <- claimResult{won: won, err: err}
@@ -213,22 +211,21 @@ func (cl *claimer) process(batch []*claimItem) {
 		reply(claimants, false, unavailable("claims: send", err))
 		return
 	}
-	slow := time.Since(time.Unix(0, int64(claimedNs))) > cl.cfg.Settle/3
+	doneNs := uint64(time.Now().UnixNano())
 	time.Sleep(time.Until(time.Unix(0, int64(claimedNs)).Add(cl.cfg.Settle)))
-	smallest, err := c.smallestClaims(ctx, claimants)
+	live, err := c.liveClaims(ctx, claimants)
 	if err != nil {
 		reply(claimants, false, err)
 		return
 	}
 	var winners []*claimItem
 	for i, it := range claimants {
+		won := wins(claim{claimedNs, tokens[i]}, doneNs, live[it.id], cl.cfg.Settle, cl.cfg.Settle/4)
 		switch {
-		case smallest[it.id] != tokens[i] && it.row == nil:
+		case !won && it.row == nil:
 			reply([]*claimItem{it}, false, nil) // a nonce seen before: a replay
-		case smallest[it.id] != tokens[i]:
+		case !won:
 			go cl.awaitWinner(it)
-		case slow && it.row != nil:
-			reply([]*claimItem{it}, false, fmt.Errorf("%w: the claim took longer than %s to store", ErrContested, cl.cfg.Settle/3))
 		case it.row == nil:
 			reply([]*claimItem{it}, true, nil)
 		default:
@@ -238,7 +235,10 @@ func (cl *claimer) process(batch []*claimItem) {
 	if len(winners) == 0 {
 		return
 	}
-	if err := c.storePosts(ctx, winners); err != nil {
+	// The winner's row must be stored well within ClaimTTL (see the argument).
+	sctx, cancel := context.WithDeadline(ctx, time.Unix(0, int64(claimedNs)).Add(cl.cfg.ClaimTTL/2))
+	defer cancel()
+	if err := c.storePosts(sctx, winners); err != nil {
 		reply(winners, false, err)
 		return
 	}
@@ -323,9 +323,13 @@ func (c *ClickHouse) storedPosts(ctx context.Context, items []*claimItem) (map[s
 	return out, nil
 }
 
-// smallestClaims reads the live claims of the items' ids and returns the
-// token of the smallest (claimed_ns, token) per id.
-func (c *ClickHouse) smallestClaims(ctx context.Context, items []*claimItem) (map[string]string, error) {
+type claim struct {
+	ns  uint64
+	tok string
+}
+
+// liveClaims reads the live claims of the items' ids.
+func (c *ClickHouse) liveClaims(ctx context.Context, items []*claimItem) (map[string][]claim, error) {
 	live := map[string]uint64{}
 	var marks []string
 	var args []any
@@ -350,32 +354,43 @@ func (c *ClickHouse) smallestClaims(ctx context.Context, items []*claimItem) (ma
 		return nil, unavailable("claims: read", err)
 	}
 	defer rows.Close()
-	type best struct {
-		ns  uint64
-		tok string
-	}
-	min := map[string]best{}
+	out := map[string][]claim{}
 	for rows.Next() {
-		var id, tok string
-		var ns uint64
-		if err := rows.Scan(&id, &ns, &tok); err != nil {
+		var id string
+		var cl claim
+		if err := rows.Scan(&id, &cl.ns, &cl.tok); err != nil {
 			return nil, unavailable("claims: scan", err)
 		}
-		if ns < live[id] {
-			continue
-		}
-		if b, ok := min[id]; !ok || ns < b.ns || (ns == b.ns && tok < b.tok) {
-			min[id] = best{ns, tok}
+		if cl.ns >= live[id] {
+			out[id] = append(out[id], cl)
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, unavailable("claims: read", err)
 	}
-	out := make(map[string]string, len(min))
-	for id, b := range min {
-		out[id] = b.tok
-	}
 	return out, nil
+}
+
+func (a claim) less(b claim) bool { return a.ns < b.ns || (a.ns == b.ns && a.tok < b.tok) }
+
+// wins decides a claim (own, whose INSERT finished at doneNs) among the live
+// claims of its id: it must be the smallest, and no larger claim may have
+// read before own was surely visible (that reader may have seen itself
+// smallest). A fast claim never meets the second case; a slow one yields
+// there and awaits the other's row.
+func wins(own claim, doneNs uint64, all []claim, settle, skew time.Duration) bool {
+	for _, o := range all {
+		if o == own {
+			continue
+		}
+		if o.less(own) {
+			return false
+		}
+		if o.ns+uint64(settle) <= doneNs+uint64(2*skew) {
+			return false
+		}
+	}
+	return true
 }
 
 // storePosts writes the winners: their extras first (harmless alone: keyed

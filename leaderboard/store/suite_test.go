@@ -33,6 +33,8 @@ var suite = []struct {
 	{"Retention", testRetention},
 	{"HistoryEqualsRaw", testHistoryEqualsRaw},
 	{"CachedWholeHoursSeeLateProbes", testCachedWholeHoursSeeLateProbes},
+	{"IngestOnceAcrossReplicas", testIngestOnceAcrossReplicas},
+	{"LimitsRefuseLargeAnswers", testLimitsRefuseLargeAnswers},
 }
 
 func runSuite(t *testing.T, newDB backend) {
