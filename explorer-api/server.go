@@ -134,10 +134,12 @@ type gzipWriter struct {
 
 func (g gzipWriter) Write(b []byte) (int, error) { return g.w.Write(b) }
 
-// WriteHeader drops any Content-Length a handler set: it counts the
-// uncompressed bytes.
+// WriteHeader drops any Content-Length a handler set (it counts the
+// uncompressed bytes) and puts Content-Encoding back when a handler's error
+// path removed it (http.FileServer's does): the body is gzip either way.
 func (g gzipWriter) WriteHeader(code int) {
 	g.Header().Del("Content-Length")
+	g.Header().Set("Content-Encoding", "gzip")
 	g.ResponseWriter.WriteHeader(code)
 }
 
