@@ -84,7 +84,7 @@ func (c *IngestConfig) defaults() {
 const loserWait = 5 * time.Second
 
 // maxBatchesInFlight bounds concurrent batches (each holds ≤ MaxBatch rows).
-const maxBatchesInFlight = 8
+const maxBatchesInFlight = 16
 
 type claimItem struct {
 	id        string
