@@ -112,6 +112,11 @@ func init() { gin.SetMode(gin.ReleaseMode) }
 
 // New returns the HTTP handler of the leaderboard API over st.
 func New(cfg Config, st store.Store) http.Handler {
+	return headAsGet(newEngine(cfg, st))
+}
+
+// newEngine is the gin engine behind New (its routes are the contract).
+func newEngine(cfg Config, st store.Store) *gin.Engine {
 	cfg.defaults()
 	s := &Server{cfg: cfg, store: st, cache: newAnswerCache(cfg.CacheEntries, cfg.MaxStale), metrics: newMetrics()}
 	r := gin.New()
@@ -144,7 +149,7 @@ func New(cfg Config, st store.Store) http.Handler {
 	read.GET("/api/blocklist", s.blocklist)
 	read.GET("/api/orchestrators", s.orchestrators)
 	r.POST("/api/post_stats", s.postStats)
-	return headAsGet(r)
+	return r
 }
 
 // headAsGet answers HEAD on every GET route with the GET answer's status and

@@ -130,3 +130,35 @@ func testLimitsRefuseLargeAnswers(t *testing.T, newDB backend) {
 		t.Errorf("raw rows past max_result_rows: %v, want ErrTooLarge", err)
 	}
 }
+
+// testLatenciesOnTheServer: percentiles are taken on the server (only a few
+// numbers per group leave it) and equal percentile_cont: warm 1..10 s, one
+// cold 30 s, all 1..10 and 30.
+func testLatenciesOnTheServer(t *testing.T, newDB backend) {
+	db := newDB(t)
+	now := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	var rows []results.Result
+	for i := 1; i <= 10; i++ {
+		r := probe(orchA, "FRA", now.Add(time.Duration(i)*time.Minute), results.Success, time.Duration(2*i)*time.Second)
+		r.Server, r.Warm = time.Duration(i)*time.Second, true
+		rows = append(rows, r)
+	}
+	cold := probe(orchA, "FRA", now.Add(20*time.Minute), results.Success, 60*time.Second)
+	cold.Server, cold.Warm = 30*time.Second, false
+	rows = append(rows, cold, probe(orchA, "FRA", now.Add(21*time.Minute), results.Failure, time.Second))
+	insert(t, db, rows)
+	lat, err := newStore(t, db).Latencies(context.Background(), Filter{Window: Window{now.Add(-time.Hour), now.Add(time.Hour)}, Orchestrator: orchA})
+	if err != nil || len(lat) != 1 {
+		t.Fatalf("latencies = %+v, %v", lat, err)
+	}
+	l := lat[0]
+	if w := l.Warm.Phases.Server; w.Samples != 10 || !approx(w.P50, 5.5) || !approx(w.P90, 9.1) || !approx(w.P99, 9.91) {
+		t.Errorf("warm server = %+v, want 10 samples p50 5.5 p90 9.1 p99 9.91", w)
+	}
+	if c := l.Cold; c.Probes != 2 || c.Successes != 1 || c.Phases.Server.P50 != 30 || c.Phases.Server.P99 != 30 || c.Phases.Discovery.Samples != 0 {
+		t.Errorf("cold = %+v, want 2 probes (one failed), server 30 s, no discovery samples", c)
+	}
+	if a := l.All; a.Probes != 12 || a.Phases.Server.Samples != 11 || !approx(a.Phases.Server.P50, 6) || !approx(a.Phases.Total.P50, 12) {
+		t.Errorf("all = %+v, want 12 probes, 11 timed, server p50 6 s, total p50 12 s", a)
+	}
+}

@@ -35,6 +35,7 @@ var suite = []struct {
 	{"CachedWholeHoursSeeLateProbes", testCachedWholeHoursSeeLateProbes},
 	{"IngestOnceAcrossReplicas", testIngestOnceAcrossReplicas},
 	{"LimitsRefuseLargeAnswers", testLimitsRefuseLargeAnswers},
+	{"LatenciesOnTheServer", testLatenciesOnTheServer},
 }
 
 func runSuite(t *testing.T, newDB backend) {
