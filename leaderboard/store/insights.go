@@ -32,12 +32,6 @@ const probeMs = "(toUInt64(started_at) * 1000 + started_at_ms)"
 // phaseColumns are the phases Latencies reports, in Phases field order.
 var phaseColumns = []string{"server_us", "upload_us", "download_us", "total_us", "discovery_us", "ttft_us"}
 
-// sorted sorts xs in place and returns it.
-func sorted(xs []float64) []float64 {
-	sort.Float64s(xs)
-	return xs
-}
-
 // seconds converts microsecond samples to sorted seconds.
 func seconds(us []uint64) []float64 {
 	xs := make([]float64, len(us))
@@ -58,11 +52,6 @@ func quantilesOf(xs []float64) Quantiles {
 		P90:     score.Percentile(xs, 0.9),
 		P99:     score.Percentile(xs, 0.99),
 	}
-}
-
-func phasesOf(a [6][]uint64) Phases {
-	return Phases{Server: quantiles(a[0]), Upload: quantiles(a[1]), Download: quantiles(a[2]), Total: quantiles(a[3]), Discovery: quantiles(a[4]),
-		TTFT: quantiles(a[5])}
 }
 
 // percentileSQL is score.Percentile (Postgres percentile_cont) of the
