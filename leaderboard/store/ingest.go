@@ -18,7 +18,7 @@ package store
 //     claim whose INSERT took under Settle/2 never meets that case (every
 //     larger claim started after it), so only slow claims racing another
 //     copy of the same post yield. Replica clocks must agree within
-//     Settle/4 (75 ms by default; NTP keeps them within milliseconds).
+//     Settle/4 (250 ms by default; NTP keeps them within milliseconds).
 //   - Before claiming, the row itself is looked up by its full sorting key
 //     (pipeline, model, region, orchestrator, started_at, probe_id): a
 //     primary-key lookup in the day partitions of the post's time, never a
@@ -55,7 +55,9 @@ type Posted struct {
 // IngestConfig tunes post de-duplication; zero values take the defaults.
 type IngestConfig struct {
 	// Settle is how long a claim waits before reading the other claims
-	// (300 ms). Replica clocks must agree within Settle/4.
+	// (1 s: a claim INSERT slower than Settle/2 may have to yield, so it
+	// must stay far above insert latency). Replica clocks must agree
+	// within Settle/4.
 	Settle time.Duration
 	// ClaimTTL is how long a claim blocks the id for other replicas
 	// (30 s); a winner's row must be stored within ClaimTTL/2.
@@ -67,7 +69,7 @@ type IngestConfig struct {
 
 func (c *IngestConfig) defaults() {
 	if c.Settle <= 0 {
-		c.Settle = 300 * time.Millisecond
+		c.Settle = time.Second
 	}
 	if c.ClaimTTL <= 0 {
 		c.ClaimTTL = 30 * time.Second
@@ -191,6 +193,9 @@ func (cl *claimer) process(batch []*claimItem) {
 	if len(claimants) == 0 {
 		return
 	}
+	// Every token of this batch starts with the batch's: claims of one
+	// INSERT were visible together, so none need yield to another.
+	batchTok := token()
 	tokens := make([]string, len(claimants))
 	claimedNs := uint64(time.Now().UnixNano())
 	ins, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.db+".post_claims (post_id, token, claimed_ns, claimed_at)")
@@ -200,7 +205,7 @@ func (cl *claimer) process(batch []*claimItem) {
 	}
 	at := time.Unix(0, int64(claimedNs)).UTC()
 	for i, it := range claimants {
-		tokens[i] = token()
+		tokens[i] = batchTok + "/" + token()
 		if err := ins.Append(it.id, tokens[i], claimedNs, at); err != nil {
 			_ = ins.Abort()
 			reply(claimants, false, unavailable("claims: append", err))
@@ -379,12 +384,16 @@ func (a claim) less(b claim) bool { return a.ns < b.ns || (a.ns == b.ns && a.tok
 // smallest). A fast claim never meets the second case; a slow one yields
 // there and awaits the other's row.
 func wins(own claim, doneNs uint64, all []claim, settle, skew time.Duration) bool {
+	batch, _, _ := strings.Cut(own.tok, "/")
 	for _, o := range all {
 		if o == own {
 			continue
 		}
 		if o.less(own) {
 			return false
+		}
+		if strings.HasPrefix(o.tok, batch+"/") {
+			continue // same INSERT: it read after own was visible
 		}
 		if o.ns+uint64(settle) <= doneNs+uint64(2*skew) {
 			return false

@@ -27,7 +27,7 @@ func testIngestOnceAcrossReplicas(t *testing.T, newDB backend) {
 	db := newDB(t)
 	a, b := newStore(t, db), newStore(t, db)
 	for _, st := range []*ClickHouse{a, b} {
-		st.SetIngest(IngestConfig{Settle: 150 * time.Millisecond, FlushEvery: 20 * time.Millisecond})
+		st.SetIngest(IngestConfig{FlushEvery: 20 * time.Millisecond})
 	}
 	ctx := context.Background()
 	at := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
@@ -82,7 +82,7 @@ func testIngestOnceAcrossReplicas(t *testing.T, newDB backend) {
 	// Once the claims have expired (a replica whose claims live 1 ns) the
 	// row itself refuses the re-post.
 	late := newStore(t, db)
-	late.SetIngest(IngestConfig{ClaimTTL: time.Nanosecond, Settle: 150 * time.Millisecond})
+	late.SetIngest(IngestConfig{ClaimTTL: time.Nanosecond})
 	if isNew, err := late.Ingest(ctx, postRow(1, at), extra); err != nil || isNew {
 		t.Errorf("re-post after the claims expired: new=%v err=%v, want refused as stored", isNew, err)
 	}
