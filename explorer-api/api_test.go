@@ -1,6 +1,7 @@
 package explorerapi_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"math"
@@ -44,7 +45,13 @@ func newFixture(t *testing.T) *fixture {
 	c := seed.NewChain(t)
 	c.Orchestrator(t, seed.A, 1500, 25, 50, "https://a.example:8935")
 	c.Orchestrator(t, seed.E, 200, 10, 80, "https://e.example:8935")
-	h := explorerapi.New(explorerapi.Config{Chain: &explorerapi.OnChain{L: c.L}, Now: func() time.Time { return n.Now }}, st)
+	oc := &explorerapi.OnChain{L: c.L}
+	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := oc.Refresh(rctx); err != nil { // the walk the background would make
+		t.Fatal(err)
+	}
+	h := explorerapi.New(explorerapi.Config{Chain: oc, Now: func() time.Time { return n.Now }}, st)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &fixture{net: n, st: st, srv: srv, chain: c}
@@ -384,7 +391,11 @@ func TestProfileWithChainDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := explorerapi.New(explorerapi.Config{Chain: &explorerapi.OnChain{L: l}, Now: func() time.Time { return f.net.Now }, QueryTimeout: 5 * time.Second}, f.st)
+	oc := &explorerapi.OnChain{L: l}
+	if err := oc.Refresh(context.Background()); err == nil {
+		t.Fatal("a walk of a dead chain succeeded")
+	}
+	h := explorerapi.New(explorerapi.Config{Chain: oc, Now: func() time.Time { return f.net.Now }, QueryTimeout: 5 * time.Second}, f.st)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	var p profile

@@ -46,6 +46,10 @@ type poolOverview struct {
 	Orchestrators int    `json:"orchestrators"`
 	Active        int    `json:"active"`
 	Error         string `json:"error,omitempty"`
+	// Partial: the first pool walk is still running; the counts are the
+	// members walked so far. AsOf: when the walk shown started (unix s).
+	Partial bool  `json:"partial,omitempty"`
+	AsOf    int64 `json:"as_of,omitempty"`
 }
 
 type overview struct {
@@ -144,6 +148,10 @@ func (s *server) overview(w http.ResponseWriter, r *http.Request) {
 			if o.Active {
 				po.Active++
 			}
+		}
+		if sc, ok := s.cfg.Chain.(interface{ Status() ChainStatus }); ok {
+			st := sc.Status()
+			po.Partial, po.AsOf = st.Partial, unix(st.AsOf)
 		}
 		out.OnChain = po
 	}

@@ -40,6 +40,9 @@ type Config struct {
 	Window time.Duration
 	// QueryTimeout bounds the store and chain time of one request (8s).
 	QueryTimeout time.Duration
+	// MaxWindow is the longest since..until a request may ask for (31
+	// days): the store work of every page grows with it.
+	MaxWindow time.Duration
 	// Chain reads on-chain facts; nil when no chain is configured (profiles
 	// then carry "on_chain": null).
 	Chain  Chain
@@ -54,6 +57,9 @@ func (c *Config) defaults() {
 	}
 	if c.QueryTimeout <= 0 {
 		c.QueryTimeout = 8 * time.Second
+	}
+	if c.MaxWindow <= 0 {
+		c.MaxWindow = 31 * 24 * time.Hour
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -134,10 +140,12 @@ type gzipWriter struct {
 
 func (g gzipWriter) Write(b []byte) (int, error) { return g.w.Write(b) }
 
-// WriteHeader drops any Content-Length a handler set: it counts the
-// uncompressed bytes.
+// WriteHeader drops any Content-Length a handler set (it counts the
+// uncompressed bytes) and puts Content-Encoding back when a handler's error
+// path removed it (http.FileServer's does): the body is gzip either way.
 func (g gzipWriter) WriteHeader(code int) {
 	g.Header().Del("Content-Length")
+	g.Header().Set("Content-Encoding", "gzip")
 	g.ResponseWriter.WriteHeader(code)
 }
 
@@ -210,6 +218,9 @@ func (s *server) parseParams(q url.Values, defaultRegion string) (params, error)
 	}
 	if p.window.Since.After(p.window.Until) {
 		return p, errors.New("since is after until")
+	}
+	if w := p.window.Until.Sub(p.window.Since); w > s.cfg.MaxWindow {
+		return p, fmt.Errorf("since..until spans %s: at most %s per request; ask for a shorter window", w.Round(time.Second), s.cfg.MaxWindow)
 	}
 	p.pipeline, p.model = q.Get("pipeline"), q.Get("model")
 	if (p.pipeline == "") != (p.model == "") {

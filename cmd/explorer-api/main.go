@@ -148,6 +148,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready chan<- string)
 		return err
 	}
 	defer closeChain()
+	if oc, ok := ch.(*explorerapi.OnChain); ok {
+		// Chain facts are read in the background, never on a request's path.
+		oc.Logger = log
+		oc.Start(ctx)
+	}
 	handler := explorerapi.New(explorerapi.Config{Window: cfg.window, QueryTimeout: cfg.queryTimeout, Chain: ch, Logger: log}, st)
 	srv := &http.Server{
 		Handler:           handler,

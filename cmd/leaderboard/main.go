@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/lpgauge/lpgauge/internal/httpserve"
 	"github.com/lpgauge/lpgauge/leaderboard/api"
 	"github.com/lpgauge/lpgauge/leaderboard/store"
+	"github.com/lpgauge/lpgauge/regions"
 	"github.com/lpgauge/lpgauge/schemas"
 )
 
@@ -33,6 +36,8 @@ type config struct {
 	secret          string
 	maxPostBytes    int64
 	keysFile        string
+	plausible       api.Plausibility
+	maxWindow       time.Duration
 	maxStale        time.Duration
 	cacheEntries    int
 	rollups         rollupConfig
@@ -46,7 +51,12 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.queryTimeout, "query-timeout", 8*time.Second, "store time allowed to one request")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
 	fs.Int64Var(&c.maxPostBytes, "post.max-body-bytes", api.DefaultMaxPostBytes, "largest post_stats body accepted (413 above)")
-	fs.StringVar(&c.keysFile, "post.keys-file", "", "JSON file {\"<key id>\": \"<secret>\"} of per-tester post_stats keys (signed mode with timestamp and nonce)")
+	fs.StringVar(&c.keysFile, "post.keys-file", "", "JSON file {\"<key id>\": {\"secret\": \"…\", \"regions\": [\"FRA\"]}} of per-tester post_stats keys (signed mode with timestamp and nonce); a key posts only for its regions")
+	fs.DurationVar(&c.plausible.MinRTT, "post.min-rtt", 50*time.Millisecond, "shortest round_trip_time a successful post may claim (400 below)")
+	fs.DurationVar(&c.plausible.MaxRTT, "post.max-rtt", 10*time.Minute, "longest round_trip_time a post may claim (400 above)")
+	fs.DurationVar(&c.plausible.MaxAge, "post.max-age", 7*24*time.Hour, "oldest timestamp a post may carry (400 older; capped at -retention when set)")
+	fs.DurationVar(&c.plausible.MaxFuture, "post.max-future", 5*time.Minute, "how far ahead of the server clock a post's timestamp may be (400 beyond)")
+	fs.DurationVar(&c.maxWindow, "max-window", 31*24*time.Hour, "longest since..until a read may ask for (400 beyond)")
 	fs.BoolVar(&c.migrate, "migrate", true, "apply the schema migrations at start")
 	fs.DurationVar(&c.maxStale, "cache.max-stale", 24*time.Hour, "oldest cached answer served (marked stale) while the store is down")
 	fs.IntVar(&c.cacheEntries, "cache.entries", 1024, "distinct requests whose last good answer is kept for store outages")
@@ -60,6 +70,12 @@ func (c *config) validate() error {
 	}
 	if c.window <= 0 {
 		errs = append(errs, errors.New("-window must be positive"))
+	}
+	if c.maxWindow < c.window {
+		errs = append(errs, errors.New("-max-window must be at least -window"))
+	}
+	if c.plausible.MinRTT <= 0 || c.plausible.MaxRTT <= c.plausible.MinRTT || c.plausible.MaxAge <= 0 || c.plausible.MaxFuture <= 0 {
+		errs = append(errs, errors.New("-post.min-rtt, -post.max-rtt, -post.max-age and -post.max-future must be positive, with max-rtt above min-rtt"))
 	}
 	if c.maxStale <= 0 || c.cacheEntries <= 0 {
 		errs = append(errs, errors.New("-cache.max-stale and -cache.entries must be positive"))
@@ -96,7 +112,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready chan<- string)
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
-	keys, err := loadKeys(cfg.keysFile)
+	keys, err := loadKeys(cfg.keysFile, log)
 	if err != nil {
 		return err
 	}
@@ -121,7 +137,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready chan<- string)
 		return rebuildRollups(ctx, cfg.rollups, st, log)
 	}
 	defer startRetention(ctx, cfg.rollups, st, log)()
+	plausible := cfg.plausible
+	if r := cfg.rollups.retentionRaw; r > 0 && r < plausible.MaxAge {
+		// A post older than the raw retention would be dropped at once.
+		plausible.MaxAge = r
+	}
 	handler := api.New(api.Config{Window: cfg.window, QueryTimeout: cfg.queryTimeout, Secret: cfg.secret, MaxPostBytes: cfg.maxPostBytes, Keys: keys,
+		Plausibility: plausible, MaxWindow: cfg.maxWindow,
 		MaxStale: cfg.maxStale, CacheEntries: cfg.cacheEntries, Logger: log}, st)
 	srv := &http.Server{
 		Handler:           handler,
@@ -135,8 +157,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready chan<- string)
 }
 
 // loadKeys reads the per-tester key file; secrets live in a file, never in
-// flags (ps shows flags).
-func loadKeys(path string) (map[string]string, error) {
+// flags (ps shows flags). Each key is {"secret": "…", "regions": ["FRA"]}
+// and posts only for its regions. The old form {"<id>": "<secret>"} still
+// loads, owning every region, with a warning per key.
+func loadKeys(path string, log *slog.Logger) (map[string]api.PostKey, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -144,14 +168,43 @@ func loadKeys(path string) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("post keys: %w", err)
 	}
-	var keys map[string]string
-	if err := json.Unmarshal(b, &keys); err != nil {
-		return nil, fmt.Errorf("post keys %s: want a JSON object of key id to secret: %w", path, err)
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("post keys %s: want a JSON object of key id to {\"secret\", \"regions\"}: %w", path, err)
 	}
-	for id, secret := range keys {
-		if id == "" || len(secret) < 16 {
+	keys := make(map[string]api.PostKey, len(raw))
+	for id, v := range raw {
+		var k api.PostKey
+		var old string
+		if err := json.Unmarshal(v, &old); err == nil {
+			log.Warn("post key in the old form owns every region: give it {\"secret\", \"regions\"}", "key", id, "file", path)
+			k.Secret = old
+		} else {
+			var entry struct {
+				Secret  string   `json:"secret"`
+				Regions []string `json:"regions"`
+			}
+			dec := json.NewDecoder(bytes.NewReader(v))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&entry); err != nil {
+				return nil, fmt.Errorf("post keys %s: key %q: want {\"secret\": \"…\", \"regions\": [\"FRA\"]}: %w", path, id, err)
+			}
+			if len(entry.Regions) == 0 {
+				return nil, fmt.Errorf("post keys %s: key %q has no regions: list the regions its tester posts for", path, id)
+			}
+			for _, code := range entry.Regions {
+				reg, ok := regions.Lookup(code)
+				if !ok || reg.Code == regions.Global || !reg.Has(regions.AI) {
+					return nil, fmt.Errorf("post keys %s: key %q: region %q is not an AI region (one of %s)", path, id, code, strings.Join(regions.Codes(regions.AI), ", "))
+				}
+				k.Regions = append(k.Regions, reg.Code)
+			}
+			k.Secret = entry.Secret
+		}
+		if id == "" || len(k.Secret) < 16 {
 			return nil, fmt.Errorf("post keys %s: key %q needs an id and a secret of at least 16 characters", path, id)
 		}
+		keys[id] = k
 	}
 	return keys, nil
 }

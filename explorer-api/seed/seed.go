@@ -211,3 +211,38 @@ func (c *Chain) send(ctx context.Context, to common.Address) error {
 	}
 	return c.L.Wait(ctx, tx)
 }
+
+// RegisterMany registers n more transcoders (1 LPT each, no service URI:
+// registered, in the pool, not probed), sending every transaction before
+// waiting for the last, so hundreds take a few blocks.
+func (c *Chain) RegisterMany(t *testing.T, n int) []common.Address {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out []common.Address
+	var last *types.Transaction
+	// Nonces set here: the pending nonce read per transaction races the miner.
+	nonce, err := c.Sim.Client().PendingNonceAt(ctx, crypto.PubkeyToAddress(c.owner.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		k, _ := crypto.GenerateKey()
+		addr := crypto.PubkeyToAddress(k.PublicKey)
+		opts := c.L.Opts(c.owner)
+		opts.Context = ctx
+		opts.Nonce = new(big.Int).SetUint64(nonce + uint64(i))
+		tx, err := c.L.BondingManager.Transact(ctx, opts, "register", addr, big.NewInt(params.Ether), big.NewInt(0), big.NewInt(0), big.NewInt(1), big.NewInt(0))
+		if err != nil {
+			t.Fatalf("register %d of %d: %v", i+1, n, err)
+		}
+		last = tx
+		out = append(out, addr)
+	}
+	if last != nil {
+		if err := c.L.Wait(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}

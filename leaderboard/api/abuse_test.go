@@ -61,7 +61,7 @@ func newAbuseRig(t *testing.T) *abuseRig {
 		t.Fatal(err)
 	}
 	h := New(Config{
-		Secret: abuseSecret, Keys: map[string]string{"fra": abuseKeySecret},
+		Secret: abuseSecret, Keys: map[string]PostKey{"fra": {Secret: abuseKeySecret, Regions: []string{"FRA"}}},
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}, st)
 	srv := httptest.NewServer(h)
@@ -278,6 +278,8 @@ func TestAbusePostStatsForgedReplayedUnsigned(t *testing.T) {
 			"Authorization": sign(secret, append([]byte(ts+"\n"+nonce+"\n"), body...))}
 	}
 	other := []byte(strings.Replace(string(body), `"FRA"`, `"LAX"`, 1))
+	// The key "fra" posts for FRA only: a second FRA post, another body.
+	otherFRA := posted(time.Now().Add(-2*time.Minute).Unix(), 1, 2.5)
 	big := append(bytes.Repeat([]byte(" "), DefaultMaxPostBytes), body...)
 	cases := []struct {
 		name   string
@@ -297,7 +299,7 @@ func TestAbusePostStatsForgedReplayedUnsigned(t *testing.T) {
 		{"key mode, stale timestamp", body, signed(abuseKeySecret, fmt.Sprint(time.Now().Add(-time.Hour).Unix()), nonce+"-stale", body), 403},
 		{"key mode, bad timestamp", body, signed(abuseKeySecret, "1e9", nonce+"-ts", body), 400},
 		{"key mode, short nonce", body, signed(abuseKeySecret, ts, "short", body), 400},
-		{"key mode, nonce injection", other, signed(abuseKeySecret, ts, "'); DROP TABLE probe_results; --", other), 201},
+		{"key mode, nonce injection", otherFRA, signed(abuseKeySecret, ts, "'); DROP TABLE probe_results; --", otherFRA), 201},
 		{"oversized", big, map[string]string{"Authorization": sign(abuseSecret, big)}, 413},
 		{"signed garbage", []byte("\x00\xff{"), map[string]string{"Authorization": sign(abuseSecret, []byte("\x00\xff{"))}, 400},
 		{"signed injection in region", []byte(strings.Replace(string(body), `"FRA"`, `"FRA' OR 1=1 --"`, 1)), nil, 400},

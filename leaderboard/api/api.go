@@ -36,10 +36,16 @@ type Config struct {
 	// empty); MaxPostBytes bounds its body (DefaultMaxPostBytes when 0).
 	Secret       string
 	MaxPostBytes int64
-	// Keys are per-tester post keys (key id → secret) for the signed mode:
-	// X-Lpgauge-Key, X-Lpgauge-Timestamp, X-Lpgauge-Nonce, and Authorization
-	// = hex HMAC-SHA256(secret, timestamp + "\n" + nonce + "\n" + body).
-	Keys map[string]string
+	// Keys are per-tester post keys (key id → secret and regions) for the
+	// signed mode: X-Lpgauge-Key, X-Lpgauge-Timestamp, X-Lpgauge-Nonce, and
+	// Authorization = hex HMAC-SHA256(secret, timestamp + "\n" + nonce +
+	// "\n" + body). A key posts only for its regions.
+	Keys map[string]PostKey
+	// Plausibility bounds what a post may claim (RTT, timestamp).
+	Plausibility Plausibility
+	// MaxWindow is the longest since..until a read may ask for (31 days):
+	// every answer's work and memory grow with it.
+	MaxWindow time.Duration
 	// MaxSkew is how far a signed post's timestamp may be from now (5 min).
 	MaxSkew time.Duration
 	// MaxStale is how old a cached answer may be and still be served, marked
@@ -72,6 +78,10 @@ func (c *Config) defaults() {
 	if c.MaxSkew <= 0 {
 		c.MaxSkew = 5 * time.Minute
 	}
+	c.Plausibility.defaults()
+	if c.MaxWindow <= 0 {
+		c.MaxWindow = 31 * 24 * time.Hour
+	}
 	if c.MaxStale <= 0 {
 		c.MaxStale = 24 * time.Hour
 	}
@@ -102,6 +112,11 @@ func init() { gin.SetMode(gin.ReleaseMode) }
 
 // New returns the HTTP handler of the leaderboard API over st.
 func New(cfg Config, st store.Store) http.Handler {
+	return headAsGet(newEngine(cfg, st))
+}
+
+// newEngine is the gin engine behind New (its routes are the contract).
+func newEngine(cfg Config, st store.Store) *gin.Engine {
 	cfg.defaults()
 	s := &Server{cfg: cfg, store: st, cache: newAnswerCache(cfg.CacheEntries, cfg.MaxStale), metrics: newMetrics()}
 	r := gin.New()
@@ -137,6 +152,19 @@ func New(cfg Config, st store.Store) http.Handler {
 	return r
 }
 
+// headAsGet answers HEAD on every GET route with the GET answer's status and
+// headers (net/http drops the body of a HEAD answer), as RFC 9110 §9.3.2
+// asks; gin would answer 405.
+func headAsGet(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			r = r.Clone(r.Context())
+			r.Method = http.MethodGet
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // standardHeaders sets leaderboard-serverless's headers on every answer and
 // answers CORS preflight itself (upstream fell through into the handler).
 func standardHeaders(c *gin.Context) {
@@ -145,7 +173,7 @@ func standardHeaders(c *gin.Context) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", CacheControl)
 	if c.Request.Method == http.MethodOptions {
-		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+		h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
 		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Lpgauge-Key, X-Lpgauge-Timestamp, X-Lpgauge-Nonce")
 		h.Set("Access-Control-Max-Age", "600")
 		c.AbortWithStatus(http.StatusNoContent)
@@ -170,11 +198,11 @@ type errorBody struct {
 	Error string `json:"error"`
 }
 
-// fail writes {"error": msg}. Errors other than 4xx must not be cached by a CDN.
+// fail writes {"error": msg}. No error is cached by a CDN: a 400 for one
+// client's bad parameters, or a 503 while the store restarts, must not be
+// what the next client gets.
 func fail(c *gin.Context, status int, msg string) {
-	if status >= 500 {
-		c.Header("Cache-Control", "no-store")
-	}
+	c.Header("Cache-Control", "no-store")
 	writeJSON(c, status, errorBody{Error: msg})
 	c.Abort()
 }
@@ -193,6 +221,11 @@ func writeJSON(c *gin.Context, status int, v any) {
 // storeFailed answers a store error: 504 when this request ran out of time,
 // 503 otherwise. The detail goes to the log only.
 func (s *Server) storeFailed(c *gin.Context, what string, err error) {
+	if errors.Is(err, store.ErrTooLarge) {
+		s.cfg.Logger.Warn("store query refused by its limits", "endpoint", c.FullPath(), "what", what, "err", err)
+		fail(c, http.StatusBadRequest, "this answer would be larger than one request may read: narrow the window (since/until) or filter by pipeline, model, region or orchestrator")
+		return
+	}
 	s.cfg.Logger.Error("store query failed", "endpoint", c.FullPath(), "what", what, "err", err)
 	s.metrics.storeErrors.WithLabelValues(what).Inc()
 	c.Set(storeFailedKey, true)

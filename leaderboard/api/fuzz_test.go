@@ -51,7 +51,7 @@ func fuzzRig(tb testing.TB) (http.Handler, *Server) {
 			panic(err)
 		}
 		cfg := Config{
-			Secret: secret, Keys: map[string]string{fuzzKeyID: fuzzKeySecret},
+			Secret: secret, Keys: map[string]PostKey{fuzzKeyID: {Secret: fuzzKeySecret}},
 			QueryTimeout: 2 * time.Second, Now: func() time.Time { return fuzzNow },
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		}
@@ -270,7 +270,7 @@ func FuzzPostStats(f *testing.F) {
 			}
 			return
 		}
-		r, perr := s.resultFromPost(body)
+		r, _, perr := s.resultFromPost(body, "")
 		switch mode {
 		case unsigned, sharedForged, keyUnknown:
 			if rec.Code != http.StatusForbidden {
@@ -289,9 +289,9 @@ func FuzzPostStats(f *testing.F) {
 				t.Fatalf("%s: want %d (resultFromPost: %v), got %d %s", what, want, perr, rec.Code, rec.Body.Bytes())
 			}
 		case keySigned:
-			// The nonce claim (the store) comes before the body's validation.
+			// The body is validated before the nonce is claimed (the store).
 			want := http.StatusServiceUnavailable
-			if !validNonce {
+			if !validNonce || perr != nil {
 				want = http.StatusBadRequest
 			}
 			if rec.Code != want {
@@ -320,7 +320,7 @@ func FuzzPostStats(f *testing.F) {
 		if err != nil {
 			t.Fatalf("%s: re-encode: %v", what, err)
 		}
-		r2, err := s.resultFromPost(again)
+		r2, _, err := s.resultFromPost(again, "")
 		if err != nil {
 			t.Fatalf("%s: re-encoded %s refused: %v", what, again, err)
 		}

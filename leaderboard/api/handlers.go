@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 	"sort"
 	"strconv"
@@ -313,17 +314,19 @@ type phases struct {
 // rawStat is the Stats object an AI tester posts to leaderboard-serverless,
 // followed by what our testers record beyond it.
 type rawStat struct {
-	Region          string      `json:"region"`
-	Orchestrator    string      `json:"orchestrator"`
-	SuccessRate     float64     `json:"success_rate"`
-	RoundTripTime   float64     `json:"round_trip_time"`
-	Errors          []statError `json:"errors"`
-	Timestamp       int64       `json:"timestamp"`
-	Model           string      `json:"model"`
-	ModelIsWarm     bool        `json:"model_is_warm"`
-	Pipeline        string      `json:"pipeline"`
-	InputParameters string      `json:"input_parameters"`
-	ResponsePayload string      `json:"response_payload"`
+	Region        string  `json:"region"`
+	Orchestrator  string  `json:"orchestrator"`
+	SuccessRate   float64 `json:"success_rate"`
+	RoundTripTime float64 `json:"round_trip_time"`
+	// Errors and ResponsePayload are a posted row's as posted; a tester's
+	// row has its error as one entry and an empty payload.
+	Errors          json.RawMessage `json:"errors"`
+	Timestamp       int64           `json:"timestamp"`
+	Model           string          `json:"model"`
+	ModelIsWarm     bool            `json:"model_is_warm"`
+	Pipeline        string          `json:"pipeline"`
+	InputParameters string          `json:"input_parameters"`
+	ResponsePayload json.RawMessage `json:"response_payload"`
 
 	ProbeID     string `json:"probe_id"`
 	Outcome     string `json:"outcome"`
@@ -336,10 +339,13 @@ type rawStat struct {
 
 func secs(d time.Duration) float64 { return d.Seconds() }
 
-func toRawStat(r results.Result) rawStat {
+// emptyString is the JSON of "": the response_payload of rows nobody posted.
+var emptyString = json.RawMessage(`""`)
+
+func toRawStat(r results.Result, posted store.Posted) rawStat {
 	st := rawStat{
 		Region: r.Region, Orchestrator: r.Orchestrator, RoundTripTime: secs(r.Total),
-		Errors: []statError{}, Timestamp: r.StartedAt.Unix(), Model: r.Model, ModelIsWarm: r.Warm,
+		Errors: json.RawMessage(`[]`), ResponsePayload: emptyString, Timestamp: r.StartedAt.Unix(), Model: r.Model, ModelIsWarm: r.Warm,
 		Pipeline: r.Pipeline, InputParameters: r.InputParameters,
 		ProbeID: r.ProbeID, Outcome: string(r.Outcome), ErrorClass: r.ErrorClass, HTTPStatus: r.HTTPStatus,
 		Source: r.Source, TimestampMs: r.StartedAt.UnixMilli(),
@@ -359,7 +365,13 @@ func toRawStat(r results.Result) rawStat {
 		if code == "" {
 			code = "UNKNOWN"
 		}
-		st.Errors = append(st.Errors, statError{ErrorCode: code, Message: r.ErrorMessage, Count: 1})
+		st.Errors, _ = json.Marshal([]statError{{ErrorCode: code, Message: r.ErrorMessage, Count: 1}})
+	}
+	if posted.Errors != "" {
+		st.Errors = json.RawMessage(posted.Errors)
+	}
+	if posted.ResponsePayload != "" {
+		st.ResponsePayload = json.RawMessage(posted.ResponsePayload)
 	}
 	return st
 }
@@ -403,8 +415,19 @@ func (s *Server) rawStats(c *gin.Context) {
 		s.storeFailed(c, "raw", err)
 		return
 	}
+	var postedIDs []string
 	for _, r := range rows {
-		out[r.Region] = append(out[r.Region], toRawStat(r))
+		if strings.HasPrefix(r.Source, "post_stats") {
+			postedIDs = append(postedIDs, r.ProbeID)
+		}
+	}
+	posted, err := s.store.Posted(ctx, postedIDs)
+	if err != nil {
+		s.storeFailed(c, "raw", err)
+		return
+	}
+	for _, r := range rows {
+		out[r.Region] = append(out[r.Region], toRawStat(r, posted[r.ProbeID]))
 	}
 	for _, list := range out {
 		// The store sorts newest first; keep it so per region too.

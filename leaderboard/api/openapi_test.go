@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/goccy/go-yaml"
 
 	"github.com/lpgauge/lpgauge/internal/results"
@@ -155,7 +154,7 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 	_ = json.Unmarshal(b, &doc)
 	sc := schemaChecker{doc}
 
-	engine := New(Config{}, f.st).(*gin.Engine)
+	engine := newEngine(Config{}, f.st)
 	for _, rt := range engine.Routes() {
 		if _, err := sc.responseSchemaAny(rt.Path, rt.Method); err != nil {
 			t.Error(err)

@@ -83,6 +83,12 @@ func (s *Server) parseParams(q url.Values) (params, error) {
 	if p.since.After(p.until) {
 		return p, fmt.Errorf("since (%s) is after until (%s): since must be the earlier unix time", p.since.Format(time.RFC3339), p.until.Format(time.RFC3339))
 	}
+	// Every answer's work grows with the window: a bounded window bounds
+	// what any one request can make the store read and this process hold.
+	if w := p.until.Sub(p.since); w > s.cfg.MaxWindow {
+		return p, fmt.Errorf("since..until spans %s: at most %s per request; ask for a shorter window (several requests for a longer history)",
+			w.Round(time.Second), s.cfg.MaxWindow)
+	}
 	switch jt := strings.ToLower(strings.TrimSpace(q.Get("job_type"))); jt {
 	case "":
 		// leaderboard-serverless's inference: pipeline or model ⇒ AI,

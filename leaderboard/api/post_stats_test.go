@@ -138,7 +138,7 @@ func (f *fixture) postSigned(t *testing.T, body []byte, key, secret string, ts i
 // Per-tester keys: signature over timestamp, nonce and body; a replayed
 // nonce, a stale timestamp or another tester's key is refused.
 func TestPostStatsSignedModeRefusesReplays(t *testing.T) {
-	f := newFixtureCfg(t, Config{Keys: map[string]string{"fra-1": "k1", "lax-1": "k2"}}, noRows)
+	f := newFixtureCfg(t, Config{Keys: map[string]PostKey{"fra-1": {Secret: "k1"}, "lax-1": {Secret: "k2"}}}, noRows)
 	now := time.Now().Unix()
 	body := posted(now-30, 1, 1.5)
 	if r := f.postSigned(t, body, "fra-1", "k1", now, "nonce-0000000000001"); r.status != 200 || string(r.body) != "ok" {

@@ -2,12 +2,14 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/lpgauge/lpgauge/internal/chclient"
@@ -26,9 +28,9 @@ type ClickHouse struct {
 	conn    driver.Conn
 	db      string
 	timeout time.Duration
-	// ingestMu serialises check-then-insert so two identical posts racing
-	// in this process cannot both pass the check.
-	ingestMu sync.Mutex
+	// claims batches post_stats ingest and de-duplicates it (ingest.go).
+	claims claimer
+	limits Limits
 	// cache holds the whole-hour part of recent rollup reads (rollup_cache.go).
 	cache wholeHours
 	// rawEngine remembers whether probe_results is a MergeTree (PREWHERE).
@@ -47,16 +49,65 @@ func NewClickHouse(conn driver.Conn, db string, timeout time.Duration) (*ClickHo
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return &ClickHouse{conn: conn, db: db, timeout: timeout}, nil
+	c := &ClickHouse{conn: conn, db: db, timeout: timeout}
+	c.limits.defaults()
+	c.claims.c = c
+	c.claims.cfg.defaults()
+	return c, nil
 }
 
+// Limits bound every query of this store, whatever a request asks for:
+// ClickHouse refuses a query past them (ErrTooLarge) instead of the server or
+// this process holding an unbounded answer. Settings of 18.16 and current
+// releases; sent per query over the native protocol (the embedded chDB
+// adapter ignores them).
+type Limits struct {
+	MaxMemoryUsage uint64 // bytes a query may use on the server (1 GiB)
+	MaxResultRows  uint64 // rows an answer, or a subquery's, may have (1M)
+	MaxResultBytes uint64 // bytes an answer may have (256 MiB)
+}
+
+func (l *Limits) defaults() {
+	if l.MaxMemoryUsage == 0 {
+		l.MaxMemoryUsage = 1 << 30
+	}
+	if l.MaxResultRows == 0 {
+		l.MaxResultRows = 1_000_000
+	}
+	if l.MaxResultBytes == 0 {
+		l.MaxResultBytes = 256 << 20
+	}
+}
+
+// SetLimits replaces the per-query limits (zero fields keep the defaults).
+func (c *ClickHouse) SetLimits(l Limits) {
+	l.defaults()
+	c.limits = l
+}
+
+// ErrTooLarge is a query refused for passing Limits: the request asked for
+// more than one answer may hold (narrow the window).
+var ErrTooLarge = errors.New("query exceeds the store's per-query limits")
+
 func (c *ClickHouse) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
+		"max_memory_usage": int(c.limits.MaxMemoryUsage),
+		"max_result_rows":  int(c.limits.MaxResultRows),
+		"max_result_bytes": int(c.limits.MaxResultBytes),
+	}))
 	return context.WithTimeout(ctx, c.timeout)
 }
 
 func (c *ClickHouse) table() string { return c.db + ".probe_results" }
 
 func unavailable(what string, err error) error {
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) {
+		switch ex.Code {
+		case 241, 158, 396: // MEMORY_LIMIT_EXCEEDED, TOO_MANY_ROWS, TOO_MANY_ROWS_OR_BYTES
+			return fmt.Errorf("%w: %s: %w", ErrTooLarge, what, err)
+		}
+	}
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
 }
 
@@ -328,53 +379,4 @@ func (c *ClickHouse) Ping(ctx context.Context) error {
 		return fmt.Errorf("%w: table %s missing (run migrations)", ErrUnavailable, c.table())
 	}
 	return nil
-}
-
-// Ingest implements Store.
-func (c *ClickHouse) Ingest(ctx context.Context, r results.Result) (bool, error) {
-	c.ingestMu.Lock()
-	defer c.ingestMu.Unlock()
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	var n uint64
-	if err := c.conn.QueryRow(cctx, "SELECT count() FROM "+c.table()+" WHERE probe_id = ?", r.ProbeID).Scan(&n); err != nil {
-		return false, unavailable("ingest: check", err)
-	}
-	if n > 0 {
-		return false, nil
-	}
-	r.BatchID = results.BatchID([]results.Result{r})
-	if err := results.Insert(cctx, c.conn, c.db, []results.Result{r}); err != nil {
-		return false, unavailable("ingest", err)
-	}
-	return true, nil
-}
-
-// ClaimNonce implements Store. The check and the insert run under the same
-// lock as Ingest, so two copies of one post racing here cannot both pass.
-func (c *ClickHouse) ClaimNonce(ctx context.Context, keyID, nonce string, notBefore time.Time) (bool, error) {
-	c.ingestMu.Lock()
-	defer c.ingestMu.Unlock()
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	var n uint64
-	if err := c.conn.QueryRow(cctx, "SELECT count() FROM "+c.db+".post_nonces WHERE key_id = ? AND nonce = ? AND seen_at >= toDateTime(?)",
-		keyID, nonce, unixSec(notBefore)).Scan(&n); err != nil {
-		return false, unavailable("nonce: check", err)
-	}
-	if n > 0 {
-		return false, nil
-	}
-	b, err := c.conn.PrepareBatch(cctx, "INSERT INTO "+c.db+".post_nonces (key_id, nonce, seen_at)")
-	if err != nil {
-		return false, unavailable("nonce: prepare", err)
-	}
-	defer b.Abort() //nolint:errcheck // no-op after Send
-	if err := b.Append(keyID, nonce, time.Now().UTC()); err != nil {
-		return false, unavailable("nonce: append", err)
-	}
-	if err := b.Send(); err != nil {
-		return false, unavailable("nonce: send", err)
-	}
-	return true, nil
 }

@@ -32,12 +32,6 @@ const probeMs = "(toUInt64(started_at) * 1000 + started_at_ms)"
 // phaseColumns are the phases Latencies reports, in Phases field order.
 var phaseColumns = []string{"server_us", "upload_us", "download_us", "total_us", "discovery_us", "ttft_us"}
 
-// sorted sorts xs in place and returns it.
-func sorted(xs []float64) []float64 {
-	sort.Float64s(xs)
-	return xs
-}
-
 // seconds converts microsecond samples to sorted seconds.
 func seconds(us []uint64) []float64 {
 	xs := make([]float64, len(us))
@@ -60,25 +54,48 @@ func quantilesOf(xs []float64) Quantiles {
 	}
 }
 
-func phasesOf(a [6][]uint64) Phases {
-	return Phases{Server: quantiles(a[0]), Upload: quantiles(a[1]), Download: quantiles(a[2]), Total: quantiles(a[3]), Discovery: quantiles(a[4]),
-		TTFT: quantiles(a[5])}
+// percentileSQL is score.Percentile (Postgres percentile_cont) of the
+// sorted Float64 array a, in SQL, so only three numbers per phase leave the
+// server instead of every sample.
+func percentileSQL(a string, p float64) string {
+	n := "toInt64(length(" + a + "))"
+	rank := fmt.Sprintf("(%v * (%s - 1))", p, n)
+	lo := "toInt64(floor(" + rank + "))"
+	return "if(" + n + " = 0, 0., if(" + lo + " >= " + n + " - 1, " + a + "[" + n + "]," +
+		" " + a + "[" + lo + " + 1] + (" + rank + " - " + lo + ") * (" + a + "[" + lo + " + 2] - " + a + "[" + lo + " + 1])))"
 }
 
-// Latencies implements Store.
+// Latencies implements Store. Percentiles are taken on the server from each
+// split's sorted samples (seconds, like score.Percentile), the pooled "all"
+// split by a second grouping without warm: what reaches this process is a
+// few numbers per (orchestrator, region, pipeline, model), whatever the
+// window.
 func (c *ClickHouse) Latencies(ctx context.Context, f Filter) ([]Latency, error) {
 	w, args := where(f, false)
-	q := "SELECT orchestrator, " + regionColumn(f) + " AS reg, pipeline, model, warm," +
-		" countIf(outcome != 'excused'), countIf(outcome = 'success')"
+	arrays := make([]string, 0, len(phaseColumns)+1)
 	for _, col := range phaseColumns {
-		q += ", groupArrayIf(" + col + ", outcome = 'success' AND " + col + " > 0)"
+		arrays = append(arrays, "arraySort(arrayMap(x -> toFloat64(x) / 1000000, groupArrayIf("+col+", outcome = 'success' AND "+col+" > 0)))")
 	}
 	// LLM generation speed: completion tokens over the streaming time
 	// after the first token arrived (download), per successful probe.
-	q += ", groupArrayIf(output_units * 1000000 / download_us, outcome = 'success' AND ttft_us > 0 AND download_us > 0 AND output_units > 0)"
-	q += " FROM " + c.table() + w +
-		" GROUP BY orchestrator, reg, pipeline, model, warm HAVING countIf(outcome != 'excused') > 0" +
-		" ORDER BY orchestrator, reg, pipeline, model, warm"
+	arrays = append(arrays, "arraySort(groupArrayIf(output_units * 1000000 / download_us, outcome = 'success' AND ttft_us > 0 AND download_us > 0 AND output_units > 0))")
+	split := func(warmExpr, group string) string {
+		q := "SELECT orchestrator, " + regionColumn(f) + " AS reg, pipeline, model, " + warmExpr + " AS w," +
+			" countIf(outcome != 'excused') AS probes, countIf(outcome = 'success') AS successes"
+		for i, a := range arrays {
+			q += fmt.Sprintf(", %s AS a%d", a, i)
+		}
+		return q + " FROM " + c.table() + w + " GROUP BY " + group + " HAVING probes > 0"
+	}
+	q := "SELECT orchestrator, reg, pipeline, model, w, probes, successes"
+	for i := range arrays {
+		a := fmt.Sprintf("a%d", i)
+		q += ", toUInt64(length(" + a + ")), " + percentileSQL(a, 0.5) + ", " + percentileSQL(a, 0.9) + ", " + percentileSQL(a, 0.99)
+	}
+	q += " FROM (" + split("toUInt8(warm)", "orchestrator, reg, pipeline, model, w") +
+		" UNION ALL " + split("toUInt8(2)", "orchestrator, reg, pipeline, model") + ")" +
+		" ORDER BY orchestrator, reg, pipeline, model, w"
+	args = append(append([]any{}, args...), args...)
 	cctx, cancel := c.ctx(ctx)
 	defer cancel()
 	rows, err := c.conn.Query(cctx, q, args...)
@@ -88,46 +105,42 @@ func (c *ClickHouse) Latencies(ctx context.Context, f Filter) ([]Latency, error)
 	defer rows.Close()
 	type key struct{ o, r, p, m string }
 	byKey := map[key]*Latency{}
-	all := map[key]*[6][]uint64{}
-	allTPS := map[key][]float64{}
 	var order []key
 	for rows.Next() {
 		var k key
 		var warm uint8
 		var probes, successes uint64
-		var a [6][]uint64
-		var tps []float64
-		if err := rows.Scan(&k.o, &k.r, &k.p, &k.m, &warm, &probes, &successes, &a[0], &a[1], &a[2], &a[3], &a[4], &a[5], &tps); err != nil {
+		var qs [7]Quantiles
+		dest := []any{&k.o, &k.r, &k.p, &k.m, &warm, &probes, &successes}
+		for i := range qs {
+			dest = append(dest, &qs[i].Samples, &qs[i].P50, &qs[i].P90, &qs[i].P99)
+		}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, unavailable("latencies: scan", err)
 		}
 		l := byKey[k]
 		if l == nil {
 			l = &Latency{Orchestrator: k.o, Region: k.r, Pipeline: k.p, Model: k.m}
-			byKey[k], all[k] = l, &[6][]uint64{}
+			byKey[k] = l
 			order = append(order, k)
 		}
-		split := Split{Probes: probes, Successes: successes, Phases: phasesOf(a), TokensPerSecond: quantilesOf(sorted(tps))}
-		if warm == 1 {
-			l.Warm = split
-		} else {
-			l.Cold = split
+		sp := Split{Probes: probes, Successes: successes, TokensPerSecond: qs[6],
+			Phases: Phases{Server: qs[0], Upload: qs[1], Download: qs[2], Total: qs[3], Discovery: qs[4], TTFT: qs[5]}}
+		switch warm {
+		case 1:
+			l.Warm = sp
+		case 0:
+			l.Cold = sp
+		default:
+			l.All = sp
 		}
-		l.All.Probes += probes
-		l.All.Successes += successes
-		for i := range a {
-			all[k][i] = append(all[k][i], a[i]...)
-		}
-		allTPS[k] = append(allTPS[k], tps...)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, unavailable("latencies", err)
 	}
 	out := make([]Latency, 0, len(order))
 	for _, k := range order {
-		l := byKey[k]
-		l.All.Phases = phasesOf(*all[k])
-		l.All.TokensPerSecond = quantilesOf(sorted(allTPS[k]))
-		out = append(out, *l)
+		out = append(out, *byKey[k])
 	}
 	return out, nil
 }

@@ -139,7 +139,7 @@ func testProfileAndIngestQueries(t *testing.T, newDB backend) {
 	r := probe(orchC, "FRA", now.Add(30*time.Minute), results.Success, 3*time.Second)
 	r.Source = "post_stats"
 	for i, want := range []bool{true, false} {
-		stored, err := st.Ingest(ctx, r)
+		stored, err := st.Ingest(ctx, r, Posted{Errors: `[]`, ResponsePayload: `"{}"`})
 		if err != nil || stored != want {
 			t.Errorf("ingest #%d = %v, %v; want %v (a re-post is stored once)", i+1, stored, err, want)
 		}

@@ -86,10 +86,14 @@ type Store interface {
 	// Raw returns one orchestrator's probes matching f, newest first, at
 	// most limit rows; excused probes only when includeExcused.
 	Raw(ctx context.Context, f Filter, includeExcused bool, limit int) ([]results.Result, error)
-	// Ingest stores one posted result unless a row with its probe id is
-	// already stored, so a re-post is never counted twice. It reports
-	// whether the row was new.
-	Ingest(ctx context.Context, r results.Result) (bool, error)
+	// Ingest stores one posted result and what the post carried beyond it
+	// unless a row with its probe id is already stored or being stored by
+	// another replica, so a re-post is never counted twice. It reports
+	// whether the row was new; ErrContested asks the poster to retry.
+	Ingest(ctx context.Context, r results.Result, p Posted) (bool, error)
+	// Posted returns the kept extras (errors, response_payload) of posted
+	// rows by probe id; rows not posted have none.
+	Posted(ctx context.Context, probeIDs []string) (map[string]Posted, error)
 	// ClaimNonce records a signed post's (key, nonce) and reports false when
 	// it was already recorded since notBefore: a replay.
 	ClaimNonce(ctx context.Context, keyID, nonce string, notBefore time.Time) (bool, error)

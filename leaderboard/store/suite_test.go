@@ -35,6 +35,9 @@ var suite = []struct {
 	{"CachedWholeHoursSeeLateProbes", testCachedWholeHoursSeeLateProbes},
 	{"InsightQueries", testInsightQueries},
 	{"ProfileAndIngestQueries", testProfileAndIngestQueries},
+	{"IngestOnceAcrossReplicas", testIngestOnceAcrossReplicas},
+	{"LimitsRefuseLargeAnswers", testLimitsRefuseLargeAnswers},
+	{"LatenciesOnTheServer", testLatenciesOnTheServer},
 }
 
 func runSuite(t *testing.T, newDB backend) {
