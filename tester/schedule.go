@@ -31,6 +31,13 @@ func ParseSchedule(spec string, interval time.Duration) (cron.Schedule, time.Dur
 	if err != nil {
 		return nil, 0, fmt.Errorf("bad -schedule %q: %w (want 5 cron fields like \"*/5 * * * *\" or \"@every 5m\")", spec, err)
 	}
+	if every, ok := s.(cron.ConstantDelaySchedule); ok {
+		// cron's "@every" counts from whenever it is asked, so two testers
+		// started together would tick together and the region offsets that
+		// keep them apart would cancel out; aligned ticks keep every tester
+		// of a period on one grid, shifted only by its region's offset.
+		s = alignedEvery{every.Delay}
+	}
 	a := s.Next(time.Now())
 	period := s.Next(a).Sub(a)
 	if period <= 0 {
@@ -38,6 +45,11 @@ func ParseSchedule(spec string, interval time.Duration) (cron.Schedule, time.Dur
 	}
 	return s, period, nil
 }
+
+// alignedEvery ticks at whole multiples of its period since the zero time.
+type alignedEvery struct{ period time.Duration }
+
+func (e alignedEvery) Next(t time.Time) time.Time { return t.Truncate(e.period).Add(e.period) }
 
 // Planner lists the probes of the next round. Schedule calls it at the start
 // of every round, so a discovered orchestrator list (chain, webhook) follows

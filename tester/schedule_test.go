@@ -181,3 +181,25 @@ func TestFrozenSchedulerRecordsMissedRounds(t *testing.T) {
 		t.Errorf("no tick recorded as skipped tester_late after a 2.5 s freeze: %+v", recs)
 	}
 }
+
+// Two regional testers started at the same moment with the same -interval
+// keep their regions' offsets apart: cron's "@every" counts from whenever
+// it is asked, so without aligned ticks FRA (offset 0) and LAX (offset ½)
+// both started their rounds at start + period, together, and the slow
+// orchestrator of the demo answered one of them "insufficient capacity".
+func TestIntervalTicksAlignSoOffsetsSeparateRegions(t *testing.T) {
+	const period = 6 * time.Second
+	s, p, err := ParseSchedule("", period)
+	if err != nil || p != period {
+		t.Fatalf("ParseSchedule: %v, period %s", err, p)
+	}
+	for _, start := range []time.Time{time.Now(), time.Now().Add(1234 * time.Millisecond), time.Unix(1796235261, 7e8)} {
+		fra := s.Next(start)                                  // offset 0
+		lax := s.Next(start.Add(-period / 2)).Add(period / 2) // offset ½
+		gap := (lax.Sub(fra)%period + period) % period
+		if gap != period/2 {
+			t.Errorf("started at %s: FRA's round at %s, LAX's at %s: %s apart modulo the period, want %s",
+				start.Format(time.StampMilli), fra.Format(time.StampMilli), lax.Format(time.StampMilli), gap, period/2)
+		}
+	}
+}
