@@ -130,21 +130,19 @@ func check(t testing.TB, got []discovery.Orchestrator, want map[common.Address]s
 	}
 }
 
-// 60 orchestrators at 100 ms a call: 240 calls, 24 s in sequence (today's
-// walk); overlapped, every one is found in a few seconds.
+// 60 orchestrators at 100 ms a call: 240 calls, 24 s in sequence (the walk
+// before), more than the 10 s a round can give discovery here; overlapped,
+// every one is found in time (about a second).
 func TestChainWalkOverlapsCalls(t *testing.T) {
 	c, want := pool(t, 60)
 	l := far(t, c, farChain{delay: 100 * time.Millisecond})
-	start := time.Now()
-	got, err := discovery.Chain{L: l}.Orchestrators(context.Background())
-	took := time.Since(start)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := discovery.Chain{L: l}.Orchestrators(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	check(t, got, want)
-	if took > 5*time.Second {
-		t.Fatalf("60 orchestrators at 100 ms a call took %v; want under 5 s", took)
-	}
 	for _, o := range got {
 		if o.Stale {
 			t.Fatalf("%s stale in a walk where nothing failed", o.Address.Hex())

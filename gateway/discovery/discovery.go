@@ -383,8 +383,10 @@ func (c Chain) Orchestrators(ctx context.Context) ([]Orchestrator, error) {
 		if o, ok := prevKnown[a]; ok {
 			o.Stale = true
 			stale++
-			res = append(res, o)
-			log.Warn("discovery: orchestrator keeps its last known entry", "address", a.Hex(), "service_uri", o.ServiceURI, "err", why)
+			if o.ServiceURI != "" {
+				res = append(res, o)
+			}
+			log.Warn("discovery: orchestrator keeps its last known entry (stale)", "address", a.Hex(), "service_uri", o.ServiceURI, "err", why)
 			return
 		}
 		log.Warn("discovery: orchestrator skipped: its facts could not be read and no earlier walk knows it", "address", a.Hex(), "err", why)
@@ -402,7 +404,7 @@ func (c Chain) Orchestrators(ctx context.Context) ([]Orchestrator, error) {
 		}
 	}
 	if walkErr != nil {
-		if len(prevOrder) == 0 && len(order) == 0 {
+		if len(prevOrder) == 0 { // nothing to mark the unwalked rest stale against
 			return nil, walkErr
 		}
 		// The rest of the previous walk after the last address reached.
@@ -422,14 +424,18 @@ func (c Chain) Orchestrators(ctx context.Context) ([]Orchestrator, error) {
 			walked[a] = true
 		}
 		for _, a := range tail {
-			if !walked[a] {
+			if o, ok := prevKnown[a]; ok && !walked[a] {
 				order = append(order, a)
-				keep(a, walkErr)
+				o.Stale = true
+				stale++
+				if o.ServiceURI != "" {
+					res = append(res, o)
+				}
 			}
 		}
 	}
 	c.Cache.store(order, fresh)
-	log.Debug("discovery: pool walked", "members", len(order), "with_uri", len(res), "stale", stale, "took", time.Since(start))
+	log.Info("discovery: pool walked", "members", len(order), "with_uri", len(res), "stale", stale, "took", time.Since(start))
 	return res, nil
 }
 
