@@ -15,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/robfig/cron/v3"
 
+	"github.com/lpgauge/lpgauge/gateway/discovery"
 	"github.com/lpgauge/lpgauge/internal/chclient"
 	"github.com/lpgauge/lpgauge/regions"
 	"github.com/lpgauge/lpgauge/tester"
@@ -118,12 +119,15 @@ type parsed struct {
 	secret    string
 	sched     cron.Schedule
 	period    time.Duration
+	// pool is the last chain pool walk: the next round's walk starts from
+	// it and keeps its entries for orchestrators the chain fails to answer for.
+	pool *discovery.PoolCache
 }
 
 // validate checks everything and says what to do about each problem.
 func (c *config) validate() (*parsed, error) {
 	var errs []error
-	p := &parsed{}
+	p := &parsed{pool: &discovery.PoolCache{}}
 	var err error
 	if c.Region == "" {
 		errs = append(errs, fmt.Errorf("-region is required: one of %s", strings.Join(regions.Codes(regions.AI), ", ")))

@@ -68,7 +68,7 @@ func discoverPlan(ctx context.Context, c *config, p *parsed, gw *gateway.Gateway
 		if err != nil {
 			return nil, err
 		}
-		src = discovery.Chain{L: l}
+		src = discovery.Chain{L: l, Cache: p.pool, Logger: log}
 	case "webhook":
 		src = discovery.Webhook{URL: c.WebhookURL}
 	default:
