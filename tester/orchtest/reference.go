@@ -86,11 +86,11 @@ func NewReference(t testing.TB, cfg ReferenceConfig) *Reference {
 	if cfg.Key != nil {
 		addr = strings.ToLower(crypto.PubkeyToAddress(cfg.Key.PublicKey).Hex())
 	}
-	rpc := &lprpc.Server{URI: uri, Receiver: recv, States: cpu.States, Version: "orchtest", Address: common.HexToAddress(addr)}
+	rpc := &lprpc.Server{URI: uri, Receiver: recv, States: cpu.States, Version: lprpc.DefaultVersion, Address: common.HexToAddress(addr)}
 	srv, err := orchestrator.New(orchestrator.Config{
 		ServiceURI: uri, MaxBodyBytes: 16 << 20, MaxResponseBytes: 64 << 20, MaxQueue: 4,
 		QueueTimeout: 5 * time.Second, RunnerTimeout: 30 * time.Second, ResultTTL: time.Minute, EthAddr: addr, Logger: quiet,
-	}, cpu, recv.Gate(rpc.Price))
+	}, cpu, rpc.Gate())
 	if err != nil {
 		t.Fatal(err)
 	}
