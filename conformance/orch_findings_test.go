@@ -19,8 +19,8 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/gateway"
-	"github.com/lpgauge/lpgauge/gateway/capability"
 	"github.com/lpgauge/lpgauge/gateway/pm"
 	"github.com/lpgauge/lpgauge/orchestrator"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"

@@ -22,7 +22,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/internal/chtest"
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/leaderboard/api"

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/gateway"
-	"github.com/lpgauge/lpgauge/gateway/capability"
 )
 
 const engineBackWithin = 15 * time.Second

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
 )
 

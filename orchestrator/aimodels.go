@@ -12,7 +12,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 )
 
 // AIModel is one aiModels.json entry, with go-livepeer's field names.

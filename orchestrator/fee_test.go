@@ -8,7 +8,7 @@ import (
 	"mime/multipart"
 	"testing"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 )
 
 // pcmWAV is a mono 16-bit 8 kHz WAV of secs seconds of silence.

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 )
 
 // FuzzParseAIModels: -aiModels text never panics; what parses is valid, and

@@ -8,7 +8,7 @@ import (
 	"context"
 	"net/http"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 )
 
 // Job is one AI request as the Gate sees it.

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 )
 
 // ErrNoCapacity means no runner slot is free for the (pipeline, model). The

@@ -12,9 +12,9 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/ethclient"
 
+	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/contracts"
 	"github.com/lpgauge/lpgauge/gateway"
-	"github.com/lpgauge/lpgauge/gateway/capability"
 	"github.com/lpgauge/lpgauge/gateway/discovery"
 	"github.com/lpgauge/lpgauge/tester"
 	"github.com/lpgauge/lpgauge/tester/probe"

@@ -14,10 +14,10 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
 
+	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/contracts"
 	"github.com/lpgauge/lpgauge/contracts/chaintest"
 	"github.com/lpgauge/lpgauge/gateway"
-	"github.com/lpgauge/lpgauge/gateway/capability"
 	"github.com/lpgauge/lpgauge/gateway/pm"
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/orchestrator"

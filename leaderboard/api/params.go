@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/leaderboard/store"
 	"github.com/lpgauge/lpgauge/regions"
 )

@@ -19,7 +19,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/leaderboard/store"
 	"github.com/lpgauge/lpgauge/regions"

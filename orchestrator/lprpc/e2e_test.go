@@ -23,9 +23,9 @@ import (
 	"github.com/ethereum/go-ethereum/ethclient/simulated"
 	"github.com/ethereum/go-ethereum/params"
 
+	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/contracts"
 	"github.com/lpgauge/lpgauge/gateway"
-	"github.com/lpgauge/lpgauge/gateway/capability"
 	"github.com/lpgauge/lpgauge/gateway/discovery"
 	"github.com/lpgauge/lpgauge/gateway/pm"
 	"github.com/lpgauge/lpgauge/orchestrator"

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/gateway"
-	"github.com/lpgauge/lpgauge/gateway/capability"
 	"github.com/lpgauge/lpgauge/gateway/pm"
 	"github.com/lpgauge/lpgauge/orchestrator"
 	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 )
 
 func init() {

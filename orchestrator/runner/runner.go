@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 )
 
 // Latency is the per-job timing model: how long inference takes, how often it

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/orchestrator/gpu"
 )
 

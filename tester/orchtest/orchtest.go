@@ -24,7 +24,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
 	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
 	"github.com/lpgauge/lpgauge/tester/probe"

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 )
 
 // AudioToText probes POST /audio-to-text: a generated WAV of a few seconds

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 )
 
 // ImageToImage probes POST /image-to-image: a generated PNG and a prompt in

@@ -6,7 +6,7 @@ import (
 	"math"
 	"strconv"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 )
 
 // ImageToVideo probes POST /image-to-video: a PNG in, a video URL out (the

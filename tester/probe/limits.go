@@ -1,6 +1,6 @@
 package probe
 
-import "github.com/lpgauge/lpgauge/gateway/capability"
+import "github.com/lpgauge/lpgauge/capability"
 
 // Bounds on an honest answer, from the request the tester sent. Each is
 // generous (an honest orchestrator must never be refused) yet a few MiB at

@@ -24,7 +24,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/internal/results"
 )
 

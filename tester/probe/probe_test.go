@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/internal/results"
 )
 

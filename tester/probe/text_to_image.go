@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"image/png"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 )
 
 // prompts vary from probe to probe so no orchestrator can cache an answer.
@@ -141,7 +141,7 @@ func isJSON(ct string) bool {
 func mustPipeline(id capability.ID) capability.Pipeline {
 	p, ok := capability.ByID(id)
 	if !ok {
-		panic(fmt.Sprintf("capability %d missing from gateway/capability", id))
+		panic(fmt.Sprintf("capability %d missing from capability", id))
 	}
 	return p
 }

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 )
 
 // TextToSpeech probes POST /text-to-speech: a sentence in (JSON), a WAV URL

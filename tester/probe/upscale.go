@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"image/png"
 
-	"github.com/lpgauge/lpgauge/gateway/capability"
+	"github.com/lpgauge/lpgauge/capability"
 )
 
 // Upscale probes POST /upscale: a small PNG in, one larger PNG out with the
