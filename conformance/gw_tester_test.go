@@ -21,10 +21,10 @@ import (
 	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/gateway"
 	"github.com/lpgauge/lpgauge/gateway/pm"
-	"github.com/lpgauge/lpgauge/gateway/preparer"
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
 	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
+	"github.com/lpgauge/lpgauge/tester/preparer"
 	"github.com/lpgauge/lpgauge/tester/probe"
 )
 

@@ -6,10 +6,10 @@ import (
 	"time"
 
 	"github.com/lpgauge/lpgauge/gateway"
-	"github.com/lpgauge/lpgauge/gateway/preparer"
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/orchestrator"
 	"github.com/lpgauge/lpgauge/tester/orchtest"
+	"github.com/lpgauge/lpgauge/tester/preparer"
 	"github.com/lpgauge/lpgauge/tester/probe"
 )
 

@@ -15,13 +15,13 @@ import (
 	"time"
 
 	"github.com/lpgauge/lpgauge/gateway"
-	"github.com/lpgauge/lpgauge/gateway/preparer"
 	"github.com/lpgauge/lpgauge/internal/chembed"
 	"github.com/lpgauge/lpgauge/leaderboard/api"
 	"github.com/lpgauge/lpgauge/leaderboard/store"
 	"github.com/lpgauge/lpgauge/regions"
 	"github.com/lpgauge/lpgauge/schemas"
 	"github.com/lpgauge/lpgauge/tester"
+	"github.com/lpgauge/lpgauge/tester/preparer"
 	"github.com/lpgauge/lpgauge/tester/probe"
 	"github.com/lpgauge/lpgauge/tester/writer"
 

@@ -20,11 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/lpgauge/lpgauge/gateway/preparer"
 	"github.com/lpgauge/lpgauge/internal/chstore"
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/schemas"
 	"github.com/lpgauge/lpgauge/tester"
+	"github.com/lpgauge/lpgauge/tester/preparer"
 	"github.com/lpgauge/lpgauge/tester/probe"
 	"github.com/lpgauge/lpgauge/tester/writer"
 )

@@ -1,7 +1,8 @@
 // Package preparer plugs the Livepeer wire protocol into the tester: its
 // Preparer calls GetOrchestrator (timed as the probe's discovery phase) and
 // returns the Livepeer-Payment / Livepeer-Segment headers for the job. It is
-// a separate package so gateway never imports the tester.
+// the tester's adapter over the gateway library, so the gateway library
+// never imports the tester.
 package preparer
 
 import (
