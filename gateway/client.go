@@ -34,6 +34,52 @@ var ErrNotWorking = errors.New("orchestrator advertises no transcoder URI")
 // URIs use TLS without verifying the (normally self-signed) certificate, as
 // go-livepeer gateways do; http URIs use h2c.
 func GetOrchestrator(ctx context.Context, serviceURI string, req *lpnet.OrchestratorRequest) (*lpnet.OrchestratorInfo, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	conn, err := dial(serviceURI)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	info, err := lpnet.NewOrchestratorClient(conn).GetOrchestrator(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("GetOrchestrator %s: %w", serviceURI, err)
+	}
+	if info.GetTranscoder() == "" {
+		return info, ErrNotWorking
+	}
+	return info, nil
+}
+
+// Ping sends value to the orchestrator's Ping and returns what it answers:
+// go-livepeer's orchestrator personal-signs keccak256(value) with the key of
+// the address it reports in OrchestratorInfo.address (server/rpc.go:380-388,
+// core/orchestrator.go:63-68), and answers an empty value off-chain.
+func Ping(ctx context.Context, serviceURI string, value []byte) ([]byte, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	conn, err := dial(serviceURI)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	pong, err := lpnet.NewOrchestratorClient(conn).Ping(ctx, &lpnet.PingPong{Value: value})
+	if err != nil {
+		return nil, fmt.Errorf("Ping %s: %w", serviceURI, err)
+	}
+	return pong.GetValue(), nil
+}
+
+// dial opens a gRPC client to the orchestrator at serviceURI: https without
+// verifying the (normally self-signed) certificate, as go-livepeer gateways
+// do; http over h2c.
+func dial(serviceURI string) (*grpc.ClientConn, error) {
 	u, err := url.Parse(serviceURI)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("service URI %q: not an absolute URL", serviceURI)
@@ -47,24 +93,11 @@ func GetOrchestrator(ctx context.Context, serviceURI string, req *lpnet.Orchestr
 	default:
 		return nil, fmt.Errorf("service URI %q: scheme must be http or https", serviceURI)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
-	}
 	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", serviceURI, err)
 	}
-	defer conn.Close()
-	info, err := lpnet.NewOrchestratorClient(conn).GetOrchestrator(ctx, req)
-	if err != nil {
-		return nil, fmt.Errorf("GetOrchestrator %s: %w", serviceURI, err)
-	}
-	if info.GetTranscoder() == "" {
-		return info, ErrNotWorking
-	}
-	return info, nil
+	return conn, nil
 }
 
 // OrchestratorRequest builds the discovery request for one (capability,

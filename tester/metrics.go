@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/tester/identity"
 )
 
 // Metrics are the tester's own Prometheus metrics. Orchestrator addresses
@@ -71,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer, region, testerID string) *Metrics {
 	})
 	info.Set(1)
 	reg.MustRegister(m.Probes, m.Phase, m.Rounds, m.PlanFailures, m.RoundDuration, m.LastRound, m.RowsStored, m.StoreErrors, m.QueueRows, m.FlushDuration, m.spool, info,
-		m.RoundsSkipped, m.RoundsOverrun, m.TesterFaults)
+		m.RoundsSkipped, m.RoundsOverrun, m.TesterFaults, identity.Unproven)
 	return m
 }
 

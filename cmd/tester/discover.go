@@ -17,6 +17,7 @@ import (
 	"github.com/lpgauge/lpgauge/gateway"
 	"github.com/lpgauge/lpgauge/gateway/discovery"
 	"github.com/lpgauge/lpgauge/tester"
+	"github.com/lpgauge/lpgauge/tester/identity"
 	"github.com/lpgauge/lpgauge/tester/probe"
 )
 
@@ -144,7 +145,12 @@ func resolve(ctx context.Context, gw *gateway.Gateway, o discovery.Orchestrator,
 	}
 	addr := o.Address
 	if err == nil && addr == (common.Address{}) && len(info.GetAddress()) == common.AddressLength {
-		addr = common.BytesToAddress(info.GetAddress())
+		// Self-reported: stored under only once proven (tester/identity).
+		if claimed := common.BytesToAddress(info.GetAddress()); claimed != (common.Address{}) {
+			if addr = identity.Check(ictx, o.ServiceURI, claimed, log); addr == (common.Address{}) {
+				return nil
+			}
+		}
 	}
 	if err != nil && before != nil && (addr == (common.Address{}) || strings.EqualFold(addr.Hex(), before.Address)) {
 		// Probed last round and still listed: probe the same again, so

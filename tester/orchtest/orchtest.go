@@ -21,10 +21,12 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
 
 	"github.com/lpgauge/lpgauge/capability"
+	"github.com/lpgauge/lpgauge/gateway/pm"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
 	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
 	"github.com/lpgauge/lpgauge/tester/probe"
@@ -46,6 +48,13 @@ type Behaviour struct {
 	// FailEvery > 0 answers every FailEvery-th job with a 500 (a failure
 	// profile for benchmarks).
 	FailEvery int64
+	// ClaimAddress, when set, is the address GetOrchestrator reports
+	// instead of the fake's own: an orchestrator naming someone else's
+	// address. Ping still signs with the fake's own key, as it must.
+	ClaimAddress string
+	// Unsigned answers Ping with no signature, as an off-chain go-livepeer
+	// orchestrator does.
+	Unsigned bool
 }
 
 // Orch is one fake orchestrator.
@@ -62,6 +71,7 @@ type Orch struct {
 	Discoveries atomic.Int64
 	served      []time.Duration // under mu: each answered job's actual server time
 	extra       atomic.Int64    // SetExtraDelay, ns
+	signer      *pm.Signer      // the key of Address, for Ping
 }
 
 // SetExtraDelay adds d to the server time of the jobs that start from now
@@ -81,7 +91,12 @@ func (o *Orch) ServedTimes() []time.Duration {
 // New starts a fake orchestrator closed when the test ends.
 func New(t testing.TB, b Behaviour) *Orch {
 	t.Helper()
-	o := &Orch{b: b, media: map[string][]byte{}, offers: b.Offers, Address: RandomAddress()}
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := pm.NewSigner(key)
+	o := &Orch{b: b, media: map[string][]byte{}, offers: b.Offers, Address: strings.ToLower(signer.Address().Hex()), signer: signer}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /text-to-image", o.textToImage)
 	mux.HandleFunc("GET /stream/", o.stream)
@@ -226,6 +241,27 @@ func (o *Orch) SetOffers(offers ...string) {
 	o.mu.Unlock()
 }
 
+// claimed is the address GetOrchestrator reports.
+func (o *Orch) claimed() string {
+	if o.b.ClaimAddress != "" {
+		return o.b.ClaimAddress
+	}
+	return o.Address
+}
+
+// Ping signs the value as go-livepeer's orchestrator does (server/rpc.go:
+// 380-388): personal-sign of keccak256(value) with the fake's own key.
+func (d *discoveryServer) Ping(_ context.Context, req *lpnet.PingPong) (*lpnet.PingPong, error) {
+	if d.o.b.Unsigned {
+		return &lpnet.PingPong{Value: []byte{}}, nil
+	}
+	sig, err := d.o.signer.SignKeccak(req.GetValue())
+	if err != nil {
+		return nil, err
+	}
+	return &lpnet.PingPong{Value: sig}, nil
+}
+
 // discoveryServer answers GetOrchestrator as an off-chain orchestrator:
 // price 0, no ticket params, an auth token the fake does not check.
 type discoveryServer struct {
@@ -264,7 +300,7 @@ func (d *discoveryServer) GetOrchestrator(_ context.Context, req *lpnet.Orchestr
 	}
 	return &lpnet.OrchestratorInfo{
 		Transcoder: d.o.base,
-		Address:    common.HexToAddress(d.o.Address).Bytes(),
+		Address:    common.HexToAddress(d.o.claimed()).Bytes(),
 		Capabilities: &lpnet.Capabilities{
 			Bitstring:   capability.Bitstring(ids...),
 			Version:     "orchtest",
