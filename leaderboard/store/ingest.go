@@ -19,10 +19,13 @@ package store
 //     larger claim started after it), so only slow claims racing another
 //     copy of the same post yield. Replica clocks must agree within
 //     Settle/4 (250 ms by default; NTP keeps them within milliseconds).
-//   - Before claiming, the row itself is looked up by its full sorting key
-//     (pipeline, model, region, orchestrator, started_at, probe_id): a
-//     primary-key lookup in the day partitions of the post's time, never a
-//     scan of the table, so a re-post after ClaimTTL is still refused.
+//   - While the claims settle, the row itself is looked up by its sorting
+//     key (pipeline, model, region, orchestrator, started_at; probe_id in
+//     PREWHERE): a primary-key lookup in the day partitions of the post's
+//     time, never a scan of the table, so a re-post after ClaimTTL is still
+//     refused. It runs beside the settle wait rather than before the claim
+//     so that it adds nothing to a post's latency; a row it finds answers
+//     "already stored" whatever the claim decides.
 //   - A loser waits for the winner's row (up to loserWait): when it appears
 //     the post is acknowledged as already stored; when it does not (the
 //     winner failed), ErrContested, and the retry after ClaimTTL stores it.
@@ -176,23 +179,22 @@ func (cl *claimer) process(batch []*claimItem) {
 			it.done <- claimResult{won: won, err: err}
 		}
 	}
-	// Rows already stored (a re-post) need no claim.
-	stored, err := c.storedPosts(ctx, batch)
-	if err != nil {
-		reply(batch, false, err)
-		return
+	// Whether each row is already stored (a re-post) is read while the
+	// claims settle, not before claiming: the lookup costs a few hundred
+	// milliseconds on a 10M-row table and the settle wait is idle anyway.
+	// A re-post's claim is harmless: it is answered "already stored" below
+	// whatever its claim decides, and a copy that loses to it waits for the
+	// row, which is there.
+	type storedAnswer struct {
+		ids map[string]bool
+		err error
 	}
-	var claimants []*claimItem
-	for _, it := range batch {
-		if it.row != nil && stored[it.row.ProbeID] {
-			reply([]*claimItem{it}, false, nil)
-			continue
-		}
-		claimants = append(claimants, it)
-	}
-	if len(claimants) == 0 {
-		return
-	}
+	storedCh := make(chan storedAnswer, 1)
+	go func() {
+		ids, err := c.storedPosts(ctx, batch)
+		storedCh <- storedAnswer{ids, err}
+	}()
+	claimants := batch
 	// Every token of this batch starts with the batch's: claims of one
 	// INSERT were visible together, so none need yield to another.
 	batchTok := claimToken()
@@ -223,8 +225,20 @@ func (cl *claimer) process(batch []*claimItem) {
 		reply(claimants, false, err)
 		return
 	}
+	st := <-storedCh
+	if st.err != nil { // once more: a row stored long ago must be seen
+		st.ids, st.err = c.storedPosts(ctx, batch)
+	}
+	if st.err != nil {
+		reply(claimants, false, st.err)
+		return
+	}
 	var winners []*claimItem
 	for i, it := range claimants {
+		if it.row != nil && st.ids[it.row.ProbeID] {
+			reply([]*claimItem{it}, false, nil) // a re-post: already stored
+			continue
+		}
 		won := wins(claim{claimedNs, tokens[i]}, doneNs, live[it.id], cl.cfg.Settle, cl.cfg.Settle/4)
 		switch {
 		case !won && it.row == nil:
@@ -303,11 +317,16 @@ func (c *ClickHouse) storedPosts(ctx context.Context, items []*claimItem) (map[s
 	if len(ids) == 0 {
 		return out, nil
 	}
+	// The key conditions choose the granules; PREWHERE then reads only
+	// probe_id there and tests it against the ids (one hash lookup a row),
+	// and the four key strings only of the rows that match. Testing the
+	// key tuple of every row instead cost 3–5× as much (1,000 posts against
+	// a 1.5M-row day partition, 18.16: 320–710 ms against 70–140 ms).
 	q := "SELECT DISTINCT probe_id FROM " + c.table() +
+		" PREWHERE probe_id IN (" + strings.Join(ids, ", ") + ")" +
 		" WHERE started_at >= toDateTime(?) AND started_at <= toDateTime(?)" +
-		" AND (pipeline, model, region, orchestrator) IN (" + strings.Join(keys, ", ") + ")" +
-		" AND probe_id IN (" + strings.Join(ids, ", ") + ")"
-	all := append(append([]any{unixSec(lo), unixSec(hi)}, args...), idArgs...)
+		" AND (pipeline, model, region, orchestrator) IN (" + strings.Join(keys, ", ") + ")"
+	all := append(append(idArgs, unixSec(lo), unixSec(hi)), args...)
 	cctx, cancel := c.ctx(ctx)
 	defer cancel()
 	rows, err := c.conn.Query(cctx, q, all...)
