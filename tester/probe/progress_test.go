@@ -253,3 +253,31 @@ func TestNoOfferNoOptIn(t *testing.T) {
 		t.Errorf("asked %d times for progress an orchestrator never offered", asked.Load())
 	}
 }
+
+// TestLLMThroughTheProgressStream: an LLM probe that asked for progress
+// still validates the relayed token stream, and its time to first token
+// and queue/inference split are taken from the events.
+func TestLLMThroughTheProgressStream(t *testing.T) {
+	const model = "meta-llama/Meta-Llama-3.1-8B-Instruct"
+	o := newReferenceOrchestrator(t, "llm:"+model+":true", runner.Latency{Mean: 100 * time.Millisecond},
+		orchestrator.Config{MaxQueue: 4, QueueTimeout: 5 * time.Second})
+	p := New(Config{})
+	for seed := range int64(2) {
+		r := p.Run(t.Context(), Job{Orchestrator: "0xab", ServiceURI: o.url, Pipeline: LLM{}, Model: model, Seed: seed})
+		if r.Outcome != results.Success {
+			t.Fatalf("probe %d: %s/%s %s", seed, r.ErrorClass, r.ErrorCode, r.ErrorMessage)
+		}
+		if r.TTFT <= 0 || r.TTFT > r.Server+time.Millisecond || r.Queue+r.Inference != r.Server || r.Queue <= 0 {
+			t.Errorf("probe %d: ttft %v server %v queue %v inference %v, want ttft = server = queue + inference", seed, r.TTFT, r.Server, r.Queue, r.Inference)
+		}
+	}
+	streamed := 0
+	for _, a := range o.acc {
+		if a.streamed {
+			streamed++
+		}
+	}
+	if streamed != 1 {
+		t.Errorf("%d probes asked for progress, want the second", streamed)
+	}
+}
