@@ -37,6 +37,10 @@ type phaseEntry struct {
 	Server    float64 `json:"server_p50"`
 	Download  float64 `json:"download_p50"`
 	Total     float64 `json:"total_p50"`
+	// Queue and Inference split Server where the orchestrator reports
+	// them (issue #19); 0 otherwise.
+	Queue     float64 `json:"queue_p50"`
+	Inference float64 `json:"inference_p50"`
 }
 
 type point struct {
@@ -229,7 +233,8 @@ func (s *server) profile(w http.ResponseWriter, r *http.Request) {
 				}
 				ph := sp.s.Phases
 				out.Phases = append(out.Phases, phaseEntry{Pipeline: l.Pipeline, Model: l.Model, Region: l.Region, Warm: sp.warm, Samples: ph.Total.Samples,
-					Discovery: ph.Discovery.P50, Upload: ph.Upload.P50, Server: ph.Server.P50, Download: ph.Download.P50, Total: ph.Total.P50})
+					Discovery: ph.Discovery.P50, Upload: ph.Upload.P50, Server: ph.Server.P50, Download: ph.Download.P50, Total: ph.Total.P50,
+					Queue: ph.Queue.P50, Inference: ph.Inference.P50})
 			}
 		}
 	}

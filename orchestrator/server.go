@@ -72,6 +72,11 @@ type Config struct {
 	RunnerTimeout  time.Duration // deadline on the call to the runner
 	ResultTTL      time.Duration // how long /stream/ keeps results
 	Logger         *slog.Logger
+
+	// ProgressPoll is how often a streamed job's runner is asked for its
+	// progress, ProgressHeartbeat the longest silence of a progress stream
+	// (progress.go). Defaults 200 ms and 1 s.
+	ProgressPoll, ProgressHeartbeat time.Duration
 }
 
 // RegisterFlags binds the config to flags, with the defaults.
@@ -87,6 +92,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.QueueTimeout, "queueTimeout", 2*time.Second, "how long a request waits for a free runner before 503 insufficient capacity")
 	fs.DurationVar(&c.RunnerTimeout, "runnerTimeout", 15*time.Minute, "deadline on one runner call (go-livepeer: 15 min)")
 	fs.DurationVar(&c.ResultTTL, "resultTTL", 10*time.Minute, "how long result media stay under /stream/")
+	fs.DurationVar(&c.ProgressPoll, "progressPoll", defaultProgressPoll, "how often a progress-streamed job's runner is asked how far it is (GET /progress)")
+	fs.DurationVar(&c.ProgressHeartbeat, "progressHeartbeat", defaultProgressHeartbeat, "longest silence of a progress stream: the last queue or progress event is repeated after it")
 }
 
 // Validate rejects unusable settings.
@@ -216,6 +223,7 @@ type Server struct {
 	reg     *prometheus.Registry
 	client  *http.Client
 	queued  atomic.Int64
+	line    *fifo
 	budget  *byteBudget
 	handler http.Handler
 	opHand  http.Handler
@@ -243,6 +251,7 @@ func New(cfg Config, runners Runners, gate Gate) (*Server, error) {
 		cfg: cfg, runners: runners, gate: gate, log: cfg.Logger,
 		store:   newMediaStore(cfg.ResultTTL, cfg.MaxResultBytes),
 		budget:  newByteBudget(cfg.MaxBodyBytesInFlight),
+		line:    newFIFO(),
 		metrics: newMetrics(reg, runners),
 		reg:     reg,
 		// Runner calls carry their own deadline (RunnerTimeout) per request.
@@ -308,6 +317,7 @@ type timedWriter struct {
 	http.ResponseWriter
 	start  time.Time
 	status int
+	clock  *jobClock // queue and inference accounting (progress.go)
 }
 
 func (w *timedWriter) WriteHeader(code int) {
@@ -315,6 +325,9 @@ func (w *timedWriter) WriteHeader(code int) {
 		w.status = code
 		ms := float64(time.Since(w.start).Microseconds()) / 1000
 		w.Header().Set(ProcessingTimeHeader, strconv.FormatFloat(ms, 'f', 3, 64))
+		if w.clock != nil {
+			w.clock.stamp(w.Header())
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -337,8 +350,9 @@ func (w *timedWriter) Flush() {
 
 func (s *Server) aiHandler(p capability.Pipeline) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		w := &timedWriter{ResponseWriter: rw, start: time.Now()}
+		w := &timedWriter{ResponseWriter: rw, start: time.Now(), clock: &jobClock{}}
 		s.serveAI(w, r, p)
+		w.clock.finish(w)
 		if w.status == 0 {
 			w.status = http.StatusOK
 		}
@@ -447,7 +461,7 @@ func (s *Server) serveAI(w *timedWriter, r *http.Request, p capability.Pipeline)
 		refuse("gate", http.StatusInternalServerError, "payment check failed")
 		return
 	}
-	lease, err := s.reserve(r.Context(), p, req.model)
+	lease, err := s.reserveJob(&w, r, p, req.model)
 	if err != nil {
 		if errors.Is(err, ErrNoCapacity) {
 			retryAfter()
@@ -510,40 +524,6 @@ func (s *Server) readBody(w *timedWriter, r *http.Request, limit int64) (*body, 
 	return b, err
 }
 
-// reserve takes a slot, waiting in a bounded queue up to QueueTimeout. An
-// unknown model is refused at once, as go-livepeer's capacity check does.
-func (s *Server) reserve(ctx context.Context, p capability.Pipeline, model string) (Lease, error) {
-	lease, err := s.runners.Reserve(ctx, p, model)
-	if !errors.Is(err, ErrNoCapacity) || s.cfg.QueueTimeout == 0 {
-		return lease, err
-	}
-	if s.queued.Add(1) > int64(s.cfg.MaxQueue) {
-		s.queued.Add(-1)
-		return nil, ErrNoCapacity
-	}
-	s.metrics.queueDepth.Inc()
-	defer func() { s.queued.Add(-1); s.metrics.queueDepth.Dec() }()
-	deadline := time.NewTimer(s.cfg.QueueTimeout)
-	defer deadline.Stop()
-	// Runners has no release notification, so poll; 10 ms is far below
-	// any inference time and costs nothing measurable.
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-deadline.C:
-			return nil, ErrNoCapacity
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-tick.C:
-			lease, err := s.runners.Reserve(ctx, p, model)
-			if !errors.Is(err, ErrNoCapacity) {
-				return lease, err
-			}
-		}
-	}
-}
-
 // run forwards the job to the runner and answers with its result.
 func (s *Server) run(w *timedWriter, r *http.Request, p capability.Pipeline, req aiRequest, b *body, lease Lease, adm Admission) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RunnerTimeout)
@@ -554,6 +534,7 @@ func (s *Server) run(w *timedWriter, r *http.Request, p capability.Pipeline, req
 		return
 	}
 	rreq.ContentLength = b.size
+	tagRunnerRequest(w, rreq)
 	rreq.Header.Set("Content-Type", r.Header.Get("Content-Type"))
 	if tok := lease.Token(); tok != "" {
 		rreq.Header.Set("Authorization", "Bearer "+tok)

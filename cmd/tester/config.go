@@ -39,6 +39,7 @@ type config struct {
 	Timeouts      probe.Timeouts
 	MaxResponse   int64
 	VerifyTLS     bool
+	StallAfter    time.Duration // probe.Config.StallAfter
 	BatchSize     int
 	FlushInterval time.Duration
 	ShutdownWait  time.Duration
@@ -84,6 +85,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Timeouts.Server, "timeout.server", d.Server, "request written → first response byte timeout (queue + inference)")
 	fs.DurationVar(&c.Timeouts.Total, "timeout.total", d.Total, "whole-probe timeout, discovery to validated output")
 	fs.Int64Var(&c.MaxResponse, "max-response-bytes", 16<<20, "cap on an AI response body")
+	fs.DurationVar(&c.StallAfter, "timeout.stall", probe.DefaultStallAfter, "a job whose progress stream (orchestrators that offer one) shows no progress this long fails as orchestrator_error/stalled")
 	fs.BoolVar(&c.VerifyTLS, "verify-tls", false, "verify orchestrator TLS certificates (go-livepeer orchestrators use self-signed ones)")
 	fs.IntVar(&c.BatchSize, "batch-size", 500, "rows per ClickHouse insert")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 2*time.Second, "longest a result waits before it is inserted")

@@ -205,12 +205,16 @@
     if (p.phases.length) {
       var maxT = Math.max.apply(null, p.phases.map(function (x) { return x.discovery_p50 + x.upload_p50 + x.server_p50 + x.download_p50; }));
       var PH = [["discovery_p50", "#8a93a0", "discovery"], ["upload_p50", "#5b9cf0", "upload"], ["server_p50", "#36c98e", "server"], ["download_p50", "#f0b429", "download"]];
-      h += "<h2>Where the time goes (median per phase)</h2><div class='legend'>" + PH.map(function (x) { return "<span><i style='background:" + x[1] + "'></i>" + x[2] + "</span>"; }).join("") +
+      // Where the orchestrator reports it, server splits into waiting in its
+      // queue (busy) and inference (slow), issue #19.
+      var SPLIT = [["discovery_p50", "#8a93a0", "discovery"], ["upload_p50", "#5b9cf0", "upload"], ["queue_p50", "#c678dd", "queue"], ["inference_p50", "#36c98e", "inference"], ["download_p50", "#f0b429", "download"]];
+      var split = function (x) { return x.queue_p50 > 0 || x.inference_p50 > 0; };
+      h += "<h2>Where the time goes (median per phase)</h2><div class='legend'>" + (p.phases.some(split) ? PH.concat([SPLIT[2], SPLIT[3]]) : PH).map(function (x) { return "<span><i style='background:" + x[1] + "'></i>" + x[2] + "</span>"; }).join("") +
         "</div><div class='scroll'><table><thead><tr><th>Pipeline / model</th><th>Region</th><th>Model</th><th>Phases</th><th class='num'>Total p50</th></tr></thead><tbody>" +
         p.phases.map(function (x) {
           return "<tr><td>" + esc(x.pipeline + " – " + x.model) + "</td><td>" + esc(x.region) + "</td><td>" + (x.warm ? "warm" : "cold") + "</td><td><div class='phase' style='width:" +
             Math.max(8, Math.round(240 * (x.discovery_p50 + x.upload_p50 + x.server_p50 + x.download_p50) / (maxT || 1))) + "px'>" +
-            PH.map(function (ph) { return "<span title='" + ph[2] + " " + secs(x[ph[0]]) + "' style='flex:" + x[ph[0]] + ";background:" + ph[1] + "'></span>"; }).join("") +
+            (split(x) ? SPLIT : PH).map(function (ph) { return "<span title='" + ph[2] + " " + secs(x[ph[0]]) + "' style='flex:" + x[ph[0]] + ";background:" + ph[1] + "'></span>"; }).join("") +
             "</div></td><td class='num'>" + secs(x.total_p50) + "</td></tr>";
         }).join("") + "</tbody></table></div>";
     }

@@ -72,6 +72,10 @@ type Result struct {
 	Wall           time.Duration
 	OrchProcessing time.Duration
 	TTFT           time.Duration
+	// Queue and Inference split Server when the orchestrator reports them
+	// (issue #19): waiting for a runner, then the runner inferring. Both 0
+	// when not reported; Server is then the combined phase.
+	Queue, Inference time.Duration
 
 	ConnReused      bool
 	RequestBytes    int64
@@ -135,7 +139,7 @@ func Truncate(s string, n int) string {
 const Columns = "probe_id, batch_id, round_id, region, tester_id, source, orchestrator, service_uri, pipeline, model, warm, " +
 	"started_at, started_at_ms, outcome, error_class, error_code, error_message, http_status, " +
 	"discovery_us, connect_us, tls_us, upload_us, server_us, download_us, media_us, total_us, orch_processing_us, " +
-	"conn_reused, request_bytes, response_bytes, ttft_us, output_units, input_parameters"
+	"conn_reused, request_bytes, response_bytes, ttft_us, output_units, input_parameters, queue_us, inference_us"
 
 func us(d time.Duration) uint64 {
 	if d <= 0 {
@@ -180,6 +184,7 @@ func Insert(ctx context.Context, conn driver.Conn, db string, rows []Result) err
 			r.StartedAt, uint16(r.StartedAt.Nanosecond()/int(time.Millisecond)), string(r.Outcome), r.ErrorClass, r.ErrorCode, r.ErrorMessage, uint16(r.HTTPStatus),
 			us(r.Discovery), us(r.Connect), us(r.TLS), us(r.Upload), us(r.Server), us(r.Download), us(r.Media), us(r.Total), us(r.OrchProcessing),
 			b2u(r.ConnReused), nonNeg(r.RequestBytes), nonNeg(r.ResponseBytes), us(r.TTFT), r.OutputUnits, r.InputParameters,
+			us(r.Queue), us(r.Inference),
 		); err != nil {
 			return fmt.Errorf("insert results: append row %d: %w", i, err)
 		}

@@ -309,6 +309,10 @@ type phases struct {
 	Total          float64 `json:"total"`
 	OrchProcessing float64 `json:"orch_processing"`
 	TTFT           float64 `json:"ttft"`
+	// Queue and Inference split Server when the orchestrator reported
+	// them (issue #19); 0 otherwise.
+	Queue     float64 `json:"queue"`
+	Inference float64 `json:"inference"`
 }
 
 // rawStat is the Stats object an AI tester posts to leaderboard-serverless,
@@ -353,6 +357,7 @@ func toRawStat(r results.Result, posted store.Posted) rawStat {
 			Discovery: secs(r.Discovery), Connect: secs(r.Connect), TLS: secs(r.TLS), Upload: secs(r.Upload),
 			Server: secs(r.Server), Download: secs(r.Download), Media: secs(r.Media), Total: secs(r.Total),
 			OrchProcessing: secs(r.OrchProcessing), TTFT: secs(r.TTFT),
+			Queue: secs(r.Queue), Inference: secs(r.Inference),
 		},
 	}
 	if r.Outcome == results.Success {

@@ -71,6 +71,11 @@ type phasesOut struct {
 	// TTFT (additive) is the LLM time to first token; absent for pipelines
 	// without one.
 	TTFT *quantilesOut `json:"ttft,omitempty"`
+	// Queue and Inference (additive) split server where the orchestrator
+	// reports them (issue #19): waiting for a runner vs inferring; absent
+	// when no probe of the split has them.
+	Queue     *quantilesOut `json:"queue,omitempty"`
+	Inference *quantilesOut `json:"inference,omitempty"`
 }
 
 type splitOut struct {
@@ -101,6 +106,10 @@ func toSplit(sp store.Split) splitOut {
 	if sp.Phases.TTFT.Samples > 0 {
 		t := toQuantiles(sp.Phases.TTFT)
 		o.Phases.TTFT = &t
+	}
+	if sp.Phases.Queue.Samples > 0 || sp.Phases.Inference.Samples > 0 {
+		q, i := toQuantiles(sp.Phases.Queue), toQuantiles(sp.Phases.Inference)
+		o.Phases.Queue, o.Phases.Inference = &q, &i
 	}
 	if sp.TokensPerSecond.Samples > 0 {
 		t := toQuantiles(sp.TokensPerSecond)

@@ -290,7 +290,7 @@ func (c *ClickHouse) scanPipelines(ctx context.Context, q string, args []any) ([
 const rawColumns = "probe_id, batch_id, round_id, region, tester_id, source, orchestrator, service_uri, pipeline, model, warm," +
 	" started_at, started_at_ms, toString(outcome), error_class, error_code, error_message, http_status," +
 	" discovery_us, connect_us, tls_us, upload_us, server_us, download_us, media_us, total_us, orch_processing_us," +
-	" conn_reused, request_bytes, response_bytes, ttft_us, output_units, input_parameters"
+	" conn_reused, request_bytes, response_bytes, ttft_us, output_units, input_parameters, queue_us, inference_us"
 
 // Raw implements Store.
 func (c *ClickHouse) Raw(ctx context.Context, f Filter, includeExcused bool, limit int) ([]results.Result, error) {
@@ -329,11 +329,11 @@ func (c *ClickHouse) Raw(ctx context.Context, f Filter, includeExcused bool, lim
 		var warm, reused uint8
 		var ms, status uint16
 		var outcome string
-		var disc, conn, tls, up, srv, down, media, total, orch, ttft, reqB, respB uint64
+		var disc, conn, tls, up, srv, down, media, total, orch, ttft, reqB, respB, queue, infer uint64
 		if err := rows.Scan(&r.ProbeID, &r.BatchID, &r.RoundID, &r.Region, &r.TesterID, &r.Source, &r.Orchestrator, &r.ServiceURI, &r.Pipeline, &r.Model, &warm,
 			&r.StartedAt, &ms, &outcome, &r.ErrorClass, &r.ErrorCode, &r.ErrorMessage, &status,
 			&disc, &conn, &tls, &up, &srv, &down, &media, &total, &orch,
-			&reused, &reqB, &respB, &ttft, &r.OutputUnits, &r.InputParameters); err != nil {
+			&reused, &reqB, &respB, &ttft, &r.OutputUnits, &r.InputParameters, &queue, &infer); err != nil {
 			return nil, unavailable("raw: scan", err)
 		}
 		r.Warm, r.ConnReused = warm == 1, reused == 1
@@ -344,6 +344,7 @@ func (c *ClickHouse) Raw(ctx context.Context, f Filter, includeExcused bool, lim
 		r.Discovery, r.Connect, r.TLS, r.Upload, r.Server = d(disc), d(conn), d(tls), d(up), d(srv)
 		r.Download, r.Media, r.Total, r.OrchProcessing, r.TTFT = d(down), d(media), d(total), d(orch), d(ttft)
 		r.RequestBytes, r.ResponseBytes = int64(reqB), int64(respB)
+		r.Queue, r.Inference = d(queue), d(infer)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {

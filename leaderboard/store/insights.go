@@ -30,7 +30,7 @@ func regionColumn(f Filter) string {
 const probeMs = "(toUInt64(started_at) * 1000 + started_at_ms)"
 
 // phaseColumns are the phases Latencies reports, in Phases field order.
-var phaseColumns = []string{"server_us", "upload_us", "download_us", "total_us", "discovery_us", "ttft_us"}
+var phaseColumns = []string{"server_us", "upload_us", "download_us", "total_us", "discovery_us", "ttft_us", "queue_us", "inference_us"}
 
 // seconds converts microsecond samples to sorted seconds.
 func seconds(us []uint64) []float64 {
@@ -110,7 +110,7 @@ func (c *ClickHouse) Latencies(ctx context.Context, f Filter) ([]Latency, error)
 		var k key
 		var warm uint8
 		var probes, successes uint64
-		var qs [7]Quantiles
+		var qs [9]Quantiles
 		dest := []any{&k.o, &k.r, &k.p, &k.m, &warm, &probes, &successes}
 		for i := range qs {
 			dest = append(dest, &qs[i].Samples, &qs[i].P50, &qs[i].P90, &qs[i].P99)
@@ -124,8 +124,8 @@ func (c *ClickHouse) Latencies(ctx context.Context, f Filter) ([]Latency, error)
 			byKey[k] = l
 			order = append(order, k)
 		}
-		sp := Split{Probes: probes, Successes: successes, TokensPerSecond: qs[6],
-			Phases: Phases{Server: qs[0], Upload: qs[1], Download: qs[2], Total: qs[3], Discovery: qs[4], TTFT: qs[5]}}
+		sp := Split{Probes: probes, Successes: successes, TokensPerSecond: qs[8],
+			Phases: Phases{Server: qs[0], Upload: qs[1], Download: qs[2], Total: qs[3], Discovery: qs[4], TTFT: qs[5], Queue: qs[6], Inference: qs[7]}}
 		switch warm {
 		case 1:
 			l.Warm = sp

@@ -139,6 +139,9 @@ type Phases struct {
 	Server, Upload, Download, Total, Discovery Quantiles
 	// TTFT is the LLM time to first token (no samples for other pipelines).
 	TTFT Quantiles
+	// Queue and Inference split Server where the orchestrator reports them
+	// (queue_us, inference_us; no samples otherwise): busy vs slow.
+	Queue, Inference Quantiles
 }
 
 // Split is the probes of one warm/cold state (or both).

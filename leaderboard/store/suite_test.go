@@ -38,6 +38,7 @@ var suite = []struct {
 	{"IngestOnceAcrossReplicas", testIngestOnceAcrossReplicas},
 	{"LimitsRefuseLargeAnswers", testLimitsRefuseLargeAnswers},
 	{"LatenciesOnTheServer", testLatenciesOnTheServer},
+	{"QueueAndInferencePercentiles", testQueueAndInferencePercentiles},
 }
 
 func runSuite(t *testing.T, newDB backend) {

@@ -109,7 +109,7 @@ func parseAudioToText(_ *Runner, p *params) (task, error) {
 		return task{}, errUnsupportedAudio
 	}
 	seed := splitmix(uint64(len(b)))
-	return task{run: func(ctx context.Context, d time.Duration) (any, error) {
+	return task{unit: "chunks", total: audioChunks(secs), run: func(ctx context.Context, d time.Duration) (any, error) {
 		if err := sleep(ctx, d); err != nil {
 			return nil, err
 		}

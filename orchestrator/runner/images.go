@@ -85,7 +85,7 @@ func parseTextToImage(r *Runner, p *params) (task, error) {
 	_ = p.str("negative_prompt", "", false)
 	_ = p.boolean("safety_check", true)
 	seed, _ := p.optInt("seed")
-	_ = p.integer("num_inference_steps", 50)
+	steps := p.integer("num_inference_steps", 50)
 	n := p.integer("num_images_per_prompt", 1)
 	if err := checkPrompt(prompt); err != nil {
 		return task{}, err
@@ -94,7 +94,7 @@ func parseTextToImage(r *Runner, p *params) (task, error) {
 		return task{}, err
 	}
 	s := r.seedOrRandom(seed)
-	return task{run: func(ctx context.Context, d time.Duration) (any, error) { return images(ctx, d, w, h, n, s) }}, nil
+	return task{unit: "steps", total: steps, run: func(ctx context.Context, d time.Duration) (any, error) { return images(ctx, d, w, h, n, s) }}, nil
 }
 
 // inputImage reads and measures the uploaded image. Unreadable images are the
@@ -125,7 +125,7 @@ func parseImageToImage(r *Runner, p *params) (task, error) {
 	_ = p.str("negative_prompt", "", false)
 	_ = p.boolean("safety_check", true)
 	seed, _ := p.optInt("seed")
-	_ = p.integer("num_inference_steps", 100)
+	steps := p.integer("num_inference_steps", 100)
 	n := p.integer("num_images_per_prompt", 1)
 	if err := checkPrompt(prompt); err != nil {
 		return task{}, err
@@ -137,7 +137,7 @@ func parseImageToImage(r *Runner, p *params) (task, error) {
 		return task{}, err
 	}
 	s := r.seedOrRandom(seed)
-	return task{run: func(ctx context.Context, d time.Duration) (any, error) { return images(ctx, d, w, h, n, s) }}, nil
+	return task{unit: "steps", total: steps, run: func(ctx context.Context, d time.Duration) (any, error) { return images(ctx, d, w, h, n, s) }}, nil
 }
 
 // upscaleFactor is what stable-diffusion-x4-upscaler does to each side.
@@ -148,7 +148,7 @@ func parseUpscale(r *Runner, p *params) (task, error) {
 	w, h, imgErr := inputImage(p)
 	_ = p.boolean("safety_check", true)
 	seed, _ := p.optInt("seed")
-	_ = p.integer("num_inference_steps", 75)
+	steps := p.integer("num_inference_steps", 75)
 	if err := checkPrompt(prompt); err != nil {
 		return task{}, err
 	}
@@ -160,7 +160,7 @@ func parseUpscale(r *Runner, p *params) (task, error) {
 		return task{}, err
 	}
 	s := r.seedOrRandom(seed)
-	return task{run: func(ctx context.Context, d time.Duration) (any, error) { return images(ctx, d, w, h, 1, s) }}, nil
+	return task{unit: "steps", total: steps, run: func(ctx context.Context, d time.Duration) (any, error) { return images(ctx, d, w, h, 1, s) }}, nil
 }
 
 // videoFrames is Stable Video Diffusion img2vid-xt's clip length; the
@@ -190,7 +190,7 @@ func parseImageToVideo(r *Runner, p *params) (task, error) {
 		return task{}, &statusError{http.StatusBadRequest, oomMessage}
 	}
 	s := r.seedOrRandom(seed)
-	return task{run: func(ctx context.Context, d time.Duration) (any, error) {
+	return task{unit: "frames", total: capability.VideoFrames(r.cfg.ModelID), run: func(ctx context.Context, d time.Duration) (any, error) {
 		if err := sleep(ctx, d); err != nil {
 			return nil, err
 		}

@@ -150,7 +150,7 @@ func parseLLM(r *Runner, p *params) (task, error) {
 		return LLMUsage{PromptTokens: prompt, CompletionTokens: done, TotalTokens: prompt + done}
 	}
 	if !stream {
-		return task{run: func(ctx context.Context, d time.Duration) (any, error) {
+		return task{unit: "tokens", total: n, run: func(ctx context.Context, d time.Duration) (any, error) {
 			if err := sleep(ctx, d); err != nil {
 				return nil, err
 			}

@@ -71,6 +71,8 @@ type Runner struct {
 	rng      *rand.Rand
 	running  int
 	failDebt float64 // accumulated FailureRate; a job fails each time it reaches 1
+
+	progress sync.Map // job id → *jobProgress (progress.go)
 }
 
 type job struct {
@@ -176,6 +178,7 @@ func (r *Runner) work() {
 			r.running++
 			delay, fail := r.draw()
 			r.mu.Unlock()
+			startProgress(j.ctx, delay)
 			var res jobResult
 			if fail {
 				res.err = r.simulatedFailure(j.ctx, delay)
@@ -221,6 +224,9 @@ func (r *Runner) simulatedFailure(ctx context.Context, delay time.Duration) erro
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
+	if jp := progressOf(ctx); jp != nil {
+		return jp.sleep(ctx, d)
+	}
 	if d <= 0 {
 		return ctx.Err()
 	}
@@ -269,6 +275,7 @@ func (r *Runner) Handler() http.Handler {
 	both("GET /hardware/stats", r.hardware("gpu_stats"))
 	both("GET /version", r.version)
 	both("POST /"+r.cfg.Pipeline, r.generate)
+	both("GET /progress", r.progressRoute)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"detail": "Not Found"})
 	})
@@ -337,7 +344,9 @@ func (r *Runner) generate(w http.ResponseWriter, req *http.Request) {
 		r.fail(w, err)
 		return
 	}
-	done, err := r.enqueue(req.Context(), t.run)
+	ctx, untrack := r.track(req, t)
+	defer untrack()
+	done, err := r.enqueue(ctx, t.run)
 	if err != nil {
 		r.fail(w, err)
 		return
@@ -428,6 +437,10 @@ type runFunc func(ctx context.Context, delay time.Duration) (any, error)
 type task struct {
 	run    runFunc
 	events chan []byte
+	// unit and total are what GET /progress counts for the job (steps,
+	// frames, chunks, tokens); total 0 reports elapsed time only.
+	unit  string
+	total int
 }
 
 // pipelineSpec is one pipeline's route: how its body is read and validated,

@@ -171,6 +171,10 @@ type Config struct {
 	// go-livepeer orchestrators serve self-signed certificates and stock
 	// gateways do not verify them either.
 	VerifyTLS bool
+	// StallAfter is how long a job's progress stream (orchestrators that
+	// offer one, progress.go) may show no progress before the probe fails
+	// as orchestrator_error/stalled. Default DefaultStallAfter.
+	StallAfter time.Duration
 }
 
 func (c *Config) defaults() {
@@ -196,6 +200,9 @@ func (c *Config) defaults() {
 	if c.MaxMediaBytes <= 0 {
 		c.MaxMediaBytes = 64 << 20
 	}
+	if c.StallAfter <= 0 {
+		c.StallAfter = DefaultStallAfter
+	}
 }
 
 // ignoreResponseLimits is set only in builds with -tags faultinject
@@ -205,7 +212,8 @@ var ignoreResponseLimits bool
 
 // Prober runs probes. It is safe for concurrent use.
 type Prober struct {
-	cfg Config
+	cfg    Config
+	offers sync.Map // orchestrators whose last job answer offered the progress stream (progress.go)
 }
 
 // New returns a Prober.
@@ -236,6 +244,7 @@ type trace struct {
 	firstByte             time.Time
 	bodyDone              time.Time
 	tlsDoneErr, dialFails int
+	runAt                 time.Time // the progress stream's first progress event: the queue ended
 }
 
 func (t *trace) clientTrace() *httptrace.ClientTrace {
@@ -395,6 +404,7 @@ func (p *Prober) run(ctx context.Context, job Job, info capability.Pipeline, to 
 	if ms, err := strconv.ParseFloat(resp.Header.Get("X-Processing-Time-Ms"), 64); err == nil && ms > 0 {
 		r.OrchProcessing = time.Duration(ms * float64(time.Millisecond))
 	}
+	timing := p.noteTiming(job, resp.Header)
 
 	bodyMax, mediaMax := p.cfg.MaxResponseBytes, p.cfg.MaxMediaBytes
 	if !ignoreResponseLimits {
@@ -407,7 +417,9 @@ func (p *Prober) run(ctx context.Context, job Job, info capability.Pipeline, to 
 	}
 	out := &Response{Status: resp.StatusCode, Header: resp.Header}
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if resp.StatusCode == http.StatusOK && ct == "text/event-stream" {
+	if resp.StatusCode == http.StatusOK && ct == "text/event-stream" && sent.progress {
+		err = readProgress(ctx, resp.Body, bodyMax, tr, out, to.Server, p.cfg.StallAfter)
+	} else if resp.StatusCode == http.StatusOK && ct == "text/event-stream" {
 		err = readEvents(resp.Body, bodyMax, tr, out)
 	} else {
 		out.Body, err = readCapped(resp.Body, bodyMax)
@@ -416,6 +428,7 @@ func (p *Prober) run(ctx context.Context, job Job, info capability.Pipeline, to 
 	tr.bodyDone = time.Now()
 	tr.mu.Unlock()
 	p.fillTimings(tr, r)
+	splitServer(r, tr, timing)
 	r.ResponseBytes = int64(len(out.Body))
 	for _, e := range out.Events {
 		r.ResponseBytes += int64(len(e))
@@ -426,6 +439,9 @@ func (p *Prober) run(ctx context.Context, job Job, info capability.Pipeline, to 
 	if resp.StatusCode != http.StatusOK {
 		// A failed read of an error body still leaves the status to classify.
 		return classifyStatus(resp.StatusCode, string(bounded(out.Body, 300)))
+	}
+	if e := (*Error)(nil); errors.As(err, &e) {
+		return e // the progress stream's own verdict: stalled, error event, server timeout
 	}
 	if err != nil {
 		return classifyTransport(err, PhaseDownload)
@@ -454,6 +470,7 @@ type sent struct {
 	client    *http.Client
 	resp      *http.Response
 	base      *url.URL // where the job went: the job URI, else the service URI
+	progress  bool     // the progress stream was asked for
 }
 
 // send prepares the protocol terms (timed as discovery) and sends the job
@@ -508,6 +525,10 @@ func (p *Prober) send(ctx context.Context, job Job, info capability.Pipeline, to
 		for _, v := range vs {
 			hreq.Header.Add(k, v)
 		}
+	}
+	if p.progressOffered(job) {
+		hreq.Header.Set(ProgressHeader, ProgressVersion)
+		s.progress = true
 	}
 	s.resp, err = s.client.Do(hreq)
 	p.fillTimings(s.tr, r)
