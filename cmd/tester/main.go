@@ -1,6 +1,7 @@
 // Command tester is one region's Livepeer AI tester: it probes every
 // orchestrator of a list for each pipeline and model, and stores per-phase
-// timings and error classes in ClickHouse. See tester/README.md.
+// timings and error classes in ClickHouse. See tester/README.md; the
+// program itself is tester/node.
 package main
 
 import (
@@ -11,12 +12,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/lpgauge/lpgauge/tester/node"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	err := node.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"crypto/ecdsa"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/lpgauge/lpgauge/gateway/discovery"
 	"github.com/lpgauge/lpgauge/internal/chclient"
+	"github.com/lpgauge/lpgauge/internal/cli"
 	"github.com/lpgauge/lpgauge/regions"
 	"github.com/lpgauge/lpgauge/tester"
 	"github.com/lpgauge/lpgauge/tester/probe"
@@ -47,7 +48,7 @@ type config struct {
 	Control       string
 	PipelineTO    string
 	SpoolMax      int64
-	LogLevel      string
+	Log           cli.Log
 	CH            chclient.Config
 	Network       string // none, offchain or onchain: how probes speak the Livepeer protocol
 	Discovery     string // static, chain or webhook: where the orchestrator list comes from
@@ -93,7 +94,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.PostStatsURL, "post-stats-url", "", "also post each result to this leaderboard-serverless /api/post_stats URL, signed with $POST_STATS_SECRET")
 	fs.StringVar(&c.Control, "control", "", "known-good control target probed before each round, 'address=serviceURI pipeline:model'; when it fails, network-class failures are excused")
 	fs.StringVar(&c.PipelineTO, "pipeline-timeout", "", "per-pipeline whole-probe timeouts, e.g. 'llm=30s,image-to-video=5m' (server timeout follows)")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	c.Log.RegisterFlags(fs, "text")
+	cli.Alias(fs, "log-level", "log.level")
 	fs.StringVar(&c.Network, "network", "offchain", "Livepeer protocol of every probe: offchain (GetOrchestrator, timed as the discovery phase, then unsigned segment credentials), onchain (also signed with -tester-key and paid with tickets; the key needs a TicketBroker deposit) or none (plain AI requests to runner-style targets)")
 	c.Pay.register(fs)
 	c.CH.RegisterFlags(fs, "clickhouse.")
