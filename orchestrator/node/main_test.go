@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -53,7 +53,7 @@ func start(t *testing.T, g *gateway.Gateway, uri string, args ...string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, args) }()
+	go func() { done <- Run(ctx, args) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -151,7 +151,7 @@ func TestOnChain(t *testing.T) {
 
 	t.Run("contract address without code", func(t *testing.T) {
 		args := append(append([]string{}, base...), "-aiModels", priced, "-ticketBroker", a.BondingManager.Hex()[:2]+strings.Repeat("1", 40))
-		err := run(ctx, args)
+		err := Run(ctx, args)
 		if err == nil || !strings.Contains(err.Error(), "no contract at this address") {
 			t.Fatalf("got %v", err)
 		}
@@ -279,7 +279,7 @@ func TestBadConfig(t *testing.T) {
 			t.Setenv(keyEnv, tc.env)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			err := run(ctx, tc.args)
+			err := Run(ctx, tc.args)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want it to mention %q", err, tc.want)
 			}

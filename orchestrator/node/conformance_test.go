@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -35,7 +35,7 @@ func TestDemoOrchestratorAnswersGoLivepeer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-httpAddr", addr, "-serviceAddr", addr, "-ethAddr", "0x1111111111111111111111111111111111111111",
+		done <- Run(ctx, []string{"-httpAddr", addr, "-serviceAddr", addr, "-ethAddr", "0x1111111111111111111111111111111111111111",
 			"-aiModels", "text-to-image:ByteDance/SDXL-Lightning:true", "-meanServerTime", "150ms", "-serverTimeJitter", "30ms",
 			"-failureRate", "0", "-capacity", "2"})
 	}()

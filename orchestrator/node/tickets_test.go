@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"bytes"
@@ -89,7 +89,7 @@ func TestWinningTicketsSurviveRestart(t *testing.T) {
 	rpc.hold.Store(true)
 	first, stopFirst := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- run(first, args) }()
+	go func() { done <- Run(first, args) }()
 	waitDiscover(t, g, uri, done)
 	const jobs = 3
 	for i := range jobs {
@@ -119,7 +119,7 @@ func TestWinningTicketsSurviveRestart(t *testing.T) {
 	before := c.Balance(t, oKey)
 	second, stopSecond := context.WithCancel(ctx)
 	done = make(chan error, 1)
-	go func() { done <- run(second, args) }()
+	go func() { done <- Run(second, args) }()
 	t.Cleanup(func() {
 		stopSecond()
 		if err := <-done; err != nil {
