@@ -1,6 +1,6 @@
-// Command explorer-api serves the Explorer's AI leaderboard data (overview,
-// leaderboard rows, orchestrator profiles with on-chain facts and history)
-// and the built-in web leaderboard, from the probe results in ClickHouse.
+// Command explorer-api serves the Explorer's AI leaderboard data and the built-in
+// web leaderboard from the probe results in ClickHouse. See
+// explorer-api/README.md; the program itself is explorer-api/node.
 package main
 
 import (
@@ -8,159 +8,22 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
-	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/ethclient"
-
-	"github.com/lpgauge/lpgauge/contracts"
-	explorerapi "github.com/lpgauge/lpgauge/explorer-api"
-	"github.com/lpgauge/lpgauge/internal/chclient"
-	"github.com/lpgauge/lpgauge/internal/chstore"
-	"github.com/lpgauge/lpgauge/internal/httpserve"
-	"github.com/lpgauge/lpgauge/leaderboard/store"
-	"github.com/lpgauge/lpgauge/schemas"
+	"github.com/lpgauge/lpgauge/explorer-api/node"
 )
 
-type config struct {
-	listen          string
-	ch              chclient.Config
-	window          time.Duration
-	queryTimeout    time.Duration
-	shutdownTimeout time.Duration
-	migrate         bool
-	ethURL          string
-	bondingManager  string
-	serviceRegistry string
-	poolTTL         time.Duration
-
-	// backend replaces -eth.url (tests pass the simulated chain's client).
-	backend contracts.Backend
-}
-
-func (c *config) registerFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.listen, "listen", ":8081", "HTTP listen address")
-	c.ch.RegisterFlags(fs, "clickhouse.")
-	c.ch.RegisterStoreFlag(fs)
-	fs.DurationVar(&c.window, "window", 24*time.Hour, "score look-back when a request gives no since")
-	fs.DurationVar(&c.queryTimeout, "query-timeout", 8*time.Second, "store and chain time allowed to one request")
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
-	fs.BoolVar(&c.migrate, "migrate", false, "apply the schema migrations at start (the leaderboard normally does)")
-	fs.StringVar(&c.ethURL, "eth.url", "", "Ethereum JSON-RPC URL (Arbitrum One) for on-chain facts; empty: profiles carry on_chain null")
-	fs.StringVar(&c.bondingManager, "eth.bonding-manager", "", "BondingManager address (required with -eth.url)")
-	fs.StringVar(&c.serviceRegistry, "eth.service-registry", "", "ServiceRegistry address (required with -eth.url)")
-	fs.DurationVar(&c.poolTTL, "eth.pool-ttl", time.Minute, "how long the on-chain orchestrator pool walk is cached")
-}
-
-func (c *config) validate() error {
-	var errs []error
-	if err := c.ch.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("clickhouse: %w", err))
-	}
-	if c.window <= 0 || c.queryTimeout <= 0 || c.shutdownTimeout <= 0 || c.poolTTL <= 0 {
-		errs = append(errs, errors.New("-window, -query-timeout, -shutdown-timeout and -eth.pool-ttl must be positive"))
-	}
-	if c.ethURL != "" || c.backend != nil {
-		for name, v := range map[string]string{"-eth.bonding-manager": c.bondingManager, "-eth.service-registry": c.serviceRegistry} {
-			if !common.IsHexAddress(v) {
-				errs = append(errs, fmt.Errorf("%s=%q: want a 0x address when a chain is configured", name, v))
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
 func main() {
-	var cfg config
-	fs := flag.NewFlagSet("explorer-api", flag.ExitOnError)
-	cfg.registerFlags(fs)
-	_ = fs.Parse(os.Args[1:])
-	// Secrets come from the environment, never from flags (ps shows flags).
-	cfg.ch.Password = os.Getenv("CLICKHOUSE_PASSWORD")
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, log, nil); err != nil {
-		log.Error("explorer-api stopped", "err", err)
+	err := node.Main(ctx, os.Args[1:], os.Stderr, nil)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "explorer-api:", err)
 		os.Exit(1)
 	}
-}
-
-// chain binds the BondingManager and ServiceRegistry; nil when none is
-// configured.
-func chain(ctx context.Context, cfg config) (explorerapi.Chain, func(), error) {
-	b := cfg.backend
-	closeFn := func() {}
-	if b == nil {
-		if cfg.ethURL == "" {
-			return nil, closeFn, nil
-		}
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		c, err := ethclient.DialContext(dctx, cfg.ethURL)
-		if err != nil {
-			return nil, closeFn, fmt.Errorf("dial %s: %w", cfg.ethURL, err)
-		}
-		b, closeFn = c, c.Close
-	}
-	// Reads need no chain id; the other two contracts are never called.
-	l, err := contracts.New(b, nil, contracts.Addresses{
-		BondingManager:  common.HexToAddress(cfg.bondingManager),
-		ServiceRegistry: common.HexToAddress(cfg.serviceRegistry),
-	})
-	if err != nil {
-		closeFn()
-		return nil, func() {}, err
-	}
-	return &explorerapi.OnChain{L: l, PoolTTL: cfg.poolTTL}, closeFn, nil
-}
-
-// run serves until ctx ends, then drains in-flight requests. ready, when not
-// nil, receives the bound address once the server listens (tests use :0).
-func run(ctx context.Context, cfg config, log *slog.Logger, ready chan<- string) error {
-	if err := cfg.validate(); err != nil {
-		return fmt.Errorf("invalid config: %w", err)
-	}
-	conn, err := chstore.Open(ctx, cfg.ch)
-	if err != nil {
-		return fmt.Errorf("store (%s): %w", chstore.Describe(cfg.ch), err)
-	}
-	defer conn.Close()
-	log.Info("store open", "store", chstore.Describe(cfg.ch))
-	if cfg.migrate {
-		applied, err := schemas.Migrate(ctx, conn, schemas.Options{Database: cfg.ch.Database})
-		if err != nil {
-			return err
-		}
-		log.Info("schema up to date", "database", cfg.ch.Database, "applied", applied)
-	}
-	st, err := store.NewClickHouse(conn, cfg.ch.Database, cfg.queryTimeout)
-	if err != nil {
-		return err
-	}
-	ch, closeChain, err := chain(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer closeChain()
-	if oc, ok := ch.(*explorerapi.OnChain); ok {
-		// Chain facts are read in the background, never on a request's path.
-		oc.Logger = log
-		oc.Start(ctx)
-	}
-	handler := explorerapi.New(explorerapi.Config{Window: cfg.window, QueryTimeout: cfg.queryTimeout, Chain: ch, Logger: log}, st)
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      2*cfg.queryTimeout + 10*time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-	}
-	return httpserve.Run(ctx, srv, cfg.listen, cfg.shutdownTimeout, log.With("chain", ch != nil), ready)
 }

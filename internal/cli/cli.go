@@ -29,7 +29,7 @@ func Parse(fs *flag.FlagSet, args []string) error {
 // Log is the logging set-up of every binary: slog, a level and a format.
 type Log struct {
 	Level  slog.Level
-	Format string // text or json
+	Format string // text or json; "" (a Log built without flags) is text
 }
 
 // RegisterFlags adds -log.level and -log.format with the given default
@@ -44,7 +44,7 @@ func (l *Log) RegisterFlags(fs *flag.FlagSet, defaultFormat string) {
 // Validate is here for the pattern's sake: both flags check their value
 // when set, so a parsed Log is always valid.
 func (l *Log) Validate() error {
-	if l.Format != "text" && l.Format != "json" {
+	if l.Format != "" && l.Format != "text" && l.Format != "json" {
 		return fmt.Errorf("-log.format %q: want text or json", l.Format)
 	}
 	return nil
