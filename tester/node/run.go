@@ -110,7 +110,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	var dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	if c.SimulateRTT {
-		dial = simulatedDial(p.region.SimulatedRTT)
+		dial = SimulatedDial(p.region.SimulatedRTT)
 	}
 	// Off-chain the gateway is unsigned; on chain it signs discovery and
 	// credentials with the tester key and pays with tickets, within its
@@ -248,9 +248,10 @@ type discard struct{}
 
 func (discard) Write(context.Context, results.Result) error { return nil }
 
-// simulatedDial adds the region's network distance to every connection, so
-// a local demo's regions measure different connect times.
-func simulatedDial(rtt time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// SimulatedDial adds the region's network distance to every connection, so
+// a local demo's regions measure different connect times (-simulate-rtt,
+// and the demo's in-process testers).
+func SimulatedDial(rtt time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := &net.Dialer{}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		t := time.NewTimer(rtt)
