@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/lpgauge/lpgauge/internal/chembed"
-	"github.com/lpgauge/lpgauge/internal/cli"
 	"github.com/lpgauge/lpgauge/internal/chserver"
+	"github.com/lpgauge/lpgauge/internal/cli"
 )
 
 // Config is the demo's command line.

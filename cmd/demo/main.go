@@ -14,11 +14,16 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/lpgauge/lpgauge/demo"
 	"github.com/lpgauge/lpgauge/internal/cli"
 )
 
 func main() {
+	// gin's mode is process-wide, so the binary sets it, never a library
+	// init: release mode drops gin's debug route listing.
+	gin.SetMode(gin.ReleaseMode)
 	var cfg demo.Config
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)

@@ -12,10 +12,15 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/lpgauge/lpgauge/leaderboard/node"
 )
 
 func main() {
+	// gin's mode is process-wide, so the binary sets it, never a library
+	// init: release mode drops gin's debug route listing.
+	gin.SetMode(gin.ReleaseMode)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := node.Main(ctx, os.Args[1:], os.Stderr, nil)
