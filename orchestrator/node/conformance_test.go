@@ -35,9 +35,9 @@ func TestDemoOrchestratorAnswersGoLivepeer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, []string{"-httpAddr", addr, "-serviceAddr", addr, "-ethAddr", "0x1111111111111111111111111111111111111111",
-			"-aiModels", "text-to-image:ByteDance/SDXL-Lightning:true", "-meanServerTime", "150ms", "-serverTimeJitter", "30ms",
-			"-failureRate", "0", "-capacity", "2"})
+		done <- Run(ctx, []string{"-httpAddr", addr, "-serviceAddr", addr, "-eth.addr", "0x1111111111111111111111111111111111111111",
+			"-aiModels", "text-to-image:ByteDance/SDXL-Lightning:true", "-mean-latency", "150ms", "-jitter", "30ms",
+			"-failure-rate", "0", "-capacity", "2"})
 	}()
 	t.Cleanup(func() {
 		cancel()

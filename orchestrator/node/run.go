@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -29,7 +28,6 @@ import (
 	"github.com/lpgauge/lpgauge/orchestrator/gpu"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
 	"github.com/lpgauge/lpgauge/orchestrator/payment"
-	"github.com/lpgauge/lpgauge/orchestrator/runner"
 	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
 )
 
@@ -47,80 +45,33 @@ func defaultEthAddr(serviceAddr string) string {
 // and last the runners.
 func Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("orchestrator", flag.ContinueOnError)
-	var cfg orchestrator.Config
-	cfg.RegisterFlags(fs)
-	var logCfg cli.Log
-	logCfg.RegisterFlags(fs, "json")
-	httpAddr := fs.String("httpAddr", ":8935", "listen address of the one port: AI HTTP endpoints and gRPC GetOrchestrator")
-	serviceAddr := fs.String("serviceAddr", "127.0.0.1:8935", "host:port gateways reach this orchestrator at")
-	operatorAddr := fs.String("operatorAddr", "127.0.0.1:7935", "listen address of the operator endpoints (/status, /metrics, /healthz, and with -runners docker /status/runtime and /metrics/runtime), kept off the public port; loopback by default, as go-livepeer's CLI port; empty: not served")
-	serviceURI := fs.String("serviceURI", "", "service URI advertised by GetOrchestrator (default http(s)://-serviceAddr) and base URL of result media URLs (default: the scheme and host of each request)")
-	aiModels := fs.String("aiModels", "", "aiModels.json path, JSON array, or inline pipeline:model_id:warm,… (required)")
-	ethAddr := fs.String("ethAddr", "", "offchain: the orchestrator's address, its identity (default derived from -serviceAddr); onchain: must match the key's address if given")
-	network := fs.String("network", "offchain", "payment network: offchain (price 0, no tickets, no signatures) or onchain (tickets checked against the TicketBroker at -ethUrl, winners redeemed)")
-	version := fs.String("livepeerVersion", lprpc.DefaultVersion, "version advertised as Capabilities.version, compared as semver against a gateway's -orchMinLivepeerVersion; default: the go-livepeer release whose wire behaviour this orchestrator conforms to")
-	ticketStore := fs.String("ticketStore", "", "onchain: directory where winning tickets stay until redeemed, so a restart or crash loses none (default ~/.lpgauge/orchestrator-<address>/tickets; \"none\": memory only, queued winners lost at shutdown)")
-	useTLS := fs.Bool("tls", false, "serve the port over TLS with a generated self-signed certificate, as go-livepeer (default true with -network onchain, false offchain, where h2c is served)")
-	var chainCfg chainFlags
-	chainCfg.register(fs)
-	var lat runner.Latency
-	fs.DurationVar(&lat.Mean, "meanServerTime", time.Second, "CPU runners: mean inference time per job")
-	fs.DurationVar(&lat.Jitter, "serverTimeJitter", 200*time.Millisecond, "CPU runners: uniform ± jitter around the mean")
-	fs.Float64Var(&lat.FailureRate, "failureRate", 0, "CPU runners: fraction of jobs that fail with a runner 500")
-	fs.DurationVar(&lat.LoadTime, "loadTime", 0, "CPU runners: model load time before they take jobs")
-	capacity := fs.Int("capacity", 1, "CPU runners per model for entries without a capacity field")
-	runnersKind := fs.String("runners", "cpu", "where jobs run: cpu (in-process reference runners) or docker (runner containers on the Docker engine and GPUs; see -runtime.*)")
-	var docker dockerFlags
-	docker.register(fs)
+	var c Config
+	c.RegisterFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	tlsSet := false
-	fs.Visit(func(f *flag.Flag) { tlsSet = tlsSet || f.Name == "tls" })
-	switch *network {
-	case "offchain":
-	case "onchain":
-		if !tlsSet {
-			*useTLS = true
-		}
-	default:
-		return fmt.Errorf("-network %q: want offchain or onchain", *network)
+	fs.Visit(func(f *flag.Flag) { c.tlsSet = c.tlsSet || f.Name == "tls" })
+	if err := c.Validate(); err != nil { // before any runner starts
+		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	if *aiModels == "" {
-		return errors.New("-aiModels is required")
-	}
-	if *capacity < 1 {
-		return errors.New("-capacity must be at least 1")
-	}
-	if err := lat.Validate(); err != nil {
-		return fmt.Errorf("demo profile: %w", err)
-	}
-	if err := cfg.Validate(); err != nil { // before any runner starts
-		return err
-	}
-	host, _, err := net.SplitHostPort(*serviceAddr)
-	if err != nil {
-		return fmt.Errorf("-serviceAddr %q: want host:port: %w", *serviceAddr, err)
-	}
-	if *ethAddr != "" && !common.IsHexAddress(*ethAddr) {
-		return fmt.Errorf("-ethAddr %q: want a 0x address (40 hex digits)", *ethAddr)
-	}
-	models, err := orchestrator.ParseAIModels(*aiModels)
-	if err != nil {
-		return err
-	}
-	prices, err := modelPrices(models)
-	if err != nil {
-		return err
-	}
+	log := c.Log.New(os.Stderr)
+	cli.WarnDeprecated(fs, log)
+	return run(ctx, c, log)
+}
+
+// run starts the validated configuration and serves until ctx ends.
+func run(ctx context.Context, c Config, log *slog.Logger) error {
+	cfg := c.Server
+	httpAddr, serviceAddr, operatorAddr, serviceURI := &c.HTTPAddr, &c.ServiceAddr, &c.OperatorAddr, &c.ServiceURI
+	ethAddr, network, version, ticketStore, useTLS := &c.EthAddr, &c.Network, &c.Version, &c.TicketStore, &c.TLS
+	chainCfg, lat, capacity, runnersKind, docker := c.Chain, c.Latency, &c.Capacity, &c.Runners, c.Docker
+	models, prices, host := c.models, c.prices, c.host
+	var err error
 
 	// Payments: off-chain a receiver without chain or key (auth tokens
 	// only); on-chain one bound to the TicketBroker with our key.
 	pcfg := payment.Config{}
 	if *network == "onchain" {
-		if len(prices) == 0 {
-			return errors.New("-network onchain: no aiModels entry has a price_per_unit, so no job would be paid; give prices in wei (or run -network offchain)")
-		}
 		oc, err := chainCfg.connect(ctx)
 		if err != nil {
 			return err
@@ -129,7 +80,7 @@ func Run(ctx context.Context, args []string) error {
 		pcfg = oc.pcfg
 		keyAddr := crypto.PubkeyToAddress(oc.key.PublicKey)
 		if *ethAddr != "" && common.HexToAddress(*ethAddr) != keyAddr {
-			return fmt.Errorf("-ethAddr %s is not the key's address %s: on chain the key is the identity", *ethAddr, keyAddr.Hex())
+			return fmt.Errorf("-eth.addr %s is not the key's address %s: on chain the key is the identity", *ethAddr, keyAddr.Hex())
 		}
 		cfg.EthAddr = strings.ToLower(keyAddr.Hex())
 		if pcfg.Tickets, err = openTicketStore(*ticketStore, cfg.EthAddr); err != nil {
@@ -152,8 +103,7 @@ func Run(ctx context.Context, args []string) error {
 	if advertised == "" {
 		advertised = scheme + "://" + *serviceAddr
 	}
-	log := logCfg.New(os.Stderr).With("eth_addr", cfg.EthAddr)
-	cli.WarnDeprecated(fs, log)
+	log = log.With("eth_addr", cfg.EthAddr)
 	cfg.Logger = log
 	pcfg.Log = log
 
@@ -220,7 +170,7 @@ func Run(ctx context.Context, args []string) error {
 		if err != nil {
 			stopOp()
 			_ = ln.Close()
-			return fmt.Errorf("-operatorAddr: %w", err)
+			return fmt.Errorf("-operator-addr: %w", err)
 		}
 		defer func() {
 			stopOp()
