@@ -269,12 +269,12 @@ func orchestratorArgs(p profile, addr, opAddr, slug, model string) []string {
 	return []string{
 		"-httpAddr", addr,
 		"-serviceAddr", addr,
-		"-operatorAddr", opAddr,
-		"-ethAddr", p.Address,
+		"-operator-addr", opAddr,
+		"-eth.addr", p.Address,
 		"-aiModels", fmt.Sprintf("%s:%s:true", slug, model),
-		"-meanServerTime", p.MeanServer.String(),
-		"-serverTimeJitter", p.Jitter.String(),
-		"-failureRate", fmt.Sprint(p.FailureRate),
+		"-mean-latency", p.MeanServer.String(),
+		"-jitter", p.Jitter.String(),
+		"-failure-rate", fmt.Sprint(p.FailureRate),
 		"-capacity", fmt.Sprint(p.Capacity),
 	}
 }

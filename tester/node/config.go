@@ -23,8 +23,8 @@ import (
 	"github.com/lpgauge/lpgauge/tester/probe"
 )
 
-// config is the command line, with defaults in register.
-type config struct {
+// Config is the tester's command line, with defaults in RegisterFlags.
+type Config struct {
 	Region        string
 	TesterKey     string
 	Orchestrators string
@@ -57,11 +57,15 @@ type config struct {
 	ServiceReg    string
 	WebhookURL    string
 	Pay           paymentFlags // sender-side limits and session reuse (payment.go)
+
+	parsed *parsed // set by Validate
 }
 
 const keyEnv = "TESTER_KEY"
 
-func (c *config) register(fs *flag.FlagSet) {
+// RegisterFlags defines every flag with its default, and the deprecated
+// aliases.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Region, "region", "", "tester region code (required), e.g. FRA; see regions/")
 	fs.StringVar(&c.TesterKey, "tester-key", "", "file holding the tester's hex secp256k1 private key (or $"+keyEnv+" with the hex key); its address is the tester id. Absent: an ephemeral key, with a warning")
 	fs.StringVar(&c.Discovery, "discovery", "static", "where orchestrators come from: static (-orchestrators), chain (the BondingManager pool and each one's ServiceRegistry URI at -eth.url) or webhook (-webhook-url answering [{\"address\":\"<serviceURI>\"}]); chain and webhook learn each orchestrator's address and models from GetOrchestrator, at start and again every round (a failed discovery keeps the last round's orchestrators)")
@@ -126,8 +130,15 @@ type parsed struct {
 	pool *discovery.PoolCache
 }
 
-// validate checks everything and says what to do about each problem.
-func (c *config) validate() (*parsed, error) {
+// Validate checks everything and says what to do about each problem, every
+// problem at once; the parsed form is kept for Run.
+func (c *Config) Validate() error {
+	p, err := c.parse()
+	c.parsed = p
+	return err
+}
+
+func (c *Config) parse() (*parsed, error) {
 	var errs []error
 	p := &parsed{pool: &discovery.PoolCache{}}
 	var err error

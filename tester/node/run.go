@@ -31,7 +31,7 @@ import (
 	"github.com/lpgauge/lpgauge/tester/writer"
 )
 
-// Run is the whole tester: flags → config → store, gateway, prober →
+// Run is the whole tester: flags → Config → store, gateway, prober →
 // rounds; cmd/tester only wires signals and the exit status.
 // Shutdown order: stop scheduling → drain in-flight probes → flush the
 // writer → close the store → stop HTTP.
@@ -41,15 +41,15 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	stderr = &lockedWriter{w: stderr}
 	fs := flag.NewFlagSet("tester", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var c config
-	c.register(fs)
+	var c Config
+	c.RegisterFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	p, err := c.validate()
-	if err != nil {
+	if err := c.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	p := c.parsed
 	log := c.Log.New(stderr).With("region", p.region.Code)
 	cli.WarnDeprecated(fs, log)
 	if p.keyNote != "" {
