@@ -20,7 +20,7 @@ import (
 // reports the binary's peak resident memory (VmHWM), which includes the
 // results it keeps for -result-ttl, and the jobs/s the clients saw.
 //
-//	go test -run '^$' -bench PeakRSS -benchtime 1x ./cmd/orchestrator/
+//	go test -run '^$' -bench PeakRSS -benchtime 1x ./orchestrator/node/
 func BenchmarkPeakRSS(b *testing.B) {
 	bin := proctest.Build(b, "github.com/lpgauge/lpgauge/cmd/orchestrator")
 	addr := proctest.FreeAddr(b)

@@ -17,7 +17,7 @@ import (
 )
 
 // TestDemoOrchestratorAnswersGoLivepeer: the orchestrator as `make demo`
-// starts it (cmd/demo/main.go orchestratorArgs: off chain, text-to-image
+// starts it (demo/demo.go orchestratorArgs: off chain, text-to-image
 // SDXL-Lightning warm) answers a go-livepeer AI gateway's GetOrchestrator
 // (conformance vector 01a) with capabilities go-livepeer's CompatibleWith
 // accepts, and answers Ping.
