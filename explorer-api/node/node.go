@@ -23,11 +23,9 @@ import (
 	"github.com/lpgauge/lpgauge/contracts"
 	explorerapi "github.com/lpgauge/lpgauge/explorer-api"
 	"github.com/lpgauge/lpgauge/internal/chclient"
-	"github.com/lpgauge/lpgauge/internal/chstore"
 	"github.com/lpgauge/lpgauge/internal/cli"
 	"github.com/lpgauge/lpgauge/internal/httpserve"
-	"github.com/lpgauge/lpgauge/leaderboard/store"
-	"github.com/lpgauge/lpgauge/schemas"
+	lbnode "github.com/lpgauge/lpgauge/leaderboard/node"
 )
 
 // Config is explorer-api's command line; the ClickHouse password comes from
@@ -138,23 +136,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
-	conn, err := chstore.Open(ctx, cfg.ch)
-	if err != nil {
-		return fmt.Errorf("store (%s): %w", chstore.Describe(cfg.ch), err)
-	}
-	defer conn.Close()
-	log.Info("store open", "store", chstore.Describe(cfg.ch))
-	if cfg.migrate {
-		applied, err := schemas.Migrate(ctx, conn, schemas.Options{Database: cfg.ch.Database})
-		if err != nil {
-			return err
-		}
-		log.Info("schema up to date", "database", cfg.ch.Database, "applied", applied)
-	}
-	st, err := store.NewClickHouse(conn, cfg.ch.Database, cfg.queryTimeout)
+	st, closeStore, err := lbnode.OpenStore(ctx, cfg.ch, cfg.migrate, cfg.queryTimeout, log)
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	ch, closeChain, err := chain(ctx, cfg)
 	if err != nil {
 		return err

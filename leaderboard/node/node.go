@@ -131,23 +131,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	if err != nil {
 		return err
 	}
-	conn, err := chstore.Open(ctx, cfg.ch)
-	if err != nil {
-		return fmt.Errorf("store (%s): %w", chstore.Describe(cfg.ch), err)
-	}
-	defer conn.Close()
-	log.Info("store open", "store", chstore.Describe(cfg.ch))
-	if cfg.migrate {
-		applied, err := schemas.Migrate(ctx, conn, schemas.Options{Database: cfg.ch.Database})
-		if err != nil {
-			return err
-		}
-		log.Info("schema up to date", "database", cfg.ch.Database, "applied", applied)
-	}
-	st, err := store.NewClickHouse(conn, cfg.ch.Database, cfg.queryTimeout)
+	st, closeStore, err := OpenStore(ctx, cfg.ch, cfg.migrate, cfg.queryTimeout, log)
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	if cfg.rollups.rebuild != "" {
 		return rebuildRollups(ctx, cfg.rollups, st, log)
 	}
@@ -162,6 +150,31 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 		MaxStale: cfg.maxStale, CacheEntries: cfg.cacheEntries, Logger: log}, st)
 	srv := httpserve.NewServer(handler, cfg.queryTimeout+10*time.Second)
 	return httpserve.Run(ctx, srv, cfg.listen, cfg.shutdownTimeout, log, ready)
+}
+
+// OpenStore is the read side's store: open the ClickHouse server or the
+// embedded store, apply the migrations when migrate is set, and wrap the
+// connection in the leaderboard store (explorer-api opens its store the
+// same way). closeStore closes the connection.
+func OpenStore(ctx context.Context, ch chclient.Config, migrate bool, queryTimeout time.Duration, log *slog.Logger) (st *store.ClickHouse, closeStore func(), err error) {
+	conn, err := chstore.Open(ctx, ch)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store (%s): %w", chstore.Describe(ch), err)
+	}
+	log.Info("store open", "store", chstore.Describe(ch))
+	if migrate {
+		applied, err := schemas.Migrate(ctx, conn, schemas.Options{Database: ch.Database})
+		if err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+		log.Info("schema up to date", "database", ch.Database, "applied", applied)
+	}
+	if st, err = store.NewClickHouse(conn, ch.Database, queryTimeout); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return st, func() { conn.Close() }, nil
 }
 
 // loadKeys reads the per-tester key file; secrets live in a file, never in
