@@ -15,15 +15,49 @@ import (
 
 // Parse parses args into fs and refuses positional arguments: every setting
 // of an lpgauge binary is a flag. A malformed value comes back as the flag
-// package's "invalid value … for flag -x: <what to write>" error.
+// package's "invalid value … for flag -x: <what to write>" error, printed
+// once by the binary instead of beside the whole flag list; -h prints the
+// flags without their deprecated aliases (Usage) and returns flag.ErrHelp.
 func Parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		Usage(fs)
 		return err
-	}
-	if fs.NArg() > 0 {
+	case err != nil:
+		return fmt.Errorf("%w (-h lists every flag)", err)
+	case fs.NArg() > 0:
 		return fmt.Errorf("unexpected arguments %q: every setting is a flag (see -h)", fs.Args())
 	}
 	return nil
+}
+
+// Usage prints fs's flags as flag.PrintDefaults does, leaving out the
+// deprecated aliases, which it names on one line at the end.
+func Usage(fs *flag.FlagSet) {
+	out := fs.Output()
+	shown := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	shown.SetOutput(out)
+	var old []string
+	fs.VisitAll(func(f *flag.Flag) {
+		switch a := f.Value.(type) {
+		case *alias:
+			old = append(old, "-"+a.old+" (-"+a.new+")")
+		case *boolAlias:
+			old = append(old, "-"+a.old+" (-"+a.new+" "+a.value+")")
+		default:
+			shown.Var(f.Value, f.Name, f.Usage)
+			shown.Lookup(f.Name).DefValue = f.DefValue
+		}
+	})
+	fmt.Fprintf(out, "Usage of %s:\n", fs.Name())
+	shown.PrintDefaults()
+	if len(old) > 0 {
+		fmt.Fprintf(out, "Deprecated aliases (still accepted, with a warning): %s\n", strings.Join(old, ", "))
+	}
 }
 
 // Log is the logging set-up of every binary: slog, a level and a format.
@@ -38,7 +72,7 @@ type Log struct {
 func (l *Log) RegisterFlags(fs *flag.FlagSet, defaultFormat string) {
 	l.Format = defaultFormat
 	fs.Var(levelValue{&l.Level}, "log.level", "log level: debug, info, warn or error")
-	fs.Var(formatValue{&l.Format}, "log.format", "log format: text or json (default "+defaultFormat+")")
+	fs.Var(formatValue{&l.Format}, "log.format", "log format: text or json")
 }
 
 // Validate is here for the pattern's sake: both flags check their value
@@ -63,7 +97,7 @@ type levelValue struct{ l *slog.Level }
 
 func (v levelValue) String() string {
 	if v.l == nil {
-		return "info"
+		return "" // the zero Value, so -h shows every default
 	}
 	return strings.ToLower(v.l.String())
 }

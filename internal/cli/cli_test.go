@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"log/slog"
@@ -111,5 +112,26 @@ func TestSecret(t *testing.T) {
 	Refused(fs, "auth-token", "put it in $AUTH_TOKEN or -auth-token-file")
 	if err := Parse(fs, []string{"-auth-token", "x"}); err == nil || !strings.Contains(err.Error(), "$AUTH_TOKEN") {
 		t.Errorf("refused flag: %v", err)
+	}
+}
+
+// -h lists the flags with their defaults and names the deprecated aliases on
+// one line instead of a block each.
+func TestHelpHidesAliases(t *testing.T) {
+	fs, _, _ := newSet()
+	var out bytes.Buffer
+	fs.SetOutput(&out)
+	if err := Parse(fs, []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	help := out.String()
+	for _, want := range []string{"-log.level value", "(default info)", "(default text)", "-reuse-sessions",
+		"Deprecated aliases (still accepted, with a warning): -log-level (-log.level), -reuseSessions (-reuse-sessions), -verbose (-log.level debug)"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("help lacks %q:\n%s", want, help)
+		}
+	}
+	if strings.Contains(help, "  -reuseSessions") {
+		t.Errorf("alias listed as a flag:\n%s", help)
 	}
 }
