@@ -6,13 +6,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/gin-gonic/gin"
 
@@ -24,21 +20,14 @@ func main() {
 	// gin's mode is process-wide, so the binary sets it, never a library
 	// init: release mode drops gin's debug route listing.
 	gin.SetMode(gin.ReleaseMode)
-	var cfg demo.Config
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	if err := cli.Parse(fs, os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
+	cli.Main("demo", func(ctx context.Context) error {
+		var cfg demo.Config
+		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+		cfg.RegisterFlags(fs)
+		if err := cli.Parse(fs, os.Args[1:]); err != nil {
+			return err
 		}
-		fmt.Fprintln(os.Stderr, "demo:", err)
-		os.Exit(2)
-	}
-	slog.SetDefault(cfg.Log.New(os.Stderr))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := demo.Run(ctx, cfg); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintln(os.Stderr, "demo:", err)
-		os.Exit(1)
-	}
+		slog.SetDefault(cfg.Log.New(os.Stderr))
+		return demo.Run(ctx, cfg)
+	})
 }

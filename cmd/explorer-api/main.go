@@ -5,25 +5,12 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/lpgauge/lpgauge/explorer-api/node"
+	"github.com/lpgauge/lpgauge/internal/cli"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := node.Main(ctx, os.Args[1:], os.Stderr, nil)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "explorer-api:", err)
-		os.Exit(1)
-	}
+	cli.Main("explorer-api", func(ctx context.Context) error { return node.Main(ctx, os.Args[1:], os.Stderr, nil) })
 }

@@ -5,15 +5,11 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/lpgauge/lpgauge/internal/cli"
 	"github.com/lpgauge/lpgauge/leaderboard/node"
 )
 
@@ -21,14 +17,5 @@ func main() {
 	// gin's mode is process-wide, so the binary sets it, never a library
 	// init: release mode drops gin's debug route listing.
 	gin.SetMode(gin.ReleaseMode)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := node.Main(ctx, os.Args[1:], os.Stderr, nil)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "leaderboard:", err)
-		os.Exit(1)
-	}
+	cli.Main("leaderboard", func(ctx context.Context) error { return node.Main(ctx, os.Args[1:], os.Stderr, nil) })
 }

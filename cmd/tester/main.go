@@ -6,25 +6,12 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/lpgauge/lpgauge/internal/cli"
 	"github.com/lpgauge/lpgauge/tester/node"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := node.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "tester:", err)
-		os.Exit(1)
-	}
+	cli.Main("tester", func(ctx context.Context) error { return node.Run(ctx, os.Args[1:], os.Stdout, os.Stderr) })
 }

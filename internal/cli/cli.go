@@ -4,13 +4,16 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 )
 
 // Parse parses args into fs and refuses positional arguments: every setting
@@ -227,4 +230,18 @@ func Refused(fs *flag.FlagSet, name, instead string) {
 	fs.Func(name, "removed: "+instead, func(string) error {
 		return errors.New("secrets are not taken as flags (ps shows them): " + instead)
 	})
+}
+
+// Main is every binary's main: run under a context that ends on SIGINT or
+// SIGTERM (the start of the ordered shutdown), then exit 0 on success or
+// -h, else print "name: error" and exit 1.
+func Main(name string, run func(ctx context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err == nil || errors.Is(err, flag.ErrHelp) || (errors.Is(err, context.Canceled) && ctx.Err() != nil) {
+		return
+	}
+	fmt.Fprintln(os.Stderr, name+":", err)
+	os.Exit(1)
 }
