@@ -21,6 +21,7 @@ import (
 	"github.com/lpgauge/lpgauge/internal/cli"
 	"github.com/lpgauge/lpgauge/internal/httpserve"
 	"github.com/lpgauge/lpgauge/leaderboard/api"
+	"github.com/lpgauge/lpgauge/leaderboard/rollup"
 	"github.com/lpgauge/lpgauge/leaderboard/store"
 	"github.com/lpgauge/lpgauge/regions"
 	"github.com/lpgauge/lpgauge/schemas"
@@ -43,7 +44,7 @@ type Config struct {
 	maxWindow       time.Duration
 	maxStale        time.Duration
 	cacheEntries    int
-	rollups         rollupConfig
+	rollups         rollup.Config
 }
 
 // RegisterFlags defines every flag with its default.
@@ -65,7 +66,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.migrate, "migrate", true, "apply the schema migrations at start")
 	fs.DurationVar(&c.maxStale, "cache.max-stale", 24*time.Hour, "oldest cached answer served (marked stale) while the store is down")
 	fs.IntVar(&c.cacheEntries, "cache.entries", 1024, "distinct requests whose last good answer is kept for store outages")
-	c.rollups.registerFlags(fs)
+	c.rollups.RegisterFlags(fs)
 }
 
 // Validate lists every problem at once.
@@ -92,7 +93,7 @@ func (c *Config) Validate() error {
 	if c.queryTimeout <= 0 || c.shutdownTimeout <= 0 {
 		errs = append(errs, errors.New("-query-timeout and -shutdown-timeout must be positive"))
 	}
-	if err := c.rollups.validate(); err != nil {
+	if err := c.rollups.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -136,12 +137,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 		return err
 	}
 	defer closeStore()
-	if cfg.rollups.rebuild != "" {
-		return rebuildRollups(ctx, cfg.rollups, st, log)
+	if cfg.rollups.Rebuild != "" {
+		return rollup.Rebuild(ctx, cfg.rollups, st, log)
 	}
-	defer startRetention(ctx, cfg.rollups, st, log)()
+	defer rollup.StartRetention(ctx, cfg.rollups, st, log)()
 	plausible := cfg.plausible
-	if r := cfg.rollups.retentionRaw; r > 0 && r < plausible.MaxAge {
+	if r := cfg.rollups.RetentionRaw; r > 0 && r < plausible.MaxAge {
 		// A post older than the raw retention would be dropped at once.
 		plausible.MaxAge = r
 	}
