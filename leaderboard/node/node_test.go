@@ -10,10 +10,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/lpgauge/lpgauge/internal/chtest"
 )
 
-func TestMain(m *testing.M) { chtest.Main(m) }
+func TestMain(m *testing.M) {
+	// As the binaries do (gin's mode is theirs to set, not a library init's):
+	// no debug route listing in the test output.
+	gin.SetMode(gin.ReleaseMode)
+	chtest.Main(m)
+}
 
 // The binary migrates a fresh database, answers the Explorer's calls, and
 // stops cleanly when its context ends (SIGTERM in production).
