@@ -416,7 +416,7 @@ func TestAbuseResultMediaUnderByteBudget(t *testing.T) {
 	// A result larger than the whole budget is a clear 500, never stored.
 	small := newRig(t, t2iModel, runner.Latency{}, func(c *Config) { c.MaxResultBytes = 1 << 10 })
 	resp2, out := post(t, small.url+"/text-to-image", "application/json", t2iBody(256, 256), "Authorization", aiWorkerProtocol)
-	if resp2.StatusCode != http.StatusInternalServerError || !strings.Contains(string(out), "maxResultBytes") {
+	if resp2.StatusCode != http.StatusInternalServerError || !strings.Contains(string(out), "-max-result-bytes") {
 		t.Errorf("result over the whole budget: %d %s", resp2.StatusCode, out)
 	}
 	if small.gate.total() != 0 {

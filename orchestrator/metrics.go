@@ -37,15 +37,15 @@ func newMetrics(reg prometheus.Registerer, runners Runners) *metrics {
 		}),
 		bodyBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "orchestrator_body_bytes_in_flight",
-			Help: "Request-body bytes reserved by requests being read or run (bounded by -maxBodyBytesInFlight).",
+			Help: "Request-body bytes reserved by requests being read or run (bounded by -max-body-bytes-in-flight).",
 		}),
 		media: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "orchestrator_result_media_bytes",
-			Help: "Result media bytes held under /stream/ (bounded by -maxResultBytes).",
+			Help: "Result media bytes held under /stream/ (bounded by -max-result-bytes).",
 		}),
 		evicted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orchestrator_result_media_evicted_total",
-			Help: "Requests whose result media were evicted before their TTL to stay under -maxResultBytes.",
+			Help: "Requests whose result media were evicted before their TTL to stay under -max-result-bytes.",
 		}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.refused, m.queueDepth, m.bodyBytes, m.media, m.evicted, capacityCollector{runners})

@@ -81,44 +81,47 @@ type Config struct {
 
 // RegisterFlags binds the config to flags, with the defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.Int64Var(&c.MaxBodyBytes, "maxBodyBytes", 100<<20, "largest AI request body accepted (413 above); audio uploads may be 50 MB")
-	fs.Int64Var(&c.MaxResponseBytes, "maxResponseBytes", 512<<20, "largest runner response accepted")
-	fs.Var(&c.PipelineBodyBytes, "pipelineBodyBytes", "per-pipeline body bounds under -maxBodyBytes, slug=size,… (sizes in bytes or with KiB/MiB/GiB); default text-to-image and text-to-speech 1MiB, llm 16MiB, uploads -maxBodyBytes")
-	fs.Int64Var(&c.MaxBodyBytesInFlight, "maxBodyBytesInFlight", 256<<20, "request-body bytes all requests may hold at once (at least -maxBodyBytes); past it 503 insufficient capacity + Retry-After")
-	fs.DurationVar(&c.BodyReadTimeout, "bodyReadTimeout", time.Minute, "how long a request body may take to arrive after its headers; past it 408 and the connection closed")
-	fs.StringVar(&c.SpoolDir, "bodySpoolDir", "", "directory for request bodies above 256 KiB while their job runs (default the system temp dir; on disk, not tmpfs)")
-	fs.Int64Var(&c.MaxResultBytes, "maxResultBytes", 256<<20, "result media kept under /stream/ in all; the oldest are evicted first")
-	fs.IntVar(&c.MaxQueue, "maxQueue", 32, "requests that may wait for a free runner at once; more get 503 at once")
-	fs.DurationVar(&c.QueueTimeout, "queueTimeout", 2*time.Second, "how long a request waits for a free runner before 503 insufficient capacity")
-	fs.DurationVar(&c.RunnerTimeout, "runnerTimeout", 15*time.Minute, "deadline on one runner call (go-livepeer: 15 min)")
-	fs.DurationVar(&c.ResultTTL, "resultTTL", 10*time.Minute, "how long result media stay under /stream/")
-	fs.DurationVar(&c.ProgressPoll, "progressPoll", defaultProgressPoll, "how often a progress-streamed job's runner is asked how far it is (GET /progress)")
-	fs.DurationVar(&c.ProgressHeartbeat, "progressHeartbeat", defaultProgressHeartbeat, "longest silence of a progress stream: the last queue or progress event is repeated after it")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 100<<20, "largest AI request body accepted (413 above); audio uploads may be 50 MB")
+	fs.Int64Var(&c.MaxResponseBytes, "max-response-bytes", 512<<20, "largest runner response accepted")
+	fs.Var(&c.PipelineBodyBytes, "pipeline-body-bytes", "per-pipeline body bounds under -max-body-bytes, slug=size,… (sizes in bytes or with KiB/MiB/GiB); default text-to-image and text-to-speech 1MiB, llm 16MiB, uploads -max-body-bytes")
+	fs.Int64Var(&c.MaxBodyBytesInFlight, "max-body-bytes-in-flight", 256<<20, "request-body bytes all requests may hold at once (at least -max-body-bytes); past it 503 insufficient capacity + Retry-After")
+	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", time.Minute, "how long a request body may take to arrive after its headers; past it 408 and the connection closed")
+	fs.StringVar(&c.SpoolDir, "body-spool-dir", "", "directory for request bodies above 256 KiB while their job runs (default the system temp dir; on disk, not tmpfs)")
+	fs.Int64Var(&c.MaxResultBytes, "max-result-bytes", 256<<20, "result media kept under /stream/ in all; the oldest are evicted first")
+	fs.IntVar(&c.MaxQueue, "max-queue", 32, "requests that may wait for a free runner at once; more get 503 at once")
+	fs.DurationVar(&c.QueueTimeout, "queue-timeout", 2*time.Second, "how long a request waits for a free runner before 503 insufficient capacity")
+	fs.DurationVar(&c.RunnerTimeout, "runner-timeout", 15*time.Minute, "deadline on one runner call (go-livepeer: 15 min)")
+	fs.DurationVar(&c.ResultTTL, "result-ttl", 10*time.Minute, "how long result media stay under /stream/")
+	fs.DurationVar(&c.ProgressPoll, "progress.poll", defaultProgressPoll, "how often a progress-streamed job's runner is asked how far it is (GET /progress)")
+	fs.DurationVar(&c.ProgressHeartbeat, "progress.heartbeat", defaultProgressHeartbeat, "longest silence of a progress stream: the last queue or progress event is repeated after it")
 }
 
-// Validate rejects unusable settings.
+// Validate rejects unusable settings, every problem at once.
 func (c *Config) Validate() error {
-	switch {
-	case c.MaxBodyBytes <= 0 || c.MaxResponseBytes <= 0:
-		return errors.New("maxBodyBytes and maxResponseBytes must be positive")
-	case c.MaxQueue < 0 || c.QueueTimeout < 0:
-		return errors.New("maxQueue and queueTimeout must not be negative")
-	case c.RunnerTimeout <= 0 || c.ResultTTL <= 0:
-		return errors.New("runnerTimeout and resultTTL must be positive")
-	case c.MaxBodyBytesInFlight < 0 || c.BodyReadTimeout < 0 || c.MaxResultBytes < 0:
-		return errors.New("maxBodyBytesInFlight, bodyReadTimeout and maxResultBytes must not be negative")
-	case c.MaxBodyBytesInFlight > 0 && c.MaxBodyBytesInFlight < c.MaxBodyBytes:
-		return fmt.Errorf("maxBodyBytesInFlight %d is below maxBodyBytes %d: a body of the largest accepted size could never be read", c.MaxBodyBytesInFlight, c.MaxBodyBytes)
+	var errs []error
+	if c.MaxBodyBytes <= 0 || c.MaxResponseBytes <= 0 {
+		errs = append(errs, errors.New("-max-body-bytes and -max-response-bytes must be positive"))
+	}
+	if c.MaxQueue < 0 || c.QueueTimeout < 0 {
+		errs = append(errs, errors.New("-max-queue and -queue-timeout must not be negative"))
+	}
+	if c.RunnerTimeout <= 0 || c.ResultTTL <= 0 {
+		errs = append(errs, errors.New("-runner-timeout and -result-ttl must be positive"))
+	}
+	if c.MaxBodyBytesInFlight < 0 || c.BodyReadTimeout < 0 || c.MaxResultBytes < 0 {
+		errs = append(errs, errors.New("-max-body-bytes-in-flight, -body-read-timeout and -max-result-bytes must not be negative"))
+	}
+	if c.MaxBodyBytesInFlight > 0 && c.MaxBodyBytesInFlight < c.MaxBodyBytes {
+		errs = append(errs, fmt.Errorf("-max-body-bytes-in-flight %d is below -max-body-bytes %d: a body of the largest accepted size could never be read", c.MaxBodyBytesInFlight, c.MaxBodyBytes))
 	}
 	for slug, n := range c.PipelineBodyBytes {
 		if _, ok := capability.BySlug(slug); !ok {
-			return fmt.Errorf("pipelineBodyBytes: unknown pipeline %q", slug)
-		}
-		if n <= 0 {
-			return fmt.Errorf("pipelineBodyBytes: %s must be positive", slug)
+			errs = append(errs, fmt.Errorf("-pipeline-body-bytes: unknown pipeline %q", slug))
+		} else if n <= 0 {
+			errs = append(errs, fmt.Errorf("-pipeline-body-bytes: %s must be positive", slug))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // withDefaults fills the zero values New accepts.

@@ -50,7 +50,7 @@ func newRequestID() string {
 }
 
 // errMediaTooLarge is a result larger than the whole store.
-var errMediaTooLarge = errors.New("result media exceed the orchestrator's -maxResultBytes")
+var errMediaTooLarge = errors.New("result media exceed the orchestrator's -max-result-bytes")
 
 // put stores one file under the request and returns its name ("0.png"),
 // evicting other requests' media, oldest first, to make room.

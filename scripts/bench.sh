@@ -60,9 +60,9 @@ step pngcheck "$GO" test -run '^$' -benchmem -bench 'PNGValidation' -count "$COU
 step orchestrator "$GO" test "${B[@]}" -bench 'Overhead' -benchtime 1000x -count "$COUNT" -timeout 10m ./orchestrator/
 step writer "$GO" test "${B[@]}" -bench 'Insert' -benchtime 1s -count "$COUNT_SLOW" -timeout 10m ./internal/results/
 step leaderboard env LPGAUGE_BENCH_ROWS="$ROWS" LPGAUGE_BENCH_SHAPE="$SHAPE" LPGAUGE_BENCH_ROUND="$ROUND" "$GO" test "${B[@]}" -bench 'Reads' -benchtime 1x -count "$COUNT_SLOW" -timeout "$LB_TIMEOUT" ./leaderboard/store/
-step rss-tester "$GO" test "${B[@]}" -bench 'PeakRSS' -benchtime 1x -count "$COUNT_SLOW" -timeout 10m ./cmd/tester/
+step rss-tester "$GO" test "${B[@]}" -bench 'PeakRSS' -benchtime 1x -count "$COUNT_SLOW" -timeout 10m ./tester/node/
 step rss-leaderboard "$GO" test "${B[@]}" -bench 'PeakRSS' -benchtime 1x -count "$COUNT_SLOW" -timeout 10m ./cmd/leaderboard/
-step rss-orchestrator "$GO" test "${B[@]}" -bench 'PeakRSS' -benchtime 1x -count "$COUNT_SLOW" -timeout 10m ./cmd/orchestrator/
+step rss-orchestrator "$GO" test "${B[@]}" -bench 'PeakRSS' -benchtime 1x -count "$COUNT_SLOW" -timeout 10m ./orchestrator/node/
 # The fault suite's hostile zoo (twelve kinds of hostile orchestrator, 50 at
 # once) is a test with its own 100 MiB bound; its RSS line is quoted too.
 zoo=passed
@@ -227,7 +227,7 @@ fi
   echo "- truth: \`go test -run '^\$' -bench Truth -benchtime 1x ./tester/\` (\`LPGAUGE_TRUTH_ROUNDS\` rounds per region, default 24)"
   echo "- writer: \`go test -run '^\$' -bench Insert -benchtime 1s -count $COUNT_SLOW ./internal/results/\`"
   echo "- orchestrator: \`go test -run '^\$' -bench Overhead -benchtime 1000x -count $COUNT ./orchestrator/\` (1000 jobs on each path per run, alternating blocks of 50)"
-  echo "- peak RSS: \`go test -run '^\$' -bench PeakRSS -benchtime 1x -count $COUNT_SLOW ./cmd/tester/ ./cmd/leaderboard/ ./cmd/orchestrator/\` (each builds its binary with \`go build\` into a temp dir, runs it, and reads VmHWM from \`/proc/<pid>/status\`)"
+  echo "- peak RSS: \`go test -run '^\$' -bench PeakRSS -benchtime 1x -count $COUNT_SLOW ./tester/node/ ./cmd/leaderboard/ ./orchestrator/node/\` (each builds its binary with \`go build\` into a temp dir, runs it, and reads VmHWM from \`/proc/<pid>/status\`)"
   echo "- fault suite: \`go test -run '^TestHostileZoo\$' -v ./faults/\`"
   if [ -n "$kept" ]; then
     echo

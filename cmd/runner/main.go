@@ -1,5 +1,11 @@
 // Command runner is the CPU reference runner: ai-runner's HTTP API for one
 // pipeline and model, without a GPU. See orchestrator/runner/README.md.
+//
+// Its settings default to ai-runner's environment variables (PIPELINE,
+// MODEL_ID, VERSION, …), so the orchestrator's Docker runtime starts it like
+// the real runner; a malformed variable is an error, never silently dropped.
+// The bearer token comes from $AUTH_TOKEN or -auth-token-file only: a flag
+// value shows in ps.
 package main
 
 import (
@@ -7,95 +13,84 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
+	"io"
 	"os"
-	"os/signal"
-	"strconv"
-	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lpgauge/lpgauge/internal/cli"
+	"github.com/lpgauge/lpgauge/internal/httpserve"
 	"github.com/lpgauge/lpgauge/orchestrator/runner"
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "runner:", err)
-		os.Exit(1)
-	}
+	cli.Main("runner", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stderr, nil) })
 }
 
-// env returns the variable or def, so flags default to ai-runner's env vars.
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
-	}
-	return def
+// envDefaults are the ai-runner environment variables each flag defaults to.
+var envDefaults = []struct{ flag, env string }{
+	{"pipeline", "PIPELINE"}, {"model-id", "MODEL_ID"}, {"version", "VERSION"},
+	{"mean-latency", "RUNNER_MEAN_LATENCY"}, {"jitter", "RUNNER_JITTER"},
+	{"failure-rate", "RUNNER_FAILURE_RATE"}, {"load-time", "RUNNER_LOAD_TIME"},
 }
 
-func envDuration(name string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return d
-	}
-	return def
-}
-
-func envFloat(name string, def float64) float64 {
-	if f, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil {
-		return f
-	}
-	return def
-}
-
-func run(ctx context.Context, args []string) error {
+// run serves until ctx ends; ready, when not nil, receives the bound address.
+func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- string) error {
 	fs := flag.NewFlagSet("runner", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var cfg runner.Config
-	fs.StringVar(&cfg.Pipeline, "pipeline", env("PIPELINE", ""), "pipeline to serve, e.g. text-to-image (env PIPELINE)")
-	fs.StringVar(&cfg.ModelID, "model-id", env("MODEL_ID", ""), "model id to report and guard on (env MODEL_ID)")
-	fs.StringVar(&cfg.AuthToken, "auth-token", env("AUTH_TOKEN", ""), "bearer token generate routes require; empty = none (env AUTH_TOKEN)")
-	fs.StringVar(&cfg.Version, "version", env("VERSION", "undefined"), "version reported by /version (env VERSION)")
-	fs.DurationVar(&cfg.Latency.Mean, "mean-latency", envDuration("RUNNER_MEAN_LATENCY", time.Second), "mean inference time per job (env RUNNER_MEAN_LATENCY)")
-	fs.DurationVar(&cfg.Latency.Jitter, "jitter", envDuration("RUNNER_JITTER", 200*time.Millisecond), "uniform ± jitter around the mean (env RUNNER_JITTER)")
-	fs.Float64Var(&cfg.Latency.FailureRate, "failure-rate", envFloat("RUNNER_FAILURE_RATE", 0), "fraction of jobs answered with a 500 pipeline error (env RUNNER_FAILURE_RATE)")
-	fs.DurationVar(&cfg.Latency.LoadTime, "load-time", envDuration("RUNNER_LOAD_TIME", 0), "time /health reports LOADING after start (env RUNNER_LOAD_TIME)")
+	var logCfg cli.Log
+	fs.StringVar(&cfg.Pipeline, "pipeline", "", "pipeline to serve, e.g. text-to-image (env PIPELINE)")
+	fs.StringVar(&cfg.ModelID, "model-id", "", "model id to report and guard on (env MODEL_ID)")
+	tokenFile := fs.String("auth-token-file", "", "file holding the bearer token generate routes require (else $AUTH_TOKEN; neither: no token)")
+	cli.Refused(fs, "auth-token", "put the token in $AUTH_TOKEN or a file named by -auth-token-file")
+	fs.StringVar(&cfg.Version, "version", "undefined", "version reported by /version (env VERSION)")
+	fs.DurationVar(&cfg.Latency.Mean, "mean-latency", time.Second, "mean inference time per job (env RUNNER_MEAN_LATENCY)")
+	fs.DurationVar(&cfg.Latency.Jitter, "jitter", 200*time.Millisecond, "uniform ± jitter around the mean (env RUNNER_JITTER)")
+	fs.Float64Var(&cfg.Latency.FailureRate, "failure-rate", 0, "fraction of jobs answered with a 500 pipeline error (env RUNNER_FAILURE_RATE)")
+	fs.DurationVar(&cfg.Latency.LoadTime, "load-time", 0, "time /health reports LOADING after start (env RUNNER_LOAD_TIME)")
 	fs.IntVar(&cfg.Workers, "workers", 1, "concurrent inference jobs (ai-runner runs one)")
-	addr := fs.String("addr", ":8000", "listen address")
-	verbose := fs.Bool("verbose", env("VERBOSE_LOGGING", "") == "1", "debug logging (env VERBOSE_LOGGING=1)")
-	if err := fs.Parse(args); err != nil {
+	addr := fs.String("listen", ":8000", "listen address of ai-runner's API, /healthz and /metrics")
+	cli.Alias(fs, "addr", "listen")
+	logCfg.RegisterFlags(fs, "json")
+	cli.BoolAlias(fs, "verbose", "log.level", "debug")
+
+	var errs []error
+	for _, d := range envDefaults {
+		if v, ok := os.LookupEnv(d.env); ok {
+			if err := fs.Set(d.flag, v); err != nil {
+				errs = append(errs, fmt.Errorf("$%s=%q: %w (or give -%s)", d.env, v, err, d.flag))
+			}
+		}
+	}
+	if os.Getenv("VERBOSE_LOGGING") == "1" {
+		_ = fs.Set("log.level", "debug")
+	}
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	if err := cli.Parse(fs, args); err != nil {
+		return err
 	}
-	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	token, err := cli.Secret(*tokenFile, "AUTH_TOKEN")
+	if err != nil {
+		return fmt.Errorf("-auth-token-file: %w", err)
+	}
+	cfg.AuthToken = token
+	cfg.Logger = logCfg.New(stderr)
+	cli.WarnDeprecated(fs, cfg.Logger)
 
 	r, err := runner.New(cfg)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
-
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", *addr, err)
-	}
-	srv := &http.Server{Handler: r.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	cfg.Logger.Info("runner listening", "addr", ln.Addr().String(), "pipeline", cfg.Pipeline, "model_id", cfg.ModelID)
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 8*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
+	defer r.Close() // after the listener has drained
+	h := httpserve.Observe("runner", r.Handler(), prometheus.NewRegistry(), httpserve.OK)
+	// A job may run as long as go-livepeer's runner call deadline (15 min)
+	// and its upload (an image-to-video input) take minutes on a slow link.
+	srv := httpserve.NewServer(h, 15*time.Minute)
+	srv.ReadTimeout = 5 * time.Minute
+	cfg.Logger.Info("runner", "pipeline", cfg.Pipeline, "model_id", cfg.ModelID)
+	return httpserve.Run(ctx, srv, *addr, 8*time.Second, cfg.Logger, ready)
 }

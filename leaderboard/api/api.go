@@ -108,8 +108,6 @@ type Server struct {
 // CDN policy.
 const CacheControl = "public, max-age=30, stale-while-revalidate=15"
 
-func init() { gin.SetMode(gin.ReleaseMode) }
-
 // New returns the HTTP handler of the leaderboard API over st.
 func New(cfg Config, st store.Store) http.Handler {
 	return headAsGet(newEngine(cfg, st))

@@ -13,12 +13,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/lpgauge/lpgauge/internal/chtest"
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/leaderboard/store"
 )
 
-func TestMain(m *testing.M) { chtest.Main(m) }
+func TestMain(m *testing.M) {
+	// As the binaries do (gin's mode is theirs to set, not a library init's):
+	// no debug route listing in the test output.
+	gin.SetMode(gin.ReleaseMode)
+	chtest.Main(m)
+}
 
 const (
 	t2i   = "Text to image"

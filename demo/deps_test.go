@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"os"
@@ -16,7 +16,7 @@ import (
 func TestDemoByHandWithoutLibchdb(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "demo")
-	if out, err := exec.Command("go", "build", "-tags", "chdb", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-tags", "chdb", "-o", bin, "../cmd/demo").CombinedOutput(); err != nil {
 		t.Fatalf("build demo: %v\n%s", err, out)
 	}
 	// bin/orchestrator must exist for the demo to get as far as the store.

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -27,7 +27,7 @@ import (
 //     (-concurrency 50): endless 1 GiB bodies, endless media, slowloris
 //     headers, hangs, garbage JSON, 10 of each.
 //
-//     go test -run '^$' -bench PeakRSS -benchtime 1x ./cmd/tester/
+//     go test -run '^$' -bench PeakRSS -benchtime 1x ./tester/node/
 func BenchmarkPeakRSS(b *testing.B) {
 	bin := proctest.Build(b, "github.com/lpgauge/lpgauge/cmd/tester")
 	b.Run("fleet=500x4", func(b *testing.B) {

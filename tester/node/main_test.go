@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"bytes"
@@ -32,7 +32,7 @@ import (
 func TestMain(m *testing.M) {
 	// The kill -9 test re-runs this binary as a tester process.
 	if args := os.Getenv("LPGAUGE_TESTER_CHILD"); args != "" {
-		if err := run(context.Background(), strings.Split(args, "\x1f"), os.Stdout, os.Stderr); err != nil {
+		if err := Run(context.Background(), strings.Split(args, "\x1f"), os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -64,7 +64,7 @@ func TestOnceWritesRowsAndPrintsTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out, errOut bytes.Buffer
-	err := run(context.Background(), []string{
+	err := Run(context.Background(), []string{
 		"-region", "FRA", "-once", "-tester-key", key, "-listen", "",
 		"-orchestrators", good.Target() + "," + bad.Target(),
 		"-models", "text-to-image:stabilityai/sdxl-turbo",
@@ -103,7 +103,7 @@ func TestScheduledShutdownDrainsAndFlushes(t *testing.T) {
 	var errOut bytes.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{
+		done <- Run(ctx, []string{
 			"-region", "FRA", "-interval", "1s", "-round-deadline", "10s", "-listen", "127.0.0.1:0", "-spool-dir", t.TempDir(),
 			"-orchestrators", slow.Target(), "-models", "text-to-image:m",
 			"-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name,
@@ -167,7 +167,7 @@ func TestBadConfigErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := run(context.Background(), append(tc.args, "-no-store", "-listen", ""), &bytes.Buffer{}, &bytes.Buffer{})
+			err := Run(context.Background(), append(tc.args, "-no-store", "-listen", ""), &bytes.Buffer{}, &bytes.Buffer{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want it to mention %q", err, tc.want)
 			}
@@ -213,7 +213,7 @@ func TestKill9KeepsSpooledResults(t *testing.T) {
 	}
 
 	// Second process: one round; it replays the spool first.
-	if err := run(context.Background(), append(common, "-once"), &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+	if err := Run(context.Background(), append(common, "-once"), &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	after := orch.Calls.Load()
@@ -272,7 +272,7 @@ func TestOnChainDiscoveryPaysOrchestrators(t *testing.T) {
 	before := c.Balance(t, winKey)
 	a := c.L.Addresses()
 	var out, errOut bytes.Buffer
-	err := run(context.Background(), []string{
+	err := Run(context.Background(), []string{
 		"-region", "FRA", "-once", "-listen", "", "-spool-dir", t.TempDir(),
 		"-network", "onchain", "-tester-key", writeKey(t, testerKey),
 		"-discovery", "chain", "-eth.url", c.URL,
@@ -311,7 +311,7 @@ func TestOnChainDiscoveryPaysOrchestrators(t *testing.T) {
 	// (EV 1e15 and 1e14) are too dear: the tester pays nothing and stores
 	// both probes as excused, its own limit, never the orchestrators' fault.
 	out.Reset()
-	err = run(context.Background(), []string{
+	err = Run(context.Background(), []string{
 		"-region", "FRA", "-once", "-listen", "", "-spool-dir", t.TempDir(),
 		"-network", "onchain", "-tester-key", writeKey(t, testerKey),
 		"-discovery", "chain", "-eth.url", c.URL,
@@ -342,7 +342,7 @@ func TestWebhookDiscovery(t *testing.T) {
 		"-discovery", "webhook", "-webhook-url", hook.URL,
 		"-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name}
 	var out, errOut bytes.Buffer
-	if err := run(context.Background(), common, &out, &errOut); err != nil {
+	if err := Run(context.Background(), common, &out, &errOut); err != nil {
 		t.Fatalf("run: %v\n%s", err, errOut.String())
 	}
 	for _, w := range []string{
@@ -357,7 +357,7 @@ func TestWebhookDiscovery(t *testing.T) {
 		t.Errorf("%d rows, want 3 (live video has no probe)\n%s", n, out.String())
 	}
 	out.Reset()
-	if err := run(context.Background(), append(common, "-models", "text-to-image:pinned"), &out, &errOut); err != nil {
+	if err := Run(context.Background(), append(common, "-models", "text-to-image:pinned"), &out, &errOut); err != nil {
 		t.Fatalf("run with -models: %v\n%s", err, errOut.String())
 	}
 	if n := count(t, db, "model = 'pinned' AND outcome = 'success'"); n != 2 {
@@ -374,7 +374,7 @@ func TestStaticListAsksForModels(t *testing.T) {
 	b := orchtest.New(t, orchtest.Behaviour{Offers: []string{"text-to-image:model/c"}})
 	list := a.Address + "=" + a.URL + "," + b.Address + "=" + b.URL + " text-to-image:own"
 	var out, errOut bytes.Buffer
-	if err := run(context.Background(), []string{"-region", "FRA", "-once", "-listen", "", "-spool-dir", t.TempDir(),
+	if err := Run(context.Background(), []string{"-region", "FRA", "-once", "-listen", "", "-spool-dir", t.TempDir(),
 		"-orchestrators", list, "-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name}, &out, &errOut); err != nil {
 		t.Fatalf("run: %v\n%s", err, errOut.String())
 	}
@@ -449,7 +449,7 @@ func TestScheduledWebhookRediscoversEachRound(t *testing.T) {
 	var errOut syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{
+		done <- Run(ctx, []string{
 			"-region", "FRA", "-interval", "1s", "-round-deadline", "10s", "-listen", "", "-spool-dir", t.TempDir(),
 			"-discovery", "webhook", "-webhook-url", hook.URL, "-flush-interval", "100ms",
 			"-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name,
@@ -521,7 +521,7 @@ func TestScheduledRoundsReuseSessionAndAreRecorded(t *testing.T) {
 	var errOut bytes.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{
+		done <- Run(ctx, []string{
 			"-region", "FRA", "-interval", "1s", "-listen", "", "-spool-dir", t.TempDir(),
 			"-orchestrators", o.Target(), "-models", "text-to-image:m",
 			"-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name,

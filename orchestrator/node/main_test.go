@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -53,7 +53,7 @@ func start(t *testing.T, g *gateway.Gateway, uri string, args ...string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, args) }()
+	go func() { done <- Run(ctx, args) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -144,14 +144,14 @@ func TestOnChain(t *testing.T) {
 	a := c.L.Addresses()
 	kf := keyFile(t, hex.EncodeToString(crypto.FromECDSA(oKey)))
 	addr := freeAddr(t)
-	base := []string{"-network", "onchain", "-ethUrl", c.URL, "-ethKeyFile", kf,
-		"-ticketBroker", a.TicketBroker.Hex(), "-roundsManager", a.RoundsManager.Hex(),
-		"-httpAddr", addr, "-serviceAddr", addr, "-operatorAddr", freeAddr(t), "-meanServerTime", "10ms", "-serverTimeJitter", "0",
-		"-ticketStore", t.TempDir()}
+	base := []string{"-network", "onchain", "-ethUrl", c.URL, "-eth.key-file", kf,
+		"-eth.ticket-broker", a.TicketBroker.Hex(), "-eth.rounds-manager", a.RoundsManager.Hex(),
+		"-httpAddr", addr, "-serviceAddr", addr, "-operator-addr", freeAddr(t), "-mean-latency", "10ms", "-jitter", "0",
+		"-ticket.store", t.TempDir()}
 
 	t.Run("contract address without code", func(t *testing.T) {
-		args := append(append([]string{}, base...), "-aiModels", priced, "-ticketBroker", a.BondingManager.Hex()[:2]+strings.Repeat("1", 40))
-		err := run(ctx, args)
+		args := append(append([]string{}, base...), "-aiModels", priced, "-eth.ticket-broker", a.BondingManager.Hex()[:2]+strings.Repeat("1", 40))
+		err := Run(ctx, args)
 		if err == nil || !strings.Contains(err.Error(), "no contract at this address") {
 			t.Fatalf("got %v", err)
 		}
@@ -162,7 +162,7 @@ func TestOnChain(t *testing.T) {
 	// require.
 	c.Register(t, oKey, "https://"+addr)
 	g := &gateway.Gateway{Sender: pm.NewSender(pm.NewSigner(gwKey))}
-	start(t, g, "https://"+addr, append(base, "-aiModels", priced, "-faceValue", "1e15", "-ticketEV", "999999999999999", "-ticketParamsBlocks", "100000")...)
+	start(t, g, "https://"+addr, append(base, "-aiModels", priced, "-ticket.face-value", "1e15", "-ticketEV", "999999999999999", "-ticket.params-blocks", "100000")...)
 
 	found, err := discovery.Chain{L: c.L}.Orchestrators(ctx)
 	if err != nil || len(found) != 1 || found[0].ServiceURI != "https://"+addr {
@@ -194,13 +194,13 @@ func TestOnChain(t *testing.T) {
 }
 
 // Off chain (the default) the port speaks h2c: GetOrchestrator advertises
-// the -ethAddr identity and price 0, and jobs need no Livepeer headers.
+// the -eth.addr identity and price 0, and jobs need no Livepeer headers.
 func TestOffChainH2C(t *testing.T) {
 	addr := freeAddr(t)
 	g := &gateway.Gateway{}
 	op := freeAddr(t)
-	start(t, g, "http://"+addr, "-aiModels", "text-to-image:"+model+":true", "-httpAddr", addr, "-serviceAddr", addr, "-operatorAddr", op,
-		"-ethAddr", "0x00000000000000000000000000000000000000aa", "-meanServerTime", "10ms", "-serverTimeJitter", "0")
+	start(t, g, "http://"+addr, "-aiModels", "text-to-image:"+model+":true", "-httpAddr", addr, "-serviceAddr", addr, "-operator-addr", op,
+		"-eth.addr", "0x00000000000000000000000000000000000000aa", "-mean-latency", "10ms", "-jitter", "0")
 	info, _, err := g.Info(context.Background(), "http://"+addr)
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +217,7 @@ func TestOffChainH2C(t *testing.T) {
 	if status, body := job(t, g, "http://"+addr, func(h http.Header) { h.Del(gateway.SegmentHeader) }); status != http.StatusOK {
 		t.Fatalf("job without Livepeer headers: %d %s", status, body)
 	}
-	// /status and /metrics are the operator's, on -operatorAddr only.
+	// /status and /metrics are the operator's, on -operator-addr only.
 	for _, path := range []string{"/status", "/metrics"} {
 		if code := httpGet(t, "http://"+addr+path); code != http.StatusNotFound {
 			t.Errorf("public port %s: %d, want 404", path, code)
@@ -247,8 +247,8 @@ func TestBadConfig(t *testing.T) {
 	kf := keyFile(t, strings.Repeat("ab", 32))
 	good := "0x" + strings.Repeat("1", 40)
 	onchain := func(extra ...string) []string {
-		return append([]string{"-network", "onchain", "-aiModels", priced, "-ethUrl", "http://127.0.0.1:1", "-ethKeyFile", kf,
-			"-ticketBroker", good, "-roundsManager", good, "-httpAddr", "127.0.0.1:0", "-operatorAddr", ""}, extra...)
+		return append([]string{"-network", "onchain", "-aiModels", priced, "-ethUrl", "http://127.0.0.1:1", "-eth.key-file", kf,
+			"-eth.ticket-broker", good, "-eth.rounds-manager", good, "-httpAddr", "127.0.0.1:0", "-operator-addr", ""}, extra...)
 	}
 	cases := []struct {
 		name string
@@ -259,27 +259,27 @@ func TestBadConfig(t *testing.T) {
 		{"unknown network", []string{"-network", "mainnet", "-aiModels", priced}, "", "want offchain or onchain"},
 		{"no rpc url", onchain("-ethUrl", ""), "", "-ethUrl is required"},
 		{"rpc url not a url", onchain("-ethUrl", "localhost:8545"), "", "want an http(s):// or ws(s)://"},
-		{"no key", onchain("-ethKeyFile", ""), "", "-ethKeyFile or $" + keyEnv},
-		{"key file missing", onchain("-ethKeyFile", "/nonexistent"), "", "-ethKeyFile"},
-		{"key not hex", onchain("-ethKeyFile", ""), "zz", "not a hex secp256k1 private key"},
-		{"no ticket broker", onchain("-ticketBroker", ""), "", "-ticketBroker is required"},
-		{"bad rounds manager", onchain("-roundsManager", "0x12"), "", "-roundsManager \"0x12\""},
-		{"ev above face", onchain("-faceValue", "100", "-ticketEV", "1000"), "", "above the face value"},
-		{"face not a number", onchain("-faceValue", "lots"), "", "-faceValue \"lots\""},
+		{"no key", onchain("-eth.key-file", ""), "", "-eth.key-file or $" + keyEnv},
+		{"key file missing", onchain("-eth.key-file", "/nonexistent"), "", "-eth.key-file"},
+		{"key not hex", onchain("-eth.key-file", ""), "zz", "not a hex secp256k1 private key"},
+		{"no ticket broker", onchain("-eth.ticket-broker", ""), "", "-eth.ticket-broker is required"},
+		{"bad rounds manager", onchain("-eth.rounds-manager", "0x12"), "", "-eth.rounds-manager \"0x12\""},
+		{"ev above face", onchain("-ticket.face-value", "100", "-ticketEV", "1000"), "", "above the face value"},
+		{"face not a number", onchain("-ticket.face-value", "lots"), "", "-ticket.face-value \"lots\""},
 		{"unreachable chain", onchain(), "", "-ethUrl http://127.0.0.1:1"},
 		{"onchain without prices", onchain("-aiModels", "text-to-image:m:true"), "", "no aiModels entry has a price_per_unit"},
 		{"fiat price", onchain("-aiModels", `[{"pipeline":"text-to-image","model_id":"m","price_per_unit":1,"currency":"USD"}]`), "", "needs a price feed"},
-		{"bad ethAddr", []string{"-aiModels", priced, "-ethAddr", "me"}, "", "-ethAddr \"me\""},
-		{"in-flight bound below body bound", []string{"-aiModels", priced, "-maxBodyBytes", "1000", "-maxBodyBytesInFlight", "999"}, "", "maxBodyBytesInFlight 999 is below maxBodyBytes 1000"},
-		{"unknown pipeline body bound", []string{"-aiModels", priced, "-pipelineBodyBytes", "text-to-everything=1MiB"}, "", "unknown pipeline \"text-to-everything\""},
-		{"body bound not a size", []string{"-aiModels", priced, "-pipelineBodyBytes", "llm=lots"}, "", "want a positive number of bytes"},
+		{"bad ethAddr", []string{"-aiModels", priced, "-eth.addr", "me"}, "", "-eth.addr \"me\""},
+		{"in-flight bound below body bound", []string{"-aiModels", priced, "-max-body-bytes", "1000", "-max-body-bytes-in-flight", "999"}, "", "-max-body-bytes-in-flight 999 is below -max-body-bytes 1000"},
+		{"unknown pipeline body bound", []string{"-aiModels", priced, "-pipeline-body-bytes", "text-to-everything=1MiB"}, "", "unknown pipeline \"text-to-everything\""},
+		{"body bound not a size", []string{"-aiModels", priced, "-pipeline-body-bytes", "llm=lots"}, "", "want a positive number of bytes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(keyEnv, tc.env)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			err := run(ctx, tc.args)
+			err := Run(ctx, tc.args)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want it to mention %q", err, tc.want)
 			}

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 	"github.com/lpgauge/lpgauge/orchestrator/payment"
 )
 
-// keyEnv holds the orchestrator's hex key when -ethKeyFile is not given. A
+// keyEnv holds the orchestrator's hex key when -eth.key-file is not given. A
 // key is never a flag value: flags show up in ps and shell history.
 const keyEnv = "ORCHESTRATOR_ETH_KEY"
 
@@ -39,12 +39,12 @@ type chainFlags struct {
 
 func (c *chainFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.url, "ethUrl", "", "onchain: Ethereum JSON-RPC URL (http(s) or ws(s)), e.g. an Arbitrum One endpoint")
-	fs.StringVar(&c.keyFile, "ethKeyFile", "", "onchain: file holding the orchestrator's hex secp256k1 key (else $"+keyEnv+"); its address is the ticket recipient and pays redemption gas")
-	fs.StringVar(&c.ticketBroker, "ticketBroker", "", "onchain: TicketBroker contract address (deposits, reserves, winning ticket redemption)")
-	fs.StringVar(&c.roundsManager, "roundsManager", "", "onchain: RoundsManager contract address (the round and block hash tickets carry)")
-	fs.StringVar(&c.faceValue, "faceValue", "", "onchain: face value of issued tickets in wei (default 1e12)")
-	fs.StringVar(&c.ticketEV, "ticketEV", "", "onchain: expected value of one ticket in wei, at most -faceValue (default faceValue/10)")
-	fs.Uint64Var(&c.paramsBlocks, "ticketParamsBlocks", 40, "onchain: blocks ticket params stay valid, as go-livepeer's 40")
+	fs.StringVar(&c.keyFile, "eth.key-file", "", "onchain: file holding the orchestrator's hex secp256k1 key (else $"+keyEnv+"); its address is the ticket recipient and pays redemption gas")
+	fs.StringVar(&c.ticketBroker, "eth.ticket-broker", "", "onchain: TicketBroker contract address (deposits, reserves, winning ticket redemption)")
+	fs.StringVar(&c.roundsManager, "eth.rounds-manager", "", "onchain: RoundsManager contract address (the round and block hash tickets carry)")
+	fs.StringVar(&c.faceValue, "ticket.face-value", "", "onchain: face value of issued tickets in wei (default 1e12)")
+	fs.StringVar(&c.ticketEV, "ticketEV", "", "onchain: expected value of one ticket in wei, at most -ticket.face-value (default faceValue/10)")
+	fs.Uint64Var(&c.paramsBlocks, "ticket.params-blocks", 40, "onchain: blocks ticket params stay valid, as go-livepeer's 40")
 }
 
 // loadKey reads the orchestrator's key from path, else $ORCHESTRATOR_ETH_KEY.
@@ -53,13 +53,13 @@ func loadKey(path string) (*ecdsa.PrivateKey, error) {
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("-ethKeyFile: %w", err)
+			return nil, fmt.Errorf("-eth.key-file: %w", err)
 		}
 		hexKey = string(b)
 	}
 	hexKey = strings.TrimPrefix(strings.TrimSpace(hexKey), "0x")
 	if hexKey == "" {
-		return nil, fmt.Errorf("onchain needs the orchestrator's key: -ethKeyFile or $%s (hex)", keyEnv)
+		return nil, fmt.Errorf("onchain needs the orchestrator's key: -eth.key-file or $%s (hex)", keyEnv)
 	}
 	k, err := crypto.HexToECDSA(hexKey)
 	if err != nil {
@@ -115,13 +115,13 @@ func (c *chainFlags) validate() (key *ecdsa.PrivateKey, a contracts.Addresses, f
 	if key, err = loadKey(c.keyFile); err != nil {
 		errs = append(errs, err)
 	}
-	if a.TicketBroker, err = contractAddress("ticketBroker", c.ticketBroker); err != nil {
+	if a.TicketBroker, err = contractAddress("eth.ticket-broker", c.ticketBroker); err != nil {
 		errs = append(errs, err)
 	}
-	if a.RoundsManager, err = contractAddress("roundsManager", c.roundsManager); err != nil {
+	if a.RoundsManager, err = contractAddress("eth.rounds-manager", c.roundsManager); err != nil {
 		errs = append(errs, err)
 	}
-	if face, err = wei("faceValue", c.faceValue); err != nil {
+	if face, err = wei("ticket.face-value", c.faceValue); err != nil {
 		errs = append(errs, err)
 	}
 	if ev, err = wei("ticketEV", c.ticketEV); err != nil {
@@ -131,7 +131,7 @@ func (c *chainFlags) validate() (key *ecdsa.PrivateKey, a contracts.Addresses, f
 		errs = append(errs, fmt.Errorf("-ticketEV %s is above the face value %s: a ticket cannot be worth more than it pays", ev, orDefault(face, big.NewInt(1_000_000_000_000))))
 	}
 	if c.paramsBlocks == 0 {
-		errs = append(errs, errors.New("-ticketParamsBlocks must be at least 1"))
+		errs = append(errs, errors.New("-ticket.params-blocks must be at least 1"))
 	}
 	return key, a, face, ev, errors.Join(errs...)
 }
@@ -164,7 +164,7 @@ func (c *chainFlags) connect(ctx context.Context) (*onChain, error) {
 	for _, ct := range []struct {
 		flag string
 		addr common.Address
-	}{{"ticketBroker", addrs.TicketBroker}, {"roundsManager", addrs.RoundsManager}} {
+	}{{"eth.ticket-broker", addrs.TicketBroker}, {"eth.rounds-manager", addrs.RoundsManager}} {
 		code, err := client.CodeAt(ctx, ct.addr, nil)
 		if err != nil {
 			client.Close()
@@ -182,7 +182,7 @@ func (c *chainFlags) connect(ctx context.Context) (*onChain, error) {
 	}
 	if _, _, err := l.CurrentRound(ctx); err != nil {
 		client.Close()
-		return nil, fmt.Errorf("-roundsManager %s: currentRound: %w", addrs.RoundsManager.Hex(), err)
+		return nil, fmt.Errorf("-eth.rounds-manager %s: currentRound: %w", addrs.RoundsManager.Hex(), err)
 	}
 	return &onChain{
 		key: key,

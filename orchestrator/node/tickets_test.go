@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"bytes"
@@ -79,17 +79,17 @@ func TestWinningTicketsSurviveRestart(t *testing.T) {
 	addr := freeAddr(t)
 	c.Register(t, oKey, "https://"+addr)
 	// Win probability 1: every ticket wins.
-	args := []string{"-network", "onchain", "-ethUrl", proxy.URL, "-ethKeyFile", keyFile(t, hex.EncodeToString(crypto.FromECDSA(oKey))),
-		"-ticketBroker", a.TicketBroker.Hex(), "-roundsManager", a.RoundsManager.Hex(), "-aiModels", priced,
-		"-httpAddr", addr, "-serviceAddr", addr, "-operatorAddr", "", "-meanServerTime", "10ms", "-serverTimeJitter", "0",
-		"-faceValue", "1e15", "-ticketEV", "999999999999999", "-ticketParamsBlocks", "100000", "-ticketStore", store}
+	args := []string{"-network", "onchain", "-ethUrl", proxy.URL, "-eth.key-file", keyFile(t, hex.EncodeToString(crypto.FromECDSA(oKey))),
+		"-eth.ticket-broker", a.TicketBroker.Hex(), "-eth.rounds-manager", a.RoundsManager.Hex(), "-aiModels", priced,
+		"-httpAddr", addr, "-serviceAddr", addr, "-operator-addr", "", "-mean-latency", "10ms", "-jitter", "0",
+		"-ticket.face-value", "1e15", "-ticketEV", "999999999999999", "-ticket.params-blocks", "100000", "-ticket.store", store}
 	g := &gateway.Gateway{Sender: pm.NewSender(pm.NewSigner(gwKey))}
 	uri := "https://" + addr
 
 	rpc.hold.Store(true)
 	first, stopFirst := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- run(first, args) }()
+	go func() { done <- Run(first, args) }()
 	waitDiscover(t, g, uri, done)
 	const jobs = 3
 	for i := range jobs {
@@ -119,7 +119,7 @@ func TestWinningTicketsSurviveRestart(t *testing.T) {
 	before := c.Balance(t, oKey)
 	second, stopSecond := context.WithCancel(ctx)
 	done = make(chan error, 1)
-	go func() { done <- run(second, args) }()
+	go func() { done <- Run(second, args) }()
 	t.Cleanup(func() {
 		stopSecond()
 		if err := <-done; err != nil {

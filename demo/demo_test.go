@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bytes"
@@ -23,7 +23,7 @@ func TestDemoRanksTheFleet(t *testing.T) {
 func runDemo(t *testing.T, storeKind string) {
 	bin := t.TempDir()
 	for _, b := range []string{"orchestrator", "tester", "leaderboard", "explorer-api"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, b), "../../cmd/"+b)
+		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, b), "../cmd/"+b)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("build %s: %v\n%s", b, err, out)
 		}
@@ -52,7 +52,7 @@ func runDemo(t *testing.T, storeKind string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	err := run(ctx, config{
+	err := Run(ctx, Config{
 		BinDir: bin, DataDir: t.TempDir(), LeaderboardAddr: "127.0.0.1:0",
 		Interval: 6 * time.Second, Pipeline: "Text to image", Model: "ByteDance/SDXL-Lightning", Regions: "FRA,LAX", Store: storeKind,
 		Out:     &lockedWriter{mu: &mu, w: &out},

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lpgauge/lpgauge/internal/chstore"
+	"github.com/lpgauge/lpgauge/internal/cli"
+	"github.com/lpgauge/lpgauge/internal/httpserve"
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/schemas"
 	"github.com/lpgauge/lpgauge/tester"
@@ -29,32 +31,27 @@ import (
 	"github.com/lpgauge/lpgauge/tester/writer"
 )
 
-// run is the whole program; main only wires signals and the exit status.
+// Run is the whole tester: flags → Config → store, gateway, prober →
+// rounds; cmd/tester only wires signals and the exit status.
 // Shutdown order: stop scheduling → drain in-flight probes → flush the
 // writer → close the store → stop HTTP.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Progress lines come from concurrent probes and share the writer
 	// with the log.
 	stderr = &lockedWriter{w: stderr}
 	fs := flag.NewFlagSet("tester", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var c config
-	c.register(fs)
-	if err := fs.Parse(args); err != nil {
+	var c Config
+	c.RegisterFlags(fs)
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q: every setting is a flag (see -h)", fs.Args())
-	}
-	p, err := c.validate()
-	if err != nil {
+	if err := c.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return fmt.Errorf("-log-level %q: want debug, info, warn or error", c.LogLevel)
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("region", p.region.Code)
+	p := c.parsed
+	log := c.Log.New(stderr).With("region", p.region.Code)
+	cli.WarnDeprecated(fs, log)
 	if p.keyNote != "" {
 		log.Warn(p.keyNote, "tester_id", p.testerID)
 	}
@@ -113,7 +110,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	var dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	if c.SimulateRTT {
-		dial = simulatedDial(p.region.SimulatedRTT)
+		dial = SimulatedDial(p.region.SimulatedRTT)
 	}
 	// Off-chain the gateway is unsigned; on chain it signs discovery and
 	// credentials with the tester key and pays with tickets, within its
@@ -191,7 +188,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var health healthState
-	srv, err := serveHTTP(c.Listen, reg, &health, p, log)
+	// The metrics listener outlives the rounds: it stops last, after the
+	// store is flushed, so a scrape during shutdown still answers.
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	waitHTTP, err := serveHTTP(httpCtx, c.Listen, reg, &health, p, log)
 	if err != nil {
 		if w != nil {
 			_ = w.Close(context.Background())
@@ -224,10 +225,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		cancel()
 	}
-	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = srv.Shutdown(sctx)
-		cancel()
+	stopHTTP()
+	if err := waitHTTP(); err != nil {
+		log.Warn("metrics listener", "err", err)
 	}
 	return runErr
 }
@@ -248,9 +248,10 @@ type discard struct{}
 
 func (discard) Write(context.Context, results.Result) error { return nil }
 
-// simulatedDial adds the region's network distance to every connection, so
-// a local demo's regions measure different connect times.
-func simulatedDial(rtt time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// SimulatedDial adds the region's network distance to every connection, so
+// a local demo's regions measure different connect times (-simulate-rtt,
+// and the demo's in-process testers).
+func SimulatedDial(rtt time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := &net.Dialer{}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		t := time.NewTimer(rtt)
@@ -276,11 +277,12 @@ func (h *healthState) round(s tester.Summary) {
 	h.mu.Unlock()
 }
 
-// serveHTTP starts /metrics and /healthz. /healthz fails once no round has
-// ended for three periods: the scheduler is stuck.
-func serveHTTP(addr string, reg *prometheus.Registry, h *healthState, p *parsed, log *slog.Logger) (*http.Server, error) {
+// serveHTTP starts /metrics and /healthz until ctx ends; wait returns once
+// the listener has drained. /healthz fails once no round has ended for three
+// periods: the scheduler is stuck.
+func serveHTTP(ctx context.Context, addr string, reg *prometheus.Registry, h *healthState, p *parsed, log *slog.Logger) (wait func() error, err error) {
 	if addr == "" {
-		return nil, nil
+		return func() error { return nil }, nil
 	}
 	started := time.Now()
 	mux := http.NewServeMux()
@@ -300,18 +302,11 @@ func serveHTTP(addr string, reg *prometheus.Registry, h *healthState, p *parsed,
 		fmt.Fprintf(w, `{"region":%q,"tester_id":%q,"last_round":%q,"last_round_end":%q}`+"\n",
 			p.region.Code, p.testerID, last.RoundID, at.UTC().Format(time.RFC3339))
 	})
-	l, err := net.Listen("tcp", addr)
+	_, wait, err = httpserve.Start(ctx, httpserve.NewServer(mux, 10*time.Second), addr, 5*time.Second, log.With("serves", "/metrics /healthz"))
 	if err != nil {
-		return nil, fmt.Errorf("-listen %s: %w", addr, err)
+		return nil, fmt.Errorf("-listen: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server", "err", err)
-		}
-	}()
-	log.Info("serving /metrics and /healthz", "addr", l.Addr().String())
-	return srv, nil
+	return wait, nil
 }
 
 func short(addr string) string {

@@ -1,6 +1,6 @@
 //go:build chdb
 
-package main
+package node
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ func TestOnceOnEmbeddedStore(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "data")
 	var out, errOut bytes.Buffer
-	err := run(context.Background(), []string{
+	err := Run(context.Background(), []string{
 		"-region", "FRA", "-once", "-tester-key", key, "-listen", "",
 		"-orchestrators", good.Target(), "-models", "text-to-image:stabilityai/sdxl-turbo",
 		"-spool-dir", t.TempDir(), "-store", "embedded:" + dir, "-clickhouse.addr", "127.0.0.1:1",

@@ -1,6 +1,6 @@
 //go:build chdb
 
-package main
+package demo
 
 import "testing"
 

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,11 +15,13 @@ import (
 
 	"github.com/lpgauge/lpgauge/gateway"
 	"github.com/lpgauge/lpgauge/internal/chembed"
+	"github.com/lpgauge/lpgauge/internal/httpserve"
 	"github.com/lpgauge/lpgauge/leaderboard/api"
 	"github.com/lpgauge/lpgauge/leaderboard/store"
 	"github.com/lpgauge/lpgauge/regions"
 	"github.com/lpgauge/lpgauge/schemas"
 	"github.com/lpgauge/lpgauge/tester"
+	"github.com/lpgauge/lpgauge/tester/node"
 	"github.com/lpgauge/lpgauge/tester/preparer"
 	"github.com/lpgauge/lpgauge/tester/probe"
 	"github.com/lpgauge/lpgauge/tester/writer"
@@ -60,8 +61,10 @@ func startEmbeddedStore(ctx context.Context, dataDir, logDir string, fl fleetSpe
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
+	// The two APIs stop last, after the testers' writers have flushed.
+	srvCtx, stopServers := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	var servers []*http.Server
+	var servers []func() error
 	var writers []*writer.Writer
 	stop := func() {
 		cancel() // stop scheduling; Schedule returns once in-flight probes drained
@@ -73,23 +76,20 @@ func startEmbeddedStore(ctx context.Context, dataDir, logDir string, fl fleetSpe
 			}
 			c()
 		}
-		for _, s := range servers {
-			sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = s.Shutdown(sctx)
-			c()
+		stopServers()
+		for _, wait := range servers {
+			_ = wait()
 		}
 		say("closing embedded store")
 		conn.Close()
 		logf.Close()
 	}
 	serve := func(addr string, h http.Handler) error {
-		ln, err := net.Listen("tcp", addr)
+		_, wait, err := httpserve.Start(srvCtx, httpserve.NewServer(h, 20*time.Second), addr, 5*time.Second, log)
 		if err != nil {
 			return err
 		}
-		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-		servers = append(servers, hs)
-		go func() { _ = hs.Serve(ln) }()
+		servers = append(servers, wait)
 		return nil
 	}
 	if err := serve(fl.lbAddr, api.New(api.Config{Logger: log}, st)); err != nil {
@@ -129,7 +129,7 @@ func startEmbeddedStore(ctx context.Context, dataDir, logDir string, fl fleetSpe
 		writers = append(writers, w)
 		prober := probe.New(probe.Config{
 			Timeouts: probe.DefaultTimeouts(),
-			Dial:     simulatedDial(region.SimulatedRTT),
+			Dial:     node.SimulatedDial(region.SimulatedRTT),
 			// The protocol path: GetOrchestrator (timed as discovery), then
 			// the job with segment credentials; off-chain, so no tickets.
 			Preparer: preparer.Preparer{Gateway: &gateway.Gateway{}},
@@ -156,20 +156,4 @@ func startEmbeddedStore(ctx context.Context, dataDir, logDir string, fl fleetSpe
 func demoTesterID(region string) string {
 	sum := sha256.Sum256([]byte("lpgauge-demo-tester:" + region))
 	return "0x" + hex.EncodeToString(sum[:20])
-}
-
-// simulatedDial adds the region's network distance to every connection, so
-// the demo's regions measure different connect times.
-func simulatedDial(rtt time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := &net.Dialer{}
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		t := time.NewTimer(rtt)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-t.C:
-		}
-		return d.DialContext(ctx, network, addr)
-	}
 }

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"crypto/ecdsa"
@@ -17,13 +17,14 @@ import (
 
 	"github.com/lpgauge/lpgauge/gateway/discovery"
 	"github.com/lpgauge/lpgauge/internal/chclient"
+	"github.com/lpgauge/lpgauge/internal/cli"
 	"github.com/lpgauge/lpgauge/regions"
 	"github.com/lpgauge/lpgauge/tester"
 	"github.com/lpgauge/lpgauge/tester/probe"
 )
 
-// config is the command line, with defaults in register.
-type config struct {
+// Config is the tester's command line, with defaults in RegisterFlags.
+type Config struct {
 	Region        string
 	TesterKey     string
 	Orchestrators string
@@ -48,7 +49,7 @@ type config struct {
 	Control       string
 	PipelineTO    string
 	SpoolMax      int64
-	LogLevel      string
+	Log           cli.Log
 	CH            chclient.Config
 	Network       string // none, offchain or onchain: how probes speak the Livepeer protocol
 	Discovery     string // static, chain or webhook: where the orchestrator list comes from
@@ -57,11 +58,15 @@ type config struct {
 	ServiceReg    string
 	WebhookURL    string
 	Pay           paymentFlags // sender-side limits and session reuse (payment.go)
+
+	parsed *parsed // set by Validate
 }
 
 const keyEnv = "TESTER_KEY"
 
-func (c *config) register(fs *flag.FlagSet) {
+// RegisterFlags defines every flag with its default, and the deprecated
+// aliases.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Region, "region", "", "tester region code (required), e.g. FRA; see regions/")
 	fs.StringVar(&c.TesterKey, "tester-key", "", "file holding the tester's hex secp256k1 private key (or $"+keyEnv+" with the hex key); its address is the tester id. Absent: an ephemeral key, with a warning")
 	fs.StringVar(&c.Discovery, "discovery", "static", "where orchestrators come from: static (-orchestrators), chain (the BondingManager pool and each one's ServiceRegistry URI at -eth.url) or webhook (-webhook-url answering [{\"address\":\"<serviceURI>\"}]); chain and webhook learn each orchestrator's address and models from GetOrchestrator, at start and again every round (a failed discovery keeps the last round's orchestrators)")
@@ -95,7 +100,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.PostStatsURL, "post-stats-url", "", "also post each result to this leaderboard-serverless /api/post_stats URL, signed with $POST_STATS_SECRET")
 	fs.StringVar(&c.Control, "control", "", "known-good control target probed before each round, 'address=serviceURI pipeline:model'; when it fails, network-class failures are excused")
 	fs.StringVar(&c.PipelineTO, "pipeline-timeout", "", "per-pipeline whole-probe timeouts, e.g. 'llm=30s,image-to-video=5m' (server timeout follows)")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	c.Log.RegisterFlags(fs, "text")
+	cli.Alias(fs, "log-level", "log.level")
 	fs.StringVar(&c.Network, "network", "offchain", "Livepeer protocol of every probe: offchain (GetOrchestrator, timed as the discovery phase, then unsigned segment credentials), onchain (also signed with -tester-key and paid with tickets; the key needs a TicketBroker deposit) or none (plain AI requests to runner-style targets)")
 	c.Pay.register(fs)
 	c.CH.RegisterFlags(fs, "clickhouse.")
@@ -126,8 +132,15 @@ type parsed struct {
 	pool *discovery.PoolCache
 }
 
-// validate checks everything and says what to do about each problem.
-func (c *config) validate() (*parsed, error) {
+// Validate checks everything and says what to do about each problem, every
+// problem at once; the parsed form is kept for Run.
+func (c *Config) Validate() error {
+	p, err := c.parse()
+	c.parsed = p
+	return err
+}
+
+func (c *Config) parse() (*parsed, error) {
 	var errs []error
 	p := &parsed{pool: &discovery.PoolCache{}}
 	var err error

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -39,7 +39,7 @@ const (
 // listed by the source whose GetOrchestrator fails now keeps its earlier
 // targets, so its probes run and record the failure instead of it silently
 // dropping out of the measurements.
-func discoverPlan(ctx context.Context, c *config, p *parsed, gw *gateway.Gateway, prev []tester.Planned, log *slog.Logger) ([]tester.Planned, error) {
+func discoverPlan(ctx context.Context, c *Config, p *parsed, gw *gateway.Gateway, prev []tester.Planned, log *slog.Logger) ([]tester.Planned, error) {
 	ctx, cancel := context.WithTimeout(ctx, discoveryTimeout)
 	defer cancel()
 	var src discovery.Source

@@ -1,6 +1,6 @@
 //go:build chdb
 
-package main
+package node
 
 import (
 	"context"
@@ -18,9 +18,9 @@ import (
 // -migrate, as when it runs alone) serves its API and page with no
 // ClickHouse server: -clickhouse.addr names a port nobody listens on.
 func TestRunOnEmbeddedStore(t *testing.T) {
-	var cfg config
+	var cfg Config
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	cfg.registerFlags(fs)
+	cfg.RegisterFlags(fs)
 	dir := filepath.Join(t.TempDir(), "data")
 	if err := fs.Parse([]string{"-listen", "127.0.0.1:0", "-store", "embedded:" + dir, "-migrate", "-clickhouse.addr", "127.0.0.1:1"}); err != nil {
 		t.Fatal(err)
@@ -28,7 +28,7 @@ func TestRunOnEmbeddedStore(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
+	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

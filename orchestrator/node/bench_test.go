@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"bytes"
@@ -18,15 +18,15 @@ import (
 // serves it jobs as a tester sends them (512×512, URL mode, then the media
 // fetched from /stream/) from 4 clients at once; one b.N is 400 jobs. It
 // reports the binary's peak resident memory (VmHWM), which includes the
-// results it keeps for -resultTTL, and the jobs/s the clients saw.
+// results it keeps for -result-ttl, and the jobs/s the clients saw.
 //
-//	go test -run '^$' -bench PeakRSS -benchtime 1x ./cmd/orchestrator/
+//	go test -run '^$' -bench PeakRSS -benchtime 1x ./orchestrator/node/
 func BenchmarkPeakRSS(b *testing.B) {
 	bin := proctest.Build(b, "github.com/lpgauge/lpgauge/cmd/orchestrator")
 	addr := proctest.FreeAddr(b)
 	p := proctest.Start(b, bin, nil, "-aiModels", "text-to-image:ByteDance/SDXL-Lightning:true",
-		"-meanServerTime", "0s", "-serverTimeJitter", "0s", "-capacity", "4",
-		"-httpAddr", addr, "-serviceAddr", addr, "-operatorAddr", "")
+		"-mean-latency", "0s", "-jitter", "0s", "-capacity", "4",
+		"-httpAddr", addr, "-serviceAddr", addr, "-operator-addr", "")
 	base := "http://" + addr
 	p.WaitHTTP(b, base+"/healthz", time.Minute)
 

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 )
 
 // TestDemoOrchestratorAnswersGoLivepeer: the orchestrator as `make demo`
-// starts it (cmd/demo/main.go orchestratorArgs: off chain, text-to-image
+// starts it (demo/demo.go orchestratorArgs: off chain, text-to-image
 // SDXL-Lightning warm) answers a go-livepeer AI gateway's GetOrchestrator
 // (conformance vector 01a) with capabilities go-livepeer's CompatibleWith
 // accepts, and answers Ping.
@@ -35,9 +35,9 @@ func TestDemoOrchestratorAnswersGoLivepeer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-httpAddr", addr, "-serviceAddr", addr, "-ethAddr", "0x1111111111111111111111111111111111111111",
-			"-aiModels", "text-to-image:ByteDance/SDXL-Lightning:true", "-meanServerTime", "150ms", "-serverTimeJitter", "30ms",
-			"-failureRate", "0", "-capacity", "2"})
+		done <- Run(ctx, []string{"-httpAddr", addr, "-serviceAddr", addr, "-eth.addr", "0x1111111111111111111111111111111111111111",
+			"-aiModels", "text-to-image:ByteDance/SDXL-Lightning:true", "-mean-latency", "150ms", "-jitter", "30ms",
+			"-failure-rate", "0", "-capacity", "2"})
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -47,13 +47,13 @@ func artifacts(t *testing.T) string {
 	return dir
 }
 
-// startServer runs the binary's run() on the seeded store and chain.
+// startServer runs the binary's Run() on the seeded store and chain.
 func startServer(t *testing.T) (string, seed.Network) {
 	t.Helper()
 	n := seed.Probes(t)
 	c := seed.NewChain(t)
 	c.Orchestrator(t, seed.A, 1500, 25, 50, "https://a.example:8935")
-	var cfg config
+	var cfg Config
 	cfg.ch = n.DB.Config()
 	cfg.listen, cfg.window, cfg.queryTimeout, cfg.shutdownTimeout, cfg.poolTTL = "127.0.0.1:0", 24*time.Hour, 8*time.Second, 5*time.Second, time.Minute
 	cfg.backend = c.Sim.Client()
@@ -61,7 +61,7 @@ func startServer(t *testing.T) (string, seed.Network) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
+	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
 	t.Cleanup(func() { cancel(); <-done })
 	select {
 	case addr := <-ready:
