@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"bytes"
@@ -29,7 +29,7 @@ func TestWebhookOrchestratorNamingAnotherAddressPutsNothingOnIt(t *testing.T) {
 	}))
 	defer hook.Close()
 	var out, errOut bytes.Buffer
-	if err := run(context.Background(), []string{"-region", "FRA", "-once", "-listen", "", "-spool-dir", t.TempDir(),
+	if err := Run(context.Background(), []string{"-region", "FRA", "-once", "-listen", "", "-spool-dir", t.TempDir(),
 		"-discovery", "webhook", "-webhook-url", hook.URL,
 		"-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name}, &out, &errOut); err != nil {
 		t.Fatalf("run: %v\n%s", err, errOut.String())
