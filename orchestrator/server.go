@@ -28,7 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lpgauge/lpgauge/capability"
-	"github.com/lpgauge/lpgauge/orchestrator/mp4"
+	"github.com/lpgauge/lpgauge/media/mp4"
 )
 
 // aiWorkerProtocol is the Authorization value URL-mode gateways send;

@@ -19,8 +19,8 @@ targets=(
   "./orchestrator           FuzzDecodeRequest"
   "./tester/probe           FuzzValidateImages"
   "./tester/probe           FuzzDecodeMedia"
-  "./tester/probe           FuzzParseMP4"
-  "./tester/probe           FuzzCheckPNG"
+  "./media/mp4              FuzzParseMP4"
+  "./media/pngfile          FuzzCheckPNG"
 )
 
 start=$(date +%s)

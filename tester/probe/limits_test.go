@@ -149,7 +149,7 @@ func honestMaximum(t *testing.T, slug string, req *Request) (ct, body string, me
 	case "text-to-speech":
 		// 48 kHz 32-bit float mono for as long as the bound allows.
 		secs := 5 + 0.2*float64(len(req.Expect.(string)))
-		return js, `{"audio":{"url":"%s"}}`, wav(secs, 48000, 4)
+		return js, `{"audio":{"url":"%s"}}`, silentWAV(secs, 48000, 4)
 	}
 	t.Fatalf("no honest maximum for %s", slug)
 	return
@@ -162,8 +162,8 @@ func initMap(m map[string]any) map[string]any {
 	return m
 }
 
-// wav is a silent WAV of secs at rate with size-byte samples.
-func wav(secs float64, rate, size int) []byte {
+// silentWAV is a silent WAV of secs at rate with size-byte samples.
+func silentWAV(secs float64, rate, size int) []byte {
 	n := int(secs*float64(rate)) * size
 	b := make([]byte, 44+n)
 	copy(b, "RIFF")
