@@ -21,6 +21,7 @@ import (
 	"github.com/lpgauge/lpgauge/contracts"
 	"github.com/lpgauge/lpgauge/internal/chtest"
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 )
 
 // Pipelines and models of the seeded network.
@@ -113,7 +114,7 @@ func ProbesOn(t *testing.T, db *chtest.DB) Network {
 		rows = append(rows, probe(D, "FRA", I2V, M2, ts, false, 9*s, 0, false))
 		rows = append(rows, probe(C, "LAX", I2V, M2, ts, true, 8*s, 6*s, true))
 	}
-	if err := results.Insert(context.Background(), db.Conn, db.Name, rows); err != nil {
+	if err := resultsdb.Insert(context.Background(), db.Conn, db.Name, rows); err != nil {
 		t.Fatal(err)
 	}
 	return n

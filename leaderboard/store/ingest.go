@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 )
 
 // ErrContested means another claim of the same post is live and its row is
@@ -424,7 +425,7 @@ func (c *ClickHouse) storePosts(ctx context.Context, items []*claimItem) error {
 	for i := range rows {
 		rows[i].BatchID = batchID
 	}
-	if err := results.Insert(ctx, c.conn, c.db, rows); err != nil {
+	if err := resultsdb.Insert(ctx, c.conn, c.db, rows); err != nil {
 		return unavailable("ingest", err)
 	}
 	return nil
