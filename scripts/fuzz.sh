@@ -14,7 +14,7 @@ targets=(
   "./leaderboard/api        FuzzPostStats"
   "./gateway/pm             FuzzDecodeHeader"
   "./orchestrator/payment   FuzzGateCheck"
-  "./orchestrator           FuzzParseAIModels"
+  "./orchestrator/aimodels  FuzzParseAIModels"
   "./orchestrator           FuzzShapeResult"
   "./orchestrator           FuzzDecodeRequest"
   "./tester/probe           FuzzValidateImages"

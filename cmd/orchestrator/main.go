@@ -25,6 +25,8 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
+	"github.com/lpgauge/lpgauge/orchestrator/cpurunner"
 	"github.com/lpgauge/lpgauge/orchestrator/gpu"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
 	"github.com/lpgauge/lpgauge/orchestrator/payment"
@@ -107,7 +109,7 @@ func run(ctx context.Context, args []string) error {
 	if *ethAddr != "" && !common.IsHexAddress(*ethAddr) {
 		return fmt.Errorf("-ethAddr %q: want a 0x address (40 hex digits)", *ethAddr)
 	}
-	models, err := orchestrator.ParseAIModels(*aiModels)
+	models, err := aimodels.Parse(*aiModels)
 	if err != nil {
 		return err
 	}
@@ -162,7 +164,7 @@ func run(ctx context.Context, args []string) error {
 	var extra http.Handler
 	switch *runnersKind {
 	case "cpu":
-		cpu, err := orchestrator.NewCPURunners(models, orchestrator.CPURunnersConfig{
+		cpu, err := cpurunner.New(models, cpurunner.Config{
 			Latency: lat, DefaultCapacity: *capacity, Logger: log,
 		})
 		if err != nil {

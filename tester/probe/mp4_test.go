@@ -17,6 +17,8 @@ import (
 	"github.com/lpgauge/lpgauge/media/mp4"
 	"github.com/lpgauge/lpgauge/media/pngfile"
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
+	"github.com/lpgauge/lpgauge/orchestrator/cpurunner"
 )
 
 // muxVideo is a w×h MP4 of n frames of frameBytes each at fps, from the
@@ -121,11 +123,11 @@ func TestImageToVideoFramesPerModel(t *testing.T) {
 func TestImageToVideoAgainstReferenceOrchestrator(t *testing.T) {
 	const model = "stabilityai/stable-video-diffusion-img2vid-xt"
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	models, err := orchestrator.ParseAIModels("image-to-video:" + model + ":true")
+	models, err := aimodels.Parse("image-to-video:" + model + ":true")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cpu, err := orchestrator.NewCPURunners(models, orchestrator.CPURunnersConfig{Logger: quiet})
+	cpu, err := cpurunner.New(models, cpurunner.Config{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
