@@ -154,24 +154,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		member = &m
 	}
-	s := &Server{Dir: opts.Dir, keepDir: opts.Dir != ""}
-	if s.Dir == "" {
-		d, err := os.MkdirTemp("", "lpgauge-clickhouse-")
-		if err != nil {
-			return nil, fmt.Errorf("create clickhouse dir: %w", err)
-		}
-		s.Dir = d
-	}
-	abs, err := filepath.Abs(s.Dir)
+	s := &Server{keepDir: opts.Dir != ""}
+	dir, err := procgroup.WorkDir(opts.Dir, "lpgauge-clickhouse-", "data", "tmp", "user_files", "format_schemas", "log")
 	if err != nil {
 		return nil, err
 	}
-	s.Dir = abs
-	for _, sub := range []string{"data", "tmp", "user_files", "format_schemas", "log"} {
-		if err := os.MkdirAll(filepath.Join(s.Dir, sub), 0o755); err != nil {
-			return nil, fmt.Errorf("create clickhouse dir: %w", err)
-		}
-	}
+	s.Dir = dir
 	tcp, httpPort := opts.TCPPort, opts.HTTPPort
 	if tcp == 0 {
 		if tcp, err = FreePort(); err != nil {

@@ -9,6 +9,12 @@ import (
 	"os/exec"
 	"syscall"
 	"time"
+
+	"os"
+
+	"strings"
+
+	"path/filepath"
 )
 
 // Proc is a started child process.
@@ -67,4 +73,28 @@ func (p *Proc) Stop(grace time.Duration) {
 	case <-time.After(grace):
 		p.Kill()
 	}
+}
+
+// WorkDir prepares the directory a child server keeps its files in: dir
+// when given (the caller keeps it), else a fresh temporary one named after
+// prefix (the caller removes it when the server stops). It returns the
+// absolute path, with each of subdirs created inside.
+func WorkDir(dir, prefix string, subdirs ...string) (string, error) {
+	if dir == "" {
+		d, err := os.MkdirTemp("", prefix)
+		if err != nil {
+			return "", fmt.Errorf("create %s dir: %w", strings.TrimSuffix(prefix, "-"), err)
+		}
+		dir = d
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("work dir %s: %w", dir, err)
+	}
+	for _, sub := range subdirs {
+		if err := os.MkdirAll(filepath.Join(abs, sub), 0o755); err != nil {
+			return "", fmt.Errorf("create %s: %w", filepath.Join(abs, sub), err)
+		}
+	}
+	return abs, nil
 }

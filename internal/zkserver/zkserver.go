@@ -87,22 +87,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			cp = fcp
 		}
 	}
-	s := &Server{Dir: opts.Dir, keep: opts.Dir != ""}
-	if s.Dir == "" {
-		d, err := os.MkdirTemp("", "lpgauge-zookeeper-")
-		if err != nil {
-			return nil, fmt.Errorf("create zookeeper dir: %w", err)
-		}
-		s.Dir = d
-	}
-	abs, err := filepath.Abs(s.Dir)
+	s := &Server{keep: opts.Dir != ""}
+	dir, err := procgroup.WorkDir(opts.Dir, "lpgauge-zookeeper-", "data")
 	if err != nil {
 		return nil, err
 	}
-	s.Dir = abs
-	if err := os.MkdirAll(filepath.Join(s.Dir, "data"), 0o755); err != nil {
-		return nil, fmt.Errorf("create zookeeper dir: %w", err)
-	}
+	s.Dir = dir
 	port := opts.Port
 	if port == 0 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")

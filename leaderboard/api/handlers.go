@@ -133,21 +133,10 @@ func entryFor(a store.Aggregate, median float64) aggregatedEntry {
 }
 
 func (s *Server) aggregatedStats(c *gin.Context) {
-	q := c.Request.URL.Query()
-	p, err := s.parseParams(q)
-	if err != nil {
-		fail(c, http.StatusBadRequest, err.Error())
-		return
-	}
 	// Additive: global=1 adds a GLOBAL entry per orchestrator, every region
 	// pooled (weighted by samples), beside the regional ones.
-	global, err := boolParam(q, "global")
-	if err != nil {
-		fail(c, http.StatusBadRequest, err.Error())
-		return
-	}
-	if global && p.region != "" {
-		fail(c, http.StatusBadRequest, "global=1 adds a GLOBAL entry pooled over every region: leave region out (or ask region=GLOBAL alone)")
+	p, global, ok := s.globalParams(c, "global=1 adds a GLOBAL entry pooled over every region: leave region out (or ask region=GLOBAL alone)")
+	if !ok {
 		return
 	}
 	out := map[string]map[string]aggregatedEntry{}

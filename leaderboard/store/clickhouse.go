@@ -122,23 +122,7 @@ func where(f Filter, skipOrchestrator bool) (string, []any) {
 	args := []any{
 		unixSec(f.Since), unixSec(f.Until), unixMilli(f.Since), unixMilli(f.Until),
 	}
-	if f.Pipeline != "" {
-		conds = append(conds, "pipeline = ?")
-		args = append(args, f.Pipeline)
-	}
-	if f.Model != "" {
-		conds = append(conds, "model = ?")
-		args = append(args, f.Model)
-	}
-	if f.Region != "" && f.Region != regions.Global {
-		conds = append(conds, "region = ?")
-		args = append(args, f.Region)
-	}
-	if f.Orchestrator != "" && !skipOrchestrator {
-		conds = append(conds, "orchestrator = ?")
-		args = append(args, f.Orchestrator)
-	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return dimensions(conds, args, f, skipOrchestrator)
 }
 
 func unixSec(t time.Time) uint32 {

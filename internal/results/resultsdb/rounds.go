@@ -17,12 +17,8 @@ const RoundColumns = "round_id, region, tester_id, slot, started_at, started_at_
 
 func ms(t time.Time) uint16 { return uint16(t.Nanosecond() / int(time.Millisecond)) }
 
-func u32(n int) uint32 {
-	if n < 0 {
-		return 0
-	}
-	return uint32(n)
-}
+// u32 is a count as its UInt32 column holds it, negative as 0.
+func u32(n int) uint32 { return uint32(nonNeg(int64(n))) }
 
 // InsertRounds writes round records in one batch.
 func InsertRounds(ctx context.Context, conn driver.Conn, db string, rows []results.Round) error {
