@@ -199,29 +199,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 
-	timeout := opts.StartTimeout
-	if timeout == 0 {
-		timeout = 30 * time.Second
+	ready := func() bool { return ping(ctx, s.TCPAddr) && (member == nil || zooKeeperReady(ctx, s.TCPAddr)) }
+	if err := s.proc.WaitReady(ctx, opts.StartTimeout, ready); err != nil {
+		tail := s.logTail()
+		s.Stop()
+		return nil, fmt.Errorf("clickhouse-server on %s: %w: %s", s.TCPAddr, err, tail)
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		select {
-		case <-s.proc.Done():
-			return nil, fmt.Errorf("clickhouse-server exited during start (%v): %s", s.proc.Err(), s.logTail())
-		case <-ctx.Done():
-			s.Stop()
-			return nil, ctx.Err()
-		default:
-		}
-		if ping(ctx, s.TCPAddr) && (member == nil || zooKeeperReady(ctx, s.TCPAddr)) {
-			return s, nil
-		}
-		if time.Now().After(deadline) {
-			s.Stop()
-			return nil, fmt.Errorf("clickhouse-server did not accept connections on %s within %s: %s", s.TCPAddr, timeout, s.logTail())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return s, nil
 }
 
 // ping checks that the native port answers a query: the port accepting TCP

@@ -15,6 +15,10 @@ import (
 	"strings"
 
 	"path/filepath"
+
+	"errors"
+
+	"context"
 )
 
 // Proc is a started child process.
@@ -97,4 +101,34 @@ func WorkDir(dir, prefix string, subdirs ...string) (string, error) {
 		}
 	}
 	return abs, nil
+}
+
+// ErrExited is wrapped by WaitReady when the child exits before it is ready.
+var ErrExited = errors.New("exited during start")
+
+// WaitReady polls ready every 100 ms until it reports true, and fails when
+// the child exits first, ctx ends, or timeout (30 s when 0) passes: a child
+// server's port opening is not the server being ready, so callers say what
+// ready means.
+func (p *Proc) WaitReady(ctx context.Context, timeout time.Duration, ready func() bool) error {
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case <-p.Done():
+			return fmt.Errorf("%w (%v)", ErrExited, p.Err())
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		if ready() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready within %s", timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

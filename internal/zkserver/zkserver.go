@@ -130,29 +130,12 @@ admin.enableServer=false
 		return nil, fmt.Errorf("start zookeeper: %w", err)
 	}
 
-	timeout := opts.StartTimeout
-	if timeout == 0 {
-		timeout = 30 * time.Second
+	if err := s.proc.WaitReady(ctx, opts.StartTimeout, func() bool { return Serving(s.Addr) }); err != nil {
+		tail := s.logTail()
+		s.Stop()
+		return nil, fmt.Errorf("zookeeper on %s: %w: %s", s.Addr, err, tail)
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		select {
-		case <-s.proc.Done():
-			return nil, fmt.Errorf("zookeeper exited during start (%v): %s", s.proc.Err(), s.logTail())
-		case <-ctx.Done():
-			s.Stop()
-			return nil, ctx.Err()
-		default:
-		}
-		if Serving(s.Addr) {
-			return s, nil
-		}
-		if time.Now().After(deadline) {
-			s.Stop()
-			return nil, fmt.Errorf("zookeeper did not answer on %s within %s: %s", s.Addr, timeout, s.logTail())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return s, nil
 }
 
 // Serving reports whether the server at addr serves client requests. It

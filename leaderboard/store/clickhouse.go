@@ -168,28 +168,38 @@ func (c *ClickHouse) aggregatesRaw(ctx context.Context, f Filter) ([]Aggregate, 
 // scanAggregates runs q, whose columns are orchestrator, region, pipeline,
 // model, probes, successes, excused, rtt sum (µs), rtt count, last tested.
 func (c *ClickHouse) scanAggregates(ctx context.Context, q string, args []any) ([]Aggregate, error) {
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("aggregates", err)
-	}
-	defer rows.Close()
-	var out []Aggregate
-	for rows.Next() {
+	return queryRows(ctx, c, "aggregates", q, args, func(rows driver.Rows) (Aggregate, error) {
 		var a Aggregate
 		var rttSum, rttN uint64
-		if err := rows.Scan(&a.Orchestrator, &a.Region, &a.Pipeline, &a.Model, &a.Probes, &a.Successes, &a.Excused, &rttSum, &rttN, &a.LastTested); err != nil {
-			return nil, unavailable("aggregates: scan", err)
-		}
+		err := rows.Scan(&a.Orchestrator, &a.Region, &a.Pipeline, &a.Model, &a.Probes, &a.Successes, &a.Excused, &rttSum, &rttN, &a.LastTested)
 		if rttN > 0 {
 			a.MeanRTTSeconds = float64(rttSum) / float64(rttN) / 1e6
 		}
 		a.LastTested = a.LastTested.UTC()
-		out = append(out, a)
+		return a, err
+	})
+}
+
+// queryRows runs q and turns each row into a T with scan; what names the
+// query in the errors (a store that does not answer is ErrUnavailable).
+func queryRows[T any](ctx context.Context, c *ClickHouse, what, q string, args []any, scan func(driver.Rows) (T, error)) ([]T, error) {
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	rows, err := c.conn.Query(cctx, q, args...)
+	if err != nil {
+		return nil, unavailable(what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, unavailable(what+": scan", err)
+		}
+		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, unavailable("aggregates", err)
+		return nil, unavailable(what, err)
 	}
 	return out, nil
 }
@@ -248,27 +258,13 @@ func (c *ClickHouse) pipelinesRaw(ctx context.Context, f Filter) ([]Pipeline, er
 
 // scanPipelines runs q, whose columns are pipeline, models, regions.
 func (c *ClickHouse) scanPipelines(ctx context.Context, q string, args []any) ([]Pipeline, error) {
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("pipelines", err)
-	}
-	defer rows.Close()
-	var out []Pipeline
-	for rows.Next() {
+	return queryRows(ctx, c, "pipelines", q, args, func(rows driver.Rows) (Pipeline, error) {
 		var p Pipeline
-		if err := rows.Scan(&p.ID, &p.Models, &p.Regions); err != nil {
-			return nil, unavailable("pipelines: scan", err)
-		}
+		err := rows.Scan(&p.ID, &p.Models, &p.Regions)
 		sort.Strings(p.Models)
 		sort.Strings(p.Regions)
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("pipelines", err)
-	}
-	return out, nil
+		return p, err
+	})
 }
 
 const rawColumns = "probe_id, batch_id, round_id, region, tester_id, source, orchestrator, service_uri, pipeline, model, warm," +

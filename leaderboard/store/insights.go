@@ -12,6 +12,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/lpgauge/lpgauge/internal/chclient"
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/leaderboard/score"
@@ -208,33 +210,19 @@ func (c *ClickHouse) historyRaw(ctx context.Context, f Filter, b Bucket) ([]Hist
 // bucket start, scored probes, successes, RTT sum µs, RTT count, successful
 // server times µs), and turns them into points.
 func (c *ClickHouse) queryHistory(ctx context.Context, q string, args []any) ([]HistoryPoint, error) {
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("history", err)
-	}
-	defer rows.Close()
-	var out []HistoryPoint
-	for rows.Next() {
+	return queryRows(ctx, c, "history", q, args, func(rows driver.Rows) (HistoryPoint, error) {
 		var p HistoryPoint
 		var rttSum, rttN uint64
 		var server []uint64
-		if err := rows.Scan(&p.Region, &p.Start, &p.Probes, &p.Successes, &rttSum, &rttN, &server); err != nil {
-			return nil, unavailable("history: scan", err)
-		}
+		err := rows.Scan(&p.Region, &p.Start, &p.Probes, &p.Successes, &rttSum, &rttN, &server)
 		p.Start = p.Start.UTC()
 		if rttN > 0 {
 			p.MeanRTTSeconds = float64(rttSum) / float64(rttN) / 1e6
 		}
 		xs := seconds(server)
 		p.ServerP50, p.ServerP95 = score.Percentile(xs, 0.5), score.Percentile(xs, 0.95)
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("history", err)
-	}
-	return out, nil
+		return p, err
+	})
 }
 
 // BucketMedians implements Store.
@@ -276,27 +264,13 @@ func (c *ClickHouse) Errors(ctx context.Context, f Filter) ([]ErrorGroup, error)
 		" FROM " + c.table() + w + " AND outcome != 'success'" +
 		" GROUP BY o, reg, pipeline, model, error_class, error_code" +
 		" ORDER BY n DESC, o, reg, pipeline, model, error_class, error_code"
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("errors", err)
-	}
-	defer rows.Close()
-	var out []ErrorGroup
-	for rows.Next() {
+	return queryRows(ctx, c, "errors", q, args, func(rows driver.Rows) (ErrorGroup, error) {
 		var g ErrorGroup
 		var o string
-		if err := rows.Scan(&o, &g.Region, &g.Pipeline, &g.Model, &g.ErrorClass, &g.ErrorCode, &g.Count, &g.LastMessage, &g.LastSeen); err != nil {
-			return nil, unavailable("errors: scan", err)
-		}
+		err := rows.Scan(&o, &g.Region, &g.Pipeline, &g.Model, &g.ErrorClass, &g.ErrorCode, &g.Count, &g.LastMessage, &g.LastSeen)
 		g.Outcome, g.LastSeen = results.Outcome(o), g.LastSeen.UTC()
-		out = append(out, g)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("errors", err)
-	}
-	return out, nil
+		return g, err
+	})
 }
 
 // FailureStreaks implements Store.
