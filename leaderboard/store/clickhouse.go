@@ -183,25 +183,36 @@ func (c *ClickHouse) scanAggregates(ctx context.Context, q string, args []any) (
 // queryRows runs q and turns each row into a T with scan; what names the
 // query in the errors (a store that does not answer is ErrUnavailable).
 func queryRows[T any](ctx context.Context, c *ClickHouse, what, q string, args []any, scan func(driver.Rows) (T, error)) ([]T, error) {
+	var out []T
+	if err := queryEach(ctx, c, what, q, args, func(rows driver.Rows) error {
+		v, err := scan(rows)
+		out = append(out, v)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// queryEach runs q and calls each for every row, under the store's query
+// timeout; a failed query, row or scan is unavailable(what, …).
+func queryEach(ctx context.Context, c *ClickHouse, what, q string, args []any, each func(driver.Rows) error) error {
 	cctx, cancel := c.ctx(ctx)
 	defer cancel()
 	rows, err := c.conn.Query(cctx, q, args...)
 	if err != nil {
-		return nil, unavailable(what, err)
+		return unavailable(what, err)
 	}
 	defer rows.Close()
-	var out []T
 	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, unavailable(what+": scan", err)
+		if err := each(rows); err != nil {
+			return unavailable(what+": scan", err)
 		}
-		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, unavailable(what, err)
+		return unavailable(what, err)
 	}
-	return out, nil
+	return nil
 }
 
 // medianRTTsRaw is MedianRTTs from raw rows only. ClickHouse's median is not
@@ -220,25 +231,18 @@ func (c *ClickHouse) medianRTTsRaw(ctx context.Context, f Filter) (map[Key]float
 
 // scanMedians runs q, whose columns are pipeline, model, n, median (µs).
 func (c *ClickHouse) scanMedians(ctx context.Context, q string, args []any) (map[Key]float64, error) {
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("median", err)
-	}
-	defer rows.Close()
 	out := map[Key]float64{}
-	for rows.Next() {
+	if err := queryEach(ctx, c, "median", q, args, func(rows driver.Rows) error {
 		var k Key
 		var n uint64
 		var med float64
 		if err := rows.Scan(&k.Pipeline, &k.Model, &n, &med); err != nil {
-			return nil, unavailable("median: scan", err)
+			return err
 		}
 		out[k] = med / 1e6
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("median", err)
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -262,24 +262,17 @@ func (c *ClickHouse) cachedMedians(ctx context.Context, f Filter, s span, t part
 
 // scanSorted runs q, whose columns are pipeline, model, sorted values.
 func (c *ClickHouse) scanSorted(ctx context.Context, q string, args []any) (map[Key][]uint64, error) {
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("median", err)
-	}
-	defer rows.Close()
 	out := map[Key][]uint64{}
-	for rows.Next() {
+	if err := queryEach(ctx, c, "median", q, args, func(rows driver.Rows) error {
 		var k Key
 		var v []uint64
 		if err := rows.Scan(&k.Pipeline, &k.Model, &v); err != nil {
-			return nil, unavailable("median: scan", err)
+			return err
 		}
 		out[k] = v
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("median", err)
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
