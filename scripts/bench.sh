@@ -174,7 +174,7 @@ fi
   w100=$(m BenchmarkInsert/batch=100 rows/s)
   for s in 100 1000 10000; do
     v=$(m "BenchmarkInsert/batch=$s" rows/s)
-    echo "| writer | results.Insert into probe_results (views to rollups), batch $s | rows/s | $(fmt "$v" 0) | batch 100 | $(ratio "$v" "$w100") | — |"
+    echo "| writer | resultsdb.Insert into probe_results (views to rollups), batch $s | rows/s | $(fmt "$v" 0) | batch 100 | $(ratio "$v" "$w100") | — |"
   done
 
   for mode in sequential concurrent=4; do
