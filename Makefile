@@ -17,7 +17,7 @@ CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 export CGO_CFLAGS
 TAGS      ?= chdb
 
-.PHONY: fuzz all deps deps-demo build demo test vet fmt-check test-go runner-image bench clean
+.PHONY: fuzz all deps deps-demo build demo test test-gpu vet fmt-check test-go runner-image bench clean
 
 all: build
 
@@ -45,6 +45,7 @@ demo: deps-demo build
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags '$(TAGS)' ./...
+	$(GO) vet -tags gpu ./orchestrator/gpu/
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -55,6 +56,12 @@ test-go:
 # Every test: formatting, vet, and the race-enabled suite against the real
 # ClickHouse server and Docker engine.
 test: deps fmt-check vet test-go fuzz
+
+# The real-GPU test, on a machine with an NVIDIA driver: lists the GPUs
+# through NVML and fails when there are none. Not part of `make test` (CI has
+# no GPU), so it is built only with the gpu tag rather than skipped.
+test-gpu:
+	$(GO) test -tags gpu -count=1 -v -run TestRealNVML ./orchestrator/gpu/
 
 # Every fuzz target briefly (FUZZTIME each); what they find is committed as
 # corpus files under the package's testdata/fuzz/ and replayed by test-go.

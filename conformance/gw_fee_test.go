@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/lpgauge/lpgauge/media/wav"
 	"github.com/lpgauge/lpgauge/tester/probe"
 )
 
@@ -101,7 +102,7 @@ func TestGatewayUnitsPerPipeline(t *testing.T) {
 		"llm":                func(t *testing.T, f gwForm) int64 { return f.num(t, "max_tokens", 256) },
 		"text-to-speech":     func(t *testing.T, f gwForm) int64 { return int64(len(f.json["text"].(string))) },
 		"audio-to-text": func(t *testing.T, f gwForm) int64 {
-			secs, err := probe.WAVDuration(f.files["audio"])
+			secs, err := wav.Duration(f.files["audio"], int64(len(f.files["audio"])))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -22,6 +22,7 @@ import (
 	"github.com/lpgauge/lpgauge/gateway"
 	"github.com/lpgauge/lpgauge/gateway/pm"
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/media/pngfile"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
 	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
 	"github.com/lpgauge/lpgauge/tester/preparer"
@@ -135,7 +136,7 @@ func (o *gwOrch) jobs(count *atomic.Int64) http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		_, _ = w.Write(probe.PNG(width, height, 1))
+		_, _ = w.Write(pngfile.Gradient(width, height, 1))
 	})
 	return mux
 }

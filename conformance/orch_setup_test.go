@@ -24,6 +24,8 @@ import (
 	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/gateway/pm"
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
+	"github.com/lpgauge/lpgauge/orchestrator/cpurunner"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
 	"github.com/lpgauge/lpgauge/orchestrator/payment"
 	"github.com/lpgauge/lpgauge/orchestrator/runner"
@@ -151,9 +153,9 @@ func vecStates(t2iPrice int64) func() []orchestrator.ModelState {
 	}
 }
 
-func vecModels(t testing.TB, js string) []orchestrator.AIModel {
+func vecModels(t testing.TB, js string) []aimodels.Model {
 	t.Helper()
-	m, err := orchestrator.ParseAIModels(js)
+	m, err := aimodels.Parse(js)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +204,7 @@ type jobOrchestrator struct {
 	rpc     *lprpc.Server
 	client  lpnet.OrchestratorClient
 	url     string
-	runners *orchestrator.CPURunners
+	runners *cpurunner.Runners
 }
 
 func newJobOrchestrator(t testing.TB, ev, t2iPrice int64) *jobOrchestrator {
@@ -210,7 +212,7 @@ func newJobOrchestrator(t testing.TB, ev, t2iPrice int64) *jobOrchestrator {
 	js := `[{"pipeline":"text-to-image","model_id":"ByteDance/SDXL-Lightning","warm":true,"price_per_unit":` +
 		big.NewInt(t2iPrice).String() + `,"pixels_per_unit":1}]`
 	models := vecModels(t, js)
-	cpu, err := orchestrator.NewCPURunners(models, orchestrator.CPURunnersConfig{Latency: runner.Latency{Mean: time.Millisecond}, DefaultCapacity: 1})
+	cpu, err := cpurunner.New(models, cpurunner.Config{Latency: runner.Latency{Mean: time.Millisecond}, DefaultCapacity: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,8 @@ import (
 	"github.com/lpgauge/lpgauge/leaderboard/api"
 	"github.com/lpgauge/lpgauge/leaderboard/store"
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
+	"github.com/lpgauge/lpgauge/orchestrator/cpurunner"
 	"github.com/lpgauge/lpgauge/orchestrator/gpu"
 	"github.com/lpgauge/lpgauge/orchestrator/runner"
 	"github.com/lpgauge/lpgauge/orchestrator/runtime"
@@ -132,11 +134,11 @@ func exerciseComponents(t *testing.T) []scrape {
 
 	// The reference orchestrator as cmd/orchestrator builds it without a
 	// runtime: CPU runners, the off-chain gate, its own registry on /metrics.
-	models, err := orchestrator.ParseAIModels("text-to-image:ByteDance/SDXL-Lightning:true")
+	models, err := aimodels.Parse("text-to-image:ByteDance/SDXL-Lightning:true")
 	if err != nil {
 		t.Fatal(err)
 	}
-	runners, err := orchestrator.NewCPURunners(models, orchestrator.CPURunnersConfig{Latency: runner.Latency{}})
+	runners, err := cpurunner.New(models, cpurunner.Config{Latency: runner.Latency{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lpgauge/lpgauge/internal/chtest"
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 )
 
 func TestMain(m *testing.M) { chtest.Main(m) }
@@ -203,7 +204,7 @@ func seed(t *testing.T, db *chtest.DB, w window) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := results.Insert(ctx, db.Conn, db.Name, rows); err != nil {
+	if err := resultsdb.Insert(ctx, db.Conn, db.Name, rows); err != nil {
 		t.Fatal(err)
 	}
 }

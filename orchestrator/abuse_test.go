@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
+	"github.com/lpgauge/lpgauge/orchestrator/cpurunner"
 	"github.com/lpgauge/lpgauge/orchestrator/runner"
 )
 
@@ -209,11 +211,11 @@ func wavHeader(size int) []byte {
 // all 95 MB before the 402). The same for a request no capacity is left
 // for, and one whose declared size is over its pipeline's bound.
 func TestAbuseRefusedUploadsAreNotRead(t *testing.T) {
-	ms, err := ParseAIModels("audio-to-text:openai/whisper-large-v3:true,text-to-image:ByteDance/SDXL-Lightning:true")
+	ms, err := aimodels.Parse("audio-to-text:openai/whisper-large-v3:true,text-to-image:ByteDance/SDXL-Lightning:true")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cr, err := NewCPURunners(ms, CPURunnersConfig{Latency: runner.Latency{Mean: 3 * time.Second}})
+	cr, err := cpurunner.New(ms, cpurunner.Config{Latency: runner.Latency{Mean: 3 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
+	"github.com/lpgauge/lpgauge/orchestrator/cpurunner"
 	"github.com/lpgauge/lpgauge/orchestrator/runner"
 )
 
@@ -37,11 +39,11 @@ func BenchmarkOverhead(b *testing.B) {
 
 func benchOverhead(b *testing.B, workers int) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ms, err := ParseAIModels(t2iModel)
+	ms, err := aimodels.Parse(t2iModel)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cr, err := NewCPURunners(ms, CPURunnersConfig{Latency: runner.Latency{}, DefaultCapacity: workers, Logger: quiet})
+	cr, err := cpurunner.New(ms, cpurunner.Config{Latency: runner.Latency{}, DefaultCapacity: workers, Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}

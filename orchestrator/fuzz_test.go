@@ -18,58 +18,8 @@ import (
 	"time"
 
 	"github.com/lpgauge/lpgauge/capability"
+	"github.com/lpgauge/lpgauge/orchestrator/mediastore"
 )
-
-// FuzzParseAIModels: -aiModels text never panics; what parses is valid, and
-// written back as a JSON array it parses to the same entries.
-func FuzzParseAIModels(f *testing.F) {
-	for _, s := range []string{
-		"text-to-image:ByteDance/SDXL-Lightning:true,llm:meta-llama/Meta-Llama-3.1-8B-Instruct:false",
-		`[{"pipeline":"text-to-image","model_id":"ByteDance/SDXL-Lightning","warm":true,"capacity":2,"optimization_flags":{"SFAST":true,"DEEPCACHE":false}}]`,
-		`[{"pipeline":"llm","model_id":"m","price_per_unit":"0.18","pixels_per_unit":"1e6","currency":"USD","url":"http://127.0.0.1:9100","token":"secret"}]`,
-		`[{"pipeline":"image-to-video","model_id":"m","price_per_unit":"3/2","optimization_flags":{"N":1.5e3}}]`,
-		`[{"pipeline":"audio-to-text","model_id":"m","price_per_unit":1e-300,"pixels_per_unit":1e9}]`,
-		`[{"pipeline":"text-to-image","model_id":"m","price_per_unit":"1e1000000"}]`,
-		`[{"pipeline":"text-to-image","model_id":"m","optimization_flags":{"x":null}}]`,
-		`[{"pipeline":"live-video-to-video","model_id":"m"}]`,
-		`[{"pipeline":"text-to-image","model_id":"m","warmth":true}]`,
-		`[]`, `{}`, `[`, `[null]`, `[1]`,
-		"llm:a:true,llm:a:false", "::", ",", "a:b:c:d",
-	} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if !strings.HasPrefix(strings.TrimSpace(s), "[") && strings.ContainsAny(s, "/.") && !strings.Contains(s, ":") {
-			return // could name a file on this machine; files are covered by testdata
-		}
-		models, err := ParseAIModels(s)
-		if err != nil {
-			if !strings.HasPrefix(err.Error(), "aiModels") {
-				t.Fatalf("%q: error %q does not say it is about aiModels", s, err)
-			}
-			return
-		}
-		if err := ValidateAIModels(models); err != nil {
-			t.Fatalf("%q: parsed entries do not validate: %v", s, err)
-		}
-		for i, m := range models {
-			if _, ok := capability.BySlug(m.Pipeline); !ok || m.ModelID == "" || m.Capacity < 0 {
-				t.Fatalf("%q: entry %d accepted: %+v", s, i, m)
-			}
-		}
-		again, err := json.Marshal(models)
-		if err != nil {
-			t.Fatalf("%q: parsed entries do not encode: %v", s, err)
-		}
-		back, err := ParseAIModels(string(again))
-		if err != nil {
-			t.Fatalf("%q: re-encoded as %s, refused: %v", s, again, err)
-		}
-		if b2, _ := json.Marshal(back); !bytes.Equal(again, b2) {
-			t.Fatalf("%q: round trip changed the entries:\n%s\n%s", s, again, b2)
-		}
-	})
-}
 
 func pngOf(w, h int) []byte {
 	var b bytes.Buffer
@@ -106,7 +56,7 @@ func FuzzShapeResult(f *testing.F) {
 	pipes := []capability.Pipeline{mustPipe(capability.TextToImage), mustPipe(capability.ImageToVideo), mustPipe(capability.AudioToText)}
 	f.Fuzz(func(t *testing.T, which uint8, urlMode bool, raw string) {
 		p := pipes[int(which)%len(pipes)]
-		s := &Server{cfg: Config{ServiceURI: "https://o.test:8935"}, store: newMediaStore(time.Minute, 64<<20)}
+		s := &Server{cfg: Config{ServiceURI: "https://o.test:8935"}, store: mediastore.New(time.Minute, 64<<20)}
 		r := httptest.NewRequest(http.MethodPost, "/"+p.Slug, nil)
 		if urlMode {
 			r.Header.Set("Authorization", aiWorkerProtocol)
@@ -141,7 +91,7 @@ func FuzzShapeResult(f *testing.F) {
 				return
 			}
 			id, name, _ := strings.Cut(rest, "/")
-			if _, ok := s.store.get(id, name); !ok {
+			if _, ok := s.store.Get(id, name); !ok {
 				t.Fatalf("%q: %s is not served", raw, u)
 			}
 		})

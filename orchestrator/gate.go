@@ -56,16 +56,3 @@ type offChainAdmission struct{}
 
 func (offChainAdmission) Pay(context.Context) error { return nil }
 func (offChainAdmission) Charge(int64)              {}
-
-// ModelState is the live state of one (pipeline, model) the orchestrator
-// serves; GetOrchestrator advertises it (warm, capacity, capacityInUse).
-type ModelState struct {
-	Pipeline      capability.Pipeline
-	Model         string
-	Warm          bool
-	Capacity      int // ready runners × per-runner concurrency
-	InUse         int
-	RunnerVersion string
-	PricePerUnit  int64 // wei per PixelsPerUnit units
-	PixelsPerUnit int64
-}

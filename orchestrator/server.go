@@ -28,7 +28,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lpgauge/lpgauge/capability"
-	"github.com/lpgauge/lpgauge/orchestrator/mp4"
+	"github.com/lpgauge/lpgauge/media/mp4"
+	"github.com/lpgauge/lpgauge/orchestrator/mediastore"
 )
 
 // aiWorkerProtocol is the Authorization value URL-mode gateways send;
@@ -221,7 +222,7 @@ type Server struct {
 	runners Runners
 	gate    Gate
 	log     *slog.Logger
-	store   *mediaStore
+	store   *mediastore.Store
 	metrics *metrics
 	reg     *prometheus.Registry
 	client  *http.Client
@@ -252,7 +253,7 @@ func New(cfg Config, runners Runners, gate Gate) (*Server, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s := &Server{
 		cfg: cfg, runners: runners, gate: gate, log: cfg.Logger,
-		store:   newMediaStore(cfg.ResultTTL, cfg.MaxResultBytes),
+		store:   mediastore.New(cfg.ResultTTL, cfg.MaxResultBytes),
 		budget:  newByteBudget(cfg.MaxBodyBytesInFlight),
 		line:    newFIFO(),
 		metrics: newMetrics(reg, runners),
@@ -277,7 +278,7 @@ func New(cfg Config, runners Runners, gate Gate) (*Server, error) {
 	op.HandleFunc("GET /status", s.status)
 	op.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.opHand = op
-	s.store.onChange = func(bytes int64, evicted int) {
+	s.store.OnChange = func(bytes int64, evicted int) {
 		s.metrics.media.Set(float64(bytes))
 		s.metrics.evicted.Add(float64(evicted))
 	}
@@ -309,7 +310,7 @@ func (s *Server) sweep() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			s.store.sweep()
+			s.store.Sweep()
 		}
 	}
 }
@@ -646,7 +647,7 @@ func (s *Server) shapeResult(r *http.Request, p capability.Pipeline, req aiReque
 		}
 	}
 	if r.Header.Get("Authorization") == aiWorkerProtocol {
-		id := newRequestID()
+		id := mediastore.NewRequestID()
 		base := s.cfg.ServiceURI
 		if base == "" {
 			scheme := "http"
@@ -681,7 +682,7 @@ func (s *Server) storeMedia(v any, requestID, base string) error {
 				if ext == "" {
 					ext = "bin"
 				}
-				name, err := s.store.put(requestID, mime, ext, data)
+				name, err := s.store.Put(requestID, mime, ext, data)
 				if err != nil {
 					return err
 				}
@@ -830,14 +831,14 @@ func checkFrame(data []byte, pixels *int64) error {
 }
 
 func (s *Server) serveMedia(w http.ResponseWriter, r *http.Request) {
-	m, ok := s.store.get(r.PathValue("id"), r.PathValue("name"))
+	m, ok := s.store.Get(r.PathValue("id"), r.PathValue("name"))
 	if !ok {
 		http.NotFound(w, r)
 		return
 	}
-	w.Header().Set("Content-Type", m.contentType)
-	w.Header().Set("Content-Length", strconv.Itoa(len(m.data)))
-	_, _ = w.Write(m.data)
+	w.Header().Set("Content-Type", m.ContentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(m.Data)))
+	_, _ = w.Write(m.Data)
 }
 
 // Status is the /status document.

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/lpgauge/lpgauge/capability"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
+	"github.com/lpgauge/lpgauge/orchestrator/cpurunner"
 	"github.com/lpgauge/lpgauge/orchestrator/runner"
 )
 
@@ -58,17 +60,17 @@ type rig struct {
 	url     string
 	op      string // the operator listener: /status, /metrics
 	srv     *Server
-	runners *CPURunners
+	runners *cpurunner.Runners
 	gate    *ledger
 }
 
 func newRig(t *testing.T, models string, lat runner.Latency, tweak func(*Config)) *rig {
 	t.Helper()
-	ms, err := ParseAIModels(models)
+	ms, err := aimodels.Parse(models)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cr, err := NewCPURunners(ms, CPURunnersConfig{Latency: lat})
+	cr, err := cpurunner.New(ms, cpurunner.Config{Latency: lat})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +387,7 @@ func TestExternalRunnerURL(t *testing.T) {
 		t.Errorf("via external runner: %d %s", resp.StatusCode, out)
 	}
 	srv.Close()
-	r.runners.check(r.runners.models[0].slots[0])
+	r.runners.CheckExternal()
 	if st := r.runners.States()[0]; st.Capacity != 0 {
 		t.Errorf("dead external runner still advertises capacity %d", st.Capacity)
 	}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
+	"github.com/lpgauge/lpgauge/orchestrator/cpurunner"
 	"github.com/lpgauge/lpgauge/orchestrator/gpu"
 	"github.com/lpgauge/lpgauge/orchestrator/runtime"
 )
@@ -76,11 +78,11 @@ func TestStatusSaysWhyCapacityIsZero(t *testing.T) {
 // Runners that report no reasons (the CPU runners) keep /status as it was:
 // no reason or engine_error keys.
 func TestStatusWithoutReasons(t *testing.T) {
-	ms, err := orchestrator.ParseAIModels("text-to-image:m:true")
+	ms, err := aimodels.Parse("text-to-image:m:true")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cpu, err := orchestrator.NewCPURunners(ms, orchestrator.CPURunnersConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cpu, err := cpurunner.New(ms, cpurunner.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/lpgauge/lpgauge/internal/chclient"
 	"github.com/lpgauge/lpgauge/internal/chserver"
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 	"github.com/lpgauge/lpgauge/internal/zkserver"
 	"github.com/lpgauge/lpgauge/schemas"
 )
@@ -60,7 +61,7 @@ func TestClusterKeepsEveryResultWhileAReplicaIsDown(t *testing.T) {
 		t.Helper()
 		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
-		if err := results.Insert(wctx, conn, db, rows); err != nil {
+		if err := resultsdb.Insert(wctx, conn, db, rows); err != nil {
 			t.Fatalf("insert %d rows into %s while a replica is down: %v", len(rows), db, err)
 		}
 	}

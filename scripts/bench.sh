@@ -56,9 +56,9 @@ step() { # name, then the go test command line
 B=(-run '^$' -benchmem=false)
 step tester env LPGAUGE_BENCH_FLEET="$FLEET" "$GO" test "${B[@]}" -bench 'ServerPhaseAccuracy' -benchtime 1x -count "$COUNT" -timeout 10m ./tester/
 step truth "$GO" test "${B[@]}" -bench 'Truth' -benchtime 1x -count 1 -timeout 10m ./tester/
-step pngcheck "$GO" test -run '^$' -benchmem -bench 'PNGValidation' -count "$COUNT" -timeout 5m ./tester/probe/
+step pngcheck "$GO" test -run '^$' -benchmem -bench 'PNGValidation' -count "$COUNT" -timeout 5m ./media/pngfile/
 step orchestrator "$GO" test "${B[@]}" -bench 'Overhead' -benchtime 1000x -count "$COUNT" -timeout 10m ./orchestrator/
-step writer "$GO" test "${B[@]}" -bench 'Insert' -benchtime 1s -count "$COUNT_SLOW" -timeout 10m ./internal/results/
+step writer "$GO" test "${B[@]}" -bench 'Insert' -benchtime 1s -count "$COUNT_SLOW" -timeout 10m ./internal/results/resultsdb/
 step leaderboard env LPGAUGE_BENCH_ROWS="$ROWS" LPGAUGE_BENCH_SHAPE="$SHAPE" LPGAUGE_BENCH_ROUND="$ROUND" "$GO" test "${B[@]}" -bench 'Reads' -benchtime 1x -count "$COUNT_SLOW" -timeout "$LB_TIMEOUT" ./leaderboard/store/
 step rss-tester "$GO" test "${B[@]}" -bench 'PeakRSS' -benchtime 1x -count "$COUNT_SLOW" -timeout 10m ./tester/node/
 step rss-leaderboard "$GO" test "${B[@]}" -bench 'PeakRSS' -benchtime 1x -count "$COUNT_SLOW" -timeout 10m ./cmd/leaderboard/
@@ -174,7 +174,7 @@ fi
   w100=$(m BenchmarkInsert/batch=100 rows/s)
   for s in 100 1000 10000; do
     v=$(m "BenchmarkInsert/batch=$s" rows/s)
-    echo "| writer | results.Insert into probe_results (views to rollups), batch $s | rows/s | $(fmt "$v" 0) | batch 100 | $(ratio "$v" "$w100") | — |"
+    echo "| writer | resultsdb.Insert into probe_results (views to rollups), batch $s | rows/s | $(fmt "$v" 0) | batch 100 | $(ratio "$v" "$w100") | — |"
   done
 
   for mode in sequential concurrent=4; do
@@ -221,11 +221,11 @@ fi
   echo
   echo "Each row is one \`go test -bench\` in the package it measures (raw output in \`$LOGS/\`):"
   echo
-  echo "- result-image check: \`go test -run '^\$' -bench PNGValidation -benchmem -count $COUNT ./tester/probe/\`"
+  echo "- result-image check: \`go test -run '^\$' -bench PNGValidation -benchmem -count $COUNT ./media/pngfile/\`"
   echo "- tester: \`LPGAUGE_BENCH_FLEET=$FLEET go test -run '^\$' -bench ServerPhaseAccuracy -benchtime 1x -count $COUNT ./tester/\`"
   echo "- leaderboard store: \`LPGAUGE_BENCH_ROWS=$ROWS go test -run '^\$' -bench Reads -benchtime 1x -count $COUNT_SLOW ./leaderboard/store/\` (fleet \`LPGAUGE_BENCH_SHAPE=$SHAPE LPGAUGE_BENCH_ROUND=$ROUND\`; per query, size and run: 60 sequential requests, then 8 clients × 15 concurrent; cold = in-process cache off, warm = on; \`BENCH_LARGE=1 scripts/bench.sh\` for 11.52M and 80.64M rows of 1000 × 10 × 4)"
   echo "- truth: \`go test -run '^\$' -bench Truth -benchtime 1x ./tester/\` (\`LPGAUGE_TRUTH_ROUNDS\` rounds per region, default 24)"
-  echo "- writer: \`go test -run '^\$' -bench Insert -benchtime 1s -count $COUNT_SLOW ./internal/results/\`"
+  echo "- writer: \`go test -run '^\$' -bench Insert -benchtime 1s -count $COUNT_SLOW ./internal/results/resultsdb/\`"
   echo "- orchestrator: \`go test -run '^\$' -bench Overhead -benchtime 1000x -count $COUNT ./orchestrator/\` (1000 jobs on each path per run, alternating blocks of 50)"
   echo "- peak RSS: \`go test -run '^\$' -bench PeakRSS -benchtime 1x -count $COUNT_SLOW ./tester/node/ ./cmd/leaderboard/ ./orchestrator/node/\` (each builds its binary with \`go build\` into a temp dir, runs it, and reads VmHWM from \`/proc/<pid>/status\`)"
   echo "- fault suite: \`go test -run '^TestHostileZoo\$' -v ./faults/\`"

@@ -14,13 +14,13 @@ targets=(
   "./leaderboard/api        FuzzPostStats"
   "./gateway/pm             FuzzDecodeHeader"
   "./orchestrator/payment   FuzzGateCheck"
-  "./orchestrator           FuzzParseAIModels"
+  "./orchestrator/aimodels  FuzzParseAIModels"
   "./orchestrator           FuzzShapeResult"
   "./orchestrator           FuzzDecodeRequest"
   "./tester/probe           FuzzValidateImages"
   "./tester/probe           FuzzDecodeMedia"
-  "./tester/probe           FuzzParseMP4"
-  "./tester/probe           FuzzCheckPNG"
+  "./media/mp4              FuzzParseMP4"
+  "./media/pngfile          FuzzCheckPNG"
 )
 
 start=$(date +%s)

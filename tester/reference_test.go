@@ -7,7 +7,7 @@ import (
 
 	"github.com/lpgauge/lpgauge/gateway"
 	"github.com/lpgauge/lpgauge/internal/results"
-	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
 	"github.com/lpgauge/lpgauge/tester/orchtest"
 	"github.com/lpgauge/lpgauge/tester/preparer"
 	"github.com/lpgauge/lpgauge/tester/probe"
@@ -37,17 +37,17 @@ var referenceModels = map[string]string{
 func TestEveryPipelineAgainstTheReferenceOrchestrator(t *testing.T) {
 	type job struct{ slug, model string }
 	var jobs []job
-	var models []orchestrator.AIModel
+	var models []aimodels.Model
 	for _, slug := range probe.Slugs() {
 		model, ok := referenceModels[slug]
 		if !ok {
 			t.Fatalf("pipeline %s has no model in referenceModels: add one", slug)
 		}
 		jobs = append(jobs, job{slug, model})
-		models = append(models, orchestrator.AIModel{Pipeline: slug, ModelID: model, Warm: true, Capacity: 1})
+		models = append(models, aimodels.Model{Pipeline: slug, ModelID: model, Warm: true, Capacity: 1})
 	}
 	jobs = append(jobs, job{"image-to-video", "stabilityai/stable-video-diffusion-img2vid"})
-	models = append(models, orchestrator.AIModel{Pipeline: "image-to-video", ModelID: "stabilityai/stable-video-diffusion-img2vid", Warm: true, Capacity: 1})
+	models = append(models, aimodels.Model{Pipeline: "image-to-video", ModelID: "stabilityai/stable-video-diffusion-img2vid", Warm: true, Capacity: 1})
 
 	ref := orchtest.NewReference(t, orchtest.ReferenceConfig{Models: models})
 	p := probe.New(probe.Config{Preparer: preparer.Preparer{Gateway: &gateway.Gateway{}},

@@ -8,19 +8,18 @@ import (
 	"crypto/ecdsa"
 	"math/big"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
-	"github.com/ethereum/go-ethereum/ethclient/simulated"
 	"github.com/ethereum/go-ethereum/params"
 
-	"github.com/lpgauge/lpgauge/contracts"
+	"github.com/lpgauge/lpgauge/contracts/chaintest"
 	"github.com/lpgauge/lpgauge/internal/chtest"
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 )
 
 // Pipelines and models of the seeded network.
@@ -113,52 +112,19 @@ func ProbesOn(t *testing.T, db *chtest.DB) Network {
 		rows = append(rows, probe(D, "FRA", I2V, M2, ts, false, 9*s, 0, false))
 		rows = append(rows, probe(C, "LAX", I2V, M2, ts, true, 8*s, 6*s, true))
 	}
-	if err := results.Insert(context.Background(), db.Conn, db.Name, rows); err != nil {
+	if err := resultsdb.Insert(context.Background(), db.Conn, db.Name, rows); err != nil {
 		t.Fatal(err)
 	}
 	return n
 }
 
-// Chain is a simulated chain with the Livepeer stand-ins deployed and a
-// background miner.
-type Chain struct {
-	Sim   *simulated.Backend
-	L     *contracts.Livepeer
-	owner *ecdsa.PrivateKey
-}
+// Chain is contracts/chaintest's simulated chain (the Livepeer stand-ins
+// deployed, a background miner, round 1 initialized), with the seeded
+// network's registrations.
+type Chain struct{ *chaintest.Chain }
 
 // NewChain deploys the contracts on a fresh simulated chain.
-func NewChain(t *testing.T) *Chain {
-	t.Helper()
-	owner, _ := crypto.GenerateKey()
-	sim := simulated.NewBackend(types.GenesisAlloc{
-		crypto.PubkeyToAddress(owner.PublicKey): {Balance: new(big.Int).Mul(big.NewInt(1000), big.NewInt(params.Ether))},
-	})
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // the miner
-		defer wg.Done()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				sim.Commit()
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); wg.Wait(); _ = sim.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	L, err := contracts.Deploy(ctx, sim.Client(), big.NewInt(1337), owner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Chain{Sim: sim, L: L, owner: owner}
-}
+func NewChain(t *testing.T) *Chain { return &Chain{chaintest.New(t)} }
 
 // Orchestrator registers the seeded orchestrator addr as a transcoder with stake (LPT), reward
 // cut and fee share (percent) and, when uri is not empty, its service URI.
@@ -174,7 +140,7 @@ func (c *Chain) Orchestrator(t *testing.T, orch string, stakeLPT int64, rewardCu
 	}
 	stake := new(big.Int).Mul(big.NewInt(stakeLPT), big.NewInt(params.Ether))
 	ppm := func(p float64) *big.Int { return big.NewInt(int64(p * 10000)) }
-	tx, err := c.L.BondingManager.Transact(ctx, c.L.Opts(c.owner), "register", addr, stake, ppm(rewardCut), ppm(feeShare), big.NewInt(1), big.NewInt(0))
+	tx, err := c.L.BondingManager.Transact(ctx, c.L.Opts(c.Owner), "register", addr, stake, ppm(rewardCut), ppm(feeShare), big.NewInt(1), big.NewInt(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +155,7 @@ func (c *Chain) Orchestrator(t *testing.T, orch string, stakeLPT int64, rewardCu
 }
 
 func (c *Chain) send(ctx context.Context, to common.Address) error {
-	from := crypto.PubkeyToAddress(c.owner.PublicKey)
+	from := crypto.PubkeyToAddress(c.Owner.PublicKey)
 	client := c.Sim.Client()
 	nonce, err := client.PendingNonceAt(ctx, from)
 	if err != nil {
@@ -202,7 +168,7 @@ func (c *Chain) send(ctx context.Context, to common.Address) error {
 	}
 	feeCap := new(big.Int).Add(tip, new(big.Int).Mul(head.BaseFee, big.NewInt(2)))
 	tx, err := types.SignTx(types.NewTx(&types.DynamicFeeTx{ChainID: c.L.ChainID, Nonce: nonce, GasTipCap: tip, GasFeeCap: feeCap, Gas: 21000, To: &to,
-		Value: big.NewInt(params.Ether)}), types.LatestSignerForChainID(c.L.ChainID), c.owner)
+		Value: big.NewInt(params.Ether)}), types.LatestSignerForChainID(c.L.ChainID), c.Owner)
 	if err != nil {
 		return err
 	}
@@ -222,14 +188,14 @@ func (c *Chain) RegisterMany(t *testing.T, n int) []common.Address {
 	var out []common.Address
 	var last *types.Transaction
 	// Nonces set here: the pending nonce read per transaction races the miner.
-	nonce, err := c.Sim.Client().PendingNonceAt(ctx, crypto.PubkeyToAddress(c.owner.PublicKey))
+	nonce, err := c.Sim.Client().PendingNonceAt(ctx, crypto.PubkeyToAddress(c.Owner.PublicKey))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < n; i++ {
 		k, _ := crypto.GenerateKey()
 		addr := crypto.PubkeyToAddress(k.PublicKey)
-		opts := c.L.Opts(c.owner)
+		opts := c.L.Opts(c.Owner)
 		opts.Context = ctx
 		opts.Nonce = new(big.Int).SetUint64(nonce + uint64(i))
 		tx, err := c.L.BondingManager.Transact(ctx, opts, "register", addr, big.NewInt(params.Ether), big.NewInt(0), big.NewInt(0), big.NewInt(1), big.NewInt(0))

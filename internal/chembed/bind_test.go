@@ -1,7 +1,6 @@
 package chembed
 
 import (
-	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -150,14 +149,5 @@ func TestScanStrict(t *testing.T) {
 	}
 	if r.Next() {
 		t.Error("second row")
-	}
-}
-
-func TestOpenWithoutChDB(t *testing.T) {
-	if Available() {
-		t.Skip("built with chDB")
-	}
-	if _, err := Open(t.Context(), ""); !errors.Is(err, ErrNotBuilt) {
-		t.Fatalf("Open = %v, want ErrNotBuilt", err)
 	}
 }

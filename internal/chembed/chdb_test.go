@@ -19,6 +19,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 	"github.com/lpgauge/lpgauge/schemas"
 )
 
@@ -79,13 +80,13 @@ func TestResultsRoundTrip(t *testing.T) {
 	start := time.Date(2026, 3, 4, 5, 6, 7, 891_234_567, time.FixedZone("CET", 3600))
 	rows := sampleRows(start)
 	rows[0].BatchID, rows[1].BatchID = "batch-1", "batch-1"
-	if err := results.Insert(ctx, conn, testDB, rows); err != nil {
+	if err := resultsdb.Insert(ctx, conn, testDB, rows); err != nil {
 		t.Fatalf("Insert: %v", err)
 	}
-	if n, err := results.BatchRows(ctx, conn, testDB, "batch-1"); err != nil || n != 2 {
+	if n, err := resultsdb.BatchRows(ctx, conn, testDB, "batch-1"); err != nil || n != 2 {
 		t.Fatalf("BatchRows = %d, %v; want 2", n, err)
 	}
-	if n, err := results.BatchRows(ctx, conn, testDB, "batch-2"); err != nil || n != 0 {
+	if n, err := resultsdb.BatchRows(ctx, conn, testDB, "batch-2"); err != nil || n != 0 {
 		t.Fatalf("BatchRows(unknown) = %d, %v; want 0", n, err)
 	}
 
@@ -214,7 +215,7 @@ func TestPersistence(t *testing.T) {
 	}
 	migrate(t, conn)
 	rows := sampleRows(time.Now())
-	if err := results.Insert(ctx, conn, testDB, rows); err != nil {
+	if err := resultsdb.Insert(ctx, conn, testDB, rows); err != nil {
 		t.Fatal(err)
 	}
 	if err := conn.Close(); err != nil {
@@ -252,7 +253,7 @@ func TestConcurrentQueries(t *testing.T) {
 				for j := range rows {
 					rows[j].ProbeID = fmt.Sprintf("w%d-%d-%d", w, i, j)
 				}
-				if err := results.Insert(ctx, conn, testDB, rows); err != nil {
+				if err := resultsdb.Insert(ctx, conn, testDB, rows); err != nil {
 					errs <- err
 					return
 				}

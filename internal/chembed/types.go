@@ -123,31 +123,22 @@ var (
 	typeBytes = reflect.TypeOf([]byte(nil))
 )
 
+// numericTypes are the Go types ClickHouse's fixed-size scalars scan into.
+var numericTypes = map[string]reflect.Type{
+	"UInt8": reflect.TypeOf(uint8(0)), "UInt16": reflect.TypeOf(uint16(0)),
+	"UInt32": reflect.TypeOf(uint32(0)), "UInt64": reflect.TypeOf(uint64(0)),
+	"Int8": reflect.TypeOf(int8(0)), "Int16": reflect.TypeOf(int16(0)),
+	"Int32": reflect.TypeOf(int32(0)), "Int64": reflect.TypeOf(int64(0)),
+	"Float32": reflect.TypeOf(float32(0)), "Float64": reflect.TypeOf(float64(0)),
+	"Bool": reflect.TypeOf(false),
+}
+
 // scanType is the Go type a value of t scans into, as clickhouse-go reports it.
 func (t *chType) scanType() reflect.Type {
+	if rt, ok := numericTypes[t.base]; ok {
+		return rt
+	}
 	switch t.base {
-	case "UInt8":
-		return reflect.TypeOf(uint8(0))
-	case "UInt16":
-		return reflect.TypeOf(uint16(0))
-	case "UInt32":
-		return reflect.TypeOf(uint32(0))
-	case "UInt64":
-		return reflect.TypeOf(uint64(0))
-	case "Int8":
-		return reflect.TypeOf(int8(0))
-	case "Int16":
-		return reflect.TypeOf(int16(0))
-	case "Int32":
-		return reflect.TypeOf(int32(0))
-	case "Int64":
-		return reflect.TypeOf(int64(0))
-	case "Float32":
-		return reflect.TypeOf(float32(0))
-	case "Float64":
-		return reflect.TypeOf(float64(0))
-	case "Bool":
-		return reflect.TypeOf(false)
 	case "Date", "Date32", "DateTime", "DateTime64":
 		return typeTime
 	case "Nullable":

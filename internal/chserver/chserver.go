@@ -154,24 +154,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		member = &m
 	}
-	s := &Server{Dir: opts.Dir, keepDir: opts.Dir != ""}
-	if s.Dir == "" {
-		d, err := os.MkdirTemp("", "lpgauge-clickhouse-")
-		if err != nil {
-			return nil, fmt.Errorf("create clickhouse dir: %w", err)
-		}
-		s.Dir = d
-	}
-	abs, err := filepath.Abs(s.Dir)
+	s := &Server{keepDir: opts.Dir != ""}
+	dir, err := procgroup.WorkDir(opts.Dir, "lpgauge-clickhouse-", "data", "tmp", "user_files", "format_schemas", "log")
 	if err != nil {
 		return nil, err
 	}
-	s.Dir = abs
-	for _, sub := range []string{"data", "tmp", "user_files", "format_schemas", "log"} {
-		if err := os.MkdirAll(filepath.Join(s.Dir, sub), 0o755); err != nil {
-			return nil, fmt.Errorf("create clickhouse dir: %w", err)
-		}
-	}
+	s.Dir = dir
 	tcp, httpPort := opts.TCPPort, opts.HTTPPort
 	if tcp == 0 {
 		if tcp, err = FreePort(); err != nil {
@@ -211,29 +199,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 
-	timeout := opts.StartTimeout
-	if timeout == 0 {
-		timeout = 30 * time.Second
+	ready := func() bool { return ping(ctx, s.TCPAddr) && (member == nil || zooKeeperReady(ctx, s.TCPAddr)) }
+	if err := s.proc.WaitReady(ctx, opts.StartTimeout, ready); err != nil {
+		tail := s.logTail()
+		s.Stop()
+		return nil, fmt.Errorf("clickhouse-server on %s: %w: %s", s.TCPAddr, err, tail)
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		select {
-		case <-s.proc.Done():
-			return nil, fmt.Errorf("clickhouse-server exited during start (%v): %s", s.proc.Err(), s.logTail())
-		case <-ctx.Done():
-			s.Stop()
-			return nil, ctx.Err()
-		default:
-		}
-		if ping(ctx, s.TCPAddr) && (member == nil || zooKeeperReady(ctx, s.TCPAddr)) {
-			return s, nil
-		}
-		if time.Now().After(deadline) {
-			s.Stop()
-			return nil, fmt.Errorf("clickhouse-server did not accept connections on %s within %s: %s", s.TCPAddr, timeout, s.logTail())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return s, nil
 }
 
 // ping checks that the native port answers a query: the port accepting TCP

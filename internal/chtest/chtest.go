@@ -4,7 +4,8 @@
 // fails the tests; it is never a skip, so a missing install cannot hide.
 //
 // Set LPGAUGE_CLICKHOUSE_ADDR=host:port to use an already running server
-// instead (for example one the Makefile started for the whole run).
+// instead (for example one the Makefile started for the whole run); tests
+// that kill the server still get a private one (Server).
 //
 // Engines lists every ClickHouse the project's SQL must run on: the server
 // (18.16 in CI) and, in a build with the chdb tag, embedded chDB (a current
@@ -83,12 +84,24 @@ func Addr(t testing.TB) string {
 	return addr
 }
 
-// Server returns the package's private server (nil when an external address
-// is used); fault tests kill and restart it.
+// Server returns the package's private server, which fault tests kill and
+// restart. When LPGAUGE_CLICKHOUSE_ADDR names an external server, which no
+// test may kill, it starts a private one and points the package's later
+// databases at it, so those tests run either way: call it before NewDB.
 func Server(t testing.TB) *chserver.Server {
+	t.Helper()
 	Addr(t)
 	mu.Lock()
 	defer mu.Unlock()
+	if server == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		s, err := chserver.Start(ctx, chserver.Options{})
+		if err != nil {
+			t.Fatalf("private ClickHouse server for a test that kills it did not start (run `make deps`): %v", err)
+		}
+		server, addr = s, s.TCPAddr
+	}
 	return server
 }
 

@@ -9,6 +9,16 @@ import (
 	"os/exec"
 	"syscall"
 	"time"
+
+	"os"
+
+	"strings"
+
+	"path/filepath"
+
+	"errors"
+
+	"context"
 )
 
 // Proc is a started child process.
@@ -66,5 +76,59 @@ func (p *Proc) Stop(grace time.Duration) {
 	case <-p.done:
 	case <-time.After(grace):
 		p.Kill()
+	}
+}
+
+// WorkDir prepares the directory a child server keeps its files in: dir
+// when given (the caller keeps it), else a fresh temporary one named after
+// prefix (the caller removes it when the server stops). It returns the
+// absolute path, with each of subdirs created inside.
+func WorkDir(dir, prefix string, subdirs ...string) (string, error) {
+	if dir == "" {
+		d, err := os.MkdirTemp("", prefix)
+		if err != nil {
+			return "", fmt.Errorf("create %s dir: %w", strings.TrimSuffix(prefix, "-"), err)
+		}
+		dir = d
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("work dir %s: %w", dir, err)
+	}
+	for _, sub := range subdirs {
+		if err := os.MkdirAll(filepath.Join(abs, sub), 0o755); err != nil {
+			return "", fmt.Errorf("create %s: %w", filepath.Join(abs, sub), err)
+		}
+	}
+	return abs, nil
+}
+
+// ErrExited is wrapped by WaitReady when the child exits before it is ready.
+var ErrExited = errors.New("exited during start")
+
+// WaitReady polls ready every 100 ms until it reports true, and fails when
+// the child exits first, ctx ends, or timeout (30 s when 0) passes: a child
+// server's port opening is not the server being ready, so callers say what
+// ready means.
+func (p *Proc) WaitReady(ctx context.Context, timeout time.Duration, ready func() bool) error {
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case <-p.Done():
+			return fmt.Errorf("%w (%v)", ErrExited, p.Err())
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		if ready() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready within %s", timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -1,21 +1,14 @@
-// Package results defines the probe Result row shared by the tester (which
-// writes it), the leaderboard (which reads and ingests it) and the store, and
-// the one INSERT that writes it: columns always listed, as ClickHouse 18.16
-// requires.
+// Package results defines the rows the tester writes and the leaderboard
+// reads: one Result per probe, one Round per round, and the outcome classes
+// the score branches on. Writing them to ClickHouse is resultsdb's job.
 package results
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-
-	"github.com/lpgauge/lpgauge/internal/chclient"
 )
 
 // Outcome of a probe as the score sees it.
@@ -133,75 +126,4 @@ func Truncate(s string, n int) string {
 		cut--
 	}
 	return s[:cut]
-}
-
-// Columns is the column list of every INSERT into probe_results, in Append order.
-const Columns = "probe_id, batch_id, round_id, region, tester_id, source, orchestrator, service_uri, pipeline, model, warm, " +
-	"started_at, started_at_ms, outcome, error_class, error_code, error_message, http_status, " +
-	"discovery_us, connect_us, tls_us, upload_us, server_us, download_us, media_us, total_us, orch_processing_us, " +
-	"conn_reused, request_bytes, response_bytes, ttft_us, output_units, input_parameters, queue_us, inference_us"
-
-func us(d time.Duration) uint64 {
-	if d <= 0 {
-		return 0
-	}
-	return uint64(d / time.Microsecond)
-}
-
-func b2u(b bool) uint8 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-func nonNeg(n int64) uint64 {
-	if n < 0 {
-		return 0
-	}
-	return uint64(n)
-}
-
-// Insert writes rows in one batch with an explicit column list. The caller
-// sets BatchID (or leaves it empty to have it derived from the probe ids).
-func Insert(ctx context.Context, conn driver.Conn, db string, rows []Result) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	if !chclient.ValidIdent(db) {
-		return fmt.Errorf("insert results: invalid database %q", db)
-	}
-	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+db+".probe_results ("+Columns+")")
-	if err != nil {
-		return fmt.Errorf("insert results: prepare: %w", err)
-	}
-	defer batch.Abort() //nolint:errcheck // no-op after Send
-	for i := range rows {
-		r := rows[i]
-		r.Normalize()
-		if err := batch.Append(
-			r.ProbeID, r.BatchID, r.RoundID, r.Region, r.TesterID, r.Source, r.Orchestrator, r.ServiceURI, r.Pipeline, r.Model, b2u(r.Warm),
-			r.StartedAt, uint16(r.StartedAt.Nanosecond()/int(time.Millisecond)), string(r.Outcome), r.ErrorClass, r.ErrorCode, r.ErrorMessage, uint16(r.HTTPStatus),
-			us(r.Discovery), us(r.Connect), us(r.TLS), us(r.Upload), us(r.Server), us(r.Download), us(r.Media), us(r.Total), us(r.OrchProcessing),
-			b2u(r.ConnReused), nonNeg(r.RequestBytes), nonNeg(r.ResponseBytes), us(r.TTFT), r.OutputUnits, r.InputParameters,
-			us(r.Queue), us(r.Inference),
-		); err != nil {
-			return fmt.Errorf("insert results: append row %d: %w", i, err)
-		}
-	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("insert results: send %d rows: %w", len(rows), err)
-	}
-	return nil
-}
-
-// BatchRows counts the rows of a batch already stored: after an ambiguous
-// insert failure the writer asks before retrying, so nothing is stored twice.
-func BatchRows(ctx context.Context, conn driver.Conn, db, batchID string) (uint64, error) {
-	if !chclient.ValidIdent(db) {
-		return 0, fmt.Errorf("batch rows: invalid database %q", db)
-	}
-	var n uint64
-	err := conn.QueryRow(ctx, "SELECT count() FROM "+db+".probe_results WHERE batch_id = ?", batchID).Scan(&n)
-	return n, err
 }

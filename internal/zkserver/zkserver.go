@@ -87,22 +87,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			cp = fcp
 		}
 	}
-	s := &Server{Dir: opts.Dir, keep: opts.Dir != ""}
-	if s.Dir == "" {
-		d, err := os.MkdirTemp("", "lpgauge-zookeeper-")
-		if err != nil {
-			return nil, fmt.Errorf("create zookeeper dir: %w", err)
-		}
-		s.Dir = d
-	}
-	abs, err := filepath.Abs(s.Dir)
+	s := &Server{keep: opts.Dir != ""}
+	dir, err := procgroup.WorkDir(opts.Dir, "lpgauge-zookeeper-", "data")
 	if err != nil {
 		return nil, err
 	}
-	s.Dir = abs
-	if err := os.MkdirAll(filepath.Join(s.Dir, "data"), 0o755); err != nil {
-		return nil, fmt.Errorf("create zookeeper dir: %w", err)
-	}
+	s.Dir = dir
 	port := opts.Port
 	if port == 0 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -140,29 +130,12 @@ admin.enableServer=false
 		return nil, fmt.Errorf("start zookeeper: %w", err)
 	}
 
-	timeout := opts.StartTimeout
-	if timeout == 0 {
-		timeout = 30 * time.Second
+	if err := s.proc.WaitReady(ctx, opts.StartTimeout, func() bool { return Serving(s.Addr) }); err != nil {
+		tail := s.logTail()
+		s.Stop()
+		return nil, fmt.Errorf("zookeeper on %s: %w: %s", s.Addr, err, tail)
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		select {
-		case <-s.proc.Done():
-			return nil, fmt.Errorf("zookeeper exited during start (%v): %s", s.proc.Err(), s.logTail())
-		case <-ctx.Done():
-			s.Stop()
-			return nil, ctx.Err()
-		default:
-		}
-		if Serving(s.Addr) {
-			return s, nil
-		}
-		if time.Now().After(deadline) {
-			s.Stop()
-			return nil, fmt.Errorf("zookeeper did not answer on %s within %s: %s", s.Addr, timeout, s.logTail())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return s, nil
 }
 
 // Serving reports whether the server at addr serves client requests. It

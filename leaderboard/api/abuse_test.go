@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/lpgauge/lpgauge/internal/chtest"
-	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 	"github.com/lpgauge/lpgauge/leaderboard/store"
 )
 
@@ -53,7 +53,7 @@ func newAbuseRig(t *testing.T) *abuseRig {
 	logs := &syncBuffer{}
 	db := chtest.NewDB(t)
 	now := time.Now().UTC().Truncate(time.Second)
-	if err := results.Insert(context.Background(), db.Conn, db.Name, network(now)); err != nil {
+	if err := resultsdb.Insert(context.Background(), db.Conn, db.Name, network(now)); err != nil {
 		t.Fatal(err)
 	}
 	st, err := store.NewClickHouse(db.Conn, db.Name, 0)

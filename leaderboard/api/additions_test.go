@@ -395,6 +395,7 @@ func TestAdditionsRefuseBadInput(t *testing.T) {
 // A stopped store: the last good answer comes back marked stale instead of
 // a 503, and an answer never seen is still an honest 503.
 func TestStaleAnswerWhileStoreDown(t *testing.T) {
+	srv := chtest.Server(t) // private even when LPGAUGE_CLICKHOUSE_ADDR is set: killed below
 	var mu sync.Mutex
 	clock := time.Now().UTC()
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
@@ -405,7 +406,6 @@ func TestStaleAnswerWhileStoreDown(t *testing.T) {
 		t.Fatalf("fresh answer: %d %v", fresh.status, fresh.header)
 	}
 
-	srv := chtest.Server(t)
 	srv.Kill()
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -218,6 +218,17 @@ func writeJSON(c *gin.Context, status int, v any) {
 
 // storeFailed answers a store error: 504 when this request ran out of time,
 // 503 otherwise. The detail goes to the log only.
+// aggregates is Store.Aggregates for a handler: when the store fails it has
+// answered the request (storeFailed) and returns false.
+func (s *Server) aggregates(ctx context.Context, c *gin.Context, f store.Filter) ([]store.Aggregate, bool) {
+	aggs, err := s.store.Aggregates(ctx, f)
+	if err != nil {
+		s.storeFailed(c, "aggregates", err)
+		return nil, false
+	}
+	return aggs, true
+}
+
 func (s *Server) storeFailed(c *gin.Context, what string, err error) {
 	if errors.Is(err, store.ErrTooLarge) {
 		s.cfg.Logger.Warn("store query refused by its limits", "endpoint", c.FullPath(), "what", what, "err", err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lpgauge/lpgauge/internal/chtest"
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 	"github.com/lpgauge/lpgauge/leaderboard/store"
 )
 
@@ -77,7 +78,7 @@ func newFixtureCfg(t *testing.T, cfg Config, rows func(now time.Time) []results.
 	}
 	db := chtest.NewDB(t)
 	now := time.Now().UTC().Truncate(time.Second)
-	if err := results.Insert(context.Background(), db.Conn, db.Name, rows(now)); err != nil {
+	if err := resultsdb.Insert(context.Background(), db.Conn, db.Name, rows(now)); err != nil {
 		t.Fatal(err)
 	}
 	st, err := store.NewClickHouse(db.Conn, db.Name, 0)

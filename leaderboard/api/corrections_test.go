@@ -21,7 +21,7 @@ import (
 )
 
 // One test per correction of leaderboard-serverless listed in the README's
-// "Differences" table. Each seeds the real ClickHouse through results.Insert
+// "Differences" table. Each seeds the real ClickHouse through resultsdb.Insert
 // (or post_stats), asks the real handler, and expects numbers taken from the
 // reference formulas and golden vectors (reference/leaderboard-api.md §b), so
 // each fails on the old behaviour it names.

@@ -1,11 +1,15 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/gin-gonic/gin"
 )
 
 // The additive endpoints' own parameters. Each is validated: a value that
@@ -67,4 +71,24 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
+}
+
+// globalParams reads a score endpoint's query: the common parameters and
+// global=1, which adds an entry pooled over every region and so cannot go
+// with a region (conflict says what to do instead). On bad input it answers
+// 400 itself and returns ok=false.
+func (s *Server) globalParams(c *gin.Context, conflict string) (p params, global, ok bool) {
+	q := c.Request.URL.Query()
+	p, err := s.parseParams(q)
+	if err == nil {
+		global, err = boolParam(q, "global")
+	}
+	if err == nil && global && p.region != "" {
+		err = errors.New(conflict)
+	}
+	if err != nil {
+		fail(c, http.StatusBadRequest, err.Error())
+		return p, false, false
+	}
+	return p, global, true
 }

@@ -63,19 +63,8 @@ func (s *Server) standings(ctx context.Context, f store.Filter) (map[string]map[
 // every value numeric, every key a valid address, as go-livepeer's
 // -orchPerfStatsUrl parser demands.
 func (s *Server) perfScores(c *gin.Context) {
-	q := c.Request.URL.Query()
-	p, err := s.parseParams(q)
-	if err != nil {
-		fail(c, http.StatusBadRequest, err.Error())
-		return
-	}
-	global, err := boolParam(q, "global")
-	if err != nil {
-		fail(c, http.StatusBadRequest, err.Error())
-		return
-	}
-	if global && p.region != "" {
-		fail(c, http.StatusBadRequest, "global=1 adds a GLOBAL entry pooled over every region: leave region out")
+	p, global, ok := s.globalParams(c, "global=1 adds a GLOBAL entry pooled over every region: leave region out")
+	if !ok {
 		return
 	}
 	ctx, cancel := s.queryCtx(c)

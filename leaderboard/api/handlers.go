@@ -133,21 +133,10 @@ func entryFor(a store.Aggregate, median float64) aggregatedEntry {
 }
 
 func (s *Server) aggregatedStats(c *gin.Context) {
-	q := c.Request.URL.Query()
-	p, err := s.parseParams(q)
-	if err != nil {
-		fail(c, http.StatusBadRequest, err.Error())
-		return
-	}
 	// Additive: global=1 adds a GLOBAL entry per orchestrator, every region
 	// pooled (weighted by samples), beside the regional ones.
-	global, err := boolParam(q, "global")
-	if err != nil {
-		fail(c, http.StatusBadRequest, err.Error())
-		return
-	}
-	if global && p.region != "" {
-		fail(c, http.StatusBadRequest, "global=1 adds a GLOBAL entry pooled over every region: leave region out (or ask region=GLOBAL alone)")
+	p, global, ok := s.globalParams(c, "global=1 adds a GLOBAL entry pooled over every region: leave region out (or ask region=GLOBAL alone)")
+	if !ok {
 		return
 	}
 	out := map[string]map[string]aggregatedEntry{}
@@ -164,9 +153,8 @@ func (s *Server) aggregatedStats(c *gin.Context) {
 	ctx, cancel := s.queryCtx(c)
 	defer cancel()
 	f := p.filter()
-	aggs, err := s.store.Aggregates(ctx, f)
-	if err != nil {
-		s.storeFailed(c, "aggregates", err)
+	aggs, ok := s.aggregates(ctx, c, f)
+	if !ok {
 		return
 	}
 	if len(aggs) == 0 {
@@ -189,9 +177,8 @@ func (s *Server) aggregatedStats(c *gin.Context) {
 		// GLOBAL entries share it.
 		g := f
 		g.Region = regions.Global
-		pooledAggs, err := s.store.Aggregates(ctx, g)
-		if err != nil {
-			s.storeFailed(c, "aggregates", err)
+		pooledAggs, ok := s.aggregates(ctx, c, g)
+		if !ok {
 			return
 		}
 		for _, a := range pooledAggs {
@@ -223,9 +210,8 @@ func (s *Server) topAIScore(c *gin.Context) {
 	}
 	ctx, cancel := s.queryCtx(c)
 	defer cancel()
-	aggs, err := s.store.Aggregates(ctx, store.Filter{Window: store.Window{Since: p.since, Until: p.until}, Orchestrator: p.orchestrator})
-	if err != nil {
-		s.storeFailed(c, "aggregates", err)
+	aggs, ok := s.aggregates(ctx, c, store.Filter{Window: store.Window{Since: p.since, Until: p.until}, Orchestrator: p.orchestrator})
+	if !ok {
 		return
 	}
 	// Only AI rows exist in probe_results; a row without a pipeline is not one.

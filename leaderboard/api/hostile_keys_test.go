@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/lpgauge/lpgauge/internal/chtest"
-	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 	"github.com/lpgauge/lpgauge/leaderboard/store"
 )
 
@@ -72,7 +72,7 @@ func TestAbuseStoreLimitsBoundAnswers(t *testing.T) {
 	// A store whose per-query limits are smaller than the answer.
 	db := chtest.NewDB(t)
 	now := time.Now().UTC()
-	if err := results.Insert(context.Background(), db.Conn, db.Name, network(now)); err != nil {
+	if err := resultsdb.Insert(context.Background(), db.Conn, db.Name, network(now)); err != nil {
 		t.Fatal(err)
 	}
 	st, err := store.NewClickHouse(db.Conn, db.Name, 0)

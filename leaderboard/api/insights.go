@@ -304,9 +304,8 @@ func (s *Server) errorsBreakdown(c *gin.Context) {
 		s.storeFailed(c, "errors", err)
 		return
 	}
-	aggs, err := s.store.Aggregates(ctx, f)
-	if err != nil {
-		s.storeFailed(c, "aggregates", err)
+	aggs, ok := s.aggregates(ctx, c, f)
+	if !ok {
 		return
 	}
 	out := errorsOut{Orchestrator: p.orchestrator, Since: p.since.Unix(), Until: p.until.Unix(), Errors: []errorOut{}, Excused: []errorOut{}}

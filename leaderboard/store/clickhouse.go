@@ -122,23 +122,7 @@ func where(f Filter, skipOrchestrator bool) (string, []any) {
 	args := []any{
 		unixSec(f.Since), unixSec(f.Until), unixMilli(f.Since), unixMilli(f.Until),
 	}
-	if f.Pipeline != "" {
-		conds = append(conds, "pipeline = ?")
-		args = append(args, f.Pipeline)
-	}
-	if f.Model != "" {
-		conds = append(conds, "model = ?")
-		args = append(args, f.Model)
-	}
-	if f.Region != "" && f.Region != regions.Global {
-		conds = append(conds, "region = ?")
-		args = append(args, f.Region)
-	}
-	if f.Orchestrator != "" && !skipOrchestrator {
-		conds = append(conds, "orchestrator = ?")
-		args = append(args, f.Orchestrator)
-	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return dimensions(conds, args, f, skipOrchestrator)
 }
 
 func unixSec(t time.Time) uint32 {
@@ -184,30 +168,51 @@ func (c *ClickHouse) aggregatesRaw(ctx context.Context, f Filter) ([]Aggregate, 
 // scanAggregates runs q, whose columns are orchestrator, region, pipeline,
 // model, probes, successes, excused, rtt sum (µs), rtt count, last tested.
 func (c *ClickHouse) scanAggregates(ctx context.Context, q string, args []any) ([]Aggregate, error) {
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("aggregates", err)
-	}
-	defer rows.Close()
-	var out []Aggregate
-	for rows.Next() {
+	return queryRows(ctx, c, "aggregates", q, args, func(rows driver.Rows) (Aggregate, error) {
 		var a Aggregate
 		var rttSum, rttN uint64
-		if err := rows.Scan(&a.Orchestrator, &a.Region, &a.Pipeline, &a.Model, &a.Probes, &a.Successes, &a.Excused, &rttSum, &rttN, &a.LastTested); err != nil {
-			return nil, unavailable("aggregates: scan", err)
-		}
+		err := rows.Scan(&a.Orchestrator, &a.Region, &a.Pipeline, &a.Model, &a.Probes, &a.Successes, &a.Excused, &rttSum, &rttN, &a.LastTested)
 		if rttN > 0 {
 			a.MeanRTTSeconds = float64(rttSum) / float64(rttN) / 1e6
 		}
 		a.LastTested = a.LastTested.UTC()
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("aggregates", err)
+		return a, err
+	})
+}
+
+// queryRows runs q and turns each row into a T with scan; what names the
+// query in the errors (a store that does not answer is ErrUnavailable).
+func queryRows[T any](ctx context.Context, c *ClickHouse, what, q string, args []any, scan func(driver.Rows) (T, error)) ([]T, error) {
+	var out []T
+	if err := queryEach(ctx, c, what, q, args, func(rows driver.Rows) error {
+		v, err := scan(rows)
+		out = append(out, v)
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// queryEach runs q and calls each for every row, under the store's query
+// timeout; a failed query, row or scan is unavailable(what, …).
+func queryEach(ctx context.Context, c *ClickHouse, what, q string, args []any, each func(driver.Rows) error) error {
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	rows, err := c.conn.Query(cctx, q, args...)
+	if err != nil {
+		return unavailable(what, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := each(rows); err != nil {
+			return unavailable(what+": scan", err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return unavailable(what, err)
+	}
+	return nil
 }
 
 // medianRTTsRaw is MedianRTTs from raw rows only. ClickHouse's median is not
@@ -226,25 +231,18 @@ func (c *ClickHouse) medianRTTsRaw(ctx context.Context, f Filter) (map[Key]float
 
 // scanMedians runs q, whose columns are pipeline, model, n, median (µs).
 func (c *ClickHouse) scanMedians(ctx context.Context, q string, args []any) (map[Key]float64, error) {
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("median", err)
-	}
-	defer rows.Close()
 	out := map[Key]float64{}
-	for rows.Next() {
+	if err := queryEach(ctx, c, "median", q, args, func(rows driver.Rows) error {
 		var k Key
 		var n uint64
 		var med float64
 		if err := rows.Scan(&k.Pipeline, &k.Model, &n, &med); err != nil {
-			return nil, unavailable("median: scan", err)
+			return err
 		}
 		out[k] = med / 1e6
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("median", err)
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -264,27 +262,13 @@ func (c *ClickHouse) pipelinesRaw(ctx context.Context, f Filter) ([]Pipeline, er
 
 // scanPipelines runs q, whose columns are pipeline, models, regions.
 func (c *ClickHouse) scanPipelines(ctx context.Context, q string, args []any) ([]Pipeline, error) {
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("pipelines", err)
-	}
-	defer rows.Close()
-	var out []Pipeline
-	for rows.Next() {
+	return queryRows(ctx, c, "pipelines", q, args, func(rows driver.Rows) (Pipeline, error) {
 		var p Pipeline
-		if err := rows.Scan(&p.ID, &p.Models, &p.Regions); err != nil {
-			return nil, unavailable("pipelines: scan", err)
-		}
+		err := rows.Scan(&p.ID, &p.Models, &p.Regions)
 		sort.Strings(p.Models)
 		sort.Strings(p.Regions)
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("pipelines", err)
-	}
-	return out, nil
+		return p, err
+	})
 }
 
 const rawColumns = "probe_id, batch_id, round_id, region, tester_id, source, orchestrator, service_uri, pipeline, model, warm," +

@@ -9,6 +9,7 @@ import (
 
 	"github.com/lpgauge/lpgauge/internal/chtest"
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 )
 
 func TestMain(m *testing.M) { chtest.Main(m) }
@@ -50,7 +51,7 @@ func seedOn(t *testing.T, newDB backend) (*ClickHouse, time.Time) {
 		// Out of the window (test time two days ago): ignored.
 		probe(orchA, "FRA", now.Add(-48*time.Hour), results.Success, 100*time.Second),
 	}
-	if err := results.Insert(context.Background(), db.Conn, db.Name, rows); err != nil {
+	if err := resultsdb.Insert(context.Background(), db.Conn, db.Name, rows); err != nil {
 		t.Fatal(err)
 	}
 	st, err := NewClickHouse(db.Conn, db.Name, 0)
@@ -116,7 +117,7 @@ func testMedianInterpolatesOddAndEven(t *testing.T, newDB backend) {
 	for i, s := range []int{1, 3, 10} {
 		rows = append(rows, probe(fmt.Sprintf("0x%040d", i), "FRA", now.Add(-time.Minute), results.Success, time.Duration(s)*time.Second))
 	}
-	if err := results.Insert(context.Background(), db.Conn, db.Name, rows); err != nil {
+	if err := resultsdb.Insert(context.Background(), db.Conn, db.Name, rows); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := NewClickHouse(db.Conn, db.Name, 0)

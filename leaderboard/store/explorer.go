@@ -11,6 +11,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/lpgauge/lpgauge/leaderboard/score"
 )
 
@@ -36,29 +38,15 @@ func (c *ClickHouse) ServerTimes(ctx context.Context, f Filter) ([]ServerTime, e
 		" countIf(outcome != 'excused' AND warm = 1), countIf(outcome != 'excused' AND warm = 0)" +
 		" FROM " + c.table() + w + " AND outcome != 'excused'" +
 		" GROUP BY orchestrator, reg, pipeline, model ORDER BY orchestrator, reg, pipeline, model"
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("server times", err)
-	}
-	defer rows.Close()
-	var out []ServerTime
-	for rows.Next() {
+	return queryRows(ctx, c, "server times", q, args, func(rows driver.Rows) (ServerTime, error) {
 		var s ServerTime
 		var us []uint64
-		if err := rows.Scan(&s.Orchestrator, &s.Region, &s.Pipeline, &s.Model, &us, &s.WarmProbes, &s.ColdProbes); err != nil {
-			return nil, unavailable("server times: scan", err)
-		}
+		err := rows.Scan(&s.Orchestrator, &s.Region, &s.Pipeline, &s.Model, &us, &s.WarmProbes, &s.ColdProbes)
 		xs := seconds(us)
 		s.Samples = uint64(len(xs))
 		s.P50, s.P95 = score.Percentile(xs, 0.5), score.Percentile(xs, 0.95)
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("server times", err)
-	}
-	return out, nil
+		return s, err
+	})
 }
 
 // LastProbe is the start time of orchestrator's newest probe of any outcome

@@ -40,7 +40,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 )
 
 // ErrContested means another claim of the same post is live and its row is
@@ -443,7 +446,7 @@ func (c *ClickHouse) storePosts(ctx context.Context, items []*claimItem) error {
 	for i := range rows {
 		rows[i].BatchID = batchID
 	}
-	if err := results.Insert(ctx, c.conn, c.db, rows); err != nil {
+	if err := resultsdb.Insert(ctx, c.conn, c.db, rows); err != nil {
 		return unavailable("ingest", err)
 	}
 	return nil
@@ -473,23 +476,16 @@ func (c *ClickHouse) Posted(ctx context.Context, probeIDs []string) (map[string]
 	}
 	q := "SELECT probe_id, any(errors), any(response_payload) FROM " + c.db + ".post_payloads" +
 		" WHERE probe_id IN (" + strings.Join(marks, ", ") + ") GROUP BY probe_id"
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("payloads", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	if err := queryEach(ctx, c, "payloads", q, args, func(rows driver.Rows) error {
 		var id string
 		var p Posted
 		if err := rows.Scan(&id, &p.Errors, &p.ResponsePayload); err != nil {
-			return nil, unavailable("payloads: scan", err)
+			return err
 		}
 		out[id] = p
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("payloads", err)
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

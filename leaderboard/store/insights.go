@@ -12,6 +12,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/lpgauge/lpgauge/internal/chclient"
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/leaderboard/score"
@@ -150,23 +152,16 @@ func (c *ClickHouse) RegionsWithData(ctx context.Context, f Filter) ([]string, e
 	f.Region = ""
 	w, args := where(f, false)
 	q := "SELECT DISTINCT region FROM " + c.table() + w + " AND outcome != 'excused' ORDER BY region"
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("regions", err)
-	}
-	defer rows.Close()
 	var out []string
-	for rows.Next() {
+	if err := queryEach(ctx, c, "regions", q, args, func(rows driver.Rows) error {
 		var r string
 		if err := rows.Scan(&r); err != nil {
-			return nil, unavailable("regions: scan", err)
+			return err
 		}
 		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("regions", err)
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -208,33 +203,19 @@ func (c *ClickHouse) historyRaw(ctx context.Context, f Filter, b Bucket) ([]Hist
 // bucket start, scored probes, successes, RTT sum µs, RTT count, successful
 // server times µs), and turns them into points.
 func (c *ClickHouse) queryHistory(ctx context.Context, q string, args []any) ([]HistoryPoint, error) {
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("history", err)
-	}
-	defer rows.Close()
-	var out []HistoryPoint
-	for rows.Next() {
+	return queryRows(ctx, c, "history", q, args, func(rows driver.Rows) (HistoryPoint, error) {
 		var p HistoryPoint
 		var rttSum, rttN uint64
 		var server []uint64
-		if err := rows.Scan(&p.Region, &p.Start, &p.Probes, &p.Successes, &rttSum, &rttN, &server); err != nil {
-			return nil, unavailable("history: scan", err)
-		}
+		err := rows.Scan(&p.Region, &p.Start, &p.Probes, &p.Successes, &rttSum, &rttN, &server)
 		p.Start = p.Start.UTC()
 		if rttN > 0 {
 			p.MeanRTTSeconds = float64(rttSum) / float64(rttN) / 1e6
 		}
 		xs := seconds(server)
 		p.ServerP50, p.ServerP95 = score.Percentile(xs, 0.5), score.Percentile(xs, 0.95)
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("history", err)
-	}
-	return out, nil
+		return p, err
+	})
 }
 
 // BucketMedians implements Store.
@@ -246,24 +227,17 @@ func (c *ClickHouse) BucketMedians(ctx context.Context, f Filter, b Bucket) (map
 	w, args := where(f, true)
 	q := "SELECT " + be + " AS t, groupArray(total_us) FROM " + c.table() + w +
 		" AND outcome = 'success' AND total_us > 0 GROUP BY t"
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("bucket medians", err)
-	}
-	defer rows.Close()
 	out := map[time.Time]float64{}
-	for rows.Next() {
+	if err := queryEach(ctx, c, "bucket medians", q, args, func(rows driver.Rows) error {
 		var t time.Time
 		var us []uint64
 		if err := rows.Scan(&t, &us); err != nil {
-			return nil, unavailable("bucket medians: scan", err)
+			return err
 		}
 		out[t.UTC()] = quantiles(us).P50
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("bucket medians", err)
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -276,27 +250,13 @@ func (c *ClickHouse) Errors(ctx context.Context, f Filter) ([]ErrorGroup, error)
 		" FROM " + c.table() + w + " AND outcome != 'success'" +
 		" GROUP BY o, reg, pipeline, model, error_class, error_code" +
 		" ORDER BY n DESC, o, reg, pipeline, model, error_class, error_code"
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("errors", err)
-	}
-	defer rows.Close()
-	var out []ErrorGroup
-	for rows.Next() {
+	return queryRows(ctx, c, "errors", q, args, func(rows driver.Rows) (ErrorGroup, error) {
 		var g ErrorGroup
 		var o string
-		if err := rows.Scan(&o, &g.Region, &g.Pipeline, &g.Model, &g.ErrorClass, &g.ErrorCode, &g.Count, &g.LastMessage, &g.LastSeen); err != nil {
-			return nil, unavailable("errors: scan", err)
-		}
+		err := rows.Scan(&o, &g.Region, &g.Pipeline, &g.Model, &g.ErrorClass, &g.ErrorCode, &g.Count, &g.LastMessage, &g.LastSeen)
 		g.Outcome, g.LastSeen = results.Outcome(o), g.LastSeen.UTC()
-		out = append(out, g)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("errors", err)
-	}
-	return out, nil
+		return g, err
+	})
 }
 
 // FailureStreaks implements Store.
@@ -311,24 +271,17 @@ func (c *ClickHouse) FailureStreaks(ctx context.Context, f Filter) (map[string]u
 	q := "SELECT orchestrator, toUInt64(arrayCount(x -> x > maxIf(" + probeMs + ", outcome = 'success')," +
 		" groupArrayIf(" + probeMs + ", outcome = 'failure'))) FROM " + c.table() + w +
 		" AND outcome != 'excused' GROUP BY orchestrator"
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("failure streaks", err)
-	}
-	defer rows.Close()
 	out := map[string]uint64{}
-	for rows.Next() {
+	if err := queryEach(ctx, c, "failure streaks", q, args, func(rows driver.Rows) error {
 		var o string
 		var n uint64
 		if err := rows.Scan(&o, &n); err != nil {
-			return nil, unavailable("failure streaks: scan", err)
+			return err
 		}
 		out[o] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("failure streaks", err)
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -338,23 +291,16 @@ func (c *ClickHouse) ServiceURIs(ctx context.Context, f Filter) (map[string]stri
 	w, args := where(f, false)
 	q := "SELECT orchestrator, argMax(service_uri, " + probeMs + ") FROM " + c.table() + w +
 		" AND service_uri != '' GROUP BY orchestrator"
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("service uris", err)
-	}
-	defer rows.Close()
 	out := map[string]string{}
-	for rows.Next() {
+	if err := queryEach(ctx, c, "service uris", q, args, func(rows driver.Rows) error {
 		var o, uri string
 		if err := rows.Scan(&o, &uri); err != nil {
-			return nil, unavailable("service uris: scan", err)
+			return err
 		}
 		out[o] = uri
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("service uris", err)
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 )
 
 func timed(orch, region string, at time.Time, outcome results.Outcome, warm bool, server time.Duration, uri string) results.Result {
@@ -40,7 +41,7 @@ func seedInsights(t *testing.T, newDB backend) (*ClickHouse, time.Time) {
 	)
 	// C: only excused, in SIN: no data for regions.
 	rows = append(rows, timed(orchC, "SIN", now.Add(time.Minute), results.Excused, true, 0, ""))
-	if err := results.Insert(context.Background(), db.Conn, db.Name, rows); err != nil {
+	if err := resultsdb.Insert(context.Background(), db.Conn, db.Name, rows); err != nil {
 		t.Fatal(err)
 	}
 	st, err := NewClickHouse(db.Conn, db.Name, 0)

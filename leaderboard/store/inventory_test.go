@@ -91,6 +91,10 @@ func inventory() ([]sqlSite, map[string]bool, error) {
 			if !ok {
 				return true
 			}
+			if id, ok := ce.Fun.(*ast.Ident); ok { // a package function: queryRows, queryEach
+				calls = append(calls, call{fd, ce, id.Name, false})
+				return true
+			}
 			sel, ok := ce.Fun.(*ast.SelectorExpr)
 			if !ok {
 				return true
@@ -188,7 +192,8 @@ func recordCall(engine, sql string) {
 	for {
 		f, more := frames.Next()
 		if filepath.Dir(f.File) == storeDir && !strings.HasSuffix(f.File, "_test.go") {
-			fn := f.Function[strings.LastIndexByte(f.Function, '.')+1:]
+			name, _, _ := strings.Cut(f.Function, "[") // a generic function: queryRows[...]
+			fn := name[strings.LastIndexByte(name, '.')+1:]
 			if !inventoryHelpers()[fn] {
 				site = fmt.Sprintf("%s:%d", filepath.Base(f.File), f.Line)
 				break

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // wholeHours remembers, per request shape, what the rollups answered for the
@@ -152,25 +154,11 @@ func (w *wholeHours) drop(key string) {
 // scanPartials runs q, whose columns are orchestrator, region, pipeline,
 // model, probes, successes, excused, rtt sum (µs), rtt count, last tested.
 func (c *ClickHouse) scanPartials(ctx context.Context, q string, args []any) ([]aggPartial, error) {
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("aggregates", err)
-	}
-	defer rows.Close()
-	var out []aggPartial
-	for rows.Next() {
+	return queryRows(ctx, c, "aggregates", q, args, func(rows driver.Rows) (aggPartial, error) {
 		var p aggPartial
-		if err := rows.Scan(&p.orchestrator, &p.region, &p.pipeline, &p.model, &p.probes, &p.successes, &p.excused, &p.rttSum, &p.rttN, &p.lastTested); err != nil {
-			return nil, unavailable("aggregates: scan", err)
-		}
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("aggregates", err)
-	}
-	return out, nil
+		err := rows.Scan(&p.orchestrator, &p.region, &p.pipeline, &p.model, &p.probes, &p.successes, &p.excused, &p.rttSum, &p.rttN, &p.lastTested)
+		return p, err
+	})
 }
 
 // sumPartials adds up the whole-hour and edge sums per (orchestrator,
@@ -274,24 +262,17 @@ func (c *ClickHouse) cachedMedians(ctx context.Context, f Filter, s span, t part
 
 // scanSorted runs q, whose columns are pipeline, model, sorted values.
 func (c *ClickHouse) scanSorted(ctx context.Context, q string, args []any) (map[Key][]uint64, error) {
-	cctx, cancel := c.ctx(ctx)
-	defer cancel()
-	rows, err := c.conn.Query(cctx, q, args...)
-	if err != nil {
-		return nil, unavailable("median", err)
-	}
-	defer rows.Close()
 	out := map[Key][]uint64{}
-	for rows.Next() {
+	if err := queryEach(ctx, c, "median", q, args, func(rows driver.Rows) error {
 		var k Key
 		var v []uint64
 		if err := rows.Scan(&k.Pipeline, &k.Model, &v); err != nil {
-			return nil, unavailable("median: scan", err)
+			return err
 		}
 		out[k] = v
-	}
-	if err := rows.Err(); err != nil {
-		return nil, unavailable("median", err)
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

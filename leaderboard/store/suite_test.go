@@ -10,6 +10,7 @@ import (
 
 	"github.com/lpgauge/lpgauge/internal/chtest"
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 )
 
 // backend gives a test a fresh, migrated database. The same suite runs on
@@ -61,7 +62,7 @@ func newStore(t *testing.T, db *chtest.DB) *ClickHouse {
 
 func insert(t *testing.T, db *chtest.DB, rows []results.Result) {
 	t.Helper()
-	if err := results.Insert(context.Background(), db.Conn, db.Name, rows); err != nil {
+	if err := resultsdb.Insert(context.Background(), db.Conn, db.Name, rows); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -2,7 +2,6 @@ package gpu
 
 import (
 	"errors"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -222,33 +221,4 @@ func TestParseEstimates(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
-}
-
-// TestRealNVML lists the GPUs of the machine it runs on. Set
-// LPGAUGE_NVML_TEST=1 on a machine with an NVIDIA driver.
-func TestRealNVML(t *testing.T) {
-	if os.Getenv("LPGAUGE_NVML_TEST") == "" {
-		t.Skip("set LPGAUGE_NVML_TEST=1 on a GPU machine")
-	}
-	inv, err := OpenSystem()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inv.Close()
-	t.Logf("mode: %s", inv.Mode())
-	gpus, err := inv.GPUs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(gpus) == 0 {
-		t.Fatalf("no GPUs: %s", inv.Mode())
-	}
-	for _, g := range gpus {
-		t.Logf("gpu %d %s %s: total %s free %s used %s util %d%%/%d%% cc %d.%d processes(known=%v) %v",
-			g.Index, g.UUID, g.Name, human(g.MemoryTotal), human(g.MemoryFree), human(g.MemoryUsed),
-			g.UtilizationGPU, g.UtilizationMemory, g.ComputeMajor, g.ComputeMinor, g.ProcessesKnown, g.Processes)
-	}
-	p := NewPlacer(inv, Pack, GiB)
-	a, err := p.Place("probe", 1*GiB)
-	t.Logf("placement of 1GiB: %+v %v", a, err)
 }

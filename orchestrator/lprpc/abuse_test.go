@@ -14,8 +14,11 @@ import (
 
 	"github.com/ethereum/go-ethereum/crypto"
 
+	"github.com/lpgauge/lpgauge/contracts/chaintest"
 	"github.com/lpgauge/lpgauge/gateway/pm"
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
+	"github.com/lpgauge/lpgauge/orchestrator/cpurunner"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
 	"github.com/lpgauge/lpgauge/orchestrator/payment"
 )
@@ -49,11 +52,11 @@ func (c countingConn) Read(b []byte) (int, error) {
 // all 95 MB before answering 402).
 func TestUnpaidUploadOnChainIsNotRead(t *testing.T) {
 	key, _ := crypto.GenerateKey()
-	c := newChain(t, key)
-	price := &orchestrator.Price{}
+	c := chaintest.New(t, key)
+	price := &aimodels.Price{}
 	price.SetInt64(1000)
-	cpu, err := orchestrator.NewCPURunners([]orchestrator.AIModel{{Pipeline: "audio-to-text", ModelID: "openai/whisper-large-v3",
-		Warm: true, Capacity: 1, PricePerUnit: price}}, orchestrator.CPURunnersConfig{})
+	cpu, err := cpurunner.New([]aimodels.Model{{Pipeline: "audio-to-text", ModelID: "openai/whisper-large-v3",
+		Warm: true, Capacity: 1, PricePerUnit: price}}, cpurunner.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,17 +18,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
-	"github.com/ethereum/go-ethereum/ethclient/simulated"
-	"github.com/ethereum/go-ethereum/params"
 
 	"github.com/lpgauge/lpgauge/capability"
-	"github.com/lpgauge/lpgauge/contracts"
+	"github.com/lpgauge/lpgauge/contracts/chaintest"
 	"github.com/lpgauge/lpgauge/gateway"
 	"github.com/lpgauge/lpgauge/gateway/discovery"
 	"github.com/lpgauge/lpgauge/gateway/pm"
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
+	"github.com/lpgauge/lpgauge/orchestrator/cpurunner"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
 	"github.com/lpgauge/lpgauge/orchestrator/payment"
 	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
@@ -39,51 +38,6 @@ const model = "test/model"
 var jobBody = []byte(`{"model_id":"test/model","prompt":"a bear","width":64,"height":64}`)
 
 const jobUnits = 64 * 64
-
-// chain is a simulated chain with the Livepeer stand-ins deployed and a
-// miner committing blocks in the background.
-type chain struct {
-	sim   *simulated.Backend
-	L     *contracts.Livepeer
-	owner *ecdsa.PrivateKey
-}
-
-func newChain(t *testing.T, keys ...*ecdsa.PrivateKey) *chain {
-	t.Helper()
-	owner, _ := crypto.GenerateKey()
-	alloc := types.GenesisAlloc{crypto.PubkeyToAddress(owner.PublicKey): {Balance: new(big.Int).Mul(big.NewInt(1000), big.NewInt(params.Ether))}}
-	for _, k := range keys {
-		alloc[crypto.PubkeyToAddress(k.PublicKey)] = types.Account{Balance: new(big.Int).Mul(big.NewInt(100), big.NewInt(params.Ether))}
-	}
-	sim := simulated.NewBackend(alloc)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // the miner
-		defer wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				sim.Commit()
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); wg.Wait(); _ = sim.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	L, err := contracts.Deploy(ctx, sim.Client(), big.NewInt(1337), owner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := L.InitializeRound(ctx, owner); err != nil {
-		t.Fatal(err)
-	}
-	return &chain{sim: sim, L: L, owner: owner}
-}
 
 // countingRunners puts a proxy in front of the real runners that counts
 // the jobs that reach a runner.
@@ -131,11 +85,11 @@ type orch struct {
 	runners *countingRunners
 }
 
-func startOrch(t *testing.T, c *chain, key *ecdsa.PrivateKey, pcfg payment.Config) *orch {
+func startOrch(t *testing.T, c *chaintest.Chain, key *ecdsa.PrivateKey, pcfg payment.Config) *orch {
 	t.Helper()
-	price := &orchestrator.Price{}
+	price := &aimodels.Price{}
 	price.SetInt64(1000)
-	cpu, err := orchestrator.NewCPURunners([]orchestrator.AIModel{{Pipeline: "text-to-image", ModelID: model, Warm: true, Capacity: 1, PricePerUnit: price}}, orchestrator.CPURunnersConfig{})
+	cpu, err := cpurunner.New([]aimodels.Model{{Pipeline: "text-to-image", ModelID: model, Warm: true, Capacity: 1, PricePerUnit: price}}, cpurunner.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +134,7 @@ func startOrch(t *testing.T, c *chain, key *ecdsa.PrivateKey, pcfg payment.Confi
 	if c != nil {
 		cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer ccancel()
-		if err := c.L.RegisterTranscoder(cctx, c.owner, crypto.PubkeyToAddress(key.PublicKey), big.NewInt(1e18)); err != nil {
+		if err := c.L.RegisterTranscoder(cctx, c.Owner, crypto.PubkeyToAddress(key.PublicKey), big.NewInt(1e18)); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.L.SetServiceURI(cctx, key, uri); err != nil {
@@ -253,7 +207,7 @@ func TestEndToEndOnChain(t *testing.T) {
 		k, _ := crypto.GenerateKey()
 		keys = append(keys, k)
 	}
-	c := newChain(t, append(keys, gwKey)...)
+	c := chaintest.New(t, append(keys, gwKey)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := c.L.FundDepositAndReserve(ctx, gwKey, big.NewInt(1e17), big.NewInt(1e17)); err != nil {
@@ -279,7 +233,7 @@ func TestEndToEndOnChain(t *testing.T) {
 	if len(found) != 3 {
 		t.Fatalf("discovered %d orchestrators, want 3", len(found))
 	}
-	before, _ := c.sim.Client().BalanceAt(ctx, crypto.PubkeyToAddress(keys[0].PublicKey), nil)
+	before, _ := c.Sim.Client().BalanceAt(ctx, crypto.PubkeyToAddress(keys[0].PublicKey), nil)
 
 	g := &gateway.Gateway{Sender: pm.NewSender(pm.NewSigner(gwKey))}
 	for _, o := range found {
@@ -298,7 +252,7 @@ func TestEndToEndOnChain(t *testing.T) {
 	orchs[0].recv.WaitRedemptions()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		after, _ := c.sim.Client().BalanceAt(ctx, crypto.PubkeyToAddress(keys[0].PublicKey), nil)
+		after, _ := c.Sim.Client().BalanceAt(ctx, crypto.PubkeyToAddress(keys[0].PublicKey), nil)
 		// Redemption gas is far below the 1e15 face value, so a won
 		// ticket shows as growth.
 		if after.Cmp(before) > 0 {
@@ -345,7 +299,7 @@ func TestRejections(t *testing.T) {
 	gwKey, _ := crypto.GenerateKey()
 	oKey, _ := crypto.GenerateKey()
 	expKey, _ := crypto.GenerateKey()
-	c := newChain(t, gwKey, oKey, expKey)
+	c := chaintest.New(t, gwKey, oKey, expKey)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := c.L.FundDepositAndReserve(ctx, gwKey, big.NewInt(1e17), big.NewInt(1e17)); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/gateway/pm"
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
 	"github.com/lpgauge/lpgauge/orchestrator/gpu"
 	"github.com/lpgauge/lpgauge/orchestrator/payment"
 	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
@@ -43,7 +44,7 @@ type Server struct {
 	// (starter.go:1450-1460): warm as configured, capacity the entry's
 	// capacity only when it has a url, else 1. Without them the runners'
 	// warm flag and 1 are used.
-	Models []orchestrator.AIModel
+	Models []aimodels.Model
 	// Version is advertised as Capabilities.version; DefaultVersion if empty.
 	Version string
 	// Address is advertised as OrchestratorInfo.address when the receiver

@@ -19,6 +19,7 @@ import (
 	"github.com/lpgauge/lpgauge/contracts"
 	"github.com/lpgauge/lpgauge/gateway/pm"
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
 	"github.com/lpgauge/lpgauge/orchestrator/payment"
 )
 
@@ -196,7 +197,7 @@ func (c *chainFlags) connect(ctx context.Context) (*onChain, error) {
 
 // modelPrices are the wei prices of aiModels.json keyed by pipeline and
 // model, for runners that do not report prices themselves (docker).
-func modelPrices(models []orchestrator.AIModel) (map[string][2]int64, error) {
+func modelPrices(models []aimodels.Model) (map[string][2]int64, error) {
 	out := map[string][2]int64{}
 	for _, m := range models {
 		if m.PricePerUnit == nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lpgauge/lpgauge/internal/cli"
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
 	"github.com/lpgauge/lpgauge/orchestrator/runner"
 )
@@ -40,7 +41,7 @@ type Config struct {
 
 	tlsSet bool // -tls given: onchain does not turn it on
 	// Filled by Validate.
-	models []orchestrator.AIModel
+	models []aimodels.Model
 	prices map[string][2]int64
 	host   string
 }
@@ -109,7 +110,7 @@ func (c *Config) Validate() error {
 	}
 	if c.AIModels == "" {
 		add(errors.New("-aiModels is required"))
-	} else if models, err := orchestrator.ParseAIModels(c.AIModels); err != nil {
+	} else if models, err := aimodels.Parse(c.AIModels); err != nil {
 		add(err)
 	} else if prices, err := modelPrices(models); err != nil {
 		add(err)

@@ -25,6 +25,7 @@ import (
 	"github.com/lpgauge/lpgauge/internal/cli"
 	"github.com/lpgauge/lpgauge/internal/httpserve"
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/cpurunner"
 	"github.com/lpgauge/lpgauge/orchestrator/gpu"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
 	"github.com/lpgauge/lpgauge/orchestrator/payment"
@@ -111,7 +112,7 @@ func run(ctx context.Context, c Config, log *slog.Logger) error {
 	var extra http.Handler
 	switch *runnersKind {
 	case "cpu":
-		cpu, err := orchestrator.NewCPURunners(models, orchestrator.CPURunnersConfig{
+		cpu, err := cpurunner.New(models, cpurunner.Config{
 			Latency: lat, DefaultCapacity: *capacity, Logger: log,
 		})
 		if err != nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lpgauge/lpgauge/capability"
-	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
 	"github.com/lpgauge/lpgauge/orchestrator/gpu"
 	"github.com/lpgauge/lpgauge/orchestrator/runtime"
 )
@@ -34,7 +34,7 @@ func (d *dockerFlags) register(fs *flag.FlagSet) {
 // startDocker builds and starts the Docker runtime for models. The returned
 // handler serves GET /status/runtime (containers, GPUs, reasons) and
 // GET /metrics/runtime; stop shuts every container down.
-func (d *dockerFlags) startDocker(ctx context.Context, models []orchestrator.AIModel, ethAddr string, log *slog.Logger) (rt *runtime.Runtime, extra http.Handler, stop func(), err error) {
+func (d *dockerFlags) startDocker(ctx context.Context, models []aimodels.Model, ethAddr string, log *slog.Logger) (rt *runtime.Runtime, extra http.Handler, stop func(), err error) {
 	cfg := d.cfg
 	if cfg.InstanceID == "" {
 		cfg.InstanceID = ethAddr // one identity per orchestrator, as go-livepeer's creator_id

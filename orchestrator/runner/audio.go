@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/lpgauge/lpgauge/media/wav"
 )
 
 func init() {
@@ -61,9 +63,9 @@ func AudioSeconds(b []byte, metadata string) (float64, error) {
 }
 
 // AudioSecondsOf is AudioSeconds for a file of total bytes of which b is the
-// start (see AudioDurationOf).
+// start (see wav.Duration).
 func AudioSecondsOf(b []byte, total int64, metadata string) (float64, error) {
-	if d, err := AudioDurationOf(b, total); err == nil {
+	if d, err := wav.Duration(b, total); err == nil {
 		return d, nil
 	}
 	var meta struct {

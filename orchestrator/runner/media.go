@@ -3,14 +3,14 @@ package runner
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"image"
 	_ "image/gif" // inputs may be GIF, as PIL accepts
 	_ "image/jpeg"
 	"image/png"
-	"math"
+
+	"github.com/lpgauge/lpgauge/media/wav"
 )
 
 // MaxImagePixels caps one generated image. A real runner would run out of
@@ -80,44 +80,7 @@ func ImageSize(b []byte) (w, h int, err error) {
 }
 
 // ErrAudioFormat means the audio could not be read (415 on the runner).
-var ErrAudioFormat = errors.New("unsupported audio format or malformed file")
-
-// AudioDuration returns the length of a WAV file from its header. Other
-// containers need a decoder this program does not carry; callers fall back to
-// the request's metadata duration for those.
-func AudioDuration(b []byte) (float64, error) { return AudioDurationOf(b, int64(len(b))) }
-
-// AudioDurationOf is AudioDuration for a file of size bytes of which b is the
-// start: the orchestrator reads only an upload's head into memory, and the
-// header's data chunk is cut to what the file holds.
-func AudioDurationOf(b []byte, total int64) (float64, error) {
-	if len(b) < 12 || string(b[0:4]) != "RIFF" || string(b[8:12]) != "WAVE" {
-		return 0, ErrAudioFormat
-	}
-	var byteRate uint32
-	for off := 12; off+8 <= len(b); {
-		id := string(b[off : off+4])
-		size := int(binary.LittleEndian.Uint32(b[off+4 : off+8]))
-		body := off + 8
-		switch id {
-		case "fmt ":
-			if size < 16 || body+16 > len(b) {
-				return 0, ErrAudioFormat
-			}
-			byteRate = binary.LittleEndian.Uint32(b[body+8 : body+12])
-		case "data":
-			if byteRate == 0 {
-				return 0, ErrAudioFormat
-			}
-			if int64(body)+int64(size) > total {
-				size = int(total - int64(body)) // truncated stream: count what is there
-			}
-			return float64(size) / float64(byteRate), nil
-		}
-		off = body + size + size%2
-	}
-	return 0, ErrAudioFormat
-}
+var ErrAudioFormat = wav.ErrFormat
 
 // ttsSampleRate is Parler-TTS's output rate.
 const ttsSampleRate = 44100
@@ -125,28 +88,5 @@ const ttsSampleRate = 44100
 // renderWAV writes a 16-bit mono PCM WAV of the given length: a seeded tone
 // whose pitch follows the text, so output is deterministic and non-silent.
 func renderWAV(seconds float64, seed uint64) []byte {
-	n := int(seconds * ttsSampleRate)
-	var buf bytes.Buffer
-	buf.Grow(44 + 2*n)
-	le := binary.LittleEndian
-	buf.WriteString("RIFF")
-	_ = binary.Write(&buf, le, uint32(36+2*n))
-	buf.WriteString("WAVEfmt ")
-	_ = binary.Write(&buf, le, uint32(16))
-	_ = binary.Write(&buf, le, uint16(1)) // PCM
-	_ = binary.Write(&buf, le, uint16(1)) // mono
-	_ = binary.Write(&buf, le, uint32(ttsSampleRate))
-	_ = binary.Write(&buf, le, uint32(2*ttsSampleRate))
-	_ = binary.Write(&buf, le, uint16(2))
-	_ = binary.Write(&buf, le, uint16(16))
-	buf.WriteString("data")
-	_ = binary.Write(&buf, le, uint32(2*n))
-	freq := 180 + float64(splitmix(seed)%220)
-	sample := make([]byte, 2)
-	for i := 0; i < n; i++ {
-		v := int16(8000 * math.Sin(2*math.Pi*freq*float64(i)/ttsSampleRate))
-		le.PutUint16(sample, uint16(v))
-		buf.Write(sample)
-	}
-	return buf.Bytes()
+	return wav.Tone(seconds, ttsSampleRate, 180+float64(splitmix(seed)%220))
 }

@@ -160,21 +160,12 @@ func (p *params) optInt(field string) (*int, bool) {
 }
 
 func (p *params) number(field string, def float64) float64 {
-	js, text, ok := p.raw(field)
-	if !ok {
+	f, text, done := jsonScalar(p, field, def, func(js json.RawMessage) float64 {
+		p.issue("float_type", field, "Input should be a valid number", rawValue(js))
 		return def
-	}
-	if js != nil {
-		var f float64
-		if err := json.Unmarshal(js, &f); err == nil {
-			return f
-		}
-		var s string
-		if json.Unmarshal(js, &s) != nil {
-			p.issue("float_type", field, "Input should be a valid number", rawValue(js))
-			return def
-		}
-		text = s
+	})
+	if done {
+		return f
 	}
 	f, err := strconv.ParseFloat(strings.TrimSpace(text), 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
@@ -185,25 +176,16 @@ func (p *params) number(field string, def float64) float64 {
 }
 
 func (p *params) boolean(field string, def bool) bool {
-	js, text, ok := p.raw(field)
-	if !ok {
+	b, text, done := jsonScalar(p, field, def, func(js json.RawMessage) bool {
+		var n float64
+		if json.Unmarshal(js, &n) == nil && (n == 0 || n == 1) {
+			return n == 1
+		}
+		p.issue("bool_type", field, "Input should be a valid boolean", rawValue(js))
 		return def
-	}
-	if js != nil {
-		var b bool
-		if err := json.Unmarshal(js, &b); err == nil {
-			return b
-		}
-		var s string
-		if json.Unmarshal(js, &s) != nil {
-			var n float64
-			if json.Unmarshal(js, &n) == nil && (n == 0 || n == 1) {
-				return n == 1
-			}
-			p.issue("bool_type", field, "Input should be a valid boolean", rawValue(js))
-			return def
-		}
-		text = s
+	})
+	if done {
+		return b
 	}
 	// pydantic's accepted spellings.
 	switch strings.ToLower(strings.TrimSpace(text)) {
@@ -214,6 +196,28 @@ func (p *params) boolean(field string, def bool) bool {
 	}
 	p.issue("bool_parsing", field, "Input should be a valid boolean, unable to interpret input", text)
 	return def
+}
+
+// jsonScalar reads field for number and boolean: def when it is absent, the
+// value when the JSON body holds a T, what other makes of any other JSON that
+// is not a string (it reports the issue); done is false when text is left to
+// parse as pydantic does (a form value, or a JSON string).
+func jsonScalar[T any](p *params, field string, def T, other func(json.RawMessage) T) (v T, text string, done bool) {
+	js, text, ok := p.raw(field)
+	if !ok {
+		return def, "", true
+	}
+	if js == nil {
+		return def, text, false
+	}
+	if json.Unmarshal(js, &v) == nil {
+		return v, "", true
+	}
+	var s string
+	if json.Unmarshal(js, &s) != nil {
+		return other(js), "", true
+	}
+	return def, s, false
 }
 
 // file reads an uploaded file part; absent → 422 missing.

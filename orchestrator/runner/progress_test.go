@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/lpgauge/lpgauge/media/wav"
 )
 
 // TestProgressPerPipeline: a job named with JobHeader is reported by GET
@@ -29,7 +31,7 @@ func TestProgressPerPipeline(t *testing.T) {
 		{"image-to-image", nil, []part{img, field("prompt", "x"), field("num_inference_steps", "12")}, "steps", 12, true},
 		{"upscale", nil, []part{img, field("prompt", "x")}, "steps", 75, true},
 		{"image-to-video", nil, []part{img, field("width", "64"), field("height", "64")}, "frames", 25, true},
-		{"audio-to-text", nil, []part{{name: "audio", filename: "a.wav", data: wav(65)}}, "chunks", 3, true},
+		{"audio-to-text", nil, []part{{name: "audio", filename: "a.wav", data: wav.Tone(65, 16000, 440)}}, "chunks", 3, true},
 		{"llm", map[string]any{"model": "test/model", "max_tokens": 64, "messages": []map[string]string{{"role": "user", "content": "rivers"}}}, nil, "tokens", -1, true},
 		{"text-to-speech", map[string]any{"text": "hello there"}, nil, "", 0, false},
 	}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lpgauge/lpgauge/media/wav"
 )
 
 func start(t *testing.T, cfg Config) *httptest.Server {
@@ -289,26 +291,10 @@ func TestImagePipelines(t *testing.T) {
 	})
 }
 
-func wav(seconds float64) []byte {
-	n := int(seconds * 16000)
-	var b bytes.Buffer
-	le := binary.LittleEndian
-	b.WriteString("RIFF")
-	binary.Write(&b, le, uint32(36+2*n))
-	b.WriteString("WAVEfmt ")
-	for _, v := range []any{uint32(16), uint16(1), uint16(1), uint32(16000), uint32(32000), uint16(2), uint16(16)} {
-		binary.Write(&b, le, v)
-	}
-	b.WriteString("data")
-	binary.Write(&b, le, uint32(2*n))
-	b.Write(make([]byte, 2*n))
-	return b.Bytes()
-}
-
 func TestAudioToText(t *testing.T) {
 	srv := start(t, Config{Pipeline: "audio-to-text"})
 	audio := func(b []byte) part { return part{name: "audio", filename: "a.wav", data: b} }
-	out := decode[TextResponse](t, postForm(t, srv.URL+"/audio-to-text", audio(wav(12))), 200)
+	out := decode[TextResponse](t, postForm(t, srv.URL+"/audio-to-text", audio(wav.Tone(12, 16000, 440))), 200)
 	if out.Text == "" || len(out.Chunks) == 0 {
 		t.Fatalf("empty transcript %+v", out)
 	}
@@ -319,7 +305,7 @@ func TestAudioToText(t *testing.T) {
 		t.Errorf("garbage audio: %q", got)
 	}
 	big := make([]byte, MaxAudioBytes+1)
-	copy(big, wav(1))
+	copy(big, wav.Tone(1, 16000, 440))
 	if got := detailMsg(t, postForm(t, srv.URL+"/audio-to-text", audio(big)), 413); got != "File size exceeds limit." {
 		t.Errorf("oversized audio: %q", got)
 	}

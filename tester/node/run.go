@@ -24,6 +24,7 @@ import (
 	"github.com/lpgauge/lpgauge/internal/cli"
 	"github.com/lpgauge/lpgauge/internal/httpserve"
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 	"github.com/lpgauge/lpgauge/schemas"
 	"github.com/lpgauge/lpgauge/tester"
 	"github.com/lpgauge/lpgauge/tester/preparer"
@@ -373,7 +374,7 @@ func (s *roundStore) flush(ctx context.Context, within time.Duration) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	if err := results.InsertRounds(ctx, s.conn, s.db, s.pending); err != nil {
+	if err := resultsdb.InsertRounds(ctx, s.conn, s.db, s.pending); err != nil {
 		s.log.Warn("round records not stored yet; retried with the next round", "rounds", len(s.pending), "err", err)
 		if len(s.pending) > 10000 {
 			s.pending = s.pending[len(s.pending)-10000:]

@@ -27,9 +27,9 @@ import (
 
 	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/gateway/pm"
+	"github.com/lpgauge/lpgauge/media/pngfile"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
 	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
-	"github.com/lpgauge/lpgauge/tester/probe"
 )
 
 // Behaviour says how the fake answers.
@@ -228,7 +228,7 @@ func cachedPNG(w, h int) []byte {
 	if b, ok := pngs.Load([2]int{w, h}); ok {
 		return b.([]byte)
 	}
-	b := probe.PNG(w, h, 1)
+	b := pngfile.Gradient(w, h, 1)
 	pngs.Store([2]int{w, h}, b)
 	return b
 }

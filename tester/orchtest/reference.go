@@ -16,6 +16,8 @@ import (
 
 	"github.com/lpgauge/lpgauge/gateway/pm"
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
+	"github.com/lpgauge/lpgauge/orchestrator/cpurunner"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
 	"github.com/lpgauge/lpgauge/orchestrator/payment"
 )
@@ -37,7 +39,7 @@ func (r *Reference) Close() { r.stop() }
 type ReferenceConfig struct {
 	// Models served; default one warm text-to-image model priced 1000 wei
 	// per pixel.
-	Models []orchestrator.AIModel
+	Models []aimodels.Model
 	// Key and Chain make it an on-chain orchestrator; both nil: off chain.
 	Key   *ecdsa.PrivateKey
 	Chain payment.Chain
@@ -54,12 +56,12 @@ const DefaultModel = "test/model"
 func NewReference(t testing.TB, cfg ReferenceConfig) *Reference {
 	t.Helper()
 	if cfg.Models == nil {
-		price := &orchestrator.Price{}
+		price := &aimodels.Price{}
 		price.SetInt64(1000)
-		cfg.Models = []orchestrator.AIModel{{Pipeline: "text-to-image", ModelID: DefaultModel, Warm: true, Capacity: 1, PricePerUnit: price}}
+		cfg.Models = []aimodels.Model{{Pipeline: "text-to-image", ModelID: DefaultModel, Warm: true, Capacity: 1, PricePerUnit: price}}
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cpu, err := orchestrator.NewCPURunners(cfg.Models, orchestrator.CPURunnersConfig{Logger: quiet})
+	cpu, err := cpurunner.New(cfg.Models, cpurunner.Config{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

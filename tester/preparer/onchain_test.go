@@ -21,6 +21,7 @@ import (
 	"github.com/lpgauge/lpgauge/gateway/pm"
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
 	"github.com/lpgauge/lpgauge/orchestrator/payment"
 	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
@@ -86,10 +87,10 @@ func probeOnce(t *testing.T, gw *gateway.Gateway, r *orchtest.Reference) results
 	return p.Run(context.Background(), probe.Job{Orchestrator: r.Address, ServiceURI: r.URI, Pipeline: t2i, Model: orchtest.DefaultModel, Seed: 1})
 }
 
-func price(wei int64) []orchestrator.AIModel {
-	p := &orchestrator.Price{}
+func price(wei int64) []aimodels.Model {
+	p := &aimodels.Price{}
 	p.SetInt64(wei)
-	return []orchestrator.AIModel{{Pipeline: "text-to-image", ModelID: orchtest.DefaultModel, Warm: true, Capacity: 1, PricePerUnit: p}}
+	return []aimodels.Model{{Pipeline: "text-to-image", ModelID: orchtest.DefaultModel, Warm: true, Capacity: 1, PricePerUnit: p}}
 }
 
 // Every sender-side refusal of go-livepeer's gateway is made before a

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/lpgauge/lpgauge/capability"
+	"github.com/lpgauge/lpgauge/media/wav"
 )
 
 // AudioToText probes POST /audio-to-text: a generated WAV of a few seconds
@@ -20,7 +21,7 @@ func (AudioToText) Build(model string, seed int64) (*Request, error) {
 	secs := pick([]float64{3, 5, 8}, seed)
 	body, ct, err := multipartBody([][2]string{{"model_id", model}, {"return_timestamps", "true"},
 		{"metadata", fmt.Sprintf(`{"duration":%g}`, secs)}},
-		formFile{"audio", "input.wav", "audio/wav", WAV(secs, seed)})
+		formFile{"audio", "input.wav", "audio/wav", speechWAV(secs, seed)})
 	if err != nil {
 		return nil, fmt.Errorf("audio-to-text request: %w", err)
 	}
@@ -52,4 +53,11 @@ func (AudioToText) Validate(_ context.Context, req *Request, resp *Response, _ *
 		}
 	}
 	return secs, nil
+}
+
+// speechWAV is the upload: 16 kHz mono PCM, a tone whose pitch depends on
+// seed (speech models return little or nothing for it, which is fine: the
+// probe measures that a transcription comes back).
+func speechWAV(seconds float64, seed int64) []byte {
+	return wav.Tone(seconds, 16000, 220+float64(seed%8)*55)
 }

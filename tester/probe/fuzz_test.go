@@ -10,6 +10,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/lpgauge/lpgauge/media/pngfile"
+	"github.com/lpgauge/lpgauge/media/wav"
 )
 
 // pngHeaderOnly is a PNG that declares w×h RGBA pixels and carries none: 65
@@ -46,13 +49,13 @@ func deadMedia() *Media {
 // validator: it never panics, every refusal is a classified *Error, and a
 // pass means exactly the asked-for images.
 func FuzzValidateImages(f *testing.F) {
-	good := dataPNG(PNG(8, 4, 1))
+	good := dataPNG(pngfile.Gradient(8, 4, 1))
 	for _, s := range []string{
 		`{"images":[{"url":"` + good + `","seed":1,"nsfw":false}]}`,
 		`{"images":[{"url":"` + good + `"},{"url":"` + good + `"}]}`,
 		`{"images":[{"url":"` + dataPNG(pngHeaderOnly(1<<29, 1<<29)) + `"}]}`,
 		`{"images":[{"url":"` + dataPNG(pngHeaderOnly(60000, 60000)) + `"}]}`,
-		`{"images":[{"url":"` + dataPNG(PNG(4, 8, 1)) + `"}]}`,
+		`{"images":[{"url":"` + dataPNG(pngfile.Gradient(4, 8, 1)) + `"}]}`,
 		`{"images":[{"url":"data:,%ZZ"}]}`, `{"images":[{"url":"data:image/png;base64,@@"}]}`,
 		`{"images":[{"url":"/stream/abc/0.png"}]}`, `{"images":[{"url":"http://evil.example/x.png"}]}`,
 		`{"images":[{"url":""}]}`, `{"images":[]}`, `{"images":null}`, `{"images":[{"seed":"x"}]}`,
@@ -89,19 +92,19 @@ func FuzzValidateImages(f *testing.F) {
 }
 
 // FuzzDecodeMedia feeds media bytes and data URLs to the decoders the
-// validators use: no panic, and no decode larger than MaxPNGPixels.
+// validators use: no panic, and no decode larger than pngfile.MaxPixels.
 func FuzzDecodeMedia(f *testing.F) {
-	for _, b := range [][]byte{PNG(3, 2, 0), pngHeaderOnly(1<<29, 1<<29), pngHeaderOnly(5000, 5000), WAV(0.1, 1),
+	for _, b := range [][]byte{pngfile.Gradient(3, 2, 0), pngHeaderOnly(1<<29, 1<<29), pngHeaderOnly(5000, 5000), speechWAV(0.1, 1),
 		[]byte("RIFF\x00\x00\x00\x00WAVEdata\xff\xff\xff\xff"), []byte("RIFF\x00\x00\x00\x00WAVEfmt \x10\x00\x00\x00"), {}} {
 		f.Add(b, "data:image/png;base64,"+base64.StdEncoding.EncodeToString(b))
 	}
 	f.Add([]byte{}, "data:text/plain,hello%20world")
 	f.Add([]byte{}, "data:")
 	f.Fuzz(func(t *testing.T, b []byte, raw string) {
-		if w, h, err := decodePNG(b); err == nil && (w*h > MaxPNGPixels || w <= 0 || h <= 0) {
+		if w, h, err := pngfile.Check(b); err == nil && (w*h > pngfile.MaxPixels || w <= 0 || h <= 0) {
 			t.Fatalf("decoded a %dx%d PNG", w, h)
 		}
-		if secs, err := WAVDuration(b); err == nil && (secs < 0 || secs != secs) {
+		if secs, err := wav.Duration(b, int64(len(b))); err == nil && (secs < 0 || secs != secs) {
 			t.Fatalf("WAV of %v seconds", secs)
 		}
 		got, err := decodeDataURL(raw)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/lpgauge/lpgauge/capability"
+	"github.com/lpgauge/lpgauge/media/pngfile"
 )
 
 // ImageToImage probes POST /image-to-image: a generated PNG and a prompt in
@@ -22,7 +23,7 @@ func (ImageToImage) Build(model string, seed int64) (*Request, error) {
 		"num_images_per_prompt": 1, "width": sz[0], "height": sz[1]}
 	body, ct, err := multipartBody([][2]string{{"model_id", model}, {"prompt", prompt}, {"strength", "0.6"},
 		{"num_inference_steps", "4"}, {"num_images_per_prompt", "1"}, {"safety_check", "false"}},
-		formFile{"image", "input.png", "image/png", PNG(sz[0], sz[1], seed)})
+		formFile{"image", "input.png", "image/png", pngfile.Gradient(sz[0], sz[1], seed)})
 	if err != nil {
 		return nil, fmt.Errorf("image-to-image request: %w", err)
 	}

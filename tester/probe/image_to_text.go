@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/lpgauge/lpgauge/capability"
+	"github.com/lpgauge/lpgauge/media/pngfile"
 )
 
 // ImageToText probes POST /image-to-text: a PNG in, a caption out, which
@@ -20,7 +21,7 @@ func (ImageToText) Build(model string, seed int64) (*Request, error) {
 	sz := pick(sizes, seed)
 	prompt := pick([]string{"a picture of", "describe the colors in", "this image shows"}, seed)
 	body, ct, err := multipartBody([][2]string{{"model_id", model}, {"prompt", prompt}},
-		formFile{"image", "input.png", "image/png", PNG(sz[0], sz[1], seed)})
+		formFile{"image", "input.png", "image/png", pngfile.Gradient(sz[0], sz[1], seed)})
 	if err != nil {
 		return nil, fmt.Errorf("image-to-text request: %w", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/lpgauge/lpgauge/capability"
+	"github.com/lpgauge/lpgauge/media/mp4"
+	"github.com/lpgauge/lpgauge/media/pngfile"
 )
 
 // ImageToVideo probes POST /image-to-video: a PNG in, a video URL out (the
@@ -31,7 +33,7 @@ func (ImageToVideo) Build(model string, seed int64) (*Request, error) {
 	fps := pick([]int{6, 8}, seed)
 	body, ct, err := multipartBody([][2]string{{"model_id", model}, {"width", strconv.Itoa(sz[0])}, {"height", strconv.Itoa(sz[1])},
 		{"fps", strconv.Itoa(fps)}, {"num_inference_steps", "10"}, {"safety_check", "false"}},
-		formFile{"image", "input.png", "image/png", PNG(sz[0], sz[1], seed)})
+		formFile{"image", "input.png", "image/png", pngfile.Gradient(sz[0], sz[1], seed)})
 	if err != nil {
 		return nil, fmt.Errorf("image-to-video request: %w", err)
 	}
@@ -64,7 +66,7 @@ func (ImageToVideo) Validate(ctx context.Context, req *Request, resp *Response, 
 		if err != nil {
 			return 0, err
 		}
-		got, err := parseMP4(b)
+		got, err := mp4.Parse(b)
 		if err != nil {
 			return 0, invalid("video_format", "video %d is not a playable MP4: %v", i, err)
 		}

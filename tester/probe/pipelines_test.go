@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/media/pngfile"
 )
 
 // pipelineCase is one orchestrator answer to one pipeline's request.
@@ -35,14 +36,14 @@ func pipelineCases() []pipelineCase {
 	img := `{"images":[{"url":"%s","seed":1,"nsfw":false}]}`
 	stop := `{"choices":[{"index":0,"finish_reason":"stop","delta":{"content":""}}],"usage":{"completion_tokens":3}}`
 	return []pipelineCase{
-		{"text-to-image", "ok", js, img, PNG(512, 512, 1), ""},
+		{"text-to-image", "ok", js, img, pngfile.Gradient(512, 512, 1), ""},
 		{"text-to-image", "no images", js, `{"images":[]}`, nil, "image_count"},
-		{"image-to-image", "ok", js, img, PNG(512, 512, 1), ""},
-		{"image-to-image", "wrong size", js, img, PNG(256, 512, 1), "image_size"},
-		{"upscale", "ok", js, img, PNG(512, 512, 1), ""},
-		{"upscale", "not larger", js, img, PNG(128, 128, 1), "image_size"},
+		{"image-to-image", "ok", js, img, pngfile.Gradient(512, 512, 1), ""},
+		{"image-to-image", "wrong size", js, img, pngfile.Gradient(256, 512, 1), "image_size"},
+		{"upscale", "ok", js, img, pngfile.Gradient(512, 512, 1), ""},
+		{"upscale", "not larger", js, img, pngfile.Gradient(128, 128, 1), "image_size"},
 		{"image-to-video", "ok", js, img, mp4, ""},
-		{"image-to-video", "png instead of mp4", js, img, PNG(64, 64, 1), "video_format"},
+		{"image-to-video", "png instead of mp4", js, img, pngfile.Gradient(64, 64, 1), "video_format"},
 		{"image-to-video", "truncated", js, img, mp4[:len(mp4)/2], "video_format"},
 		{"image-to-video", "wrong size", js, img, muxVideo(v.W/2, v.H, v.FPS, v.Frames, 1000), "video_size"},
 		{"image-to-video", "14 frames", js, img, muxVideo(v.W, v.H, v.FPS, 14, 1000), "video_frames"},
@@ -58,8 +59,8 @@ func pipelineCases() []pipelineCase {
 		{"llm", "truncated stream", "text/event-stream", sse(`{"choices":[{"index":0,"delta":{"content":"Hel"}}]}`), nil, "llm_truncated"},
 		{"image-to-text", "ok", js, `{"text":"a gradient of red and green"}`, nil, ""},
 		{"image-to-text", "empty caption", js, `{"text":"  "}`, nil, "text_empty"},
-		{"text-to-speech", "ok", js, `{"audio":{"url":"%s"}}`, WAV(3, 1), ""},
-		{"text-to-speech", "too short", js, `{"audio":{"url":"%s"}}`, WAV(0.2, 1), "audio_short"},
+		{"text-to-speech", "ok", js, `{"audio":{"url":"%s"}}`, speechWAV(3, 1), ""},
+		{"text-to-speech", "too short", js, `{"audio":{"url":"%s"}}`, speechWAV(0.2, 1), "audio_short"},
 		{"text-to-speech", "not a wav", js, `{"audio":{"url":"%s"}}`, []byte("ID3\x03mp3"), "wav_decode"},
 	}
 }

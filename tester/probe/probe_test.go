@@ -18,6 +18,7 @@ import (
 
 	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/media/pngfile"
 )
 
 var fast = Timeouts{Connect: 300 * time.Millisecond, TLS: 300 * time.Millisecond, Server: 400 * time.Millisecond, Total: time.Second}
@@ -381,7 +382,7 @@ func TestManyHostileAtOnceMemoryBounded(t *testing.T) {
 // media fetch.
 func TestPhasesMeasured(t *testing.T) {
 	const delay = 150 * time.Millisecond
-	img := PNG(512, 512, 1)
+	img := pngfile.Gradient(512, 512, 1)
 	mux := http.NewServeMux()
 	var base string
 	mux.HandleFunc("POST /text-to-image", func(w http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,8 @@ import (
 
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
+	"github.com/lpgauge/lpgauge/orchestrator/cpurunner"
 	"github.com/lpgauge/lpgauge/orchestrator/runner"
 )
 
@@ -49,11 +51,11 @@ func (w *teeWriter) Flush()                      { w.ResponseWriter.(http.Flushe
 func newReferenceOrchestrator(t *testing.T, models string, lat runner.Latency, cfg orchestrator.Config) *referenceOrchestrator {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ms, err := orchestrator.ParseAIModels(models)
+	ms, err := aimodels.Parse(models)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cpu, err := orchestrator.NewCPURunners(ms, orchestrator.CPURunnersConfig{Latency: lat, Logger: quiet})
+	cpu, err := cpurunner.New(ms, cpurunner.Config{Latency: lat, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

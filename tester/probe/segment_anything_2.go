@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/lpgauge/lpgauge/capability"
+	"github.com/lpgauge/lpgauge/media/pngfile"
 )
 
 // SegmentAnything2 probes POST /segment-anything-2: a PNG and a point in,
@@ -32,7 +33,7 @@ func (SegmentAnything2) Build(model string, seed int64) (*Request, error) {
 	point := fmt.Sprintf("[[%d,%d]]", x, y)
 	body, ct, err := multipartBody([][2]string{{"model_id", model}, {"point_coords", point}, {"point_labels", "[1]"},
 		{"multimask_output", "true"}, {"return_logits", "false"}, {"normalize_coords", "true"}},
-		formFile{"image", "input.png", "image/png", PNG(sz[0], sz[1], seed)})
+		formFile{"image", "input.png", "image/png", pngfile.Gradient(sz[0], sz[1], seed)})
 	if err != nil {
 		return nil, fmt.Errorf("segment-anything-2 request: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"image/png"
 
 	"github.com/lpgauge/lpgauge/capability"
+	"github.com/lpgauge/lpgauge/media/pngfile"
 )
 
 // prompts vary from probe to probe so no orchestrator can cache an answer.
@@ -108,10 +109,10 @@ func validateImages(ctx context.Context, want imageExpect, resp *Response, m *Me
 		// small PNG that declares 4096×4096 costs 16–64 MiB, and several at
 		// once blew the tester's memory (faults.TestHostileZoo).
 		if cfg, err := png.DecodeConfig(bytes.NewReader(b)); err == nil && want.W > 0 &&
-			int64(cfg.Width)*int64(cfg.Height) <= MaxPNGPixels && (cfg.Width != want.W || cfg.Height != want.H) {
+			int64(cfg.Width)*int64(cfg.Height) <= pngfile.MaxPixels && (cfg.Width != want.W || cfg.Height != want.H) {
 			return 0, invalid("image_size", "image %d is %dx%d, asked for %dx%d", i, cfg.Width, cfg.Height, want.W, want.H)
 		}
-		w, h, err := decodePNG(b)
+		w, h, err := pngfile.Check(b)
 		if err != nil {
 			return 0, invalid("png_decode", "image %d is not a PNG: %v", i, err)
 		}

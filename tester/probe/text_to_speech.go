@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/lpgauge/lpgauge/capability"
+	"github.com/lpgauge/lpgauge/media/wav"
 )
 
 // TextToSpeech probes POST /text-to-speech: a sentence in (JSON), a WAV URL
@@ -52,7 +53,7 @@ func (TextToSpeech) Validate(ctx context.Context, req *Request, resp *Response, 
 	if err != nil {
 		return 0, err
 	}
-	secs, err := WAVDuration(b)
+	secs, err := wav.Duration(b, int64(len(b)))
 	if err != nil {
 		return 0, invalid("wav_decode", "audio is not a WAV: %v", err)
 	}

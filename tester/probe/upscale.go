@@ -7,6 +7,7 @@ import (
 	"image/png"
 
 	"github.com/lpgauge/lpgauge/capability"
+	"github.com/lpgauge/lpgauge/media/pngfile"
 )
 
 // Upscale probes POST /upscale: a small PNG in, one larger PNG out with the
@@ -23,7 +24,7 @@ func (Upscale) Build(model string, seed int64) (*Request, error) {
 	sz := pick([][2]int{{128, 128}, {128, 192}, {192, 128}}, seed)
 	prompt := pick(prompts, seed+2)
 	body, ct, err := multipartBody([][2]string{{"model_id", model}, {"prompt", prompt}, {"num_inference_steps", "10"}, {"safety_check", "false"}},
-		formFile{"image", "input.png", "image/png", PNG(sz[0], sz[1], seed)})
+		formFile{"image", "input.png", "image/png", pngfile.Gradient(sz[0], sz[1], seed)})
 	if err != nil {
 		return nil, fmt.Errorf("upscale request: %w", err)
 	}
@@ -52,7 +53,7 @@ func (Upscale) Validate(ctx context.Context, req *Request, resp *Response, m *Me
 	if cfg, err := png.DecodeConfig(bytes.NewReader(b)); err == nil && (cfg.Width > maxUpscale*in.W || cfg.Height > maxUpscale*in.H) {
 		return 0, invalid("image_size", "upscaled %dx%d to %dx%d: more than %d× each side", in.W, in.H, cfg.Width, cfg.Height, maxUpscale)
 	}
-	w, h, err := decodePNG(b)
+	w, h, err := pngfile.Check(b)
 	if err != nil {
 		return 0, invalid("png_decode", "upscaled image is not a PNG: %v", err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lpgauge/lpgauge/internal/chclient"
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 )
 
 // faults switches safeguards off. Only builds with -tags faultinject set it
@@ -75,9 +76,9 @@ type Table struct {
 	DB   string
 }
 
-// Insert implements Store through results.Insert.
+// Insert implements Store through resultsdb.Insert.
 func (t Table) Insert(ctx context.Context, rows []results.Result) error {
-	return results.Insert(ctx, t.Conn, t.DB, rows)
+	return resultsdb.Insert(ctx, t.Conn, t.DB, rows)
 }
 
 // Stored implements Store. It asks by probe id rather than batch id so the

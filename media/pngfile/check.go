@@ -1,4 +1,4 @@
-package probe
+package pngfile
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"io"
 )
 
-// checkPNG reads a whole PNG and says whether image/png would decode it, and
+// check reads a whole PNG and says whether image/png would decode it, and
 // at what size, without building the image. It walks what png.Decode walks —
 // the signature, every chunk's CRC-32, the chunk order, the IHDR, PLTE and
 // tRNS rules, the zlib stream spread over the IDAT chunks (inflated in full,
@@ -26,7 +26,7 @@ import (
 // (BenchmarkServerPhaseAccuracy). This reads one scanline at a time into a
 // reused buffer. TestCheckPNGAgreesWithDecode and FuzzCheckPNG hold it to
 // png.Decode's verdicts.
-func checkPNG(b []byte) (w, h int, err error) {
+func check(b []byte) (w, h int, err error) {
 	c := pngCheck{b: b, r: bytes.NewReader(b), crc: crc32.NewIEEE()}
 	if err := c.run(); err != nil {
 		if err == io.EOF {

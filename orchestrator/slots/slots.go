@@ -1,4 +1,7 @@
-package orchestrator
+// Package slots is the contract between the orchestrator's HTTP layer and
+// whatever runs its jobs (in-process CPU runners, external runner URLs,
+// containers on the Docker engine): reserve a slot, get a URL, release it.
+package slots
 
 import (
 	"context"
@@ -33,4 +36,17 @@ type Lease interface {
 	Token() string
 	// Release returns the slot; safe to call more than once.
 	Release()
+}
+
+// ModelState is the live state of one (pipeline, model) the orchestrator
+// serves; GetOrchestrator advertises it (warm, capacity, capacityInUse).
+type ModelState struct {
+	Pipeline      capability.Pipeline
+	Model         string
+	Warm          bool
+	Capacity      int // ready runners × per-runner concurrency
+	InUse         int
+	RunnerVersion string
+	PricePerUnit  int64 // wei per PixelsPerUnit units
+	PixelsPerUnit int64
 }

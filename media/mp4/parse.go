@@ -1,4 +1,4 @@
-package probe
+package mp4
 
 import (
 	"encoding/binary"
@@ -6,23 +6,23 @@ import (
 	"fmt"
 )
 
-// mp4Video is what a viewer notices of an MP4 (ISO/IEC 14496-12): the
+// Info is what a viewer notices of an MP4 (ISO/IEC 14496-12): the
 // first video track's size, frame count and length.
-type mp4Video struct {
+type Info struct {
 	Width, Height int     // tkhd, the displayed size
 	Frames        uint64  // stsz sample count
 	Seconds       float64 // mdhd duration / timescale
 }
 
-// parseMP4 walks an MP4's boxes in place: ftyp first, every box inside its
+// Parse walks an MP4's boxes in place: ftyp first, every box inside its
 // parent and the top-level boxes covering the file exactly (so a truncated
 // download fails), a moov holding a video track (hdlr "vide") with tkhd,
 // mdhd, stsd and a sample table whose sizes and chunk offsets lie inside the
 // file. It allocates nothing whatever the declared sizes and counts say: a
 // hostile file costs what it weighs. Fragmented MP4s (samples in moof
 // boxes, none in stsz) are not read: a file with no samples is refused.
-func parseMP4(b []byte) (mp4Video, error) {
-	var v mp4Video
+func Parse(b []byte) (Info, error) {
+	var v Info
 	if len(b) < 8 || string(b[4:8]) != "ftyp" {
 		return v, fmt.Errorf("first box is not ftyp: starts %q", b[:min(len(b), 8)])
 	}
@@ -61,8 +61,8 @@ func parseMP4(b []byte) (mp4Video, error) {
 	return v, errors.New("no video track")
 }
 
-func parseVideoTrack(trak []byte, fileSize int) (mp4Video, error) {
-	var v mp4Video
+func parseVideoTrack(trak []byte, fileSize int) (Info, error) {
+	var v Info
 	be := binary.BigEndian
 	tkhd, err := child(trak, "tkhd")
 	if err != nil {

@@ -1,4 +1,7 @@
-package orchestrator
+// Package cpurunner hosts runners for the reference orchestrator without a
+// container engine: CPU reference runners served in process on loopback
+// ports, and external runner URLs from aiModels.json, health-checked.
+package cpurunner
 
 import (
 	"context"
@@ -9,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"sort"
@@ -18,15 +20,17 @@ import (
 	"time"
 
 	"github.com/lpgauge/lpgauge/capability"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
 	"github.com/lpgauge/lpgauge/orchestrator/runner"
+	"github.com/lpgauge/lpgauge/orchestrator/slots"
 )
 
-// CPURunnerVersion is what the in-process runners report: the ai-runner API
+// Version is what the in-process runners report: the ai-runner API
 // version they implement, so gateways' -aiMinRunnerVersion filters work.
-const CPURunnerVersion = "0.14.1"
+const Version = "0.14.1"
 
-// CPURunnersConfig shapes the in-process runners and the external checks.
-type CPURunnersConfig struct {
+// Config shapes the in-process runners and the external checks.
+type Config struct {
 	// Latency is the demo profile every CPU runner simulates.
 	Latency runner.Latency
 	// DefaultCapacity applies to entries without "capacity" (inline form).
@@ -38,11 +42,11 @@ type CPURunnersConfig struct {
 	Logger         *slog.Logger
 }
 
-// CPURunners implements Runners with CPU reference runners served on
+// Runners implements orchestrator.Runners with CPU reference runners served on
 // loopback ports (capacity runners per model, one job each) and external
 // runner URLs from aiModels.json (capacity concurrent jobs, health-checked).
-type CPURunners struct {
-	cfg    CPURunnersConfig
+type Runners struct {
+	cfg    Config
 	log    *slog.Logger
 	mu     sync.Mutex
 	models []*modelRunners
@@ -52,13 +56,13 @@ type CPURunners struct {
 }
 
 type modelRunners struct {
-	cfg    AIModel
+	cfg    aimodels.Model
 	p      capability.Pipeline
 	slots  []*slot
 	served atomic.Int64 // jobs that reached a runner
 }
 
-// slot is one runner endpoint; guarded by CPURunners.mu.
+// slot is one runner endpoint; guarded by Runners.mu.
 type slot struct {
 	url, token string
 	limit      int
@@ -76,9 +80,9 @@ func (s *slot) ready() bool {
 	return s.healthy
 }
 
-// NewCPURunners starts every configured runner; Close stops them.
-func NewCPURunners(models []AIModel, cfg CPURunnersConfig) (*CPURunners, error) {
-	if err := ValidateAIModels(models); err != nil {
+// New starts every configured runner; Close stops them.
+func New(models []aimodels.Model, cfg Config) (*Runners, error) {
+	if err := aimodels.Validate(models); err != nil {
 		return nil, err
 	}
 	if cfg.DefaultCapacity <= 0 {
@@ -93,7 +97,7 @@ func NewCPURunners(models []AIModel, cfg CPURunnersConfig) (*CPURunners, error) 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	c := &CPURunners{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
+	c := &Runners{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
 	for _, m := range models {
 		p, _ := capability.BySlug(m.Pipeline)
 		mr := &modelRunners{cfg: m, p: p}
@@ -132,12 +136,12 @@ func countJobs(h http.Handler, n *atomic.Int64) http.Handler {
 	})
 }
 
-func (c *CPURunners) startLocal(m AIModel, served *atomic.Int64) (*slot, error) {
+func (c *Runners) startLocal(m aimodels.Model, served *atomic.Int64) (*slot, error) {
 	tok := make([]byte, 16)
 	_, _ = rand.Read(tok)
 	token := hex.EncodeToString(tok)
 	r, err := runner.New(runner.Config{
-		Pipeline: m.Pipeline, ModelID: m.ModelID, AuthToken: token, Version: CPURunnerVersion,
+		Pipeline: m.Pipeline, ModelID: m.ModelID, AuthToken: token, Version: Version,
 		Latency: c.cfg.Latency, Workers: 1, Logger: c.log,
 	})
 	if err != nil {
@@ -149,7 +153,7 @@ func (c *CPURunners) startLocal(m AIModel, served *atomic.Int64) (*slot, error) 
 		return nil, fmt.Errorf("listen for cpu runner: %w", err)
 	}
 	srv := &http.Server{Handler: countJobs(r.Handler(), served), ReadHeaderTimeout: 10 * time.Second}
-	s := &slot{url: "http://" + ln.Addr().String(), token: token, limit: 1, local: r, srv: srv, version: CPURunnerVersion}
+	s := &slot{url: "http://" + ln.Addr().String(), token: token, limit: 1, local: r, srv: srv, version: Version}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -161,7 +165,7 @@ func (c *CPURunners) startLocal(m AIModel, served *atomic.Int64) (*slot, error) 
 }
 
 // watch checks an external runner's /health until Close.
-func (c *CPURunners) watch(s *slot) {
+func (c *Runners) watch(s *slot) {
 	defer c.wg.Done()
 	t := time.NewTicker(c.cfg.HealthInterval)
 	defer t.Stop()
@@ -175,7 +179,26 @@ func (c *CPURunners) watch(s *slot) {
 	}
 }
 
-func (c *CPURunners) check(s *slot) {
+// CheckExternal checks every external runner's /health now instead of at
+// the next HealthInterval tick, so a caller that knows a runner changed sees
+// the capacity it advertises follow at once.
+func (c *Runners) CheckExternal() {
+	c.mu.Lock()
+	var external []*slot
+	for _, m := range c.models {
+		for _, s := range m.slots {
+			if s.local == nil {
+				external = append(external, s)
+			}
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range external {
+		c.check(s)
+	}
+}
+
+func (c *Runners) check(s *slot) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.HealthTimeout)
 	defer cancel()
 	var health struct{ Status string }
@@ -224,7 +247,7 @@ func getJSON(ctx context.Context, url string, v any) error {
 }
 
 // Close stops the runners and health checks.
-func (c *CPURunners) Close() {
+func (c *Runners) Close() {
 	c.once.Do(func() {
 		close(c.stop)
 		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
@@ -241,7 +264,7 @@ func (c *CPURunners) Close() {
 	c.wg.Wait()
 }
 
-func (c *CPURunners) find(p capability.Pipeline, model string) *modelRunners {
+func (c *Runners) find(p capability.Pipeline, model string) *modelRunners {
 	for _, m := range c.models {
 		if m.p.ID == p.ID && m.cfg.ModelID == model {
 			return m
@@ -250,13 +273,13 @@ func (c *CPURunners) find(p capability.Pipeline, model string) *modelRunners {
 	return nil
 }
 
-// Reserve implements Runners: the least busy ready slot, or ErrNoCapacity.
-func (c *CPURunners) Reserve(_ context.Context, p capability.Pipeline, model string) (Lease, error) {
+// Reserve implements Runners: the least busy ready slot, or slots.ErrNoCapacity.
+func (c *Runners) Reserve(_ context.Context, p capability.Pipeline, model string) (slots.Lease, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m := c.find(p, model)
 	if m == nil {
-		return nil, ErrUnknownModel
+		return nil, slots.ErrUnknownModel
 	}
 	var best *slot
 	for _, s := range m.slots {
@@ -265,14 +288,14 @@ func (c *CPURunners) Reserve(_ context.Context, p capability.Pipeline, model str
 		}
 	}
 	if best == nil {
-		return nil, ErrNoCapacity
+		return nil, slots.ErrNoCapacity
 	}
 	best.inUse++
 	return &lease{c: c, s: best}, nil
 }
 
 type lease struct {
-	c    *CPURunners
+	c    *Runners
 	s    *slot
 	once sync.Once
 }
@@ -288,12 +311,12 @@ func (l *lease) Release() {
 }
 
 // States implements Runners from the slots' real state.
-func (c *CPURunners) States() []ModelState {
+func (c *Runners) States() []slots.ModelState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]ModelState, 0, len(c.models))
+	out := make([]slots.ModelState, 0, len(c.models))
 	for _, m := range c.models {
-		st := ModelState{Pipeline: m.p, Model: m.cfg.ModelID, Warm: m.cfg.Warm || m.cfg.URL != ""}
+		st := slots.ModelState{Pipeline: m.p, Model: m.cfg.ModelID, Warm: m.cfg.Warm || m.cfg.URL != ""}
 		for _, s := range m.slots {
 			if s.ready() {
 				st.Capacity += s.limit
@@ -303,7 +326,7 @@ func (c *CPURunners) States() []ModelState {
 				st.RunnerVersion = s.version // go-livepeer advertises the lowest
 			}
 		}
-		st.PricePerUnit, st.PixelsPerUnit = weiPrice(m.cfg)
+		st.PricePerUnit, st.PixelsPerUnit = m.cfg.WeiPrice()
 		out = append(out, st)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Pipeline.ID < out[j].Pipeline.ID })
@@ -311,7 +334,7 @@ func (c *CPURunners) States() []ModelState {
 }
 
 // Served is how many jobs reached the runners of (pipeline, model).
-func (c *CPURunners) Served(p capability.Pipeline, model string) int64 {
+func (c *Runners) Served(p capability.Pipeline, model string) int64 {
 	c.mu.Lock()
 	m := c.find(p, model)
 	c.mu.Unlock()
@@ -319,21 +342,4 @@ func (c *CPURunners) Served(p capability.Pipeline, model string) int64 {
 		return 0
 	}
 	return m.served.Load()
-}
-
-// weiPrice turns price_per_unit/pixels_per_unit into the integer pair the
-// wire carries. Prices in a fiat currency need a price feed, which is the
-// payment gate's job; they report 0 here.
-func weiPrice(m AIModel) (price, pixels int64) {
-	if m.PricePerUnit == nil || m.Currency != "" {
-		return 0, 1
-	}
-	r := new(big.Rat).Set(&m.PricePerUnit.Rat)
-	if m.PixelsPerUnit != nil {
-		r.Quo(r, &m.PixelsPerUnit.Rat)
-	}
-	if !r.Num().IsInt64() || !r.Denom().IsInt64() {
-		return 0, 1
-	}
-	return r.Num().Int64(), r.Denom().Int64()
 }

@@ -1,4 +1,4 @@
-package results_test
+package resultsdb_test
 
 import (
 	"context"
@@ -9,17 +9,18 @@ import (
 
 	"github.com/lpgauge/lpgauge/internal/chtest"
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 )
 
 func TestMain(m *testing.M) { chtest.Main(m) }
 
-// BenchmarkInsert times results.Insert (the writer's one INSERT) into a
+// BenchmarkInsert times resultsdb.Insert (the writer's one INSERT) into a
 // migrated probe_results, materialized views to the hourly rollups
 // included, on the package's private ClickHouse server: one b.N is one batch
 // of tester-shaped rows (all columns filled, a fleet's spread of
 // orchestrators and models, one round's time), reported as rows/s.
 //
-//	go test -run '^$' -bench Insert -benchtime 3s ./internal/results/
+//	go test -run '^$' -bench Insert -benchtime 3s ./internal/results/resultsdb/
 func BenchmarkInsert(b *testing.B) {
 	db := chtest.NewDB(b)
 	for _, size := range []int{100, 1000, 10000} {
@@ -40,7 +41,7 @@ func BenchmarkInsert(b *testing.B) {
 				return rows
 			}
 			warm := batch()
-			if err := results.Insert(ctx, db.Conn, db.Name, warm); err != nil {
+			if err := resultsdb.Insert(ctx, db.Conn, db.Name, warm); err != nil {
 				b.Fatal(err)
 			}
 			b.ResetTimer()
@@ -51,7 +52,7 @@ func BenchmarkInsert(b *testing.B) {
 				b.StartTimer()
 				start := time.Now()
 				ictx, cancel := context.WithTimeout(ctx, time.Minute)
-				err := results.Insert(ictx, db.Conn, db.Name, rows)
+				err := resultsdb.Insert(ictx, db.Conn, db.Name, rows)
 				cancel()
 				if err != nil {
 					b.Fatal(err)

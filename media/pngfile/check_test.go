@@ -1,4 +1,4 @@
-package probe
+package pngfile
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 	"testing"
 )
 
-// agree fails t when checkPNG and png.Decode disagree on b: a PNG the
+// agree fails t when check and png.Decode disagree on b: a PNG the
 // tester rejects but any Go client would decode would blame an orchestrator
 // for nothing; one it accepts that png.Decode refuses would pass a broken
 // image.
@@ -22,16 +22,16 @@ func agree(t testing.TB, name string, b []byte) {
 	t.Helper()
 	if cfg, err := png.DecodeConfig(bytes.NewReader(b)); err == nil && int64(cfg.Width)*int64(cfg.Height) > 1<<20 {
 		// png.Decode would allocate the image it declares before finding
-		// the data short (the tester's decodePNG caps the size first).
+		// the data short (Check caps the size first).
 		return
 	}
-	w, h, err := checkPNG(b)
+	w, h, err := check(b)
 	img, derr := png.Decode(bytes.NewReader(b))
 	switch {
 	case (err == nil) != (derr == nil):
-		t.Fatalf("%s: checkPNG says %v, png.Decode says %v", name, err, derr)
+		t.Fatalf("%s: check says %v, png.Decode says %v", name, err, derr)
 	case err == nil && (img.Bounds().Dx() != w || img.Bounds().Dy() != h):
-		t.Fatalf("%s: checkPNG says %dx%d, png.Decode %v", name, w, h, img.Bounds())
+		t.Fatalf("%s: check says %dx%d, png.Decode %v", name, w, h, img.Bounds())
 	}
 }
 
@@ -93,7 +93,7 @@ func encoded(t testing.TB) map[string][]byte {
 			add(tag("pal")+string(rune('0'+len(pal)%10)), p)
 		}
 	}
-	out["probe-asset"] = PNG(64, 48, 3)
+	out["probe-asset"] = Gradient(64, 48, 3)
 	return out
 }
 
@@ -125,7 +125,7 @@ func TestCheckPNGAgreesWithDecode(t *testing.T) {
 		agree(t, filepath.Base(f), b)
 	}
 	for name, b := range encoded(t) {
-		if _, _, err := checkPNG(b); err != nil {
+		if _, _, err := check(b); err != nil {
 			t.Fatalf("%s: a PNG from Go's encoder: %v", name, err)
 		}
 		// Every truncation (the usual broken download).
@@ -159,8 +159,8 @@ func TestCheckPNGAgreesWithDecode(t *testing.T) {
 // TestCheckPNGRejectsBrokenImages: what a user would see as a broken image
 // is refused.
 func TestCheckPNGRejectsBrokenImages(t *testing.T) {
-	b := PNG(64, 48, 1)
-	if w, h, err := checkPNG(b); err != nil || w != 64 || h != 48 {
+	b := Gradient(64, 48, 1)
+	if w, h, err := check(b); err != nil || w != 64 || h != 48 {
 		t.Fatalf("a good 64x48 PNG: %dx%d, %v", w, h, err)
 	}
 	offs, sizes := chunks(b)
@@ -171,7 +171,7 @@ func TestCheckPNGRejectsBrokenImages(t *testing.T) {
 		}
 	}
 	cut := bytes.Clone(b[:offs[idat]+8+sizes[idat]/2])
-	if _, _, err := checkPNG(cut); err == nil {
+	if _, _, err := check(cut); err == nil {
 		t.Fatal("a PNG cut in the middle of its pixel data was accepted")
 	}
 	// Pixel data corrupted with a correct chunk CRC: only inflating the
@@ -179,10 +179,10 @@ func TestCheckPNGRejectsBrokenImages(t *testing.T) {
 	m := bytes.Clone(b)
 	m[offs[idat]+8+sizes[idat]-3] ^= 0x55
 	recrc(m, offs[idat], sizes[idat])
-	if _, _, err := checkPNG(m); err == nil {
+	if _, _, err := check(m); err == nil {
 		t.Fatal("a PNG with corrupted pixel data (chunk CRC fixed) was accepted")
 	}
-	if _, _, err := checkPNG(pngHeaderOnly(4096, 4096)); err == nil {
+	if _, _, err := check(pngHeaderOnly(4096, 4096)); err == nil {
 		t.Fatal("a PNG that declares 4096x4096 pixels and carries none was accepted")
 	}
 }
@@ -199,13 +199,13 @@ func FuzzCheckPNG(f *testing.F) {
 // BenchmarkPNGValidation compares the result-image check with a full
 // png.Decode on a 512x512 image like a text-to-image result.
 //
-//	go test -run '^$' -bench PNGValidation -benchmem ./tester/probe/
+//	go test -run '^$' -bench PNGValidation -benchmem ./media/pngfile/
 func BenchmarkPNGValidation(b *testing.B) {
-	img := PNG(512, 512, 5)
+	img := Gradient(512, 512, 5)
 	b.Run("checkPNG", func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
-			if _, _, err := checkPNG(img); err != nil {
+			if _, _, err := check(img); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -218,4 +218,25 @@ func BenchmarkPNGValidation(b *testing.B) {
 			}
 		}
 	})
+}
+
+// pngHeaderOnly is a PNG that declares w×h RGBA pixels and carries none: 65
+// bytes a hostile orchestrator can send to make a decoder allocate w×h×4.
+func pngHeaderOnly(w, h uint32) []byte {
+	chunk := func(b *bytes.Buffer, typ string, data []byte) {
+		_ = binary.Write(b, binary.BigEndian, uint32(len(data)))
+		b.WriteString(typ)
+		b.Write(data)
+		_ = binary.Write(b, binary.BigEndian, crc32.ChecksumIEEE(append([]byte(typ), data...)))
+	}
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], w)
+	binary.BigEndian.PutUint32(ihdr[4:], h)
+	ihdr[8], ihdr[9] = 8, 6
+	chunk(&b, "IHDR", ihdr)
+	chunk(&b, "IDAT", []byte{0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01})
+	chunk(&b, "IEND", nil)
+	return b.Bytes()
 }

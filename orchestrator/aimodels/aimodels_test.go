@@ -1,4 +1,4 @@
-package orchestrator
+package aimodels
 
 import (
 	"path/filepath"
@@ -7,7 +7,7 @@ import (
 )
 
 func TestParseAIModelsGood(t *testing.T) {
-	models, err := ParseAIModels(filepath.Join("testdata", "good.json"))
+	models, err := Parse(filepath.Join("testdata", "good.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,7 +20,7 @@ func TestParseAIModelsGood(t *testing.T) {
 	if p := models[1].PricePerUnit.RatString(); p != "9/50" { // "0.18" as a string
 		t.Errorf("string price parsed as %s, want 9/50", p)
 	}
-	if price, pixels := weiPrice(models[0]); price != 4768371 || pixels != 1 {
+	if price, pixels := models[0].WeiPrice(); price != 4768371 || pixels != 1 {
 		t.Errorf("wei price %d/%d", price, pixels)
 	}
 	if m := models[3]; m.URL != "http://127.0.0.1:9100" || m.Token != "secret" {
@@ -29,7 +29,7 @@ func TestParseAIModelsGood(t *testing.T) {
 }
 
 func TestParseAIModelsInline(t *testing.T) {
-	models, err := ParseAIModels("text-to-image:ByteDance/SDXL-Lightning:true,llm:meta-llama/Meta-Llama-3.1-8B-Instruct:false")
+	models, err := Parse("text-to-image:ByteDance/SDXL-Lightning:true,llm:meta-llama/Meta-Llama-3.1-8B-Instruct:false")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestParseAIModelsInline(t *testing.T) {
 		"llm:a:true,llm:b:maybe":       "aiModels[1].warm: \"maybe\" is not a boolean",
 		"text-to-painting:model:false": "aiModels[0].pipeline: unknown pipeline \"text-to-painting\"",
 	} {
-		if _, err := ParseAIModels(in); err == nil || err.Error() != want {
+		if _, err := Parse(in); err == nil || err.Error() != want {
 			t.Errorf("%q: error %v, want %q", in, err, want)
 		}
 	}
@@ -55,13 +55,13 @@ func TestParseAIModelsInvalid(t *testing.T) {
 		"invalid-price-text.json":      `aiModels[0]: "cheap" is not a number`,
 		"invalid-price-negative.json":  `aiModels[0].price_per_unit: must not be negative`,
 		"invalid-pixels-per-unit.json": `aiModels[0].pixels_per_unit: must be a positive integer, got 0`,
-		"invalid-capacity-type.json":   `aiModels[0]: json: cannot unmarshal string into Go struct field AIModel.capacity of type int`,
+		"invalid-capacity-type.json":   `aiModels[0]: json: cannot unmarshal string into Go struct field Model.capacity of type int`,
 		"invalid-warm-and-cold.json":   `aiModels[1].warm: llm a is both warm and cold (entry 0)`,
 		"invalid-url.json":             `aiModels[0].url: "127.0.0.1:9000" is not an http(s) URL`,
 		"invalid-not-array.json":       `aiModels: not a JSON array of entries`,
 	} {
 		t.Run(file, func(t *testing.T) {
-			_, err := ParseAIModels(filepath.Join("testdata", file))
+			_, err := Parse(filepath.Join("testdata", file))
 			if err == nil || !strings.HasPrefix(err.Error(), want) {
 				t.Errorf("error %v, want prefix %q", err, want)
 			}

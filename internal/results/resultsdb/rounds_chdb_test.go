@@ -1,6 +1,6 @@
 //go:build chdb
 
-package results_test
+package resultsdb_test
 
 import (
 	"context"

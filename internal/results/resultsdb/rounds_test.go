@@ -1,4 +1,4 @@
-package results_test
+package resultsdb_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/lpgauge/lpgauge/internal/chtest"
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/internal/results/resultsdb"
 )
 
 // roundsSuite writes a run round and a skipped one and reads them back the
@@ -25,7 +26,7 @@ func roundsSuite(t *testing.T, conn driver.Conn, db string) {
 		{RoundID: "SIN/2026-03-01T12:00:12Z", Region: "SIN", TesterID: "0xaa", Slot: slot.Add(12 * time.Second),
 			SkipReason: "previous_round_running"},
 	}
-	if err := results.InsertRounds(ctx, conn, db, rows); err != nil {
+	if err := resultsdb.InsertRounds(ctx, conn, db, rows); err != nil {
 		t.Fatal(err)
 	}
 	q := "SELECT round_id, toUInt64(planned), toUInt64(started), toUInt64(result_rows), toUInt64(excused), toUInt64(tester_faults)," +

@@ -1,4 +1,6 @@
-package orchestrator
+// Package aimodels reads -aiModels as go-livepeer does: a JSON file, a JSON
+// array, or the inline pipeline:model:warm list, validated whole.
+package aimodels
 
 import (
 	"bytes"
@@ -15,8 +17,8 @@ import (
 	"github.com/lpgauge/lpgauge/capability"
 )
 
-// AIModel is one aiModels.json entry, with go-livepeer's field names.
-type AIModel struct {
+// Model is one aiModels.json entry, with go-livepeer's field names.
+type Model struct {
 	Pipeline string `json:"pipeline"`
 	ModelID  string `json:"model_id"`
 	Warm     bool   `json:"warm,omitempty"`
@@ -81,10 +83,10 @@ func (p *Price) UnmarshalJSON(b []byte) error {
 // MarshalJSON writes the price as a string to keep it exact.
 func (p Price) MarshalJSON() ([]byte, error) { return json.Marshal(p.RatString()) }
 
-// ParseAIModels reads -aiModels: a path to a JSON file, a JSON array, or the
+// Parse reads -aiModels: a path to a JSON file, a JSON array, or the
 // inline list "pipeline:model_id:warm,…". Entries are validated; errors
 // name the entry index and field.
-func ParseAIModels(s string) ([]AIModel, error) {
+func Parse(s string) ([]Model, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil, errors.New("aiModels: empty")
@@ -101,7 +103,7 @@ func ParseAIModels(s string) ([]AIModel, error) {
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, fmt.Errorf("aiModels: not a JSON array of entries: %w", err)
 	}
-	models := make([]AIModel, len(raw))
+	models := make([]Model, len(raw))
 	for i, r := range raw {
 		dec := json.NewDecoder(bytes.NewReader(r))
 		dec.DisallowUnknownFields()
@@ -109,14 +111,14 @@ func ParseAIModels(s string) ([]AIModel, error) {
 			return nil, fmt.Errorf("aiModels[%d]: %w", i, err)
 		}
 	}
-	if err := ValidateAIModels(models); err != nil {
+	if err := Validate(models); err != nil {
 		return nil, err
 	}
 	return models, nil
 }
 
-func parseInline(s string) ([]AIModel, error) {
-	var models []AIModel
+func parseInline(s string) ([]Model, error) {
+	var models []Model
 	for i, entry := range strings.Split(s, ",") {
 		parts := strings.Split(strings.TrimSpace(entry), ":")
 		if len(parts) != 3 {
@@ -126,16 +128,16 @@ func parseInline(s string) ([]AIModel, error) {
 		if err != nil {
 			return nil, fmt.Errorf("aiModels[%d].warm: %q is not a boolean", i, parts[2])
 		}
-		models = append(models, AIModel{Pipeline: parts[0], ModelID: parts[1], Warm: warm})
+		models = append(models, Model{Pipeline: parts[0], ModelID: parts[1], Warm: warm})
 	}
-	if err := ValidateAIModels(models); err != nil {
+	if err := Validate(models); err != nil {
 		return nil, err
 	}
 	return models, nil
 }
 
-// ValidateAIModels checks what go-livepeer would panic on at boot, and more.
-func ValidateAIModels(models []AIModel) error {
+// Validate checks what go-livepeer would panic on at boot, and more.
+func Validate(models []Model) error {
 	if len(models) == 0 {
 		return errors.New("aiModels: no entries")
 	}
@@ -183,4 +185,21 @@ func ValidateAIModels(models []AIModel) error {
 		seen[k] = i
 	}
 	return nil
+}
+
+// WeiPrice turns price_per_unit/pixels_per_unit into the integer pair the
+// wire carries. Prices in a fiat currency need a price feed, which is the
+// payment gate's job; they report 0 here.
+func (m Model) WeiPrice() (price, pixels int64) {
+	if m.PricePerUnit == nil || m.Currency != "" {
+		return 0, 1
+	}
+	r := new(big.Rat).Set(&m.PricePerUnit.Rat)
+	if m.PixelsPerUnit != nil {
+		r.Quo(r, &m.PixelsPerUnit.Rat)
+	}
+	if !r.Num().IsInt64() || !r.Denom().IsInt64() {
+		return 0, 1
+	}
+	return r.Num().Int64(), r.Denom().Int64()
 }
