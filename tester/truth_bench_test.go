@@ -2,6 +2,8 @@ package tester
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +39,7 @@ import (
 type delayConn struct {
 	net.Conn
 	d      time.Duration
+	hold   *atomic.Int64 // extra one-way delay (ns) for what arrives now: a link that stalls
 	in     chan chunk
 	out    chan chunk
 	rbuf   []byte
@@ -50,8 +54,8 @@ type chunk struct {
 	err error
 }
 
-func newDelayConn(c net.Conn, d time.Duration) *delayConn {
-	dc := &delayConn{Conn: c, d: d, in: make(chan chunk, 4096), out: make(chan chunk, 4096), closed: make(chan struct{})}
+func newDelayConn(c net.Conn, d time.Duration, hold *atomic.Int64) *delayConn {
+	dc := &delayConn{Conn: c, d: d, hold: hold, in: make(chan chunk, 4096), out: make(chan chunk, 4096), closed: make(chan struct{})}
 	go dc.readLoop()
 	go dc.writeLoop()
 	return dc
@@ -78,7 +82,7 @@ func (c *delayConn) readLoop() {
 		b := make([]byte, 32<<10)
 		n, err := c.Conn.Read(b)
 		select {
-		case c.in <- chunk{b: b[:n], at: time.Now(), err: err}:
+		case c.in <- chunk{b: b[:n], at: time.Now().Add(time.Duration(c.hold.Load())), err: err}:
 		case <-c.closed:
 			return
 		}
@@ -140,10 +144,14 @@ func (c *delayConn) Close() error {
 }
 
 // regionNet is one region's network: its faults (tnet) and its one-way
-// delay to each orchestrator; a connect costs one round trip.
+// delay to each orchestrator; a connect costs one round trip. hold stalls
+// the answers from one orchestrator on this region's links only (the
+// round-deadline overrun): an orchestrator-side slowdown would also hit the
+// other regions' probes that overlap it, which the truth does not contain.
 type regionNet struct {
 	tnet
 	oneWay map[string]time.Duration // host:port → one-way delay
+	hold   map[string]*atomic.Int64 // host:port → extra delay of answers arriving now (ns)
 }
 
 func (n *regionNet) dial(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -157,7 +165,7 @@ func (n *regionNet) dial(ctx context.Context, network, addr string) (net.Conn, e
 		_ = c.Close()
 		return nil, ctx.Err()
 	}
-	return newDelayConn(c, d), nil
+	return newDelayConn(c, d, n.hold[addr]), nil
 }
 
 type truthConfig struct {
@@ -172,15 +180,19 @@ var truthFaults = map[int]string{1: "refuse", 2: "blackhole", 3: "outage", 4: "f
 type phaseErr struct{ median, p99 time.Duration }
 
 type truthReport struct {
-	cfg        truthConfig
-	tau        map[string]float64
-	phases     map[string]phaseErr // connect, server, total
-	scored     map[string]int      // per fault: probes scored against orchestrators because of it
-	excused    map[string]int      // per fault: probes excused in its rounds
-	missing    int                 // ticks with no round record
-	rounds     int                 // round records, all regions
-	samples    int                 // scored probes, all regions
-	regionCode []string
+	cfg     truthConfig
+	tau     map[string]float64
+	phases  map[string]phaseErr // connect, server, total
+	scored  map[string]int      // per fault: probes scored against orchestrators because of it
+	excused map[string]int      // per fault: probes excused in its rounds
+	missing int                 // ticks with no round record
+	// misjudged: probes in rounds without an injected fault scored
+	// against the orchestrator's own decision (a failure it did not
+	// inject, a success it refused); excusedNoFault: probes excused there.
+	misjudged, excusedNoFault int
+	rounds                    int // round records, all regions
+	samples                   int // scored probes, all regions
+	regionCode                []string
 }
 
 func quantile(xs []time.Duration, q float64) time.Duration {
@@ -218,23 +230,26 @@ func kendallTau(truth, got map[string]float64) float64 {
 
 func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 	tb.Helper()
-	// The fleet: server times 60, 100, 140 ms… and two failure profiles.
+	// The fleet: server times 60, 100, 140 ms… and two failure profiles,
+	// decided per probe from its seed (orchtest.Fails), so the truth below
+	// can be the injected profile itself.
 	type orchTruth struct {
 		o     *orchtest.Orch
 		delay time.Duration
-		okP   float64
+		fail  float64 // injected failure rate
 	}
 	var fleet []orchTruth
+	index := map[string]int{} // address → position in fleet
 	for i := 0; i < cfg.orchs; i++ {
 		b := orchtest.Behaviour{Delay: time.Duration(60+40*i) * time.Millisecond}
-		okP := 1.0
 		switch i {
 		case 1:
-			b.FailEvery, okP = 2, 0.5
+			b.FailRate = 0.5
 		case 3:
-			b.FailEvery, okP = 4, 0.75
+			b.FailRate = 0.25
 		}
-		fleet = append(fleet, orchTruth{o: orchtest.New(tb, b), delay: b.Delay, okP: okP})
+		fleet = append(fleet, orchTruth{o: orchtest.New(tb, b), delay: b.Delay, fail: b.FailRate})
+		index[fleet[i].o.Address] = i
 	}
 	ms, _ := ParseModels("text-to-image:m,text-to-image:n")
 	var plan []Planned
@@ -251,13 +266,14 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 	nets := map[string]*regionNet{}
 	oneWay := map[string]map[string]time.Duration{} // region → orch → one-way
 	for ri, code := range codes {
-		n := &regionNet{oneWay: map[string]time.Duration{}}
+		n := &regionNet{oneWay: map[string]time.Duration{}, hold: map[string]*atomic.Int64{}}
 		oneWay[code] = map[string]time.Duration{}
 		for i, f := range fleet {
 			// Farther orchestrators differ per region: the ranking is the
 			// region's own.
 			d := base[code] + time.Duration((i*7+ri*11)%23)*time.Millisecond
 			n.oneWay[strings.TrimPrefix(f.o.URL, "http://")] = d
+			n.hold[strings.TrimPrefix(f.o.URL, "http://")] = &atomic.Int64{}
 			oneWay[code][f.o.Address] = d
 		}
 		nets[code] = n
@@ -284,9 +300,8 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 		planner := func(context.Context) ([]Planned, error) {
 			// Each round's fault, set when the round begins.
 			n.set("")
-			if code == "FRA" {
-				fleet[len(fleet)-1].o.SetExtraDelay(0)
-			}
+			last := n.hold[strings.TrimPrefix(fleet[len(fleet)-1].o.URL, "http://")]
+			last.Store(0)
 			fault := truthFaults[k%8]
 			k++
 			slot := time.Now().Add(-time.Duration(region.Offset * float64(period))).Round(time.Second)
@@ -307,7 +322,9 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 				}
 			case "overrun":
 				if code == "FRA" {
-					fleet[len(fleet)-1].o.SetExtraDelay(5 * time.Second)
+					// The last orchestrator's answers reach FRA 5 s late:
+					// the round deadline cuts those probes in flight.
+					last.Store(int64(5 * time.Second))
 				}
 			}
 			return plan, nil
@@ -377,20 +394,34 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 		}
 		for _, r := range rows[code] {
 			fault := faultOf[r.RoundID]
+			f := fleet[index[r.Orchestrator]]
+			injectedFail := orchtest.Fails(jobSeed(tb, r.ProbeID), f.fail)
 			if os.Getenv("LPGAUGE_TRUTH_DEBUG") != "" {
-				tb.Logf("%s %s %q %s/%s/%s wall %v: %.150s", code, r.RoundID, fault, r.Outcome, r.ErrorClass, r.ErrorCode, r.Wall, r.ErrorMessage)
+				tb.Logf("%s %s %q orch %d (fails %v) %s/%s/%s wall %v server %v: %.150s", code, r.RoundID, fault, index[r.Orchestrator],
+					injectedFail, r.Outcome, r.ErrorClass, r.ErrorCode, r.Wall, r.Server, r.ErrorMessage)
 			}
 			if r.Outcome == results.Excused {
 				if fault != "" {
 					rep.excused[fault]++
+				} else if r.ErrorCode != CodeShutdown {
+					// (tester/shutdown: the rounds the harness's own
+					// cancel cut at the end of the run.)
+					rep.excusedNoFault++
 				}
 				continue
 			}
-			if fault != "" && (r.Outcome == results.Failure && r.HTTPStatus == 0 ||
-				r.Outcome == results.Success && fault != "overrun" && fault != "outage" && r.Wall > 900*time.Millisecond) {
-				// A failure without an answer, or a success that waited
-				// in a blackhole or a freeze: the fault, scored.
-				rep.scored[fault]++
+			// Judged against the orchestrator's own decision for this
+			// very probe: a failure it did not inject, a success it
+			// refused, or a success that waited in a blackhole or a
+			// freeze (timing the tester's, not the orchestrator's).
+			wrong := (r.Outcome == results.Success) == injectedFail ||
+				r.Outcome == results.Success && fault != "" && fault != "overrun" && fault != "outage" && r.Wall > 900*time.Millisecond
+			if wrong {
+				if fault != "" {
+					rep.scored[fault]++
+				} else {
+					rep.misjudged++
+				}
 			}
 			rep.samples++
 			g := a[r.Orchestrator]
@@ -430,7 +461,7 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 		tmed, gmed := score.Median(tmeans), score.Median(gmeans)
 		for _, f := range fleet {
 			d := oneWay[code][f.o.Address]
-			truth[f.o.Address] = score.AI(f.okP, (f.delay + 4*d).Seconds(), tmed).Score
+			truth[f.o.Address] = score.AI(1-f.fail, (f.delay + 4*d).Seconds(), tmed).Score
 			g := a[f.o.Address]
 			if g.n > 0 && g.ok > 0 {
 				got[f.o.Address] = score.AI(float64(g.ok)/float64(g.n), (g.sum / time.Duration(g.ok)).Seconds(), gmed).Score
@@ -451,6 +482,17 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 	return rep
 }
 
+// jobSeed is the seed the tester put in the job of the probe with this id
+// (tester.runOne derives it from the probe id; the text-to-image body
+// carries its low 31 bits), which the fakes decide failures from.
+func jobSeed(tb testing.TB, probeID string) int64 {
+	raw, err := hex.DecodeString(probeID)
+	if err != nil || len(raw) < 8 {
+		tb.Fatalf("probe id %q: %v", probeID, err)
+	}
+	return int64(binary.BigEndian.Uint64(raw[:8])>>1) & 0x7fffffff
+}
+
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func (r truthReport) table() string {
@@ -469,6 +511,7 @@ func (r truthReport) table() string {
 	for _, f := range []string{"refuse", "blackhole", "outage", "freeze", "overrun"} {
 		fmt.Fprintf(&b, "| %s | %d | %d |\n", f, r.scored[f], r.excused[f])
 	}
+	fmt.Fprintf(&b, "| none (misjudged / excused) | %d | %d |\n", r.misjudged, r.excusedNoFault)
 	return b.String()
 }
 
@@ -484,6 +527,9 @@ func TestTruthSmall(t *testing.T) {
 	}
 	if rep.missing > 0 {
 		t.Errorf("%d rounds missing", rep.missing)
+	}
+	if rep.misjudged > 0 {
+		t.Errorf("%d probes in fault-free rounds scored against the orchestrator's own decision", rep.misjudged)
 	}
 	for _, f := range []string{"refuse", "blackhole", "outage", "freeze"} {
 		if rep.excused[f] == 0 {
