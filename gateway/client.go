@@ -9,11 +9,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"sort"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -26,6 +28,13 @@ import (
 // go-livepeer's gateway uses 3 s for its gRPC connect.
 const DefaultTimeout = 3 * time.Second
 
+// ConnectTimeout bounds each connection attempt of GetOrchestrator, as
+// go-livepeer's gateway bounds its gRPC connect (server/rpc.go
+// GRPCConnectTimeout, 3 s). Without it gRPC waits up to 20 s for a connect,
+// so a caller whose own network drops its SYNs (a blackhole) saw a
+// discovery that simply took as long as the blackhole instead of failing.
+const ConnectTimeout = 3 * time.Second
+
 // ErrNotWorking means the orchestrator answered but advertised no transcoder
 // URI, which go-livepeer gateways treat as "not taking work".
 var ErrNotWorking = errors.New("orchestrator advertises no transcoder URI")
@@ -34,6 +43,11 @@ var ErrNotWorking = errors.New("orchestrator advertises no transcoder URI")
 // URIs use TLS without verifying the (normally self-signed) certificate, as
 // go-livepeer gateways do; http URIs use h2c.
 func GetOrchestrator(ctx context.Context, serviceURI string, req *lpnet.OrchestratorRequest) (*lpnet.OrchestratorInfo, error) {
+	return getOrchestrator(ctx, nil, serviceURI, req)
+}
+
+// getOrchestrator is GetOrchestrator over dial (nil: gRPC's own dialer).
+func getOrchestrator(ctx context.Context, dial func(context.Context, string, string) (net.Conn, error), serviceURI string, req *lpnet.OrchestratorRequest) (*lpnet.OrchestratorInfo, error) {
 	u, err := url.Parse(serviceURI)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("service URI %q: not an absolute URL", serviceURI)
@@ -52,7 +66,12 @@ func GetOrchestrator(ctx context.Context, serviceURI string, req *lpnet.Orchestr
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
 	}
-	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(creds))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: ConnectTimeout})}
+	if dial != nil {
+		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return dial(ctx, "tcp", addr) }))
+	}
+	conn, err := grpc.NewClient(u.Host, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", serviceURI, err)
 	}
