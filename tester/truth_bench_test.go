@@ -182,6 +182,7 @@ type phaseErr struct{ median, p99 time.Duration }
 type truthReport struct {
 	cfg     truthConfig
 	tau     map[string]float64
+	rates   map[string]string   // region → scored success rate of the failing profiles (injected)
 	phases  map[string]phaseErr // connect, server, total
 	scored  map[string]int      // per fault: probes scored against orchestrators because of it
 	excused map[string]int      // per fault: probes excused in its rounds
@@ -371,7 +372,7 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 	cancel()
 	wg.Wait()
 
-	rep := truthReport{cfg: cfg, tau: map[string]float64{}, phases: map[string]phaseErr{}, scored: map[string]int{}, excused: map[string]int{}, regionCode: codes}
+	rep := truthReport{cfg: cfg, tau: map[string]float64{}, rates: map[string]string{}, phases: map[string]phaseErr{}, scored: map[string]int{}, excused: map[string]int{}, regionCode: codes}
 	errs := map[string][]time.Duration{}
 	for _, code := range codes {
 		rs := recs[code]
@@ -468,6 +469,13 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 			}
 		}
 		rep.tau[code] = kendallTau(truth, got)
+		var rates []string
+		for i, f := range fleet {
+			if g := a[f.o.Address]; f.fail > 0 && g.n > 0 {
+				rates = append(rates, fmt.Sprintf("#%d %d/%d = %.2f (%.2f)", i, g.ok, g.n, float64(g.ok)/float64(g.n), 1-f.fail))
+			}
+		}
+		rep.rates[code] = strings.Join(rates, ", ")
 	}
 	for ph, xs := range errs {
 		abs := make([]time.Duration, len(xs))
@@ -499,9 +507,9 @@ func (r truthReport) table() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d orchestrators, %d rounds per region every %s, 3 regions; %d round records, %d missing; %d scored probes\n",
 		r.cfg.orchs, r.cfg.rounds, r.cfg.period, r.rounds, r.missing, r.samples)
-	fmt.Fprintf(&b, "| region | Kendall τ |\n|---|---|\n")
+	fmt.Fprintf(&b, "| region | Kendall τ | scored success rate of the failing orchestrators (injected) |\n|---|---|---|\n")
 	for _, c := range r.regionCode {
-		fmt.Fprintf(&b, "| %s | %.3f |\n", c, r.tau[c])
+		fmt.Fprintf(&b, "| %s | %.3f | %s |\n", c, r.tau[c], r.rates[c])
 	}
 	fmt.Fprintf(&b, "| phase | \\|error\\| median | p99 |\n|---|---|---|\n")
 	for _, ph := range []string{"connect", "server", "server vs injected", "total"} {
