@@ -507,15 +507,15 @@ func (r truthReport) table() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d orchestrators, %d rounds per region every %s, 3 regions; %d round records, %d missing; %d scored probes\n",
 		r.cfg.orchs, r.cfg.rounds, r.cfg.period, r.rounds, r.missing, r.samples)
-	fmt.Fprintf(&b, "| region | Kendall τ | scored success rate of the failing orchestrators (injected) |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "\n| region | Kendall τ | scored success rate of the failing orchestrators (injected) |\n|---|---|---|\n")
 	for _, c := range r.regionCode {
 		fmt.Fprintf(&b, "| %s | %.3f | %s |\n", c, r.tau[c], r.rates[c])
 	}
-	fmt.Fprintf(&b, "| phase | \\|error\\| median | p99 |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "\n| phase | \\|error\\| median | p99 |\n|---|---|---|\n")
 	for _, ph := range []string{"connect", "server", "server vs injected", "total"} {
 		fmt.Fprintf(&b, "| %s | %.2f ms | %.2f ms |\n", ph, float64(r.phases[ph].median)/1e6, float64(r.phases[ph].p99)/1e6)
 	}
-	fmt.Fprintf(&b, "| fault | scored against orchestrators | excused |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "\n| fault | scored against orchestrators | excused |\n|---|---|---|\n")
 	for _, f := range []string{"refuse", "blackhole", "outage", "freeze", "overrun"} {
 		fmt.Fprintf(&b, "| %s | %d | %d |\n", f, r.scored[f], r.excused[f])
 	}
