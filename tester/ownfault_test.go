@@ -246,8 +246,9 @@ func TestBlackholeAtRoundStartOverGRPCDiscovery(t *testing.T) {
 		c.Spread = 900 * time.Millisecond // later probes start inside the blackhole and outlast it
 	})
 	// Longer than a discovery connect may take (gateway.ConnectTimeout, 3 s):
-	// the first GetOrchestrator calls fail while the blackhole lasts.
-	time.AfterFunc(gateway.ConnectTimeout+500*time.Millisecond, func() { n.set("") })
+	// the first GetOrchestrator calls fail while the blackhole lasts, and
+	// the connectivity check that follows still finds it (800 ms of slack).
+	time.AfterFunc(gateway.ConnectTimeout+800*time.Millisecond, func() { n.set("") })
 	sum := tt.RunRound(context.Background(), time.Now(), plan, &collect{})
 	v := verdicts(sum.Results)
 	for _, r := range sum.Results {
