@@ -9,11 +9,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"sort"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -26,6 +28,13 @@ import (
 // go-livepeer's gateway uses 3 s for its gRPC connect.
 const DefaultTimeout = 3 * time.Second
 
+// ConnectTimeout bounds each connection attempt of GetOrchestrator, as
+// go-livepeer's gateway bounds its gRPC connect (server/rpc.go
+// GRPCConnectTimeout, 3 s). Without it gRPC waits up to 20 s for a connect,
+// so a caller whose own network drops its SYNs (a blackhole) saw a
+// discovery that simply took as long as the blackhole instead of failing.
+const ConnectTimeout = 3 * time.Second
+
 // ErrNotWorking means the orchestrator answered but advertised no transcoder
 // URI, which go-livepeer gateways treat as "not taking work".
 var ErrNotWorking = errors.New("orchestrator advertises no transcoder URI")
@@ -34,12 +43,17 @@ var ErrNotWorking = errors.New("orchestrator advertises no transcoder URI")
 // URIs use TLS without verifying the (normally self-signed) certificate, as
 // go-livepeer gateways do; http URIs use h2c.
 func GetOrchestrator(ctx context.Context, serviceURI string, req *lpnet.OrchestratorRequest) (*lpnet.OrchestratorInfo, error) {
+	return getOrchestrator(ctx, nil, serviceURI, req)
+}
+
+// getOrchestrator is GetOrchestrator over via (nil: gRPC's own dialer).
+func getOrchestrator(ctx context.Context, via func(context.Context, string, string) (net.Conn, error), serviceURI string, req *lpnet.OrchestratorRequest) (*lpnet.OrchestratorInfo, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
 	}
-	conn, err := dial(serviceURI)
+	conn, err := dial(serviceURI, via)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +78,7 @@ func Ping(ctx context.Context, serviceURI string, value []byte) ([]byte, error) 
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
 	}
-	conn, err := dial(serviceURI)
+	conn, err := dial(serviceURI, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +93,9 @@ func Ping(ctx context.Context, serviceURI string, value []byte) ([]byte, error) 
 // dial opens a gRPC client to the orchestrator at serviceURI: https without
 // verifying the (normally self-signed) certificate, as go-livepeer gateways
 // do; http over h2c.
-func dial(serviceURI string) (*grpc.ClientConn, error) {
+// via, when set, makes its connections (the tester's own network); each
+// connect is bounded by ConnectTimeout.
+func dial(serviceURI string, via func(context.Context, string, string) (net.Conn, error)) (*grpc.ClientConn, error) {
 	u, err := url.Parse(serviceURI)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("service URI %q: not an absolute URL", serviceURI)
@@ -93,7 +109,12 @@ func dial(serviceURI string) (*grpc.ClientConn, error) {
 	default:
 		return nil, fmt.Errorf("service URI %q: scheme must be http or https", serviceURI)
 	}
-	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(creds))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: ConnectTimeout})}
+	if via != nil {
+		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return via(ctx, "tcp", addr) }))
+	}
+	conn, err := grpc.NewClient(u.Host, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", serviceURI, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -56,6 +57,9 @@ type Gateway struct {
 	// instead of calling GetOrchestrator every time.
 	ReuseSessions bool
 	SessionTTL    time.Duration
+	// Dial, when set, makes GetOrchestrator's connections (the tester's
+	// own network, as its probes use it); nil is gRPC's dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	chain    chainCache
 	sessions sessions
@@ -74,7 +78,7 @@ func (g *Gateway) Discover(ctx context.Context, serviceURI string, id capability
 		return nil, 0, err
 	}
 	start := time.Now()
-	info, err := GetOrchestrator(ctx, serviceURI, req)
+	info, err := getOrchestrator(ctx, g.Dial, serviceURI, req)
 	return info, time.Since(start), err
 }
 
@@ -92,7 +96,7 @@ func (g *Gateway) Info(ctx context.Context, serviceURI string) (*lpnet.Orchestra
 		return nil, 0, err
 	}
 	start := time.Now()
-	info, err := GetOrchestrator(ctx, serviceURI, req)
+	info, err := getOrchestrator(ctx, g.Dial, serviceURI, req)
 	return info, time.Since(start), err
 }
 

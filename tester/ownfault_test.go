@@ -16,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lpgauge/lpgauge/gateway"
 	"github.com/lpgauge/lpgauge/internal/chtest"
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/leaderboard/api"
 	"github.com/lpgauge/lpgauge/leaderboard/store"
 	"github.com/lpgauge/lpgauge/tester/orchtest"
+	"github.com/lpgauge/lpgauge/tester/preparer"
 	"github.com/lpgauge/lpgauge/tester/probe"
 	"github.com/lpgauge/lpgauge/tester/writer"
 )
@@ -222,6 +224,59 @@ func TestBlackholeAtRoundStart(t *testing.T) {
 		if r.Outcome == results.Success && r.Wall > 500*time.Millisecond {
 			t.Errorf("%s %s stored as a success after waiting %v in the blackhole", r.Orchestrator, r.Model, r.Wall)
 		}
+	}
+}
+
+// The same blackhole with the Livepeer protocol in front of every job: the
+// probes' first step is GetOrchestrator over gRPC, through the same
+// blackholed network. On the main of the finding those discovery calls
+// failed as the orchestrators' `discovery` ("error reading server preface:
+// EOF") and the probes that waited them out (10.5–11 s) were stored as
+// successes. Every probe overlapping the blackhole must be excused with a
+// tester/ code, none scored, and no success may carry the wait.
+func TestBlackholeAtRoundStartOverGRPCDiscovery(t *testing.T) {
+	orchs, plan := fleet(t, 6, orchtest.Behaviour{Delay: 50 * time.Millisecond}, "text-to-image:a,text-to-image:b")
+	var n tnet
+	n.set("blackhole")
+	gw := &gateway.Gateway{Dial: n.dial, ReuseSessions: true}
+	tt := newTester(t, func(c *Config) {
+		c.Prober = probe.New(probe.Config{Dial: n.dial, Preparer: preparer.Preparer{Gateway: gw}})
+		c.Concurrency = 6
+		c.Timeouts = map[string]probe.Timeouts{"text-to-image": {Connect: 600 * time.Millisecond}}
+		c.Spread = 900 * time.Millisecond // later probes start inside the blackhole and outlast it
+	})
+	// Longer than a discovery connect may take (gateway.ConnectTimeout, 3 s):
+	// the first GetOrchestrator calls fail while the blackhole lasts, and
+	// the connectivity check that follows still finds it (800 ms of slack).
+	time.AfterFunc(gateway.ConnectTimeout+800*time.Millisecond, func() { n.set("") })
+	sum := tt.RunRound(context.Background(), time.Now(), plan, &collect{})
+	v := verdicts(sum.Results)
+	for _, r := range sum.Results {
+		t.Logf("%s %s: %s/%s/%s wall %v discovery %v total %v: %.200s", r.Orchestrator[:8], r.Model, r.Outcome, r.ErrorClass, r.ErrorCode, r.Wall, r.Discovery, r.Total, r.ErrorMessage)
+	}
+	if len(sum.Results) != len(plan) {
+		t.Fatalf("%d rows for %d planned probes", len(sum.Results), len(plan))
+	}
+	var discoveries int64
+	for _, o := range orchs {
+		discoveries += o.Discoveries.Load()
+	}
+	if discoveries == 0 {
+		t.Fatal("no GetOrchestrator reached the fakes: the gRPC path was not exercised")
+	}
+	excused := 0
+	for _, r := range sum.Results {
+		switch {
+		case r.Outcome == results.Excused && r.ErrorClass == string(probe.ClassTester):
+			excused++
+		case r.Outcome != results.Success:
+			t.Errorf("%s %s scored %s/%s: %s", r.Orchestrator, r.Model, r.ErrorClass, r.ErrorCode, r.ErrorMessage)
+		case r.Wall > 500*time.Millisecond || r.Discovery > 500*time.Millisecond:
+			t.Errorf("%s %s stored as a success after waiting in the blackhole (wall %v, discovery %v)", r.Orchestrator, r.Model, r.Wall, r.Discovery)
+		}
+	}
+	if excused == 0 {
+		t.Errorf("no probe excused for the blackhole: %v", v)
 	}
 }
 

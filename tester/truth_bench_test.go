@@ -2,6 +2,8 @@ package tester
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,13 +14,16 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/lpgauge/lpgauge/gateway"
 	"github.com/lpgauge/lpgauge/internal/results"
 	"github.com/lpgauge/lpgauge/leaderboard/score"
 	"github.com/lpgauge/lpgauge/regions"
 	"github.com/lpgauge/lpgauge/tester/orchtest"
+	"github.com/lpgauge/lpgauge/tester/preparer"
 	"github.com/lpgauge/lpgauge/tester/probe"
 )
 
@@ -36,6 +41,7 @@ import (
 type delayConn struct {
 	net.Conn
 	d      time.Duration
+	hold   *atomic.Int64 // extra one-way delay (ns) for what arrives now: a link that stalls
 	in     chan chunk
 	out    chan chunk
 	rbuf   []byte
@@ -50,8 +56,8 @@ type chunk struct {
 	err error
 }
 
-func newDelayConn(c net.Conn, d time.Duration) *delayConn {
-	dc := &delayConn{Conn: c, d: d, in: make(chan chunk, 4096), out: make(chan chunk, 4096), closed: make(chan struct{})}
+func newDelayConn(c net.Conn, d time.Duration, hold *atomic.Int64) *delayConn {
+	dc := &delayConn{Conn: c, d: d, hold: hold, in: make(chan chunk, 4096), out: make(chan chunk, 4096), closed: make(chan struct{})}
 	go dc.readLoop()
 	go dc.writeLoop()
 	return dc
@@ -78,7 +84,7 @@ func (c *delayConn) readLoop() {
 		b := make([]byte, 32<<10)
 		n, err := c.Conn.Read(b)
 		select {
-		case c.in <- chunk{b: b[:n], at: time.Now(), err: err}:
+		case c.in <- chunk{b: b[:n], at: time.Now().Add(time.Duration(c.hold.Load())), err: err}:
 		case <-c.closed:
 			return
 		}
@@ -140,10 +146,14 @@ func (c *delayConn) Close() error {
 }
 
 // regionNet is one region's network: its faults (tnet) and its one-way
-// delay to each orchestrator; a connect costs one round trip.
+// delay to each orchestrator; a connect costs one round trip. hold stalls
+// the answers from one orchestrator on this region's links only (the
+// round-deadline overrun): an orchestrator-side slowdown would also hit the
+// other regions' probes that overlap it, which the truth does not contain.
 type regionNet struct {
 	tnet
 	oneWay map[string]time.Duration // host:port → one-way delay
+	hold   map[string]*atomic.Int64 // host:port → extra delay of answers arriving now (ns)
 }
 
 func (n *regionNet) dial(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -157,13 +167,19 @@ func (n *regionNet) dial(ctx context.Context, network, addr string) (net.Conn, e
 		_ = c.Close()
 		return nil, ctx.Err()
 	}
-	return newDelayConn(c, d), nil
+	return newDelayConn(c, d, n.hold[addr]), nil
 }
 
 type truthConfig struct {
 	orchs  int
 	rounds int // per region
 	period time.Duration
+	// sessionTTL > 0 sends every probe through the Livepeer protocol, as
+	// the tester does by default: GetOrchestrator over gRPC through the
+	// region's link (faults included), its answer reused for sessionTTL
+	// (the benchmark's stand-in for go-livepeer's 10 minutes, so sessions
+	// are renewed in rounds with faults too). 0: plain AI requests.
+	sessionTTL time.Duration
 }
 
 // Faults, by round index within each cycle of 8 rounds.
@@ -172,15 +188,20 @@ var truthFaults = map[int]string{1: "refuse", 2: "blackhole", 3: "outage", 4: "f
 type phaseErr struct{ median, p99 time.Duration }
 
 type truthReport struct {
-	cfg        truthConfig
-	tau        map[string]float64
-	phases     map[string]phaseErr // connect, server, total
-	scored     map[string]int      // per fault: probes scored against orchestrators because of it
-	excused    map[string]int      // per fault: probes excused in its rounds
-	missing    int                 // ticks with no round record
-	rounds     int                 // round records, all regions
-	samples    int                 // scored probes, all regions
-	regionCode []string
+	cfg     truthConfig
+	tau     map[string]float64
+	rates   map[string]string   // region → scored success rate of the failing profiles (injected)
+	phases  map[string]phaseErr // connect, server, total
+	scored  map[string]int      // per fault: probes scored against orchestrators because of it
+	excused map[string]int      // per fault: probes excused in its rounds
+	missing int                 // ticks with no round record
+	// misjudged: probes in rounds without an injected fault scored
+	// against the orchestrator's own decision (a failure it did not
+	// inject, a success it refused); excusedNoFault: probes excused there.
+	misjudged, excusedNoFault int
+	rounds                    int // round records, all regions
+	samples                   int // scored probes, all regions
+	regionCode                []string
 }
 
 func quantile(xs []time.Duration, q float64) time.Duration {
@@ -218,23 +239,26 @@ func kendallTau(truth, got map[string]float64) float64 {
 
 func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 	tb.Helper()
-	// The fleet: server times 60, 100, 140 ms… and two failure profiles.
+	// The fleet: server times 60, 100, 140 ms… and two failure profiles,
+	// decided per probe from its seed (orchtest.Fails), so the truth below
+	// can be the injected profile itself.
 	type orchTruth struct {
 		o     *orchtest.Orch
 		delay time.Duration
-		okP   float64
+		fail  float64 // injected failure rate
 	}
 	var fleet []orchTruth
+	index := map[string]int{} // address → position in fleet
 	for i := 0; i < cfg.orchs; i++ {
 		b := orchtest.Behaviour{Delay: time.Duration(60+40*i) * time.Millisecond}
-		okP := 1.0
 		switch i {
 		case 1:
-			b.FailEvery, okP = 2, 0.5
+			b.FailRate = 0.5
 		case 3:
-			b.FailEvery, okP = 4, 0.75
+			b.FailRate = 0.25
 		}
-		fleet = append(fleet, orchTruth{o: orchtest.New(tb, b), delay: b.Delay, okP: okP})
+		fleet = append(fleet, orchTruth{o: orchtest.New(tb, b), delay: b.Delay, fail: b.FailRate})
+		index[fleet[i].o.Address] = i
 	}
 	ms, _ := ParseModels("text-to-image:m,text-to-image:n")
 	var plan []Planned
@@ -251,13 +275,14 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 	nets := map[string]*regionNet{}
 	oneWay := map[string]map[string]time.Duration{} // region → orch → one-way
 	for ri, code := range codes {
-		n := &regionNet{oneWay: map[string]time.Duration{}}
+		n := &regionNet{oneWay: map[string]time.Duration{}, hold: map[string]*atomic.Int64{}}
 		oneWay[code] = map[string]time.Duration{}
 		for i, f := range fleet {
 			// Farther orchestrators differ per region: the ranking is the
 			// region's own.
 			d := base[code] + time.Duration((i*7+ri*11)%23)*time.Millisecond
 			n.oneWay[strings.TrimPrefix(f.o.URL, "http://")] = d
+			n.hold[strings.TrimPrefix(f.o.URL, "http://")] = &atomic.Int64{}
 			oneWay[code][f.o.Address] = d
 		}
 		nets[code] = n
@@ -273,6 +298,17 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// The fakes render each image size once and keep it; a first render
+	// (seconds under -race) inside a scheduled round would be server time
+	// nobody injected, and cut the first round. Render every size now
+	// (text-to-image picks the size from the seed, one of four).
+	warm := probe.New(probe.Config{})
+	for seed := int64(0); seed < 4; seed++ {
+		if r := warm.Run(context.Background(), probe.Job{Orchestrator: fleet[0].o.Address, ServiceURI: fleet[0].o.URL,
+			Pipeline: probe.TextToImage{}, Model: "warm-up", Seed: seed}); r.Outcome != results.Success {
+			tb.Fatalf("warm-up probe: %s/%s: %s", r.ErrorClass, r.ErrorCode, r.ErrorMessage)
+		}
+	}
 	var wg sync.WaitGroup
 	for _, code := range codes {
 		region, err := regions.ForTester(code)
@@ -284,9 +320,8 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 		planner := func(context.Context) ([]Planned, error) {
 			// Each round's fault, set when the round begins.
 			n.set("")
-			if code == "FRA" {
-				fleet[len(fleet)-1].o.SetExtraDelay(0)
-			}
+			last := n.hold[strings.TrimPrefix(fleet[len(fleet)-1].o.URL, "http://")]
+			last.Store(0)
 			fault := truthFaults[k%8]
 			k++
 			slot := time.Now().Add(-time.Duration(region.Offset * float64(period))).Round(time.Second)
@@ -307,13 +342,19 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 				}
 			case "overrun":
 				if code == "FRA" {
-					fleet[len(fleet)-1].o.SetExtraDelay(5 * time.Second)
+					// The last orchestrator's answers reach FRA 5 s late:
+					// the round deadline cuts those probes in flight.
+					last.Store(int64(5 * time.Second))
 				}
 			}
 			return plan, nil
 		}
+		var prep probe.Preparer // nil: probe.OffChain
+		if cfg.sessionTTL > 0 {
+			prep = preparer.Preparer{Gateway: &gateway.Gateway{Dial: n.dial, ReuseSessions: true, SessionTTL: cfg.sessionTTL}}
+		}
 		tt, err := New(Config{Region: region, TesterID: testerID, Concurrency: len(fleet), Spread: period / 10,
-			Prober: probe.New(probe.Config{Dial: n.dial, Timeouts: probe.Timeouts{Connect: 800 * time.Millisecond}}),
+			Prober: probe.New(probe.Config{Dial: n.dial, Timeouts: probe.Timeouts{Connect: 800 * time.Millisecond}, Preparer: prep}),
 			Log:    discardLog(),
 			Observe: func(r results.Result) {
 				mu.Lock()
@@ -354,7 +395,7 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 	cancel()
 	wg.Wait()
 
-	rep := truthReport{cfg: cfg, tau: map[string]float64{}, phases: map[string]phaseErr{}, scored: map[string]int{}, excused: map[string]int{}, regionCode: codes}
+	rep := truthReport{cfg: cfg, tau: map[string]float64{}, rates: map[string]string{}, phases: map[string]phaseErr{}, scored: map[string]int{}, excused: map[string]int{}, regionCode: codes}
 	errs := map[string][]time.Duration{}
 	for _, code := range codes {
 		rs := recs[code]
@@ -377,20 +418,40 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 		}
 		for _, r := range rows[code] {
 			fault := faultOf[r.RoundID]
+			f := fleet[index[r.Orchestrator]]
+			injectedFail := orchtest.Fails(jobSeed(tb, r.ProbeID), f.fail)
 			if os.Getenv("LPGAUGE_TRUTH_DEBUG") != "" {
-				tb.Logf("%s %s %q %s/%s/%s wall %v: %.150s", code, r.RoundID, fault, r.Outcome, r.ErrorClass, r.ErrorCode, r.Wall, r.ErrorMessage)
+				tb.Logf("%s %s %q orch %d (fails %v) %s/%s/%s wall %v server %v: %.150s", code, r.RoundID, fault, index[r.Orchestrator],
+					injectedFail, r.Outcome, r.ErrorClass, r.ErrorCode, r.Wall, r.Server, r.ErrorMessage)
 			}
 			if r.Outcome == results.Excused {
 				if fault != "" {
 					rep.excused[fault]++
+				} else if r.ErrorCode != CodeShutdown {
+					// (tester/shutdown: the rounds the harness's own
+					// cancel cut at the end of the run.)
+					rep.excusedNoFault++
 				}
 				continue
 			}
-			if fault != "" && (r.Outcome == results.Failure && r.HTTPStatus == 0 ||
-				r.Outcome == results.Success && fault != "overrun" && fault != "outage" && r.Wall > 900*time.Millisecond) {
-				// A failure without an answer, or a success that waited
-				// in a blackhole or a freeze: the fault, scored.
-				rep.scored[fault]++
+			// Judged against the orchestrator's own decision for this
+			// very probe: a failure it did not inject, a success it
+			// refused, or a success that carries a wait of the tester's
+			// (a blackhole, a freeze): its job more than the tester's
+			// stall threshold (500 ms, the error it does not promise to
+			// catch) over the truth, or a discovery that waited (a
+			// GetOrchestrator is three of the link's round trips, at
+			// most 0.35 s here). The wall time is no measure: it holds
+			// the round's spread and, with sessions, a discovery.
+			truthTotal := f.delay + 4*oneWay[code][r.Orchestrator]
+			wrong := (r.Outcome == results.Success) == injectedFail ||
+				r.Outcome == results.Success && (r.Total-truthTotal > 500*time.Millisecond || r.Discovery > 900*time.Millisecond)
+			if wrong {
+				if fault != "" {
+					rep.scored[fault]++
+				} else {
+					rep.misjudged++
+				}
 			}
 			rep.samples++
 			g := a[r.Orchestrator]
@@ -430,13 +491,20 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 		tmed, gmed := score.Median(tmeans), score.Median(gmeans)
 		for _, f := range fleet {
 			d := oneWay[code][f.o.Address]
-			truth[f.o.Address] = score.AI(f.okP, (f.delay + 4*d).Seconds(), tmed).Score
+			truth[f.o.Address] = score.AI(1-f.fail, (f.delay + 4*d).Seconds(), tmed).Score
 			g := a[f.o.Address]
 			if g.n > 0 && g.ok > 0 {
 				got[f.o.Address] = score.AI(float64(g.ok)/float64(g.n), (g.sum / time.Duration(g.ok)).Seconds(), gmed).Score
 			}
 		}
 		rep.tau[code] = kendallTau(truth, got)
+		var rates []string
+		for i, f := range fleet {
+			if g := a[f.o.Address]; f.fail > 0 && g.n > 0 {
+				rates = append(rates, fmt.Sprintf("#%d %d/%d = %.2f (%.2f)", i, g.ok, g.n, float64(g.ok)/float64(g.n), 1-f.fail))
+			}
+		}
+		rep.rates[code] = strings.Join(rates, ", ")
 	}
 	for ph, xs := range errs {
 		abs := make([]time.Duration, len(xs))
@@ -451,24 +519,36 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 	return rep
 }
 
+// jobSeed is the seed the tester put in the job of the probe with this id
+// (tester.runOne derives it from the probe id; the text-to-image body
+// carries its low 31 bits), which the fakes decide failures from.
+func jobSeed(tb testing.TB, probeID string) int64 {
+	raw, err := hex.DecodeString(probeID)
+	if err != nil || len(raw) < 8 {
+		tb.Fatalf("probe id %q: %v", probeID, err)
+	}
+	return int64(binary.BigEndian.Uint64(raw[:8])>>1) & 0x7fffffff
+}
+
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func (r truthReport) table() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d orchestrators, %d rounds per region every %s, 3 regions; %d round records, %d missing; %d scored probes\n",
 		r.cfg.orchs, r.cfg.rounds, r.cfg.period, r.rounds, r.missing, r.samples)
-	fmt.Fprintf(&b, "| region | Kendall τ |\n|---|---|\n")
+	fmt.Fprintf(&b, "\n| region | Kendall τ | scored success rate of the failing orchestrators (injected) |\n|---|---|---|\n")
 	for _, c := range r.regionCode {
-		fmt.Fprintf(&b, "| %s | %.3f |\n", c, r.tau[c])
+		fmt.Fprintf(&b, "| %s | %.3f | %s |\n", c, r.tau[c], r.rates[c])
 	}
-	fmt.Fprintf(&b, "| phase | \\|error\\| median | p99 |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "\n| phase | \\|error\\| median | p99 |\n|---|---|---|\n")
 	for _, ph := range []string{"connect", "server", "server vs injected", "total"} {
 		fmt.Fprintf(&b, "| %s | %.2f ms | %.2f ms |\n", ph, float64(r.phases[ph].median)/1e6, float64(r.phases[ph].p99)/1e6)
 	}
-	fmt.Fprintf(&b, "| fault | scored against orchestrators | excused |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "\n| fault | scored against orchestrators | excused |\n|---|---|---|\n")
 	for _, f := range []string{"refuse", "blackhole", "outage", "freeze", "overrun"} {
 		fmt.Fprintf(&b, "| %s | %d | %d |\n", f, r.scored[f], r.excused[f])
 	}
+	fmt.Fprintf(&b, "| none (misjudged / excused) | %d | %d |\n", r.misjudged, r.excusedNoFault)
 	return b.String()
 }
 
@@ -484,6 +564,9 @@ func TestTruthSmall(t *testing.T) {
 	}
 	if rep.missing > 0 {
 		t.Errorf("%d rounds missing", rep.missing)
+	}
+	if rep.misjudged > 0 {
+		t.Errorf("%d probes in fault-free rounds scored against the orchestrator's own decision", rep.misjudged)
 	}
 	for _, f := range []string{"refuse", "blackhole", "outage", "freeze"} {
 		if rep.excused[f] == 0 {
@@ -502,8 +585,12 @@ func BenchmarkTruth(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("LPGAUGE_TRUTH_ROUNDS")); err == nil && v > 0 {
 		rounds = v
 	}
+	var ttl time.Duration
+	if v, err := time.ParseDuration(os.Getenv("LPGAUGE_TRUTH_SESSION_TTL")); err == nil {
+		ttl = v
+	}
 	for i := 0; i < b.N; i++ {
-		rep := runTruth(b, truthConfig{orchs: 10, rounds: rounds, period: 2 * time.Second})
+		rep := runTruth(b, truthConfig{orchs: 10, rounds: rounds, period: 2 * time.Second, sessionTTL: ttl})
 		// On stdout, each line prefixed, for scripts/bench.sh to copy into
 		// BENCHMARKS.md (a benchmark's b.Log is cut to 10 lines).
 		for _, line := range strings.Split(strings.TrimRight(rep.table(), "\n"), "\n") {

@@ -45,9 +45,15 @@ type Behaviour struct {
 	WrongSize  bool          // return images 8 px narrower than asked
 	ExtraImage bool          // return one image more than asked
 	Handler    http.Handler  // replaces everything (hostile behaviours)
-	// FailEvery > 0 answers every FailEvery-th job with a 500 (a failure
-	// profile for benchmarks).
-	FailEvery int64
+	// FailRate in (0,1] answers that share of jobs with a 500 (a failure
+	// profile for benchmarks). Which jobs fail is decided per job from its
+	// seed alone (Fails), never from a count of requests received: the
+	// tester derives the seed from the probe id, so a probe's fate does not
+	// depend on which other probes reached this orchestrator first (a probe
+	// lost to the tester's own fault would otherwise shift every later
+	// decision), and a benchmark can tell from a row's probe id what the
+	// orchestrator decided.
+	FailRate float64
 	// ClaimAddress, when set, is the address GetOrchestrator reports
 	// instead of the fake's own: an orchestrator naming someone else's
 	// address. Ping still signs with the fake's own key, as it must.
@@ -55,6 +61,21 @@ type Behaviour struct {
 	// Unsigned answers Ping with no signature, as an off-chain go-livepeer
 	// orchestrator does.
 	Unsigned bool
+}
+
+// Fails is the injected decision for a job with this seed under failure
+// rate rate: a uniform hash of the seed (splitmix64's finaliser) below
+// rate. Deterministic per probe, so a benchmark's truth can be the injected
+// profile evaluated on exactly the probes it ran.
+func Fails(seed int64, rate float64) bool {
+	if rate <= 0 {
+		return false
+	}
+	z := uint64(seed) + 0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	z ^= z >> 31
+	return float64(z>>11)/(1<<53) < rate
 }
 
 // Orch is one fake orchestrator.
@@ -133,7 +154,7 @@ func (o *Orch) begin() time.Time {
 	return time.Now()
 }
 
-func (o *Orch) finish(w http.ResponseWriter, r *http.Request, start time.Time) bool {
+func (o *Orch) finish(w http.ResponseWriter, r *http.Request, start time.Time, seed int64) bool {
 	if wait := o.b.Delay + time.Duration(o.extra.Load()) - time.Since(start); wait > 0 {
 		select {
 		case <-time.After(wait):
@@ -146,7 +167,7 @@ func (o *Orch) finish(w http.ResponseWriter, r *http.Request, start time.Time) b
 	o.served = append(o.served, took)
 	o.mu.Unlock()
 	w.Header().Set("X-Processing-Time-Ms", strconv.FormatInt(took.Milliseconds(), 10))
-	if o.b.FailEvery > 0 && o.Calls.Load()%o.b.FailEvery == 0 {
+	if Fails(seed, o.b.FailRate) {
 		http.Error(w, "injected failure", http.StatusInternalServerError)
 		return false
 	}
@@ -198,7 +219,7 @@ func (o *Orch) textToImage(w http.ResponseWriter, r *http.Request) {
 	for i := 0; i < req.N; i++ {
 		out.Images = append(out.Images, media{URL: o.store(cachedPNG(req.Width, req.Height), "png"), Seed: req.Seed + int64(i)})
 	}
-	if o.finish(w, r, start) {
+	if o.finish(w, r, start, req.Seed) {
 		writeJSON(w, out)
 	}
 }
