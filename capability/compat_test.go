@@ -14,7 +14,7 @@ import (
 // CompatibleWith table (conformance vector 03, made by go-livepeer's own
 // core/capabilities.go at 176aa415c).
 func TestCompatibleWithVectors(t *testing.T) {
-	b, err := os.ReadFile("../../conformance/testdata/go-livepeer/03_compatible_with.json")
+	b, err := os.ReadFile("../conformance/testdata/go-livepeer/03_compatible_with.json")
 	if err != nil {
 		t.Fatal(err)
 	}
