@@ -180,6 +180,13 @@ type truthConfig struct {
 	// (the benchmark's stand-in for go-livepeer's 10 minutes, so sessions
 	// are renewed in rounds with faults too). 0: plain AI requests.
 	sessionTTL time.Duration
+	// slack is how far over the truth a success's job may be before it
+	// counts as carrying a wait of the tester's (0: 500 ms, the stall
+	// threshold). The small test in make test runs beside other jobs on
+	// a 2-core machine, where the in-process fakes themselves answer late
+	// by a few hundred ms now and then; it allows 800 ms, still below the
+	// 1 s freeze it must catch. The benchmark keeps 500 ms.
+	slack time.Duration
 }
 
 // Faults, by round index within each cycle of 8 rounds.
@@ -444,8 +451,12 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 			// most 0.35 s here). The wall time is no measure: it holds
 			// the round's spread and, with sessions, a discovery.
 			truthTotal := f.delay + 4*oneWay[code][r.Orchestrator]
+			slack := cfg.slack
+			if slack == 0 {
+				slack = 500 * time.Millisecond
+			}
 			wrong := (r.Outcome == results.Success) == injectedFail ||
-				r.Outcome == results.Success && (r.Total-truthTotal > 500*time.Millisecond || r.Discovery > 900*time.Millisecond)
+				r.Outcome == results.Success && (r.Total-truthTotal > slack || r.Discovery > 900*time.Millisecond)
 			if wrong {
 				if fault != "" {
 					rep.scored[fault]++
@@ -555,7 +566,7 @@ func (r truthReport) table() string {
 // TestTruthSmall is the truth benchmark's small version: one cycle of the
 // faults, 8 rounds a region.
 func TestTruthSmall(t *testing.T) {
-	rep := runTruth(t, truthConfig{orchs: 6, rounds: 8, period: 2 * time.Second})
+	rep := runTruth(t, truthConfig{orchs: 6, rounds: 8, period: 2 * time.Second, slack: 800 * time.Millisecond})
 	t.Log("\n" + rep.table())
 	for f, n := range rep.scored {
 		if n > 0 {
