@@ -76,7 +76,15 @@ func (c *ClickHouse) Latencies(ctx context.Context, f Filter) ([]Latency, error)
 	w, args := where(f, false)
 	arrays := make([]string, 0, len(phaseColumns)+1)
 	for _, col := range phaseColumns {
-		arrays = append(arrays, "arraySort(arrayMap(x -> toFloat64(x) / 1000000, groupArrayIf("+col+", outcome = 'success' AND "+col+" > 0)))")
+		// A phase counts where it was measured (> 0), except the queue: an
+		// idle orchestrator's jobs wait 0, and leaving those out would make
+		// every orchestrator look busy. The queue counts wherever the split
+		// was reported at all, which inference_us > 0 marks.
+		measured := col + " > 0"
+		if col == "queue_us" {
+			measured = "inference_us > 0"
+		}
+		arrays = append(arrays, "arraySort(arrayMap(x -> toFloat64(x) / 1000000, groupArrayIf("+col+", outcome = 'success' AND "+measured+")))")
 	}
 	// LLM generation speed: completion tokens over the streaming time
 	// after the first token arrived (download), per successful probe.

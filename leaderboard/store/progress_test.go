@@ -58,4 +58,24 @@ func testQueueAndInferencePercentiles(t *testing.T, newDB backend) {
 	if !found {
 		t.Errorf("raw rows lost queue/inference: %+v", raw)
 	}
+
+	// An idle orchestrator that reports the split: its jobs wait 0. Those
+	// zeros are its queue (p50 0), not missing samples; leaving them out
+	// would show it as busy.
+	var idle []results.Result
+	for i := 1; i <= 4; i++ {
+		r := probe(orchB, "FRA", now.Add(time.Duration(i)*time.Minute), results.Success, time.Second)
+		r.Server, r.Warm = 500*time.Millisecond, true
+		r.Inference = r.Server
+		idle = append(idle, r)
+	}
+	idle[3].Queue, idle[3].Server = 200*time.Millisecond, 700*time.Millisecond
+	insert(t, db, idle)
+	lat, err = st.Latencies(context.Background(), Filter{Window: w, Orchestrator: orchB})
+	if err != nil || len(lat) != 1 {
+		t.Fatalf("latencies = %+v, %v", lat, err)
+	}
+	if q := lat[0].Warm.Phases.Queue; q.Samples != 4 || !approx(q.P50, 0) {
+		t.Errorf("idle orchestrator's queue = %+v, want 4 samples p50 0 s", q)
+	}
 }
