@@ -175,7 +175,7 @@ type orch struct {
 func startOrchestrator(t *testing.T, env []string, extra ...string) *orch {
 	t.Helper()
 	addr, op := freeAddr(t), freeAddr(t)
-	args := append([]string{"-httpAddr", addr, "-serviceAddr", addr, "-operatorAddr", op}, extra...)
+	args := append([]string{"-httpAddr", addr, "-serviceAddr", addr, "-operator-addr", op}, extra...)
 	o := &orch{proc: start(t, "orchestrator "+addr, bin.orchestrator, env, args...), URL: "http://" + addr, Op: "http://" + op}
 	waitFor(t, 30*time.Second, "orchestrator "+addr+" answers /healthz", func() bool {
 		if o.exited() {
