@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/lpgauge/lpgauge/internal/chtest"
 	"github.com/lpgauge/lpgauge/tester"
 	"github.com/lpgauge/lpgauge/tester/orchtest"
 )
@@ -59,5 +60,24 @@ func TestPostStatsSecretFromFile(t *testing.T) {
 		"-post-stats-url", srv.URL, "-post-stats-secret-file", filepath.Join(t.TempDir(), "missing")}, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "-post-stats-secret-file") {
 		t.Errorf("missing secret file: %v, want it named", err)
+	}
+}
+
+// -simulate-rtt adds the region's distance to every connection, the
+// GetOrchestrator one the gateway dials included: Singapore's 25 ms shows
+// in the stored discovery phase. Before, only the probe's job connection
+// was delayed and discovery looked local (a few ms).
+func TestSimulatedRTTReachesDiscovery(t *testing.T) {
+	db := chtest.NewDB(t)
+	orch := orchtest.New(t, orchtest.Behaviour{})
+	var errOut bytes.Buffer
+	err := Run(context.Background(), []string{"-region", "SIN", "-once", "-listen", "", "-simulate-rtt",
+		"-orchestrators", orch.Target(), "-models", "text-to-image:m", "-spool-dir", t.TempDir(),
+		"-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name}, &bytes.Buffer{}, &errOut)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut.String())
+	}
+	if n := count(t, db, "region = 'SIN' AND discovery_us >= 25000"); n != 1 || orch.Discoveries.Load() == 0 {
+		t.Errorf("%d rows whose discovery phase carries SIN's simulated 25 ms (want 1); %d GetOrchestrator calls", n, orch.Discoveries.Load())
 	}
 }
