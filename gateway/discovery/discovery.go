@@ -323,23 +323,7 @@ func (c Chain) Walk(ctx context.Context) (Pool, error) {
 				f.err = fmt.Errorf("%s of %s: %w", what, a.Hex(), err)
 			}
 		}
-		fwg.Add(3)
-		if c.Cuts {
-			fwg.Add(1)
-			go func() {
-				defer fwg.Done()
-				out, err := call(ctx, c.L.BondingManager, "getTranscoder", a)
-				if err != nil {
-					fail("cuts", err)
-					return
-				}
-				if len(out) < 3 {
-					fail("cuts", fmt.Errorf("getTranscoder gave %d values, want at least 3", len(out)))
-					return
-				}
-				f.o.RewardCut, f.o.FeeShare = ppm(out[1]), ppm(out[2])
-			}()
-		}
+		fwg.Add(1)
 		go func() {
 			defer fwg.Done()
 			uri, err := retry(ctx, retries, callTimeout, func(ctx context.Context) (string, error) {
@@ -357,24 +341,37 @@ func (c Chain) Walk(ctx context.Context) (Pool, error) {
 			}
 			f.o.ServiceURI = uri
 		}()
-		go func() {
-			defer fwg.Done()
-			out, err := call(ctx, c.L.BondingManager, "transcoderTotalStake", a)
-			if err != nil {
-				fail("stake", err)
-				return
-			}
-			f.o.Stake = fmt.Sprint(out[0])
-		}()
-		go func() {
-			defer fwg.Done()
-			out, err := call(ctx, c.L.BondingManager, "isActiveTranscoder", a)
-			if err != nil {
-				fail("active", err)
-				return
-			}
-			f.o.Active = out[0].(bool)
-		}()
+		// The BondingManager views, one call each, all at once.
+		type view struct {
+			what, method string
+			set          func(out []any) error
+		}
+		views := []view{
+			{"stake", "transcoderTotalStake", func(out []any) error { f.o.Stake = fmt.Sprint(out[0]); return nil }},
+			{"active", "isActiveTranscoder", func(out []any) error { f.o.Active, _ = out[0].(bool); return nil }},
+		}
+		if c.Cuts {
+			views = append(views, view{"cuts", "getTranscoder", func(out []any) error {
+				if len(out) < 3 {
+					return fmt.Errorf("getTranscoder gave %d values, want at least 3", len(out))
+				}
+				f.o.RewardCut, f.o.FeeShare = ppm(out[1]), ppm(out[2])
+				return nil
+			}})
+		}
+		for _, v := range views {
+			fwg.Add(1)
+			go func() {
+				defer fwg.Done()
+				out, err := call(ctx, c.L.BondingManager, v.method, a)
+				if err == nil {
+					err = v.set(out)
+				}
+				if err != nil {
+					fail(v.what, err)
+				}
+			}()
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
