@@ -127,12 +127,14 @@ func startEmbeddedStore(ctx context.Context, dataDir, logDir string, fl fleetSpe
 		rlog := log.With("region", region.Code)
 		w := writer.NewSpooled(writer.Table{Conn: conn, DB: demoDB}, sp, writer.Config{BatchSize: 100, FlushInterval: time.Second}, rlog, writer.Hooks{})
 		writers = append(writers, w)
+		dial := node.SimulatedDial(region.SimulatedRTT)
 		prober := probe.New(probe.Config{
 			Timeouts: probe.DefaultTimeouts(),
-			Dial:     node.SimulatedDial(region.SimulatedRTT),
-			// The protocol path: GetOrchestrator (timed as discovery), then
-			// the job with segment credentials; off-chain, so no tickets.
-			Preparer: preparer.Preparer{Gateway: &gateway.Gateway{}},
+			Dial:     dial,
+			// The protocol path: GetOrchestrator (timed as discovery, over
+			// the same simulated distance), then the job with segment
+			// credentials; off-chain, so no tickets.
+			Preparer: preparer.Preparer{Gateway: &gateway.Gateway{Dial: dial}},
 		})
 		t, err := tester.New(tester.Config{
 			Region: region, TesterID: demoTesterID(region.Code), Prober: prober,

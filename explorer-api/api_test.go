@@ -232,6 +232,7 @@ type profile struct {
 		TotalStakeLPT    float64 `json:"total_stake_lpt"`
 		RewardCutPercent float64 `json:"reward_cut_percent"`
 		FeeSharePercent  float64 `json:"fee_share_percent"`
+		Stale            bool    `json:"stale"`
 		Error            string  `json:"error"`
 	} `json:"on_chain"`
 	Scores []struct {

@@ -2,8 +2,6 @@ package explorerapi
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"math/big"
 	"sync"
@@ -37,6 +35,9 @@ type ChainFacts struct {
 	// Partial marks facts from a pool walk still in progress (no complete
 	// walk yet): an address not walked yet reads as not registered.
 	Partial bool `json:"partial,omitempty"`
+	// Stale marks facts of an earlier walk standing in for what the last
+	// walk could not read (its calls kept failing).
+	Stale bool `json:"stale,omitempty"`
 	// AsOf is when the walk these facts come from started (unix s).
 	AsOf int64 `json:"as_of,omitempty"`
 }
@@ -56,21 +57,24 @@ type ChainStatus struct {
 
 // OnChain reads on-chain facts in the background and answers pages from the
 // newest walk, never from the chain: at mainnet latency a pool walk of a
-// hundred orchestrators × 4 calls cannot fit in a request's deadline. The
-// walk follows the BondingManager's pool list (getFirst/NextTranscoderInPool,
-// as gateway/discovery does) one hop at a time (each hop needs the previous
-// answer) while each member's facts (service URI, stake, active, reward cut
-// and fee share) are read in parallel, at most Parallel calls at once. Until
-// the first walk completes, pages get the members walked so far, marked
-// partial; after that, the last complete walk while the next one runs.
+// hundred orchestrators × 5 calls cannot fit in a request's deadline. The
+// walk is gateway/discovery's (the one the tester's gateway uses: hints from
+// the previous walk and the ServiceURIUpdate logs, bounded parallel calls,
+// per-call timeout and retries, stale last-known entries), asked for the
+// reward cut and fee share too and to hand over each member as it is read.
+// Until the first walk completes, pages get the members walked so far,
+// marked partial; after that, the last complete walk while the next one
+// runs.
 type OnChain struct {
 	L *contracts.Livepeer
 	// PoolTTL is the time between walks (one minute).
 	PoolTTL time.Duration
-	// Parallel bounds concurrent chain calls (16).
+	// Parallel bounds concurrent chain calls (16: an explorer shares its RPC
+	// endpoint's rate limit with nobody in a hurry, unlike a tester round).
 	Parallel int
 	Logger   *slog.Logger
 
+	cache   discovery.PoolCache // the previous walk: hints and stale stand-ins
 	mu      sync.RWMutex
 	started bool
 	done    *chainSnapshot // newest complete walk
@@ -81,7 +85,7 @@ type OnChain struct {
 type chainSnapshot struct {
 	at    time.Time
 	facts map[common.Address]ChainFacts
-	order []common.Address // pool order
+	order []common.Address // pool order (arrival order while walking)
 }
 
 // Start walks the pool now and every PoolTTL until ctx ends.
@@ -99,7 +103,7 @@ func (c *OnChain) loop(ctx context.Context) {
 	}
 	for {
 		if err := c.Refresh(ctx); err != nil && ctx.Err() == nil {
-			c.logger().Warn("chain pool walk failed; pages keep the last facts", "err", err)
+			c.logger().Warn("chain pool walk failed or incomplete; pages keep the last facts", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -130,7 +134,9 @@ func (c *OnChain) ensureStarted() {
 
 // Refresh walks the pool once and publishes the result; members are
 // published as their facts arrive, so a walk that fails half-way still
-// leaves what it read (marked partial while no complete walk exists).
+// leaves what it read (marked partial while no complete walk exists). A walk
+// that read only part of the pool is published with the previous walk's
+// facts standing in (marked stale) and its reason returned.
 func (c *OnChain) Refresh(ctx context.Context) error {
 	snap := &chainSnapshot{at: time.Now(), facts: map[common.Address]ChainFacts{}}
 	c.mu.Lock()
@@ -141,101 +147,47 @@ func (c *OnChain) Refresh(ctx context.Context) error {
 	if parallel <= 0 {
 		parallel = 16
 	}
-	sem := make(chan struct{}, parallel)
-	bm := c.L.BondingManager
-	bounded := func(f func() error) error {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		defer func() { <-sem }()
-		return f()
-	}
-	call := func(method string, args ...any) (out []any, err error) {
-		err = bounded(func() error { out, err = bm.Call(ctx, method, args...); return err })
-		return out, err
-	}
-	var wg sync.WaitGroup
-	var errMu sync.Mutex
-	var factErr error
-	err := func() error {
-		out, err := call("getFirstTranscoderInPool")
-		if err != nil {
-			return fmt.Errorf("pool walk: %w", err)
-		}
-		addr, _ := out[0].(common.Address)
-		for n := 0; addr != (common.Address{}) && n < discovery.MaxPool; n++ {
-			wg.Add(1)
-			go func(addr common.Address) {
-				defer wg.Done()
-				f, err := c.readFacts(ctx, addr, bounded, call)
-				if err != nil {
-					errMu.Lock()
-					factErr = errors.Join(factErr, err)
-					errMu.Unlock()
-					return
-				}
-				f.AsOf = snap.at.Unix()
-				c.mu.Lock()
-				snap.facts[addr] = f
-				snap.order = append(snap.order, addr)
-				c.mu.Unlock()
-			}(addr)
-			next, err := call("getNextTranscoderInPool", addr)
-			if err != nil {
-				return fmt.Errorf("pool walk after %s: %w", addr.Hex(), err)
-			}
-			addr, _ = next[0].(common.Address)
-		}
-		return nil
-	}()
-	wg.Wait()
-	if err == nil {
-		err = factErr
-	}
+	walk := discovery.Chain{L: c.L, Cache: &c.cache, Parallel: parallel, Logger: c.logger(), Cuts: true,
+		OnMember: func(o discovery.Orchestrator) {
+			f := factsOf(o, snap.at)
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			snap.facts[o.Address] = f
+			snap.order = append(snap.order, o.Address)
+		}}
+	pool, err := walk.Walk(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.lastErr = err
 	if err != nil {
+		c.lastErr = err
 		return err
 	}
-	c.done, c.walking = snap, nil
-	return nil
+	full := &chainSnapshot{at: snap.at, facts: map[common.Address]ChainFacts{}}
+	for _, o := range pool.Members {
+		full.facts[o.Address] = factsOf(o, snap.at)
+		full.order = append(full.order, o.Address)
+	}
+	c.done, c.walking, c.lastErr = full, nil, pool.Incomplete
+	return pool.Incomplete
 }
 
-// readFacts reads one pool member's facts with four parallel calls.
-func (c *OnChain) readFacts(ctx context.Context, addr common.Address, bounded func(func() error) error, call func(string, ...any) ([]any, error)) (ChainFacts, error) {
-	f := ChainFacts{Registered: true}
-	var uri string
-	var stake, active, tr []any
-	var errs [4]error
-	var wg sync.WaitGroup
-	wg.Add(4)
-	go func() {
-		defer wg.Done()
-		errs[0] = bounded(func() error { var err error; uri, err = c.L.ServiceURI(ctx, addr); return err })
-	}()
-	go func() { defer wg.Done(); stake, errs[1] = call("transcoderTotalStake", addr) }()
-	go func() { defer wg.Done(); active, errs[2] = call("isActiveTranscoder", addr) }()
-	go func() { defer wg.Done(); tr, errs[3] = call("getTranscoder", addr) }()
-	wg.Wait()
-	if err := errors.Join(errs[:]...); err != nil {
-		return f, fmt.Errorf("facts of %s: %w", addr.Hex(), err)
+// factsOf turns one walked pool member into the facts pages show.
+func factsOf(o discovery.Orchestrator, at time.Time) ChainFacts {
+	f := ChainFacts{
+		Registered:       true,
+		ServiceURI:       o.ServiceURI,
+		InPool:           o.ServiceURI != "", // discovery's pool: members with a service URI
+		TotalStakeWei:    o.Stake,
+		Active:           o.Active,
+		RewardCutPercent: percent(o.RewardCut),
+		FeeSharePercent:  percent(o.FeeShare),
+		Stale:            o.Stale,
+		AsOf:             at.Unix(),
 	}
-	f.ServiceURI = uri
-	f.InPool = uri != "" // discovery's pool: members with a service URI
-	f.TotalStakeWei = fmt.Sprint(stake[0])
-	f.Active, _ = active[0].(bool)
-	if len(tr) >= 3 {
-		f.RewardCutPercent = percent(tr[1])
-		f.FeeSharePercent = percent(tr[2])
+	if w, ok := new(big.Int).SetString(o.Stake, 10); ok {
+		f.TotalStakeLPT, _ = new(big.Float).Quo(new(big.Float).SetInt(w), big.NewFloat(1e18)).Float64()
 	}
-	if w, ok := new(big.Int).SetString(f.TotalStakeWei, 10); ok {
-		lpt, _ := new(big.Float).Quo(new(big.Float).SetInt(w), big.NewFloat(1e18)).Float64()
-		f.TotalStakeLPT = lpt
-	}
-	return f, nil
+	return f
 }
 
 // view is the snapshot pages read: the newest complete walk, else what the
@@ -280,7 +232,7 @@ func (c *OnChain) Pool(ctx context.Context) ([]discovery.Orchestrator, error) {
 	pool := []discovery.Orchestrator{}
 	for _, a := range snap.order {
 		if f := snap.facts[a]; f.ServiceURI != "" {
-			pool = append(pool, discovery.Orchestrator{Address: a, ServiceURI: f.ServiceURI, Stake: f.TotalStakeWei, Active: f.Active})
+			pool = append(pool, discovery.Orchestrator{Address: a, ServiceURI: f.ServiceURI, Stake: f.TotalStakeWei, Active: f.Active, Stale: f.Stale})
 		}
 	}
 	return pool, nil
@@ -307,11 +259,7 @@ func (c *OnChain) Facts(ctx context.Context, addr common.Address) (ChainFacts, e
 	return f, nil
 }
 
-func percent(v any) float64 {
-	b, ok := v.(*big.Int)
-	if !ok || b == nil {
-		return 0
-	}
-	f, _ := new(big.Float).Quo(new(big.Float).SetInt(b), big.NewFloat(percDivisor/100)).Float64()
-	return f
+// percent turns parts per million of 100 % into a percentage.
+func percent(ppm int64) float64 {
+	return float64(ppm) / (percDivisor / 100)
 }

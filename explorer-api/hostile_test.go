@@ -5,15 +5,19 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/lpgauge/lpgauge/contracts"
 	explorerapi "github.com/lpgauge/lpgauge/explorer-api"
@@ -152,5 +156,57 @@ func TestUnboundedWindowRefused(t *testing.T) {
 		if !strings.Contains(e.Error, "window") {
 			t.Errorf("%s: %q, want a shorter window asked for", path, e.Error)
 		}
+	}
+}
+
+// flakyChain fails every getTranscoder call about one address while fail is
+// set: an RPC provider that keeps timing out on some calls.
+type flakyChain struct {
+	contracts.Backend
+	about common.Address
+	fail  *atomic.Bool
+}
+
+var getTranscoder = crypto.Keccak256([]byte("getTranscoder(address)"))[:4]
+
+func (f flakyChain) CallContract(ctx context.Context, msg ethereum.CallMsg, block *big.Int) ([]byte, error) {
+	if f.fail.Load() && bytes.HasPrefix(msg.Data, getTranscoder) && bytes.Contains(msg.Data, f.about.Bytes()) {
+		return nil, errors.New("injected: getTranscoder keeps failing")
+	}
+	return f.Backend.CallContract(ctx, msg, block)
+}
+
+// The explorer's walk is gateway/discovery's: when one orchestrator's calls
+// keep failing, its page keeps the facts of the last walk that read them,
+// marked stale, and the others show this walk's facts. Before, the explorer
+// walked the pool itself and one failed call threw the whole walk away.
+func TestChainFactsStaleWhenCallsKeepFailing(t *testing.T) {
+	f := newFixture(t)
+	fail := &atomic.Bool{}
+	l, err := contracts.New(flakyChain{Backend: f.chain.L.Backend, about: common.HexToAddress(seed.A), fail: fail}, nil, f.chain.L.Addresses())
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc := &explorerapi.OnChain{L: l}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := oc.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fail.Store(true)
+	if err := oc.Refresh(ctx); err == nil || !strings.Contains(err.Error(), "cuts") {
+		t.Fatalf("second walk with A's getTranscoder failing: err %v, want the failed cuts named", err)
+	}
+	h := explorerapi.New(explorerapi.Config{Chain: oc, Now: func() time.Time { return f.net.Now }, QueryTimeout: 5 * time.Second}, f.st)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	var a, e profile
+	get(t, srv.URL, "/api/orchestrators/"+seed.A, 200, &a)
+	get(t, srv.URL, "/api/orchestrators/"+seed.E, 200, &e)
+	if a.OnChain == nil || !a.OnChain.Stale || !a.OnChain.Registered || a.OnChain.RewardCutPercent != 25 || a.OnChain.ServiceURI != "https://a.example:8935" {
+		t.Errorf("A on chain = %+v, want the first walk's facts (registered, reward cut 25 %%) marked stale", a.OnChain)
+	}
+	if e.OnChain == nil || e.OnChain.Stale || !e.OnChain.Registered || e.OnChain.RewardCutPercent != 10 || e.OnChain.FeeSharePercent != 80 {
+		t.Errorf("E on chain = %+v, want this walk's facts (reward cut 10 %%, fee share 80 %%), not stale", e.OnChain)
 	}
 }

@@ -190,8 +190,8 @@ func dockerOrchestrator(t *testing.T, path string, env []string, img, instance, 
 	port = min(port, 65535-9)
 	o := &orch{}
 	addr, op := freeAddr(t), freeAddr(t)
-	args := []string{"-httpAddr", addr, "-serviceAddr", addr, "-operatorAddr", op, "-runners", "docker", "-aiModels", models,
-		"-queueTimeout", "500ms",
+	args := []string{"-httpAddr", addr, "-serviceAddr", addr, "-operator-addr", op, "-runners", "docker", "-aiModels", models,
+		"-queue-timeout", "500ms",
 		"-runtime.image", img, "-runtime.instance-id", instance,
 		"-runtime.port-first", strconv.Itoa(port), "-runtime.port-last", strconv.Itoa(port + 9),
 		"-runtime.health-interval", "500ms", "-runtime.health-timeout", "1s", "-runtime.load-poll", "100ms",

@@ -71,7 +71,7 @@ func audioUpload(size int) (contentType string, body io.Reader) {
 // and the job path keeps answering text-to-image jobs meanwhile.
 func TestOrchestratorParallelUploadsStayBounded(t *testing.T) {
 	o := startOrchestrator(t, nil, "-aiModels", "audio-to-text:"+uploadModel+":true,text-to-image:"+abuseImageModel+":true",
-		"-meanServerTime", "100ms", "-serverTimeJitter", "0s", "-queueTimeout", "5s")
+		"-mean-latency", "100ms", "-jitter", "0s", "-queue-timeout", "5s")
 	pid := o.cmd.Process.Pid
 	var hwm atomic.Uint64
 	sample := func() {
@@ -153,13 +153,13 @@ func TestOrchestratorParallelUploadsStayBounded(t *testing.T) {
 	}
 }
 
-// trickleTimeout is the -bodyReadTimeout the trickle test gives the binary.
+// trickleTimeout is the -body-read-timeout the trickle test gives the binary.
 const trickleTimeout = 2 * time.Second
 
 // A body trickled at a byte a second, over HTTP/1.1 and over h2c, is cut at
-// -bodyReadTimeout (it stayed open for as long as the sender kept going).
+// -body-read-timeout (it stayed open for as long as the sender kept going).
 func TestOrchestratorTrickledBodyIsCut(t *testing.T) {
-	o := startOrchestrator(t, nil, "-aiModels", "text-to-image:"+abuseImageModel+":true", "-bodyReadTimeout", trickleTimeout.String())
+	o := startOrchestrator(t, nil, "-aiModels", "text-to-image:"+abuseImageModel+":true", "-body-read-timeout", trickleTimeout.String())
 	limit := trickleTimeout + 3*time.Second
 
 	t.Run("http1", func(t *testing.T) {
@@ -178,7 +178,7 @@ func TestOrchestratorTrickledBodyIsCut(t *testing.T) {
 		}
 		resp.Body.Close()
 		took := time.Since(begin)
-		t.Logf("HTTP/1.1 trickle: %d after %s (-bodyReadTimeout %s)", resp.StatusCode, took.Round(time.Millisecond), trickleTimeout)
+		t.Logf("HTTP/1.1 trickle: %d after %s (-body-read-timeout %s)", resp.StatusCode, took.Round(time.Millisecond), trickleTimeout)
 		if resp.StatusCode != http.StatusRequestTimeout {
 			t.Errorf("trickled body: %d, want 408", resp.StatusCode)
 		}

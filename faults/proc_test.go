@@ -70,11 +70,24 @@ func start(t *testing.T, name, path string, env []string, args ...string) *proc 
 			_ = p.cmd.Process.Kill()
 			<-p.done
 		}
+		// The suite runs the binaries as an operator should: with the house
+		// flag names, so a deprecation warning here is a stale flag in a test.
+		if out := p.out.String(); strings.Contains(out, "is deprecated: use -") {
+			i := strings.Index(out, "is deprecated: use -")
+			t.Errorf("%s was started with a deprecated flag (use the new name): %s", name, firstLine(out[strings.LastIndexByte(out[:i], '\n')+1:]))
+		}
 		if t.Failed() {
 			t.Logf("--- output of %s (pid %d):\n%s", name, p.cmd.Process.Pid, tail(p.out.String(), 6000))
 		}
 	})
 	return p
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
 
 func tail(s string, n int) string {
@@ -175,7 +188,7 @@ type orch struct {
 func startOrchestrator(t *testing.T, env []string, extra ...string) *orch {
 	t.Helper()
 	addr, op := freeAddr(t), freeAddr(t)
-	args := append([]string{"-httpAddr", addr, "-serviceAddr", addr, "-operatorAddr", op}, extra...)
+	args := append([]string{"-httpAddr", addr, "-serviceAddr", addr, "-operator-addr", op}, extra...)
 	o := &orch{proc: start(t, "orchestrator "+addr, bin.orchestrator, env, args...), URL: "http://" + addr, Op: "http://" + op}
 	waitFor(t, 30*time.Second, "orchestrator "+addr+" answers /healthz", func() bool {
 		if o.exited() {

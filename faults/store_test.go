@@ -16,7 +16,7 @@ func storeArgs(db *chtest.DB, spool, key string, o *orch) []string {
 
 func refOrchestrator(t *testing.T) *orch {
 	return startOrchestrator(t, nil, "-aiModels", "text-to-image:a:true,text-to-image:b:true",
-		"-meanServerTime", "150ms", "-serverTimeJitter", "0s", "-capacity", "2")
+		"-mean-latency", "150ms", "-jitter", "0s", "-capacity", "2")
 }
 
 // ClickHouse SIGKILLed and restarted while the tester binary runs rounds

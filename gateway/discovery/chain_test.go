@@ -259,3 +259,62 @@ func BenchmarkDiscovery(b *testing.B) {
 	}
 	b.Run("warm", func(b *testing.B) { run(b, func() *discovery.PoolCache { return warm }) })
 }
+
+// Walk gives every pool member, also one with no service URI (the explorer
+// shows it as registered, the gateway cannot use it), reads the reward cut
+// and fee share when asked, and hands each member over as soon as it is read.
+func TestChainWalkCutsAndMembersAsTheyArrive(t *testing.T) {
+	withURI, bare := mustKey(t), mustKey(t)
+	c := chaintest.New(t, withURI, bare)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	register := func(k *ecdsa.PrivateKey, rewardCut, feeShare int64) {
+		tx, err := c.L.BondingManager.Transact(ctx, c.L.Opts(c.Owner), "register", crypto.PubkeyToAddress(k.PublicKey), big.NewInt(1e18), big.NewInt(rewardCut), big.NewInt(feeShare), big.NewInt(0), big.NewInt(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.L.Wait(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	register(withURI, 250_000, 500_000) // 25 % and 50 % in PERC_DIVISOR parts
+	register(bare, 100_000, 0)
+	if err := c.L.SetServiceURI(ctx, withURI, "https://w.example:8935"); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	arrived := map[common.Address]bool{}
+	src := discovery.Chain{L: c.L, Cuts: true, OnMember: func(o discovery.Orchestrator) {
+		mu.Lock()
+		defer mu.Unlock()
+		arrived[o.Address] = true
+	}}
+	p, err := src.Walk(ctx)
+	if err != nil || p.Incomplete != nil {
+		t.Fatalf("walk: %v (incomplete: %v)", err, p.Incomplete)
+	}
+	w, b := crypto.PubkeyToAddress(withURI.PublicKey), crypto.PubkeyToAddress(bare.PublicKey)
+	got := map[common.Address]discovery.Orchestrator{}
+	for _, o := range p.Members {
+		got[o.Address] = o
+	}
+	if len(p.Members) != 2 || got[w].RewardCut != 250_000 || got[w].FeeShare != 500_000 || got[w].ServiceURI != "https://w.example:8935" || got[b].RewardCut != 100_000 || got[b].ServiceURI != "" {
+		t.Errorf("members = %+v; want both, with their cuts, only one with a URI", p.Members)
+	}
+	if !arrived[w] || !arrived[b] {
+		t.Errorf("handed over as read: %v, want both members", arrived)
+	}
+	os, err := src.Orchestrators(ctx)
+	if err != nil || len(os) != 1 || os[0].Address != w {
+		t.Errorf("Orchestrators = %+v, %v; want only the member with a service URI", os, err)
+	}
+}
+
+func mustKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}

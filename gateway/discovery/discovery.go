@@ -33,6 +33,20 @@ type Orchestrator struct {
 	// Stale: this walk could not read it (its calls failed, or the walk
 	// broke before reaching it), so these are the previous walk's facts.
 	Stale bool
+	// RewardCut and FeeShare are the BondingManager's getTranscoder cuts in
+	// parts per million (PERC_DIVISOR: 1 000 000 = 100 %, go-livepeer
+	// eth/client.go); read only when Chain.Cuts is set, else zero.
+	RewardCut, FeeShare int64
+}
+
+// Pool is one pool walk as Chain.Walk returns it.
+type Pool struct {
+	// Members is every pool member in pool order, with or without a
+	// service URI; Stale ones stand in for what this walk could not read.
+	Members []Orchestrator
+	// Incomplete says why some members are Stale (facts unread, or the walk
+	// broke and the previous walk's tail stands in); nil for a full walk.
+	Incomplete error
 }
 
 // Source lists orchestrators.
@@ -78,6 +92,14 @@ type Chain struct {
 	// MaxWalkDeadline).
 	Deadline time.Duration
 	Logger   *slog.Logger
+	// Cuts also reads each member's reward cut and fee share
+	// (getTranscoder): one more call per member, which the explorer shows
+	// and a gateway does not need.
+	Cuts bool
+	// OnMember, when set, is given each member's facts as soon as this walk
+	// has read them (not the stale stand-ins), from several goroutines at
+	// once and in no fixed order: a caller can show a walk in progress.
+	OnMember func(Orchestrator)
 }
 
 // Bounds of a pool walk that no chain can move.
@@ -198,6 +220,24 @@ type link struct {
 // URI, in pool order. Entries whose facts are from an earlier walk have
 // Stale set (and are logged).
 func (c Chain) Orchestrators(ctx context.Context) ([]Orchestrator, error) {
+	p, err := c.Walk(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := []Orchestrator{}
+	for _, o := range p.Members {
+		if o.ServiceURI != "" {
+			res = append(res, o)
+		}
+	}
+	return res, nil
+}
+
+// Walk walks the pool once: every member, with or without a service URI,
+// in pool order. It fails only when the walk cannot start and no earlier
+// walk (Cache) can stand in; a walk that read only part of the pool returns
+// what it has, the rest Stale, and says why in Pool.Incomplete.
+func (c Chain) Walk(ctx context.Context) (Pool, error) {
 	parallel, retries, callTimeout, deadline := c.settings()
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	var wg sync.WaitGroup
@@ -283,7 +323,7 @@ func (c Chain) Orchestrators(ctx context.Context) ([]Orchestrator, error) {
 				f.err = fmt.Errorf("%s of %s: %w", what, a.Hex(), err)
 			}
 		}
-		fwg.Add(3)
+		fwg.Add(1)
 		go func() {
 			defer fwg.Done()
 			uri, err := retry(ctx, retries, callTimeout, func(ctx context.Context) (string, error) {
@@ -301,28 +341,44 @@ func (c Chain) Orchestrators(ctx context.Context) ([]Orchestrator, error) {
 			}
 			f.o.ServiceURI = uri
 		}()
-		go func() {
-			defer fwg.Done()
-			out, err := call(ctx, c.L.BondingManager, "transcoderTotalStake", a)
-			if err != nil {
-				fail("stake", err)
-				return
-			}
-			f.o.Stake = fmt.Sprint(out[0])
-		}()
-		go func() {
-			defer fwg.Done()
-			out, err := call(ctx, c.L.BondingManager, "isActiveTranscoder", a)
-			if err != nil {
-				fail("active", err)
-				return
-			}
-			f.o.Active = out[0].(bool)
-		}()
+		// The BondingManager views, one call each, all at once.
+		type view struct {
+			what, method string
+			set          func(out []any) error
+		}
+		views := []view{
+			{"stake", "transcoderTotalStake", func(out []any) error { f.o.Stake = fmt.Sprint(out[0]); return nil }},
+			{"active", "isActiveTranscoder", func(out []any) error { f.o.Active, _ = out[0].(bool); return nil }},
+		}
+		if c.Cuts {
+			views = append(views, view{"cuts", "getTranscoder", func(out []any) error {
+				if len(out) < 3 {
+					return fmt.Errorf("getTranscoder gave %d values, want at least 3", len(out))
+				}
+				f.o.RewardCut, f.o.FeeShare = ppm(out[1]), ppm(out[2])
+				return nil
+			}})
+		}
+		for _, v := range views {
+			fwg.Add(1)
+			go func() {
+				defer fwg.Done()
+				out, err := call(ctx, c.L.BondingManager, v.method, a)
+				if err == nil {
+					err = v.set(out)
+				}
+				if err != nil {
+					fail(v.what, err)
+				}
+			}()
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			fwg.Wait()
+			if f.err == nil && c.OnMember != nil {
+				c.OnMember(f.o)
+			}
 			close(f.done)
 		}()
 	}
@@ -379,13 +435,13 @@ func (c Chain) Orchestrators(ctx context.Context) ([]Orchestrator, error) {
 	var res []Orchestrator
 	fresh := map[common.Address]Orchestrator{}
 	stale := 0
+	var factErr error
 	keep := func(a common.Address, why error) {
+		factErr = errors.Join(factErr, why)
 		if o, ok := prevKnown[a]; ok {
 			o.Stale = true
 			stale++
-			if o.ServiceURI != "" {
-				res = append(res, o)
-			}
+			res = append(res, o)
 			log.Warn("discovery: orchestrator keeps its last known entry (stale)", "address", a.Hex(), "service_uri", o.ServiceURI, "err", why)
 			return
 		}
@@ -399,13 +455,11 @@ func (c Chain) Orchestrators(ctx context.Context) ([]Orchestrator, error) {
 			continue
 		}
 		fresh[a] = f.o
-		if f.o.ServiceURI != "" {
-			res = append(res, f.o)
-		}
+		res = append(res, f.o)
 	}
 	if walkErr != nil {
 		if len(prevOrder) == 0 { // nothing to mark the unwalked rest stale against
-			return nil, walkErr
+			return Pool{}, walkErr
 		}
 		// The rest of the previous walk after the last address reached.
 		tail := prevOrder
@@ -428,15 +482,21 @@ func (c Chain) Orchestrators(ctx context.Context) ([]Orchestrator, error) {
 				order = append(order, a)
 				o.Stale = true
 				stale++
-				if o.ServiceURI != "" {
-					res = append(res, o)
-				}
+				res = append(res, o)
 			}
 		}
 	}
 	c.Cache.store(order, fresh)
-	log.Info("discovery: pool walked", "members", len(order), "with_uri", len(res), "stale", stale, "took", time.Since(start))
-	return res, nil
+	log.Info("discovery: pool walked", "members", len(order), "read", len(fresh), "stale", stale, "took", time.Since(start))
+	return Pool{Members: res, Incomplete: errors.Join(walkErr, factErr)}, nil
+}
+
+// ppm reads one getTranscoder cut (a uint256 no larger than PERC_DIVISOR).
+func ppm(v any) int64 {
+	if b, ok := v.(*big.Int); ok && b.IsInt64() {
+		return b.Int64()
+	}
+	return 0
 }
 
 // uriSetters are the addresses of every ServiceURIUpdate the registry

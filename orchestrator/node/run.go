@@ -97,7 +97,7 @@ func run(ctx context.Context, c Config, log *slog.Logger) error {
 	if *useTLS {
 		scheme = "https"
 	}
-	// Result URLs follow the request's host unless -serviceURI pins them;
+	// Result URLs follow the request's host unless -service-uri pins them;
 	// GetOrchestrator must name one URI, so it falls back to -serviceAddr.
 	cfg.ServiceURI = *serviceURI
 	advertised := *serviceURI
@@ -208,7 +208,7 @@ func hardware(states func() []orchestrator.ModelState, log *slog.Logger) func() 
 	}
 }
 
-// openTicketStore opens -ticketStore, by default one directory per
+// openTicketStore opens -ticket.store, by default one directory per
 // orchestrator address under ~/.lpgauge (tickets name their recipient, and
 // only its key can redeem them).
 func openTicketStore(dir, addr string) (*payment.TicketStore, error) {
@@ -224,7 +224,7 @@ func openTicketStore(dir, addr string) (*payment.TicketStore, error) {
 	}
 	st, err := payment.OpenTicketStore(dir)
 	if err != nil {
-		return nil, fmt.Errorf("-ticketStore %s: %w", dir, err)
+		return nil, fmt.Errorf("-ticket.store %s: %w", dir, err)
 	}
 	return st, nil
 }

@@ -57,7 +57,7 @@ func runTesterRSS(b *testing.B, bin string, entries []string, models string, con
 	var peak int64
 	var took time.Duration
 	for i := 0; i < b.N; i++ {
-		args := append([]string{"-region", "FRA", "-once", "-listen", "", "-log-level", "error",
+		args := append([]string{"-region", "FRA", "-once", "-listen", "", "-log.level", "error",
 			"-orchestrators", list, "-models", models, "-concurrency", fmt.Sprint(concurrency),
 			"-spool-dir", b.TempDir(), "-clickhouse.addr", db.Addr, "-clickhouse.database", db.Name}, extra...)
 		start := time.Now()

@@ -46,6 +46,7 @@ type Config struct {
 	ShutdownWait  time.Duration
 	SpoolDir      string
 	PostStatsURL  string
+	PostStatsFile string // file holding the post_stats HMAC secret (else $POST_STATS_SECRET)
 	Control       string
 	PipelineTO    string
 	SpoolMax      int64
@@ -97,7 +98,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownWait, "shutdown-wait", 30*time.Second, "on stop, how long to keep trying to store queued results")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "directory of the on-disk spool that keeps results while ClickHouse is down and across crashes (default: $TMPDIR/lpgauge-tester-<region>; give one per tester process)")
 	fs.Int64Var(&c.SpoolMax, "spool-max-bytes", 1<<30, "spool size limit; past it new results are refused and logged")
-	fs.StringVar(&c.PostStatsURL, "post-stats-url", "", "also post each result to this leaderboard-serverless /api/post_stats URL, signed with $POST_STATS_SECRET")
+	fs.StringVar(&c.PostStatsURL, "post-stats-url", "", "also post each result to this leaderboard-serverless /api/post_stats URL, signed with the secret of -post-stats-secret-file or $POST_STATS_SECRET")
+	fs.StringVar(&c.PostStatsFile, "post-stats-secret-file", "", "file holding the post_stats HMAC secret (else $POST_STATS_SECRET; a flag value would show in ps)")
 	fs.StringVar(&c.Control, "control", "", "known-good control target probed before each round, 'address=serviceURI pipeline:model'; when it fails, network-class failures are excused")
 	fs.StringVar(&c.PipelineTO, "pipeline-timeout", "", "per-pipeline whole-probe timeouts, e.g. 'llm=30s,image-to-video=5m' (server timeout follows)")
 	c.Log.RegisterFlags(fs, "text")
@@ -244,8 +246,11 @@ func (c *Config) parse() (*parsed, error) {
 		errs = append(errs, fmt.Errorf("-pipeline-timeout: %w", err))
 	}
 	if c.PostStatsURL != "" {
-		if p.secret = os.Getenv("POST_STATS_SECRET"); p.secret == "" {
-			errs = append(errs, errors.New("-post-stats-url needs $POST_STATS_SECRET, the endpoint's HMAC secret"))
+		switch p.secret, err = cli.Secret(c.PostStatsFile, "POST_STATS_SECRET"); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("-post-stats-secret-file: %w", err))
+		case p.secret == "":
+			errs = append(errs, errors.New("-post-stats-url needs the endpoint's HMAC secret: put it in a file named by -post-stats-secret-file or in $POST_STATS_SECRET"))
 		}
 	}
 	if c.SpoolMax < 1<<20 {

@@ -124,6 +124,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer releaseGW()
+	// -simulate-rtt promises the distance on every connection: discovery's
+	// GetOrchestrator dials too, not only the probe's job.
+	gw.Dial = dial
 	var prep probe.Preparer // nil: probe.OffChain, no protocol
 	if c.Network != "none" {
 		prep = preparer.Preparer{Gateway: gw}
