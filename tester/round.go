@@ -61,6 +61,24 @@ type Config struct {
 	// Skipped, if set, is told of every scheduled round that did not run,
 	// with the reason (metrics).
 	Skipped func(reason string)
+	// Claim, if set, shares the region's probes with other tester instances
+	// (tester/shard): a probe runs, or is excused, only once this instance
+	// has claimed it; a probe another instance claimed leaves no row here.
+	// nil: this instance runs every planned probe (one tester per region).
+	Claim Claimer
+}
+
+// Claimer decides which probes of a slot this instance runs when several
+// testers share a region. Each (slot, orchestrator, pipeline, model) is
+// claimed by at most one instance.
+type Claimer interface {
+	// Claim waits until p may be claimed (this instance's share at once,
+	// others' after a sweep delay) and reports whether this instance won
+	// it. It returns false at once when ctx ends.
+	Claim(ctx context.Context, slot time.Time, p Planned) bool
+	// ClaimNow claims without waiting: for the excused row of a probe the
+	// round deadline kept from starting.
+	ClaimNow(ctx context.Context, slot time.Time, p Planned) bool
 }
 
 // Tester runs rounds for one region.
@@ -294,10 +312,39 @@ func (t *Tester) runRound(ctx context.Context, slot, began time.Time, plan []Pla
 		}
 	}
 
-	skip := func(ps []Planned) {
+	// dropped counts a probe another instance has (Config.Claim): it is not
+	// this instance's to run or to record.
+	dropped := func() {
+		mu.Lock()
+		sum.Planned--
+		mu.Unlock()
+	}
+	// skip records probes that never started; claimed says ps[0] is
+	// already this instance's (Config.Claim).
+	skip := func(ps []Planned, claimed bool) {
 		code, msg := CodeRoundDeadline, fmt.Sprintf("round deadline %s passed before the probe started", t.cfg.Deadline)
 		if ctx.Err() != nil {
 			code, msg = CodeShutdown, "the tester was shutting down before the probe started"
+		}
+		if t.cfg.Claim != nil {
+			// Shared region: a stopping instance leaves its unclaimed probes
+			// to the others' sweep; past the deadline, whoever claims a
+			// probe writes its one excused row.
+			var mine []Planned
+			for i, p := range ps {
+				switch {
+				case i == 0 && claimed:
+					mine = append(mine, p)
+				case code == CodeRoundDeadline && t.cfg.Claim.ClaimNow(context.WithoutCancel(ctx), slot, p):
+					mine = append(mine, p)
+				default:
+					dropped()
+				}
+			}
+			ps = mine
+			if len(ps) == 0 {
+				return
+			}
 		}
 		mu.Lock()
 		sum.Stopped = true
@@ -314,6 +361,10 @@ func (t *Tester) runRound(ctx context.Context, slot, began time.Time, plan []Pla
 		}
 	}
 
+	// A claim's wait ends on shutdown or at the deadline.
+	stopOrDeadline, stopWait := context.WithCancel(work)
+	defer stopWait()
+	defer context.AfterFunc(ctx, stopWait)()
 	rng := rand.New(rand.NewPCG(uint64(slot.UnixNano()), uint64(len(plan))))
 	for i, addr := range order {
 		var delay time.Duration
@@ -328,10 +379,22 @@ func (t *Tester) runRound(ctx context.Context, slot, began time.Time, plan []Pla
 		go func() {
 			defer wg.Done()
 			if !sleep(ctx, work, delay) {
-				skip(probes)
+				skip(probes, false)
 				return
 			}
 			for j, p := range probes {
+				claimed := false
+				if t.cfg.Claim != nil {
+					if !t.cfg.Claim.Claim(stopOrDeadline, slot, p) {
+						if ctx.Err() != nil || work.Err() != nil {
+							skip(probes[j:], false)
+							return
+						}
+						dropped()
+						continue
+					}
+					claimed = true
+				}
 				acquired := false
 				select {
 				case sem <- struct{}{}:
@@ -343,7 +406,7 @@ func (t *Tester) runRound(ctx context.Context, slot, began time.Time, plan []Pla
 					if acquired {
 						<-sem
 					}
-					skip(probes[j:])
+					skip(probes[j:], claimed)
 					return
 				}
 				mu.Lock()

@@ -169,12 +169,24 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		rounds.conn, rounds.db = storeConn, c.CH.Database
 	}
 	defer rounds.flush(context.Background(), 10*time.Second)
+	sh, err := c.Shard.open(ctx, p.region.Code, deadline, p.period, log)
+	if err != nil {
+		if w != nil {
+			_ = w.Close(context.Background())
+		}
+		return err
+	}
+	var claim tester.Claimer // nil: this instance probes everything
+	if sh != nil {
+		defer sh.Close()
+		claim = sh
+	}
 	var done, total atomic.Int64
 	total.Store(int64(len(p.plan)))
 	t, err := tester.New(tester.Config{
 		Region: p.region, TesterID: p.testerID, Prober: prober, Concurrency: c.Concurrency,
 		Spread: spread, Deadline: deadline, Log: log, Control: p.control, Timeouts: p.timeouts, PlanTimeout: discoveryTimeout,
-		Rounds: rounds.add, Skipped: func(reason string) { metrics.RoundsSkipped.WithLabelValues(reason).Inc() },
+		Rounds: rounds.add, Claim: claim, Skipped: func(reason string) { metrics.RoundsSkipped.WithLabelValues(reason).Inc() },
 		Observe: func(r results.Result) {
 			metrics.Observe(r)
 			if c.Once {
