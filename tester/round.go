@@ -79,6 +79,11 @@ type Claimer interface {
 	// ClaimNow claims without waiting: for the excused row of a probe the
 	// round deadline kept from starting.
 	ClaimNow(ctx context.Context, slot time.Time, p Planned) bool
+	// Stopping is asked, for each probe not yet claimed, by an instance
+	// that shuts down mid-round: true means it claimed p and records it
+	// excused (its own share, or one the others' sweep may have passed);
+	// false leaves p to the instance that owns it.
+	Stopping(ctx context.Context, slot time.Time, p Planned) bool
 }
 
 // Tester runs rounds for one region.
@@ -327,15 +332,17 @@ func (t *Tester) runRound(ctx context.Context, slot, began time.Time, plan []Pla
 			code, msg = CodeShutdown, "the tester was shutting down before the probe started"
 		}
 		if t.cfg.Claim != nil {
-			// Shared region: a stopping instance leaves its unclaimed probes
-			// to the others' sweep; past the deadline, whoever claims a
-			// probe writes its one excused row.
+			// Shared region: past the deadline, whoever claims a probe
+			// writes its one excused row; a stopping instance excuses what
+			// the claimer gives it and leaves the rest to their owners.
 			var mine []Planned
 			for i, p := range ps {
 				switch {
 				case i == 0 && claimed:
 					mine = append(mine, p)
 				case code == CodeRoundDeadline && t.cfg.Claim.ClaimNow(context.WithoutCancel(ctx), slot, p):
+					mine = append(mine, p)
+				case code == CodeShutdown && t.cfg.Claim.Stopping(context.WithoutCancel(ctx), slot, p):
 					mine = append(mine, p)
 				default:
 					dropped()

@@ -328,6 +328,22 @@ func (s *Shard) Claim(ctx context.Context, slot time.Time, p tester.Planned) boo
 	return s.ClaimNow(ctx, slot, p)
 }
 
+// Stopping implements tester.Claimer: a stopping instance claims (and
+// excuses) its own share and any probe whose sweep has begun, since the
+// others may have swept past it; another member's probe before the sweep
+// stays with that member.
+func (s *Shard) Stopping(ctx context.Context, slot time.Time, p tester.Planned) bool {
+	if !s.Mine(slot, p) {
+		s.mu.Lock()
+		early := time.Now().Before(s.slots[slot.Unix()].first.Add(s.cfg.Sweep))
+		s.mu.Unlock()
+		if early {
+			return false
+		}
+	}
+	return s.ClaimNow(ctx, slot, p)
+}
+
 // ClaimNow implements tester.Claimer: create-if-absent of p's claim in the
 // slot, without waiting.
 func (s *Shard) ClaimNow(ctx context.Context, slot time.Time, p tester.Planned) bool {
