@@ -97,6 +97,7 @@ type Shard struct {
 type slotView struct {
 	first   time.Time
 	members []string
+	warned  bool // a failed claim of the slot was logged
 }
 
 // Open connects to ZooKeeper, waits for a session and joins the region.
@@ -377,7 +378,11 @@ func (s *Shard) ClaimNow(ctx context.Context, slot time.Time, p tester.Planned) 
 		return false
 	default:
 		s.unreachable++
-		s.cfg.Log.Warn("claim not made: another instance runs the probe", "claim", node, "err", err)
+		// Once per slot: a partition fails every claim of the slot.
+		if v := s.slots[slot.Unix()]; v != nil && !v.warned {
+			v.warned = true
+			s.cfg.Log.Warn("claims not made: this instance runs no new probe of the slot; the other instances' sweep takes them", "slot", slot.UTC().Format(time.RFC3339), "claim", node, "err", err)
+		}
 		if late != nil {
 			go s.undoLate(node, late)
 		}
