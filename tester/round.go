@@ -562,6 +562,21 @@ func (t *Tester) runOne(ctx context.Context, slot time.Time, p Planned) results.
 	return r
 }
 
+// CodeClaimUnconfirmed excuses a probe of a shared region whose claim
+// reached ZooKeeper while its instance lost the connection: the instance
+// learned it held the claim only after the probe's time (tester/shard).
+const CodeClaimUnconfirmed = "shard_claim_unconfirmed"
+
+// Excused is the excused tester/<code> row of a probe of slot that did not
+// run, with the probe's deterministic identity (tester/shard's late rows).
+func (t *Tester) Excused(slot time.Time, p Planned, code, msg string) results.Result {
+	return t.identity(slot, p, results.Result{
+		Orchestrator: p.Target.Address, ServiceURI: p.Target.ServiceURI,
+		Pipeline: p.Model.Pipeline.Info().Name, Model: p.Model.Model, StartedAt: time.Now(),
+		Outcome: results.Excused, ErrorClass: string(probe.ClassTester), ErrorCode: code, ErrorMessage: msg,
+	})
+}
+
 func (t *Tester) identity(slot time.Time, p Planned, r results.Result) results.Result {
 	r.ProbeID = t.ProbeID(slot, p, 0)
 	r.RoundID = RoundID(t.cfg.Region.Code, slot)

@@ -200,6 +200,16 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	if sh != nil {
+		// A claim made as ZooKeeper dropped, found ours later: its one row.
+		sh.OnOrphan(func(slot time.Time, pl tester.Planned) {
+			r := t.Excused(slot, pl, tester.CodeClaimUnconfirmed, "this instance's claim reached ZooKeeper as the connection dropped; it learned it held the claim after the probe's time")
+			if err := sink.Write(context.WithoutCancel(ctx), r); err != nil {
+				log.Error("result not queued", "probe_id", r.ProbeID, "err", err)
+			}
+		})
+	}
+
 	var health healthState
 	// The metrics listener outlives the rounds: it stops last, after the
 	// store is flushed, so a scrape during shutdown still answers.
@@ -231,6 +241,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Info("scheduling stopped; in-flight probes drained")
 	}
 
+	if sh != nil {
+		sh.Close() // leave the region, and write the rows of claims settled now, before the store closes
+	}
 	if w != nil {
 		fctx, cancel := context.WithTimeout(context.Background(), c.ShutdownWait)
 		if err := w.Close(fctx); err != nil {

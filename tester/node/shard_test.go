@@ -30,7 +30,7 @@ import (
 func TestShardedTestersProbeEachTargetOncePerRound(t *testing.T) {
 	const (
 		nOrch  = 60
-		period = 3 * time.Second
+		period = 5 * time.Second
 		rounds = 11
 		model  = "text-to-image:m"
 	)
@@ -95,7 +95,18 @@ func TestShardedTestersProbeEachTargetOncePerRound(t *testing.T) {
 	}
 	waitMembers(t, zks.Addr, 3)
 
-	// Rounds s0 … s10: the first slot after all three joined.
+	// Rounds s0 … s10 start after every instance has finished a warm-up
+	// round (the first round's GetOrchestrator calls and TLS handshakes can
+	// overrun a short period under -race on a small machine).
+	for deadline := time.Now().Add(4 * period); ; {
+		if strings.Contains(a.log.String(), "round done") && strings.Contains(b.log.String(), "round done") && strings.Contains(c.log.String(), "round done") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no warm-up round ended in %s\na:\n%s", 4*period, a.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	s0 := time.Now().Truncate(period).Add(period)
 	at := func(round int, after time.Duration) {
 		time.Sleep(time.Until(s0.Add(time.Duration(round)*period + after)))

@@ -42,6 +42,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -88,8 +89,14 @@ type Shard struct {
 	conn *zk.Conn
 	me   string // member znode path
 
-	mu    sync.Mutex
-	slots map[int64]*slotView
+	ready     atomic.Bool // conn is set: session events may use it
+	stop      chan struct{}
+	closeOnce sync.Once
+
+	mu      sync.Mutex
+	slots   map[int64]*slotView
+	pending map[string]pendingClaim // claim node → probe, outcome unknown
+	orphan  func(slot time.Time, p tester.Planned)
 	// Counters for tests and logs.
 	claimed, lost, unreachable int
 }
@@ -126,14 +133,14 @@ func Open(ctx context.Context, cfg Config) (*Shard, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	s := &Shard{cfg: cfg, slots: map[int64]*slotView{}}
+	s := &Shard{cfg: cfg, slots: map[int64]*slotView{}, pending: map[string]pendingClaim{}, stop: make(chan struct{})}
 	s.me = path.Join(s.membersDir(), cfg.ID)
 	conn, _, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
 		zk.WithLogger(zkLog{cfg.Log}), zk.WithLogInfo(false),
 		zk.WithEventCallback(func(ev zk.Event) {
 			// A new session (after an expiry: a partition longer than the
 			// timeout) has lost the member node; join again.
-			if ev.Type == zk.EventSession && ev.State == zk.StateHasSession {
+			if ev.Type == zk.EventSession && ev.State == zk.StateHasSession && s.ready.Load() {
 				go func() { _ = s.join() }()
 			}
 		}))
@@ -149,16 +156,92 @@ func Open(ctx context.Context, cfg Config) (*Shard, error) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	s.ready.Store(true)
 	if err := s.join(); err != nil {
 		conn.Close()
 		return nil, err
 	}
+	go s.resolveLoop()
 	cfg.Log.Info("joined the region's testers", "shard_id", cfg.ID, "zookeeper", strings.Join(cfg.Servers, ","))
 	return s, nil
 }
 
 // Close leaves the region at once (the session and its member node end).
-func (s *Shard) Close() { s.conn.Close() }
+// Claims still unresolved are logged: their rows may be missing.
+func (s *Shard) Close() {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.resolve()
+		s.mu.Lock()
+		for node := range s.pending {
+			s.cfg.Log.Warn("claim still unconfirmed at exit: its probe may have no row", "claim", node)
+		}
+		s.mu.Unlock()
+		s.conn.Close()
+	})
+}
+
+// OnOrphan sets what to do with a probe this instance turned out to have
+// claimed after giving up on it (the create reached ZooKeeper as the
+// connection dropped): write its one excused row. Set before the first round.
+func (s *Shard) OnOrphan(f func(slot time.Time, p tester.Planned)) {
+	s.mu.Lock()
+	s.orphan = f
+	s.mu.Unlock()
+}
+
+// pendingClaim is a create whose outcome this instance does not know: sent,
+// then the connection dropped or the call timed out.
+type pendingClaim struct {
+	slot time.Time
+	p    tester.Planned
+}
+
+// resolveLoop settles unknown claims whenever there is a session: the
+// node's data names its holder. Reads on a session follow its earlier
+// writes, so a missing node means the create never happened.
+func (s *Shard) resolveLoop() {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.resolve()
+		}
+	}
+}
+
+func (s *Shard) resolve() {
+	s.mu.Lock()
+	nodes := make(map[string]pendingClaim, len(s.pending))
+	for n, pc := range s.pending {
+		nodes[n] = pc
+	}
+	orphan := s.orphan
+	s.mu.Unlock()
+	for node, pc := range nodes {
+		var data []byte
+		_, err := s.do(func() error {
+			var err error
+			data, _, err = s.conn.Get(node)
+			return err
+		})
+		if err != nil && !errors.Is(err, zk.ErrNoNode) {
+			continue // no session yet: try again later
+		}
+		s.mu.Lock()
+		delete(s.pending, node)
+		s.mu.Unlock()
+		if err == nil && string(data) == s.cfg.ID {
+			s.cfg.Log.Warn("a claim made as ZooKeeper dropped was ours: its probe is recorded excused", "claim", node)
+			if orphan != nil {
+				orphan(pc.slot, pc.p)
+			}
+		}
+	}
+}
 
 // ID is this instance's member name.
 func (s *Shard) ID() string { return s.cfg.ID }
@@ -354,9 +437,8 @@ func (s *Shard) ClaimNow(ctx context.Context, slot time.Time, p tester.Planned) 
 	dir := path.Join(s.claimsDir(), strconv.FormatInt(slot.Unix(), 10))
 	node := path.Join(dir, ClaimName(p))
 	var err error
-	var late <-chan error
 	for try := 0; try < 2; try++ {
-		late, err = s.do(func() error {
+		_, err = s.do(func() error {
 			_, err := s.conn.Create(node, []byte(s.cfg.ID), 0, zk.WorldACL(zk.PermAll))
 			return err
 		})
@@ -378,24 +460,17 @@ func (s *Shard) ClaimNow(ctx context.Context, slot time.Time, p tester.Planned) 
 		return false
 	default:
 		s.unreachable++
+		if !errors.Is(err, errNoSession) {
+			// Sent, answer lost: the create may have happened. Settled once
+			// a session is back; if it was ours, OnOrphan records it.
+			s.pending[node] = pendingClaim{slot: slot, p: p}
+		}
 		// Once per slot: a partition fails every claim of the slot.
 		if v := s.slots[slot.Unix()]; v != nil && !v.warned {
 			v.warned = true
 			s.cfg.Log.Warn("claims not made: this instance runs no new probe of the slot; the other instances' sweep takes them", "slot", slot.UTC().Format(time.RFC3339), "claim", node, "err", err)
 		}
-		if late != nil {
-			go s.undoLate(node, late)
-		}
 		return false
-	}
-}
-
-// undoLate removes a claim whose create succeeded after this instance gave
-// up on it, so another instance's sweep can still take the probe.
-func (s *Shard) undoLate(node string, late <-chan error) {
-	if err := <-late; err == nil {
-		_, _ = s.do(func() error { return s.conn.Delete(node, -1) })
-		s.cfg.Log.Warn("late claim withdrawn", "claim", node)
 	}
 }
 
