@@ -53,7 +53,7 @@ func (s *shardFlags) open(ctx context.Context, region string, deadline, period t
 	if deadline <= 0 && period > 0 {
 		deadline = period - min(period/20, 5*time.Second) // tester.SchedulePlanner's default
 	}
-	octx, cancel := context.WithTimeout(ctx, s.SessionTimeout+10*time.Second)
+	octx, cancel := context.WithTimeout(ctx, s.SessionTimeout+5*time.Second)
 	defer cancel()
 	sh, err := shard.Open(octx, shard.Config{Servers: strings.Split(s.ZooKeeper, ","), Region: region, ID: s.ID,
 		SessionTimeout: s.SessionTimeout, Sweep: deadline / 3, Log: log})

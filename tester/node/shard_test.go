@@ -281,3 +281,29 @@ func (p *cutProxy) Restore() {
 	p.cut = false
 	p.mu.Unlock()
 }
+
+// Bad -shard.* flags are refused before anything starts, naming the flag
+// and what to write; an unreachable ZooKeeper fails the start, never a
+// silent fallback to probing everything (which would double every probe).
+func TestShardFlagsErrors(t *testing.T) {
+	orch := "0x1111111111111111111111111111111111111111=http://127.0.0.1:1"
+	base := []string{"-region", "FRA", "-orchestrators", orch, "-models", "text-to-image:m", "-no-store", "-listen", ""}
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"timeout not below period", []string{"-interval", "5s", "-shard.zookeeper", "127.0.0.1:1", "-shard.session-timeout", "5s"}, "must be shorter than the round period"},
+		{"timeout too short", []string{"-once", "-shard.zookeeper", "127.0.0.1:1", "-shard.session-timeout", "100ms"}, "want at least 1s"},
+		{"slash in id", []string{"-once", "-shard.zookeeper", "127.0.0.1:1", "-shard.id", "a/b"}, "may not contain '/'"},
+		{"zookeeper down", []string{"-once", "-shard.zookeeper", "127.0.0.1:1", "-shard.session-timeout", "1s"}, "-shard.zookeeper: shard: no ZooKeeper session"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Run(context.Background(), append(append([]string{}, base...), tc.args...), io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}
