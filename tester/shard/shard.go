@@ -223,7 +223,7 @@ func (s *Shard) resolve() {
 	s.mu.Unlock()
 	for node, pc := range nodes {
 		var data []byte
-		_, err := s.do(func() error {
+		err := s.do(func() error {
 			var err error
 			data, _, err = s.conn.Get(node)
 			return err
@@ -263,7 +263,7 @@ func (s *Shard) join() error {
 	if err := s.ensure(s.membersDir()); err != nil {
 		return err
 	}
-	_, err := s.do(func() error {
+	err := s.do(func() error {
 		_, err := s.conn.Create(s.me, []byte(s.cfg.ID), zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
 		if errors.Is(err, zk.ErrNodeExists) {
 			_, st, gerr := s.conn.Get(s.me)
@@ -288,7 +288,7 @@ func (s *Shard) ensure(p string) error {
 	cur := ""
 	for _, part := range parts {
 		cur += "/" + part
-		_, err := s.do(func() error {
+		err := s.do(func() error {
 			_, err := s.conn.Create(cur, nil, 0, zk.WorldACL(zk.PermAll))
 			if errors.Is(err, zk.ErrNodeExists) {
 				return nil
@@ -307,10 +307,11 @@ var errNoSession = errors.New("no ZooKeeper session (partitioned or reconnecting
 // do runs one ZooKeeper call within OpTimeout. Without a session nothing is
 // sent: the client would queue the request and send it after reconnecting,
 // and a claim made then, after this instance gave up on it, would be one
-// nobody runs. late reports whether a call that timed out did succeed later.
-func (s *Shard) do(f func() error) (late <-chan error, err error) {
+// nobody runs. A call that was sent and timed out may still happen; claims
+// that did are settled by resolve.
+func (s *Shard) do(f func() error) error {
 	if st := s.conn.State(); st != zk.StateHasSession {
-		return nil, fmt.Errorf("%w: state %s", errNoSession, st)
+		return fmt.Errorf("%w: state %s", errNoSession, st)
 	}
 	ch := make(chan error, 1)
 	go func() { ch <- f() }()
@@ -318,9 +319,9 @@ func (s *Shard) do(f func() error) (late <-chan error, err error) {
 	defer t.Stop()
 	select {
 	case err := <-ch:
-		return nil, err
+		return err
 	case <-t.C:
-		return ch, fmt.Errorf("ZooKeeper call timed out after %s", s.cfg.OpTimeout)
+		return fmt.Errorf("ZooKeeper call timed out after %s", s.cfg.OpTimeout)
 	}
 }
 
@@ -356,7 +357,7 @@ func (s *Shard) view(slot time.Time) *slotView {
 		return v
 	}
 	var members []string
-	_, err := s.do(func() error {
+	err := s.do(func() error {
 		var err error
 		members, _, err = s.conn.Children(s.membersDir())
 		return err
@@ -438,7 +439,7 @@ func (s *Shard) ClaimNow(ctx context.Context, slot time.Time, p tester.Planned) 
 	node := path.Join(dir, ClaimName(p))
 	var err error
 	for try := 0; try < 2; try++ {
-		_, err = s.do(func() error {
+		err = s.do(func() error {
 			_, err := s.conn.Create(node, []byte(s.cfg.ID), 0, zk.WorldACL(zk.PermAll))
 			return err
 		})
@@ -483,7 +484,7 @@ func ClaimName(p tester.Planned) string {
 // member may do it, and a race between two only loses an error).
 func (s *Shard) prune(slot time.Time) {
 	var slots []string
-	if _, err := s.do(func() error {
+	if err := s.do(func() error {
 		var err error
 		slots, _, err = s.conn.Children(s.claimsDir())
 		return err
@@ -497,7 +498,7 @@ func (s *Shard) prune(slot time.Time) {
 			continue
 		}
 		dir := path.Join(s.claimsDir(), name)
-		_, _ = s.do(func() error {
+		_ = s.do(func() error {
 			kids, _, err := s.conn.Children(dir)
 			if err != nil {
 				return err
