@@ -61,6 +61,29 @@ type Config struct {
 	// Skipped, if set, is told of every scheduled round that did not run,
 	// with the reason (metrics).
 	Skipped func(reason string)
+	// Claim, if set, shares the region's probes with other tester instances
+	// (tester/shard): a probe runs, or is excused, only once this instance
+	// has claimed it; a probe another instance claimed leaves no row here.
+	// nil: this instance runs every planned probe (one tester per region).
+	Claim Claimer
+}
+
+// Claimer decides which probes of a slot this instance runs when several
+// testers share a region. Each (slot, orchestrator, pipeline, model) is
+// claimed by at most one instance.
+type Claimer interface {
+	// Claim waits until p may be claimed (this instance's share at once,
+	// others' after a sweep delay) and reports whether this instance won
+	// it. It returns false at once when ctx ends.
+	Claim(ctx context.Context, slot time.Time, p Planned) bool
+	// ClaimNow claims without waiting: for the excused row of a probe the
+	// round deadline kept from starting.
+	ClaimNow(ctx context.Context, slot time.Time, p Planned) bool
+	// Stopping is asked, for each probe not yet claimed, by an instance
+	// that shuts down mid-round: true means it claimed p and records it
+	// excused (its own share, or one the others' sweep may have passed);
+	// false leaves p to the instance that owns it.
+	Stopping(ctx context.Context, slot time.Time, p Planned) bool
 }
 
 // Tester runs rounds for one region.
@@ -294,10 +317,41 @@ func (t *Tester) runRound(ctx context.Context, slot, began time.Time, plan []Pla
 		}
 	}
 
-	skip := func(ps []Planned) {
+	// dropped counts a probe another instance has (Config.Claim): it is not
+	// this instance's to run or to record.
+	dropped := func() {
+		mu.Lock()
+		sum.Planned--
+		mu.Unlock()
+	}
+	// skip records probes that never started; claimed says ps[0] is
+	// already this instance's (Config.Claim).
+	skip := func(ps []Planned, claimed bool) {
 		code, msg := CodeRoundDeadline, fmt.Sprintf("round deadline %s passed before the probe started", t.cfg.Deadline)
 		if ctx.Err() != nil {
 			code, msg = CodeShutdown, "the tester was shutting down before the probe started"
+		}
+		if t.cfg.Claim != nil {
+			// Shared region: past the deadline, whoever claims a probe
+			// writes its one excused row; a stopping instance excuses what
+			// the claimer gives it and leaves the rest to their owners.
+			var mine []Planned
+			for i, p := range ps {
+				switch {
+				case i == 0 && claimed:
+					mine = append(mine, p)
+				case code == CodeRoundDeadline && t.cfg.Claim.ClaimNow(context.WithoutCancel(ctx), slot, p):
+					mine = append(mine, p)
+				case code == CodeShutdown && t.cfg.Claim.Stopping(context.WithoutCancel(ctx), slot, p):
+					mine = append(mine, p)
+				default:
+					dropped()
+				}
+			}
+			ps = mine
+			if len(ps) == 0 {
+				return
+			}
 		}
 		mu.Lock()
 		sum.Stopped = true
@@ -314,6 +368,10 @@ func (t *Tester) runRound(ctx context.Context, slot, began time.Time, plan []Pla
 		}
 	}
 
+	// A claim's wait ends on shutdown or at the deadline.
+	stopOrDeadline, stopWait := context.WithCancel(work)
+	defer stopWait()
+	defer context.AfterFunc(ctx, stopWait)()
 	rng := rand.New(rand.NewPCG(uint64(slot.UnixNano()), uint64(len(plan))))
 	for i, addr := range order {
 		var delay time.Duration
@@ -328,10 +386,22 @@ func (t *Tester) runRound(ctx context.Context, slot, began time.Time, plan []Pla
 		go func() {
 			defer wg.Done()
 			if !sleep(ctx, work, delay) {
-				skip(probes)
+				skip(probes, false)
 				return
 			}
 			for j, p := range probes {
+				claimed := false
+				if t.cfg.Claim != nil {
+					if !t.cfg.Claim.Claim(stopOrDeadline, slot, p) {
+						if ctx.Err() != nil || work.Err() != nil {
+							skip(probes[j:], false)
+							return
+						}
+						dropped()
+						continue
+					}
+					claimed = true
+				}
 				acquired := false
 				select {
 				case sem <- struct{}{}:
@@ -343,7 +413,7 @@ func (t *Tester) runRound(ctx context.Context, slot, began time.Time, plan []Pla
 					if acquired {
 						<-sem
 					}
-					skip(probes[j:])
+					skip(probes[j:], claimed)
 					return
 				}
 				mu.Lock()
@@ -490,6 +560,21 @@ func (t *Tester) runOne(ctx context.Context, slot time.Time, p Planned) results.
 	t.cfg.Log.Debug("probe done", "probe_id", r.ProbeID, "orchestrator", r.Orchestrator, "pipeline", r.Pipeline,
 		"model", r.Model, "outcome", r.Outcome, "class", r.ErrorClass, "total", r.Total)
 	return r
+}
+
+// CodeClaimUnconfirmed excuses a probe of a shared region whose claim
+// reached ZooKeeper while its instance lost the connection: the instance
+// learned it held the claim only after the probe's time (tester/shard).
+const CodeClaimUnconfirmed = "shard_claim_unconfirmed"
+
+// Excused is the excused tester/<code> row of a probe of slot that did not
+// run, with the probe's deterministic identity (tester/shard's late rows).
+func (t *Tester) Excused(slot time.Time, p Planned, code, msg string) results.Result {
+	return t.identity(slot, p, results.Result{
+		Orchestrator: p.Target.Address, ServiceURI: p.Target.ServiceURI,
+		Pipeline: p.Model.Pipeline.Info().Name, Model: p.Model.Model, StartedAt: time.Now(),
+		Outcome: results.Excused, ErrorClass: string(probe.ClassTester), ErrorCode: code, ErrorMessage: msg,
+	})
 }
 
 func (t *Tester) identity(slot time.Time, p Planned, r results.Result) results.Result {

@@ -59,6 +59,7 @@ type Config struct {
 	ServiceReg    string
 	WebhookURL    string
 	Pay           paymentFlags // sender-side limits and session reuse (payment.go)
+	Shard         shardFlags   // several instances per region (shard.go)
 
 	parsed *parsed // set by Validate
 }
@@ -106,6 +107,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	cli.Alias(fs, "log-level", "log.level")
 	fs.StringVar(&c.Network, "network", "offchain", "Livepeer protocol of every probe: offchain (GetOrchestrator, timed as the discovery phase, then unsigned segment credentials), onchain (also signed with -tester-key and paid with tickets; the key needs a TicketBroker deposit) or none (plain AI requests to runner-style targets)")
 	c.Pay.register(fs)
+	c.Shard.register(fs)
 	c.CH.RegisterFlags(fs, "clickhouse.")
 	c.CH.RegisterStoreFlag(fs)
 }
@@ -260,6 +262,7 @@ func (c *Config) parse() (*parsed, error) {
 		c.SpoolDir = filepath.Join(os.TempDir(), "lpgauge-tester-"+p.region.Code)
 	}
 	errs = append(errs, c.Pay.validate(c.EthURL)...)
+	errs = append(errs, c.Shard.validate(c.Once, p.period)...)
 	c.CH.Password = os.Getenv("CLICKHOUSE_PASSWORD")
 	return p, errors.Join(errs...)
 }

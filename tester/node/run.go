@@ -172,12 +172,24 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		rounds.conn, rounds.db = storeConn, c.CH.Database
 	}
 	defer rounds.flush(context.Background(), 10*time.Second)
+	sh, err := c.Shard.open(ctx, p.region.Code, deadline, p.period, log)
+	if err != nil {
+		if w != nil {
+			_ = w.Close(context.Background())
+		}
+		return err
+	}
+	var claim tester.Claimer // nil: this instance probes everything
+	if sh != nil {
+		defer sh.Close()
+		claim = sh
+	}
 	var done, total atomic.Int64
 	total.Store(int64(len(p.plan)))
 	t, err := tester.New(tester.Config{
 		Region: p.region, TesterID: p.testerID, Prober: prober, Concurrency: c.Concurrency,
 		Spread: spread, Deadline: deadline, Log: log, Control: p.control, Timeouts: p.timeouts, PlanTimeout: discoveryTimeout,
-		Rounds: rounds.add, Skipped: func(reason string) { metrics.RoundsSkipped.WithLabelValues(reason).Inc() },
+		Rounds: rounds.add, Claim: claim, Skipped: func(reason string) { metrics.RoundsSkipped.WithLabelValues(reason).Inc() },
 		Observe: func(r results.Result) {
 			metrics.Observe(r)
 			if c.Once {
@@ -189,6 +201,16 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	})
 	if err != nil {
 		return err
+	}
+
+	if sh != nil {
+		// A claim made as ZooKeeper dropped, found ours later: its one row.
+		sh.OnOrphan(func(slot time.Time, pl tester.Planned) {
+			r := t.Excused(slot, pl, tester.CodeClaimUnconfirmed, "this instance's claim reached ZooKeeper as the connection dropped; it learned it held the claim after the probe's time")
+			if err := sink.Write(context.WithoutCancel(ctx), r); err != nil {
+				log.Error("result not queued", "probe_id", r.ProbeID, "err", err)
+			}
+		})
 	}
 
 	var health healthState
@@ -222,6 +244,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Info("scheduling stopped; in-flight probes drained")
 	}
 
+	if sh != nil {
+		sh.Close() // leave the region, and write the rows of claims settled now, before the store closes
+	}
 	if w != nil {
 		fctx, cancel := context.WithTimeout(context.Background(), c.ShutdownWait)
 		if err := w.Close(fctx); err != nil {

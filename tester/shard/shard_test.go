@@ -1,0 +1,142 @@
+package shard
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lpgauge/lpgauge/internal/zkserver"
+	"github.com/lpgauge/lpgauge/tester"
+	"github.com/lpgauge/lpgauge/tester/probe"
+)
+
+func plan(n int) []tester.Planned {
+	pl, _ := probe.Lookup("text-to-image")
+	var out []tester.Planned
+	for i := 0; i < n; i++ {
+		out = append(out, tester.Planned{Target: tester.Target{Address: fmt.Sprintf("0x%040x", i+1), ServiceURI: "https://o:8935"},
+			Model: tester.Model{Pipeline: pl, Model: "stabilityai/sdxl-turbo"}})
+	}
+	return out
+}
+
+// Rendezvous hashing: a member that leaves moves only its own orchestrators,
+// and the shares are roughly even.
+func TestOwnerMovesOnlyTheLeaversShare(t *testing.T) {
+	three, two := []string{"a", "b", "c"}, []string{"a", "b"}
+	count := map[string]int{}
+	for _, p := range plan(600) {
+		o3, o2 := Owner(three, p.Target.Address), Owner(two, p.Target.Address)
+		count[o3]++
+		if o3 != "c" && o3 != o2 {
+			t.Fatalf("%s moved from %s to %s when c left", p.Target.Address, o3, o2)
+		}
+	}
+	for _, m := range three {
+		if count[m] < 150 || count[m] > 250 {
+			t.Errorf("member %s owns %d of 600, want about 200", m, count[m])
+		}
+	}
+	if Owner(nil, "x") != "" {
+		t.Error("no members must own nothing")
+	}
+}
+
+func startZK(t *testing.T) string {
+	t.Helper()
+	zks, err := zkserver.Start(context.Background(), zkserver.Options{})
+	if err != nil {
+		t.Fatalf("start ZooKeeper: %v", err)
+	}
+	t.Cleanup(zks.Stop)
+	return zks.Addr
+}
+
+func open(t *testing.T, addr, id string, sweep time.Duration) *Shard {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := Open(ctx, Config{Servers: []string{addr}, Region: "FRA", ID: id, SessionTimeout: time.Second, Sweep: sweep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Two instances racing for every probe of a slot: each probe is claimed
+// exactly once; the next slot's claims are separate.
+func TestClaimNowIsExactlyOnceAcrossInstances(t *testing.T) {
+	addr := startZK(t)
+	a, b := open(t, addr, "a", 0), open(t, addr, "b", 0)
+	slot := time.Unix(1_800_000_000, 0)
+	ps := plan(100)
+	won := make([]int, len(ps))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, s := range []*Shard{a, b} {
+		for i, p := range ps {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if s.ClaimNow(context.Background(), slot, p) {
+					mu.Lock()
+					won[i]++
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	for i, n := range won {
+		if n != 1 {
+			t.Errorf("probe %d claimed %d times, want 1", i, n)
+		}
+	}
+	if !a.ClaimNow(context.Background(), slot.Add(time.Minute), ps[0]) {
+		t.Error("the next slot's claim of the same probe was refused")
+	}
+}
+
+// An instance's own share is claimed at once; another member's waits for
+// the sweep, so a live owner gets its share. A member that left is out of
+// the next slot's assignment.
+func TestClaimWaitsForTheSweepOnOthersShare(t *testing.T) {
+	addr := startZK(t)
+	a, b := open(t, addr, "a", 500*time.Millisecond), open(t, addr, "b", 500*time.Millisecond)
+	slot := time.Unix(1_800_000_000, 0)
+	var theirs tester.Planned
+	for _, p := range plan(20) {
+		if !a.Mine(slot, p) {
+			theirs = p
+			break
+		}
+	}
+	start := time.Now()
+	if !b.Claim(context.Background(), slot, theirs) {
+		t.Fatal("the owner could not claim its own probe")
+	}
+	if took := time.Since(start); took > 300*time.Millisecond {
+		t.Errorf("own share claimed after %s, want at once", took)
+	}
+	start = time.Now()
+	if a.Claim(context.Background(), slot, theirs) {
+		t.Fatal("a probe the owner claimed was claimed again")
+	}
+	if took := time.Since(start); took < 400*time.Millisecond {
+		t.Errorf("another member's probe tried after %s, want after the 500ms sweep", took)
+	}
+	b.Close()
+	next := slot.Add(time.Minute)
+	for deadline := time.Now().Add(10 * time.Second); ; next = next.Add(time.Minute) {
+		if a.Mine(next, theirs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a member that left still owns its share")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
