@@ -46,7 +46,7 @@ func TestGatewayEvidenceFlagsProbeFavouritism(t *testing.T) {
 
 	// Who may post real-traffic evidence: only a signed gateway key.
 	body := gatewayJob(gamer, now-30, 0, 0, 0)
-	if r := f.post(t, body, sign(secret, body)); r.status != 403 || !strings.Contains(string(r.body), `"gateway": true`) {
+	if r := f.post(t, body, sign(secret, body)); r.status != 403 || !strings.Contains(string(r.body), "keys file marks") {
 		t.Errorf("unsigned gateway post: %d %s, want 403 naming the keys file option", r.status, r.body)
 	}
 	if r := f.postSigned(t, body, "tester-fra", "tester-secret-00001", now, "nonce-tester-000000001"); r.status != 403 || !strings.Contains(string(r.body), "gateway") {

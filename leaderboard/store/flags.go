@@ -179,18 +179,22 @@ const (
 
 func (c *ClickHouse) favouritismFlags(ctx context.Context, f Filter) ([]Flag, error) {
 	w, args := where(f, false)
-	// Only keys that have gateway-source rows are compared: the inner
-	// query keeps the (orchestrator, region, pipeline, model) groups of
-	// both sides, the outer percentile is Postgres percentile_cont like
-	// every other median here.
+	// Only the (orchestrator, region, pipeline, model) groups that have
+	// gateway-source rows are compared, so the probes of the rest (most of
+	// the network, most of the time) are never gathered: a tuple IN over
+	// the gateway rows' keys (18.16 and current releases). The outer
+	// percentile is Postgres percentile_cont like every other median here.
 	q := "SELECT orchestrator, region, pipeline, model, gw, asked, ok, timed, " + percentileSQL("a", 0.5) +
 		" FROM (SELECT orchestrator, region, pipeline, model, toUInt8(" + gatewayCond + ") AS gw," +
 		" countIf(" + askedCond + ") AS asked, countIf(outcome = 'success') AS ok," +
 		" countIf(outcome = 'success' AND total_us > 0) AS timed," +
 		" arraySort(groupArrayIf(toFloat64(total_us) / 1000000, outcome = 'success' AND total_us > 0)) AS a" +
 		" FROM " + c.table() + w +
+		" AND (orchestrator, region, pipeline, model) IN (SELECT orchestrator, region, pipeline, model FROM " + c.table() + w +
+		" AND " + gatewayCond + ")" +
 		" GROUP BY orchestrator, region, pipeline, model, gw)" +
 		" ORDER BY orchestrator, region, pipeline, model, gw"
+	args = append(append([]any{}, args...), args...)
 	type key struct{ o, r, p, m string }
 	sides := map[key]*[2]sideStats{}
 	var order []key
