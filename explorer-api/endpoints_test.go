@@ -120,6 +120,8 @@ func TestEveryEndpointAnswersWithDataOnBothEngines(t *testing.T) {
 					want = []string{"openapi: 3"}
 				case "/api/orchestrators": // gateway webhook: service URIs
 					want = []string{`{"address":"https://`}
+				case "/api/flags": // the seeded network games nothing: the rules, no flag
+					want = []string{`"flags":[]`}
 				}
 				fetch(t, lb.URL, path+"?"+query, want)
 			}

@@ -2,6 +2,7 @@ package explorerapi
 
 import (
 	"net/http"
+	"slices"
 	"sort"
 
 	"github.com/lpgauge/lpgauge/leaderboard/score"
@@ -176,6 +177,10 @@ type Row struct {
 	WarmProbes       uint64  `json:"warm_probes"`
 	ColdProbes       uint64  `json:"cold_probes"`
 	LastTested       int64   `json:"last_tested"`
+	// Flags are the codes of the gaming flags raised against the
+	// orchestrator in the window (any pipeline for capacity_refusals, this
+	// pipeline and model for probe_favouritism); absent when none.
+	Flags []string `json:"flags,omitempty"`
 }
 
 type leaderboardAnswer struct {
@@ -280,7 +285,21 @@ func (s *server) leaderboard(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		out.MedianRTT = medians[store.Key{Pipeline: p.pipeline, Model: p.model}]
+		// Flags beside the orchestrator: favouritism of this pipeline and
+		// model, capacity refusals network-wide.
+		flags, err := s.store.Flags(ctx, store.Filter{Window: p.window, Pipeline: p.pipeline, Model: p.model, Region: p.region})
+		if err != nil {
+			s.storeFailed(w, "flags", err)
+			return
+		}
+		byOrch := map[string][]string{}
+		for _, f := range flags {
+			if !slices.Contains(byOrch[f.Orchestrator], f.Code) {
+				byOrch[f.Orchestrator] = append(byOrch[f.Orchestrator], f.Code)
+			}
+		}
 		for _, row := range scoreRows(aggs, medians, times) {
+			row.Flags = byOrch[row.Orchestrator]
 			out.Rows = append(out.Rows, row)
 		}
 		sortRows(out.Rows)

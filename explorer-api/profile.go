@@ -100,6 +100,18 @@ type profileAnswer struct {
 	Phases        []phaseEntry `json:"phases"`
 	History       history      `json:"history"`
 	Errors        []errorEntry `json:"errors"`
+	// Flags are the gaming flags raised against the orchestrator in the
+	// window (the leaderboard's /api/flags); [] when none.
+	Flags []flagEntry `json:"flags"`
+}
+
+type flagEntry struct {
+	Code     string             `json:"code"`
+	Region   string             `json:"region,omitempty"`
+	Pipeline string             `json:"pipeline,omitempty"`
+	Model    string             `json:"model,omitempty"`
+	Detail   string             `json:"detail"`
+	Evidence map[string]float64 `json:"evidence"`
 }
 
 // historySpan is how far back a history series reaches by default.
@@ -150,7 +162,7 @@ func (s *server) profile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := profileAnswer{Address: addr, Since: unix(p.window.Since), Until: unix(p.window.Until), LastTested: unix(last),
-		Scores: []scoreEntry{}, Phases: []phaseEntry{}, Errors: []errorEntry{},
+		Scores: []scoreEntry{}, Phases: []phaseEntry{}, Errors: []errorEntry{}, Flags: []flagEntry{},
 		History: history{Bucket: string(bucket), Since: unix(hw.Since), Until: unix(hw.Until), Series: []series{}}}
 	registered := false
 	if s.cfg.Chain != nil {
@@ -267,6 +279,14 @@ func (s *server) profile(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Errors = append(out.Errors, errorEntry{Outcome: string(g.Outcome), Region: g.Region, Pipeline: g.Pipeline, Model: g.Model,
 			ErrorClass: g.ErrorClass, ErrorCode: g.ErrorCode, Count: g.Count, LastMessage: g.LastMessage, LastSeen: unix(g.LastSeen)})
+	}
+	flags, err := s.store.Flags(ctx, own)
+	if err != nil {
+		s.storeFailed(w, "flags", err)
+		return
+	}
+	for _, f := range flags {
+		out.Flags = append(out.Flags, flagEntry{Code: f.Code, Region: f.Region, Pipeline: f.Pipeline, Model: f.Model, Detail: f.Detail, Evidence: f.Evidence})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -85,7 +85,7 @@
     var top = Math.max.apply(null, rows.map(function (r) { return r.score; }).concat([1e-9]));
     $("#table tbody").innerHTML = list.map(function (r) {
       return "<tr data-orch='" + r.orchestrator + "'><td class='num'>" + r.rank + "</td>" +
-        "<td><a class='addr' href='#/orchestrator/" + r.orchestrator + "' title='" + r.orchestrator + "'>" + short(r.orchestrator) + "</a></td>" +
+        "<td><a class='addr' href='#/orchestrator/" + r.orchestrator + "' title='" + r.orchestrator + "'>" + short(r.orchestrator) + "</a>" + flagPills(r.flags) + "</td>" +
         "<td class='num'>" + f2(r.score) + "<span class='bar' style='width:" + Math.round(40 * r.score / top) + "px'></span></td>" +
         "<td class='num " + (r.success_rate < 0.9 ? "bad" : "") + "'>" + pct(r.success_rate) + "</td>" +
         "<td class='num'>" + f2(r.latency_score) + "</td><td class='num'>" + secs(r.server_p50) + "</td>" +
@@ -168,6 +168,13 @@
     if (p.service_uri_seen) h += card("URI the testers probed", "<span class='addr'>" + esc(p.service_uri_seen) + "</span>", "");
     h += "</div>";
 
+    if (p.flags && p.flags.length) {
+      h += "<h2>Flags</h2><div class='scroll'><table id='flags'><thead><tr><th>Flag</th><th>Where</th><th>What was seen</th></tr></thead><tbody>" +
+        p.flags.map(function (f) {
+          return "<tr><td>" + flagPills([f.code]) + "</td><td>" + esc(f.region ? f.region + " · " + f.pipeline + " – " + f.model : "all pipelines") +
+            "</td><td>" + esc(f.detail) + "</td></tr>";
+        }).join("") + "</tbody></table></div>";
+    }
     h += "<h2>Scores (last 24 h)</h2>";
     if (!p.scores.length) h += "<p class='muted'>No scored probes in the last 24 hours" + (p.errors.length ? " — see the errors below." : ".") + "</p>";
     else h += "<div class='scroll'><table><thead><tr><th>Pipeline / model</th><th>Region</th><th class='num'>Rank</th><th class='num'>Score</th><th class='num'>Success</th><th class='num'>Latency</th><th class='num'>p50 server</th><th class='num'>p95 server</th><th class='num'>Samples</th></tr></thead><tbody>" +
@@ -229,6 +236,13 @@
       }).join("") + "</tbody></table></div>";
     el.innerHTML = h;
     window.scrollTo(0, 0);
+  }
+  // Gaming flags (issue #17): shown beside the orchestrator, explained on its page.
+  var FLAG_NAMES = { probe_favouritism: "serves probes better than real traffic", capacity_refusals: "refuses for capacity far above the network" };
+  function flagPills(codes) {
+    return (codes || []).map(function (c) {
+      return " <span class='pill bad flag' data-flag='" + esc(c) + "' title='" + esc(FLAG_NAMES[c] || c) + "'>⚑ " + esc(c.replace(/_/g, " ")) + "</span>";
+    }).join("");
   }
   function card(label, value, sub) { return "<div class='card'><small>" + esc(label) + "</small><b>" + value + "</b><small>" + sub + "</small></div>"; }
 

@@ -408,7 +408,7 @@ func (s *Server) rawStats(c *gin.Context) {
 	}
 	var postedIDs []string
 	for _, r := range rows {
-		if strings.HasPrefix(r.Source, "post_stats") {
+		if strings.HasPrefix(r.Source, "post_stats") || strings.HasPrefix(r.Source, store.GatewaySourcePrefix) {
 			postedIDs = append(postedIDs, r.ProbeID)
 		}
 	}

@@ -281,6 +281,65 @@ type errorsOut struct {
 	// apart.
 	Errors  []errorOut `json:"errors"`
 	Excused []errorOut `json:"excused_errors"`
+	// Flags (additive) are the gaming flags raised against this
+	// orchestrator in the window ([] when none); see /api/flags.
+	Flags []flagOut `json:"flags"`
+}
+
+// flagOut is one gaming flag (store.Flag) on the wire.
+type flagOut struct {
+	Code         string             `json:"code"`
+	Orchestrator string             `json:"orchestrator"`
+	Region       string             `json:"region,omitempty"`
+	Pipeline     string             `json:"pipeline,omitempty"`
+	Model        string             `json:"model,omitempty"`
+	Detail       string             `json:"detail"`
+	Evidence     map[string]float64 `json:"evidence"`
+}
+
+func toFlags(fs []store.Flag) []flagOut {
+	out := make([]flagOut, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, flagOut{Code: f.Code, Orchestrator: f.Orchestrator, Region: f.Region, Pipeline: f.Pipeline, Model: f.Model,
+			Detail: f.Detail, Evidence: f.Evidence})
+	}
+	return out
+}
+
+// flagThresholds publishes the rules behind the flags, so a flagged
+// operator can see what it would take not to be.
+var flagThresholds = map[string]float64{
+	"min_samples":                  store.FlagMinSamples,
+	"favouritism_success_rate_gap": store.FavouritismRateGap,
+	"favouritism_min_z":            store.FavouritismMinZ,
+	"favouritism_latency_ratio":    store.FavouritismLatencyRatio,
+	"capacity_min_rate":            store.CapacityMinRate,
+	"capacity_network_multiple":    store.CapacityNetworkMultiple,
+}
+
+type flagsOut struct {
+	Since      int64              `json:"since"`
+	Until      int64              `json:"until"`
+	Thresholds map[string]float64 `json:"thresholds"`
+	Flags      []flagOut          `json:"flags"`
+}
+
+// flags answers /api/flags: every gaming flag in the window (one
+// orchestrator's with orchestrator=), with the thresholds that raised them.
+func (s *Server) flags(c *gin.Context) {
+	p, err := s.parseParams(c.Request.URL.Query())
+	if err != nil {
+		fail(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := s.queryCtx(c)
+	defer cancel()
+	fs, err := s.store.Flags(ctx, p.filter())
+	if err != nil {
+		s.storeFailed(c, "flags", err)
+		return
+	}
+	writeJSON(c, http.StatusOK, flagsOut{Since: p.since.Unix(), Until: p.until.Unix(), Thresholds: flagThresholds, Flags: toFlags(fs)})
 }
 
 // errorsBreakdown answers /api/errors: why an orchestrator's probes failed,
@@ -338,6 +397,12 @@ func (s *Server) errorsBreakdown(c *gin.Context) {
 		out.SuccessRate = float64(out.Probes.Successes) / float64(out.Probes.Scored)
 	}
 	out.Diagnosis = diagnose(out)
+	fs, err := s.store.Flags(ctx, f)
+	if err != nil {
+		s.storeFailed(c, "flags", err)
+		return
+	}
+	out.Flags = toFlags(fs)
 	writeJSON(c, http.StatusOK, out)
 }
 

@@ -173,6 +173,7 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		"/api/history?orchestrator=" + fast + "&" + pair, "/api/history?orchestrator=" + fast + "&" + pair + "&bucket=day",
 		"/api/history?orchestrator=" + fast,
 		"/api/errors?orchestrator=" + bad, "/api/errors?orchestrator=" + fast, "/api/errors",
+		"/api/flags", "/api/flags?orchestrator=" + bad, "/api/flags?since=x",
 		"/api/perf_scores", "/api/perf_scores?" + pair + "&global=1", "/api/perf_scores?global=2",
 		"/api/blocklist?format=json&failures=1&min_score=0.95", "/api/blocklist?format=csv",
 		"/api/orchestrators?" + pair, "/api/orchestrators?limit=5000",

@@ -44,6 +44,11 @@ type postedStats struct {
 	Pipeline        string          `json:"pipeline"`
 	InputParameters string          `json:"input_parameters"`
 	ResponsePayload json.RawMessage `json:"response_payload"`
+	// Source (additive) says what the row measures: "" or "tester" a
+	// probe, "gateway" a real job of the posting gateway operator (only
+	// from a signed key the keys file allows it), the real-traffic evidence
+	// of the gaming flags.
+	Source string `json:"source"`
 }
 
 // PostKey is one tester's signed-mode key: its secret and the regions it
@@ -51,6 +56,9 @@ type postedStats struct {
 type PostKey struct {
 	Secret  string
 	Regions []string
+	// Gateway lets the key post "source": "gateway" rows: a gateway
+	// operator's own jobs, compared with the probes by the gaming flags.
+	Gateway bool
 }
 
 // owns reports whether the key may post results of region.
@@ -156,6 +164,12 @@ func (s *Server) postStats(c *gin.Context) {
 		fail(c, http.StatusBadRequest, err.Error())
 		return
 	}
+	if r.Source == store.GatewaySourcePrefix && (keyID == "" || !s.cfg.Keys[keyID].Gateway) {
+		// Real-traffic evidence accuses orchestrators of gaming: only an
+		// identified gateway operator may post it.
+		fail(c, http.StatusForbidden, `"source": "gateway" needs a signed post (X-Lpgauge-Key) with a key the keys file marks "gateway": true; post probes without source`)
+		return
+	}
 	if keyID != "" {
 		// A key posts only for the regions it was given: a tester's key
 		// cannot score orchestrators from a place it does not test from.
@@ -174,7 +188,14 @@ func (s *Server) postStats(c *gin.Context) {
 			fail(c, http.StatusForbidden, "replayed request: this nonce was already used")
 			return
 		}
-		r.Source, r.TesterID = "post_stats:"+keyID, keyID
+		if r.Source == store.GatewaySourcePrefix {
+			// Checked before the nonce is claimed: a refused post can be
+			// sent again, corrected, with the same nonce.
+			r.Source = store.GatewaySourcePrefix + keyID
+		} else {
+			r.Source = "post_stats:" + keyID
+		}
+		r.TesterID = keyID
 	}
 	if _, err := s.store.Ingest(ctx, r, extra); err != nil {
 		if errors.Is(err, store.ErrContested) {
@@ -237,6 +258,14 @@ func (s *Server) resultFromPost(body []byte, keyID string) (results.Result, stor
 	if len(p.InputParameters) > maxInputParamsLen {
 		return results.Result{}, none, fmt.Errorf("input_parameters is %d bytes: at most %d", len(p.InputParameters), maxInputParamsLen)
 	}
+	source := "post_stats"
+	switch p.Source {
+	case "", "tester":
+	case "gateway":
+		source = store.GatewaySourcePrefix // the caller appends the key id
+	default:
+		return results.Result{}, none, fmt.Errorf("source %q is not a source: omit it (or \"tester\") for a probe, \"gateway\" for a gateway operator's own job", clip(p.Source, 64))
+	}
 	extra, err := postedExtras(p)
 	if err != nil {
 		return results.Result{}, none, err
@@ -249,7 +278,7 @@ func (s *Server) resultFromPost(body []byte, keyID string) (results.Result, stor
 	r := results.Result{
 		ProbeID:         id,
 		Region:          reg.Code,
-		Source:          "post_stats",
+		Source:          source,
 		Orchestrator:    orch,
 		Pipeline:        pl.Name,
 		Model:           p.Model,

@@ -57,7 +57,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.queryTimeout, "query-timeout", 8*time.Second, "store time allowed to one request")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
 	fs.Int64Var(&c.maxPostBytes, "post.max-body-bytes", api.DefaultMaxPostBytes, "largest post_stats body accepted (413 above)")
-	fs.StringVar(&c.keysFile, "post.keys-file", "", "JSON file {\"<key id>\": {\"secret\": \"…\", \"regions\": [\"FRA\"]}} of per-tester post_stats keys (signed mode with timestamp and nonce); a key posts only for its regions")
+	fs.StringVar(&c.keysFile, "post.keys-file", "", "JSON file {\"<key id>\": {\"secret\": \"…\", \"regions\": [\"FRA\"]}} of per-tester post_stats keys (signed mode with timestamp and nonce); a key posts only for its regions; \"gateway\": true lets it post a gateway's own jobs (source gateway)")
 	fs.DurationVar(&c.plausible.MinRTT, "post.min-rtt", 50*time.Millisecond, "shortest round_trip_time a successful post may claim (400 below)")
 	fs.DurationVar(&c.plausible.MaxRTT, "post.max-rtt", 10*time.Minute, "longest round_trip_time a post may claim (400 above)")
 	fs.DurationVar(&c.plausible.MaxAge, "post.max-age", 7*24*time.Hour, "oldest timestamp a post may carry (400 older; capped at -retention when set)")
@@ -205,6 +205,8 @@ func loadKeys(path string, log *slog.Logger) (map[string]api.PostKey, error) {
 			var entry struct {
 				Secret  string   `json:"secret"`
 				Regions []string `json:"regions"`
+				// Gateway: the key may post "source": "gateway" rows.
+				Gateway bool `json:"gateway"`
 			}
 			dec := json.NewDecoder(bytes.NewReader(v))
 			dec.DisallowUnknownFields()
@@ -221,7 +223,7 @@ func loadKeys(path string, log *slog.Logger) (map[string]api.PostKey, error) {
 				}
 				k.Regions = append(k.Regions, reg.Code)
 			}
-			k.Secret = entry.Secret
+			k.Secret, k.Gateway = entry.Secret, entry.Gateway
 		}
 		if id == "" || len(k.Secret) < 16 {
 			return nil, fmt.Errorf("post keys %s: key %q needs an id and a secret of at least 16 characters", path, id)

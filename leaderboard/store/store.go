@@ -125,6 +125,10 @@ type Store interface {
 	// ServiceURIs is each orchestrator's service URI from its newest probe
 	// that recorded one.
 	ServiceURIs(ctx context.Context, f Filter) (map[string]string, error)
+	// Flags are the gaming flags (flags.go) of the orchestrators matching
+	// f: probe_favouritism where gateway-source rows give real-traffic
+	// evidence, capacity_refusals against the whole network's median.
+	Flags(ctx context.Context, f Filter) ([]Flag, error)
 }
 
 // Quantiles are interpolated percentiles (Postgres percentile_cont) of one

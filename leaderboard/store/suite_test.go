@@ -40,6 +40,7 @@ var suite = []struct {
 	{"LimitsRefuseLargeAnswers", testLimitsRefuseLargeAnswers},
 	{"LatenciesOnTheServer", testLatenciesOnTheServer},
 	{"QueueAndInferencePercentiles", testQueueAndInferencePercentiles},
+	{"GamingFlags", testGamingFlags},
 }
 
 func runSuite(t *testing.T, newDB backend) {
