@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/media/wav"
@@ -27,7 +28,9 @@ func (AudioToText) Build(model string, seed int64) (*Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audio-to-text request: %w", err)
 	}
-	return &Request{Body: body, ContentType: ct, Units: secs * 1000, Expect: secs,
+	// Paid as go-livepeer bills it: whole seconds × 1000
+	// (common.CalculateAudioDuration truncates).
+	return &Request{Body: body, ContentType: ct, Units: math.Trunc(secs) * 1000, Expect: secs,
 		Params:           map[string]any{"model_id": model, "return_timestamps": "true", "audio_seconds": secs},
 		MaxResponseBytes: 4*jsonSlack + int64(secs*transcriptBytesPerSecond), MaxMediaBytes: mediaSlack}, nil
 }
