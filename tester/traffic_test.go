@@ -71,6 +71,7 @@ func TestHundredProbesNeverRepeatAnInput(t *testing.T) {
 		inputs  = map[string]map[string]int{} // pipeline path → input key → times seen
 		bodies  = map[string]map[[32]byte]bool{}
 		headers = map[string]bool{}
+		agents  = map[string]bool{}
 	)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -84,6 +85,7 @@ func TestHundredProbesNeverRepeatAnInput(t *testing.T) {
 		for k := range r.Header {
 			headers[k] = true
 		}
+		agents[r.Header.Get("User-Agent")] = true
 		mu.Unlock()
 		// Any answer ends the probe with a row; refusing is quickest.
 		http.Error(w, "busy", http.StatusInternalServerError)
@@ -132,6 +134,12 @@ func TestHundredProbesNeverRepeatAnInput(t *testing.T) {
 		}
 		if len(bodies["/"+p]) != rounds {
 			t.Errorf("%s: %d distinct request bodies over %d probes", p, len(bodies["/"+p]), rounds)
+		}
+	}
+	for ua := range agents {
+		// Go's own, as go-livepeer's client sends (it sets none).
+		if !strings.HasPrefix(ua, "Go-http-client/") {
+			t.Errorf("job request User-Agent %q; a go-livepeer gateway sends Go's default", ua)
 		}
 	}
 	for h := range headers {
