@@ -2,12 +2,13 @@ package tester
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -372,14 +373,21 @@ func (t *Tester) runRound(ctx context.Context, slot, began time.Time, plan []Pla
 	stopOrDeadline, stopWait := context.WithCancel(work)
 	defer stopWait()
 	defer context.AfterFunc(ctx, stopWait)()
-	rng := rand.New(rand.NewPCG(uint64(slot.UnixNano()), uint64(len(plan))))
+	// Order and start times are drawn per round (seeded by slot, region and
+	// tester, so a round can be replayed): an orchestrator sees its probe at
+	// a different moment of the window every round, not at a fixed place in
+	// a fixed list. Each orchestrator starts at a uniform moment of its own
+	// 1/n of Spread, so every start stays inside Spread and the round
+	// budget is what it was.
+	rng := rand.New(rand.NewPCG(uint64(slot.UnixNano()), roundSalt(t.cfg.Region.Code, t.cfg.TesterID, len(plan))))
+	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	for i, addr := range order {
 		var delay time.Duration
 		if t.cfg.Spread > 0 && len(order) > 1 {
 			gap := t.cfg.Spread / time.Duration(len(order))
-			// Jitter of up to a tenth of the gap keeps two testers with the
-			// same list from locking into step.
-			delay = time.Duration(i)*gap + time.Duration(rng.Int64N(int64(gap)/10+1))
+			delay = time.Duration(i)*gap + time.Duration(rng.Int64N(int64(gap)+1))
+		} else if t.cfg.Spread > 0 {
+			delay = time.Duration(rng.Int64N(int64(t.cfg.Spread) + 1))
 		}
 		probes := byOrch[addr]
 		wg.Add(1)
@@ -544,16 +552,13 @@ func sleep(stop, work context.Context, d time.Duration) bool {
 
 func (t *Tester) runOne(ctx context.Context, slot time.Time, p Planned) results.Result {
 	id := t.ProbeID(slot, p, 0)
-	raw, _ := hex.DecodeString(id)
 	job := probe.Job{
 		Orchestrator: p.Target.Address,
 		ServiceURI:   p.Target.ServiceURI,
 		Pipeline:     p.Model.Pipeline,
 		Model:        p.Model.Model,
-		// The seed comes from the probe id: it varies prompt and size from
-		// round to round yet is reproducible for a given probe.
-		Seed:     int64(binary.BigEndian.Uint64(raw[:8]) >> 1),
-		Timeouts: t.cfg.Timeouts[p.Model.Pipeline.Info().Slug],
+		Seed:         probeSeed(t.cfg.Region.Code, slot, p.Target.Address, p.Model.Pipeline.Info().Slug, p.Model.Model, id),
+		Timeouts:     t.cfg.Timeouts[p.Model.Pipeline.Info().Slug],
 	}
 	r := t.cfg.Prober.Run(ctx, job)
 	r = t.identity(slot, p, r)
@@ -575,6 +580,23 @@ func (t *Tester) Excused(slot time.Time, p Planned, code, msg string) results.Re
 		Pipeline: p.Model.Pipeline.Info().Name, Model: p.Model.Model, StartedAt: time.Now(),
 		Outcome: results.Excused, ErrorClass: string(probe.ClassTester), ErrorCode: code, ErrorMessage: msg,
 	})
+}
+
+// probeSeed draws a probe's input from the corpus: the slot walks the
+// (region, orchestrator, pipeline, model)'s inputs without a repeat for about
+// a million rounds, the probe id drives the rest (sizes, pixels); all of it
+// is in the row, so the input can be rebuilt (probe.DrawSeed).
+func probeSeed(region string, slot time.Time, orch, slug, model, probeID string) int64 {
+	raw, _ := hex.DecodeString(probeID)
+	return probe.DrawSeed(slot.Unix(), region+"|"+strings.ToLower(orch)+"|"+slug+"|"+model, raw)
+}
+
+// roundSalt separates the draws of regions and tester instances that share
+// a slot, so two testers never shuffle their lists alike.
+func roundSalt(region, tester string, n int) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s|%s|%d", region, tester, n)
+	return h.Sum64()
 }
 
 func (t *Tester) identity(slot time.Time, p Planned, r results.Result) results.Result {

@@ -2,8 +2,6 @@ package tester
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -426,7 +424,7 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 		for _, r := range rows[code] {
 			fault := faultOf[r.RoundID]
 			f := fleet[index[r.Orchestrator]]
-			injectedFail := orchtest.Fails(jobSeed(tb, r.ProbeID), f.fail)
+			injectedFail := orchtest.Fails(jobSeed(tb, r), f.fail)
 			if os.Getenv("LPGAUGE_TRUTH_DEBUG") != "" {
 				tb.Logf("%s %s %q orch %d (fails %v) %s/%s/%s wall %v server %v: %.150s", code, r.RoundID, fault, index[r.Orchestrator],
 					injectedFail, r.Outcome, r.ErrorClass, r.ErrorCode, r.Wall, r.Server, r.ErrorMessage)
@@ -530,15 +528,17 @@ func runTruth(tb testing.TB, cfg truthConfig) truthReport {
 	return rep
 }
 
-// jobSeed is the seed the tester put in the job of the probe with this id
-// (tester.runOne derives it from the probe id; the text-to-image body
-// carries its low 31 bits), which the fakes decide failures from.
-func jobSeed(tb testing.TB, probeID string) int64 {
-	raw, err := hex.DecodeString(probeID)
-	if err != nil || len(raw) < 8 {
-		tb.Fatalf("probe id %q: %v", probeID, err)
+// jobSeed is the generation seed the tester put in the job of this probe
+// (the text-to-image body carries the low 31 bits of the probe's corpus
+// seed, tester.probeSeed), which the fakes decide failures from.
+func jobSeed(tb testing.TB, r results.Result) int64 {
+	region, at, ok := strings.Cut(r.RoundID, "/")
+	slot, err := time.Parse(time.RFC3339, at)
+	pl, found := probe.Lookup(r.Pipeline)
+	if !ok || err != nil || !found {
+		tb.Fatalf("row %s: round %q, pipeline %q: %v", r.ProbeID, r.RoundID, r.Pipeline, err)
 	}
-	return int64(binary.BigEndian.Uint64(raw[:8])>>1) & 0x7fffffff
+	return probeSeed(region, slot, r.Orchestrator, pl.Info().Slug, r.Model, r.ProbeID) & 0x7fffffff
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/media/wav"
@@ -18,14 +19,18 @@ func (AudioToText) Info() capability.Pipeline { return mustPipeline(capability.A
 
 // Build implements Pipeline.
 func (AudioToText) Build(model string, seed int64) (*Request, error) {
-	secs := pick([]float64{3, 5, 8}, seed)
-	body, ct, err := multipartBody([][2]string{{"model_id", model}, {"return_timestamps", "true"},
-		{"metadata", fmt.Sprintf(`{"duration":%g}`, secs)}},
-		formFile{"audio", "input.wav", "audio/wav", speechWAV(secs, seed)})
+	d := newDraw(seed)
+	// 2–10 s in half seconds: a voice note or a short clip.
+	secs := float64(d.step(4, 20, 1)) / 2
+	// go-livepeer's field order (ai/worker/multipart.go:238-253).
+	body, ct, err := multipartBody(formFile{"audio", d.filename("wav"), wav.Voice(secs, 16000, d.raw)},
+		[][2]string{{"model_id", model}, {"return_timestamps", "true"}, {"metadata", fmt.Sprintf(`{"duration":%g}`, secs)}})
 	if err != nil {
 		return nil, fmt.Errorf("audio-to-text request: %w", err)
 	}
-	return &Request{Body: body, ContentType: ct, Units: secs * 1000, Expect: secs,
+	// Paid as go-livepeer bills it: whole seconds × 1000
+	// (common.CalculateAudioDuration truncates).
+	return &Request{Body: body, ContentType: ct, Units: math.Trunc(secs) * 1000, Expect: secs,
 		Params:           map[string]any{"model_id": model, "return_timestamps": "true", "audio_seconds": secs},
 		MaxResponseBytes: 4*jsonSlack + int64(secs*transcriptBytesPerSecond), MaxMediaBytes: mediaSlack}, nil
 }
@@ -53,11 +58,4 @@ func (AudioToText) Validate(_ context.Context, req *Request, resp *Response, _ *
 		}
 	}
 	return secs, nil
-}
-
-// speechWAV is the upload: 16 kHz mono PCM, a tone whose pitch depends on
-// seed (speech models return little or nothing for it, which is fine: the
-// probe measures that a transcription comes back).
-func speechWAV(seconds float64, seed int64) []byte {
-	return wav.Tone(seconds, 16000, 220+float64(seed%8)*55)
 }

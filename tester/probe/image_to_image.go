@@ -17,13 +17,17 @@ func (ImageToImage) Info() capability.Pipeline { return mustPipeline(capability.
 
 // Build implements Pipeline.
 func (ImageToImage) Build(model string, seed int64) (*Request, error) {
-	sz := pick(sizes, seed)
-	prompt := pick(prompts, seed+1)
-	params := map[string]any{"model_id": model, "prompt": prompt, "strength": 0.6, "num_inference_steps": 4,
+	d := newDraw(seed)
+	w, h := d.imageSize()
+	sz := [2]int{w, h}
+	prompt := d.prompt()
+	strength := 0.4 + 0.05*float64(d.rng.IntN(9))
+	params := map[string]any{"model_id": model, "prompt": prompt, "strength": strength, "num_inference_steps": 4,
 		"num_images_per_prompt": 1, "width": sz[0], "height": sz[1]}
-	body, ct, err := multipartBody([][2]string{{"model_id", model}, {"prompt", prompt}, {"strength", "0.6"},
-		{"num_inference_steps", "4"}, {"num_images_per_prompt", "1"}, {"safety_check", "false"}},
-		formFile{"image", "input.png", "image/png", pngfile.Gradient(sz[0], sz[1], seed)})
+	// go-livepeer's field order (ai/worker/multipart.go:35-87).
+	body, ct, err := multipartBody(formFile{"image", d.filename("png"), pngfile.Pattern(sz[0], sz[1], d.raw)},
+		[][2]string{{"prompt", prompt}, {"model_id", model}, {"strength", goFloat(strength)},
+			{"safety_check", "false"}, {"num_images_per_prompt", "1"}, {"num_inference_steps", "4"}})
 	if err != nil {
 		return nil, fmt.Errorf("image-to-image request: %w", err)
 	}

@@ -18,10 +18,14 @@ func (ImageToText) Info() capability.Pipeline { return mustPipeline(capability.I
 
 // Build implements Pipeline.
 func (ImageToText) Build(model string, seed int64) (*Request, error) {
-	sz := pick(sizes, seed)
-	prompt := pick([]string{"a picture of", "describe the colors in", "this image shows"}, seed)
-	body, ct, err := multipartBody([][2]string{{"model_id", model}, {"prompt", prompt}},
-		formFile{"image", "input.png", "image/png", pngfile.Gradient(sz[0], sz[1], seed)})
+	d := newDraw(seed)
+	// Captioning models (BLIP) resize to 384 px: users' thumbnails and
+	// photos alike, 256–512 a side here.
+	sz := [2]int{d.step(256, 512, 64), d.step(256, 512, 64)}
+	prompt := captionPrompts[d.rng.IntN(len(captionPrompts))]
+	// go-livepeer's field order (ai/worker/multipart.go:350-358).
+	body, ct, err := multipartBody(formFile{"image", d.filename("png"), pngfile.Pattern(sz[0], sz[1], d.raw)},
+		[][2]string{{"prompt", prompt}, {"model_id", model}})
 	if err != nil {
 		return nil, fmt.Errorf("image-to-text request: %w", err)
 	}

@@ -29,11 +29,13 @@ func (ImageToVideo) Info() capability.Pipeline { return mustPipeline(capability.
 // Build implements Pipeline.
 func (ImageToVideo) Build(model string, seed int64) (*Request, error) {
 	// Both sides divisible by 8, or the runner answers 400.
-	sz := pick([][2]int{{512, 288}, {576, 320}, {448, 256}}, seed)
-	fps := pick([]int{6, 8}, seed)
-	body, ct, err := multipartBody([][2]string{{"model_id", model}, {"width", strconv.Itoa(sz[0])}, {"height", strconv.Itoa(sz[1])},
-		{"fps", strconv.Itoa(fps)}, {"num_inference_steps", "10"}, {"safety_check", "false"}},
-		formFile{"image", "input.png", "image/png", pngfile.Gradient(sz[0], sz[1], seed)})
+	d := newDraw(seed)
+	sz := [][2]int{{512, 288}, {576, 320}, {448, 256}, {512, 384}, {384, 512}, {448, 448}}[d.rng.IntN(6)]
+	fps := []int{6, 7, 8}[d.rng.IntN(3)]
+	// go-livepeer's field order (ai/worker/multipart.go:116-159).
+	body, ct, err := multipartBody(formFile{"image", d.filename("png"), pngfile.Pattern(sz[0], sz[1], d.raw)},
+		[][2]string{{"model_id", model}, {"height", strconv.Itoa(sz[1])}, {"width", strconv.Itoa(sz[0])},
+			{"fps", strconv.Itoa(fps)}, {"seed", strconv.FormatInt(d.genSeed(), 10)}, {"safety_check", "false"}, {"num_inference_steps", "10"}})
 	if err != nil {
 		return nil, fmt.Errorf("image-to-video request: %w", err)
 	}

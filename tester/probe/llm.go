@@ -19,14 +19,6 @@ type LLM struct {
 	MaxTokens int // default 64
 }
 
-var questions = []string{
-	"In two sentences, why is the sky blue?",
-	"Name three rivers in Europe and one fact about each.",
-	"Write a haiku about graphics cards.",
-	"Explain what a hash function is to a ten year old.",
-	"What is the capital of Australia, and why not Sydney?",
-}
-
 // Info implements Pipeline.
 func (LLM) Info() capability.Pipeline { return mustPipeline(capability.LLM) }
 
@@ -36,11 +28,12 @@ func (p LLM) Build(model string, seed int64) (*Request, error) {
 	if maxTokens <= 0 {
 		maxTokens = 64
 	}
+	d := newDraw(seed)
 	params := map[string]any{
 		"model":       model, // the LLM endpoint says model, not model_id
-		"messages":    []map[string]string{{"role": "user", "content": pick(questions, seed)}},
+		"messages":    []map[string]string{{"role": "user", "content": d.question()}},
 		"max_tokens":  maxTokens,
-		"temperature": 0.7,
+		"temperature": []float64{0.2, 0.5, 0.7, 0.8, 1}[d.rng.IntN(5)],
 		"stream":      true,
 	}
 	body, err := json.Marshal(params)

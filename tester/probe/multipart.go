@@ -8,36 +8,37 @@ import (
 
 // formFile is one file part of a multipart request.
 type formFile struct {
-	field, name, contentType string
-	data                     []byte
+	field, name string
+	data        []byte
 }
 
-// multipartBody encodes fields (in sorted-by-caller order) and files the way
-// the orchestrator's multipart endpoints read them.
-func multipartBody(fields [][2]string, files ...formFile) ([]byte, string, error) {
+// multipartBody encodes a multipart request as go-livepeer's gateway does
+// (ai/worker/multipart.go, e.g. NewImageToImageMultipartWriter:16-93): the
+// file part first, written with CreateFormFile (so its Content-Type is
+// application/octet-stream and its filename the user's), then the fields in
+// the order the caller gives, which must be go-livepeer's order for the
+// pipeline, with floats printed as "%f" there.
+func multipartBody(file formFile, fields [][2]string) ([]byte, string, error) {
 	var b bytes.Buffer
+	b.Grow(len(file.data) + 2<<10) // the file and the fields, in one allocation
 	mw := multipart.NewWriter(&b)
+	w, err := mw.CreateFormFile(file.field, file.name)
+	if err != nil {
+		return nil, "", fmt.Errorf("multipart file part: %w", err)
+	}
+	if _, err := w.Write(file.data); err != nil {
+		return nil, "", fmt.Errorf("multipart file part: %w", err)
+	}
 	for _, f := range fields {
 		if err := mw.WriteField(f[0], f[1]); err != nil {
-			return nil, "", err
-		}
-	}
-	for _, f := range files {
-		h := make(map[string][]string)
-		h["Content-Disposition"] = []string{fmt.Sprintf(`form-data; name=%q; filename=%q`, f.field, f.name)}
-		h["Content-Type"] = []string{f.contentType}
-		w, err := mw.CreatePart(h)
-		if err != nil {
-			return nil, "", err
-		}
-		if _, err := w.Write(f.data); err != nil {
-			return nil, "", err
+			return nil, "", fmt.Errorf("multipart field %s: %w", f[0], err)
 		}
 	}
 	if err := mw.Close(); err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("multipart close: %w", err)
 	}
 	return b.Bytes(), mw.FormDataContentType(), nil
 }
 
-func pick[T any](xs []T, seed int64) T { return xs[uint64(seed)%uint64(len(xs))] }
+// goFloat prints a float as go-livepeer's multipart writer does (fmt "%f").
+func goFloat(f float64) string { return fmt.Sprintf("%f", f) }

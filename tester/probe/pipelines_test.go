@@ -32,16 +32,19 @@ func sse(events ...string) string {
 func pipelineCases() []pipelineCase {
 	js := "application/json"
 	v := requestedVideo(0) // what the probe asks for with seed 0
+	t2i := asked(TextToImage{}).(imageExpect)
+	i2i := asked(ImageToImage{}).(imageExpect)
+	up := asked(Upscale{}).(upscaleExpect)
 	mp4 := muxVideo(v.W, v.H, v.FPS, v.Frames, 1000)
 	img := `{"images":[{"url":"%s","seed":1,"nsfw":false}]}`
 	stop := `{"choices":[{"index":0,"finish_reason":"stop","delta":{"content":""}}],"usage":{"completion_tokens":3}}`
 	return []pipelineCase{
-		{"text-to-image", "ok", js, img, pngfile.Gradient(512, 512, 1), ""},
+		{"text-to-image", "ok", js, img, pngfile.Gradient(t2i.W, t2i.H, 1), ""},
 		{"text-to-image", "no images", js, `{"images":[]}`, nil, "image_count"},
-		{"image-to-image", "ok", js, img, pngfile.Gradient(512, 512, 1), ""},
-		{"image-to-image", "wrong size", js, img, pngfile.Gradient(256, 512, 1), "image_size"},
-		{"upscale", "ok", js, img, pngfile.Gradient(512, 512, 1), ""},
-		{"upscale", "not larger", js, img, pngfile.Gradient(128, 128, 1), "image_size"},
+		{"image-to-image", "ok", js, img, pngfile.Gradient(i2i.W, i2i.H, 1), ""},
+		{"image-to-image", "wrong size", js, img, pngfile.Gradient(i2i.W/2, i2i.H, 1), "image_size"},
+		{"upscale", "ok", js, img, pngfile.Gradient(4*up.W, 4*up.H, 1), ""},
+		{"upscale", "not larger", js, img, pngfile.Gradient(up.W, up.H, 1), "image_size"},
 		{"image-to-video", "ok", js, img, mp4, ""},
 		{"image-to-video", "png instead of mp4", js, img, pngfile.Gradient(64, 64, 1), "video_format"},
 		{"image-to-video", "truncated", js, img, mp4[:len(mp4)/2], "video_format"},
@@ -133,4 +136,14 @@ func TestLLMTimeToFirstToken(t *testing.T) {
 	if r.OutputUnits != 5 {
 		t.Errorf("%v tokens counted, 5 streamed", r.OutputUnits)
 	}
+}
+
+// asked is what pipeline pl's probe with seed 0 expects (the sizes the
+// corpus drew), for fakes that answer it right or wrong on purpose.
+func asked(pl Pipeline) any {
+	req, err := pl.Build("m", 0)
+	if err != nil {
+		panic(err)
+	}
+	return req.Expect
 }

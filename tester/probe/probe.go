@@ -367,7 +367,14 @@ func (p *Prober) run(ctx context.Context, job Job, info capability.Pipeline, to 
 	if err != nil {
 		return &Error{Class: ClassTester, Code: "build_request", Message: err.Error(), Err: err}
 	}
-	if params, err := json.Marshal(req.Params); err == nil {
+	// The probe's corpus seed is stored with its parameters (never sent):
+	// with it the exact input can be rebuilt from the row.
+	stored := make(map[string]any, len(req.Params)+1)
+	for k, v := range req.Params {
+		stored[k] = v
+	}
+	stored["probe_seed"] = job.Seed
+	if params, err := json.Marshal(stored); err == nil {
 		r.InputParameters = string(params)
 	}
 	r.RequestBytes = int64(len(req.Body))
@@ -518,9 +525,14 @@ func (p *Prober) send(ctx context.Context, job Job, info capability.Pipeline, to
 	if err != nil {
 		return s, &Error{Class: ClassTester, Code: "build_request", Message: err.Error(), Err: err}
 	}
+	// The headers of go-livepeer's gateway and nothing else: Content-Type
+	// (the generated client, ai/worker/runner.gen.go), Authorization,
+	// Livepeer-Segment and Livepeer-Payment (server/ai_process.go:1674-1676),
+	// and what Go's transport adds for both of us (Host, User-Agent
+	// Go-http-client, Content-Length, Accept-Encoding gzip). No tester
+	// marker: an orchestrator must not tell a probe from a user's job.
 	hreq.Header.Set("Content-Type", req.ContentType)
 	hreq.Header.Set("Authorization", WorkerAuth)
-	hreq.Header.Set("User-Agent", "lpgauge-tester")
 	for k, vs := range prep.Header {
 		for _, v := range vs {
 			hreq.Header.Add(k, v)
@@ -593,10 +605,12 @@ func (p *Prober) transport(tr *trace, to Timeouts) *http.Transport {
 		ResponseHeaderTimeout: to.Server,
 		MaxIdleConnsPerHost:   2,
 		IdleConnTimeout:       30 * time.Second,
-		// HTTP/2 would multiplex media fetches over one connection, which is
-		// fine, but go-livepeer serves HTTP/1.1 to gateways; keep the same.
-		ForceAttemptHTTP2:  false,
-		DisableCompression: true,
+		// As go-livepeer's gateway client (server/segment_rpc.go:51-66):
+		// HTTP/2 offered over TLS (ALPN h2, then http/1.1) and gzip
+		// accepted, so neither the TLS handshake nor Accept-Encoding tells
+		// a probe from a gateway's job. Bodies are decompressed before the
+		// caps apply, so a gzip bomb still costs at most the cap.
+		ForceAttemptHTTP2: true,
 	}
 }
 

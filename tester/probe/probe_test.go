@@ -382,7 +382,13 @@ func TestManyHostileAtOnceMemoryBounded(t *testing.T) {
 // media fetch.
 func TestPhasesMeasured(t *testing.T) {
 	const delay = 150 * time.Millisecond
-	img := pngfile.Gradient(512, 512, 1)
+	// The size seed 0 draws (the corpus picks it).
+	asked, err := TextToImage{}.Build("m", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := asked.Expect.(imageExpect)
+	img := pngfile.Gradient(want.W, want.H, 1)
 	mux := http.NewServeMux()
 	var base string
 	mux.HandleFunc("POST /text-to-image", func(w http.ResponseWriter, r *http.Request) {
@@ -399,7 +405,6 @@ func TestPhasesMeasured(t *testing.T) {
 	base = "http://" + s.Listener.Addr().String()
 	s.Start()
 	defer s.Close()
-	// Always 512x512: seed 0 picks the first size.
 	r := New(Config{}).Run(context.Background(), Job{Orchestrator: "0xab", ServiceURI: s.URL, Pipeline: TextToImage{}, Model: "m", Seed: 0})
 	if r.Outcome != results.Success {
 		t.Fatalf("probe failed: %s/%s %s", r.ErrorClass, r.ErrorCode, r.ErrorMessage)
@@ -413,7 +418,7 @@ func TestPhasesMeasured(t *testing.T) {
 	if r.OrchProcessing != 150*time.Millisecond {
 		t.Errorf("reported processing %v, header said 150ms", r.OrchProcessing)
 	}
-	if r.Connect <= 0 || r.Total < r.Server+r.Media || r.OutputUnits != 512*512 {
+	if r.Connect <= 0 || r.Total < r.Server+r.Media || r.OutputUnits != float64(want.W*want.H) {
 		t.Errorf("connect %v total %v units %v", r.Connect, r.Total, r.OutputUnits)
 	}
 	if r.InputParameters == "" || r.RequestBytes == 0 || r.ResponseBytes == 0 {

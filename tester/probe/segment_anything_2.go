@@ -20,20 +20,19 @@ import (
 // honest answer is a few MiB; 640×640 with logit masks ran past 16 MiB.
 type SegmentAnything2 struct{}
 
-// samSizes are SAM2's input sizes, varied by seed.
-var samSizes = [][2]int{{256, 256}, {320, 256}, {256, 320}}
-
 // Info implements Pipeline.
 func (SegmentAnything2) Info() capability.Pipeline { return mustPipeline(capability.SegmentAnything2) }
 
 // Build implements Pipeline.
 func (SegmentAnything2) Build(model string, seed int64) (*Request, error) {
-	sz := pick(samSizes, seed)
-	x, y := sz[0]/2+int(seed%17), sz[1]/2
+	d := newDraw(seed)
+	sz := [2]int{d.step(256, 320, 32), d.step(256, 320, 32)}
+	x, y := sz[0]/4+d.rng.IntN(sz[0]/2), sz[1]/4+d.rng.IntN(sz[1]/2)
 	point := fmt.Sprintf("[[%d,%d]]", x, y)
-	body, ct, err := multipartBody([][2]string{{"model_id", model}, {"point_coords", point}, {"point_labels", "[1]"},
-		{"multimask_output", "true"}, {"return_logits", "false"}, {"normalize_coords", "true"}},
-		formFile{"image", "input.png", "image/png", pngfile.Gradient(sz[0], sz[1], seed)})
+	// go-livepeer's field order (ai/worker/multipart.go:283-321).
+	body, ct, err := multipartBody(formFile{"image", d.filename("png"), pngfile.Pattern(sz[0], sz[1], d.raw)},
+		[][2]string{{"model_id", model}, {"point_coords", point}, {"point_labels", "[1]"},
+			{"multimask_output", "true"}, {"return_logits", "false"}, {"normalize_coords", "true"}})
 	if err != nil {
 		return nil, fmt.Errorf("segment-anything-2 request: %w", err)
 	}

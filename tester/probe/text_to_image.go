@@ -11,21 +11,10 @@ import (
 	"github.com/lpgauge/lpgauge/media/pngfile"
 )
 
-// prompts vary from probe to probe so no orchestrator can cache an answer.
-var prompts = []string{
-	"a brown bear fishing in a mountain river at dawn",
-	"a lighthouse on a cliff during a thunderstorm, oil painting",
-	"a red vintage bicycle leaning against a blue wall",
-	"a bowl of ramen on a wooden table, studio lighting",
-	"an astronaut reading a newspaper on the moon",
-	"a fox in a snowy pine forest, watercolor",
-	"a futuristic city skyline at night with flying trains",
-	"a cup of coffee with latte art shaped like a leaf",
-}
-
-// sizes are the image sizes a probe asks for (multiples of 64, as diffusion
-// models want), varied by seed.
-var sizes = [][2]int{{512, 512}, {512, 768}, {768, 512}, {640, 640}}
+// imageSize draws a diffusion model's usual request size: each side a
+// multiple of 64 from 512 to 768 (SD 1.5 and SDXL-turbo sizes a user asks
+// for; bigger ones cost CPU reference runners in tests too much).
+func (d draw) imageSize() (w, h int) { return d.step(512, 768, 64), d.step(512, 768, 64) }
 
 // TextToImage probes POST /text-to-image: JSON in, image URLs out. The output
 // must be num_images_per_prompt PNGs of exactly the requested size.
@@ -50,15 +39,19 @@ func (p TextToImage) Build(model string, seed int64) (*Request, error) {
 	if n <= 0 {
 		n = 1
 	}
-	sz := sizes[uint64(seed)%uint64(len(sizes))]
+	d := newDraw(seed)
+	w, h := d.imageSize()
+	sz := [2]int{w, h}
+	// JSON keys sorted, as go-livepeer marshals its generated
+	// TextToImageParams (ai/worker/runner.gen.go, fields in key order).
 	params := map[string]any{
 		"model_id":              model,
-		"prompt":                prompts[uint64(seed)%uint64(len(prompts))],
+		"prompt":                d.prompt(),
 		"width":                 sz[0],
 		"height":                sz[1],
 		"num_inference_steps":   steps,
 		"num_images_per_prompt": n,
-		"seed":                  seed & 0x7fffffff,
+		"seed":                  d.genSeed(),
 		"safety_check":          false,
 	}
 	body, err := json.Marshal(params)

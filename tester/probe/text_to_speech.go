@@ -13,20 +13,13 @@ import (
 // out; the audio must be a WAV of plausible length for the text.
 type TextToSpeech struct{}
 
-var sentences = []string{
-	"The quick brown fox jumps over the lazy dog near the river bank.",
-	"Livepeer orchestrators run AI pipelines on graphics cards around the world.",
-	"Please leave a message after the tone, and have a wonderful afternoon.",
-	"Fresh bread and hot coffee are waiting for you in the kitchen.",
-}
-
 // Info implements Pipeline.
 func (TextToSpeech) Info() capability.Pipeline { return mustPipeline(capability.TextToSpeech) }
 
 // Build implements Pipeline.
 func (TextToSpeech) Build(model string, seed int64) (*Request, error) {
-	text := pick(sentences, seed)
-	params := map[string]any{"model_id": model, "text": text, "description": "A calm speaker with a clear voice."}
+	text, voice := newDraw(seed).sentence()
+	params := map[string]any{"model_id": model, "text": text, "description": voice}
 	body, err := json.Marshal(params)
 	if err != nil {
 		return nil, fmt.Errorf("text-to-speech request: %w", err)

@@ -21,10 +21,13 @@ func (Upscale) Info() capability.Pipeline { return mustPipeline(capability.Upsca
 
 // Build implements Pipeline.
 func (Upscale) Build(model string, seed int64) (*Request, error) {
-	sz := pick([][2]int{{128, 128}, {128, 192}, {192, 128}}, seed)
-	prompt := pick(prompts, seed+2)
-	body, ct, err := multipartBody([][2]string{{"model_id", model}, {"prompt", prompt}, {"num_inference_steps", "10"}, {"safety_check", "false"}},
-		formFile{"image", "input.png", "image/png", pngfile.Gradient(sz[0], sz[1], seed)})
+	d := newDraw(seed)
+	// Small inputs (a 4× upscaler's output grows 16-fold): 128–192 a side.
+	sz := [2]int{d.step(128, 192, 32), d.step(128, 192, 32)}
+	prompt := d.prompt()
+	// go-livepeer's field order (ai/worker/multipart.go:187-209).
+	body, ct, err := multipartBody(formFile{"image", d.filename("png"), pngfile.Pattern(sz[0], sz[1], d.raw)},
+		[][2]string{{"prompt", prompt}, {"model_id", model}, {"safety_check", "false"}, {"num_inference_steps", "10"}})
 	if err != nil {
 		return nil, fmt.Errorf("upscale request: %w", err)
 	}
