@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/lpgauge/lpgauge/orchestrator/runner"
+	"time"
 )
 
 // pngHeaderOnly is a PNG that declares w×h RGBA pixels and carries none: a
@@ -83,7 +84,11 @@ func TestImageToVideoRefusesOversizedFrames(t *testing.T) {
 				real.Handler().ServeHTTP(w, r)
 			}))
 			defer srv.Close()
-			r := newRig(t, `[{"pipeline":"image-to-video","model_id":"ext/i2v","url":"`+srv.URL+`","capacity":1}]`, runner.Latency{}, nil)
+			// The external runner is used once its health answers; under a
+			// loaded make test that can take longer than the rig's 1 s queue
+			// timeout, which is not what this test is about.
+			r := newRig(t, `[{"pipeline":"image-to-video","model_id":"ext/i2v","url":"`+srv.URL+`","capacity":1}]`, runner.Latency{},
+				func(c *Config) { c.QueueTimeout = 15 * time.Second })
 			body, ct := pngPart(t, 16, 16)
 			body = bytes.Replace(body, []byte("stabilityai/stable-video-diffusion-img2vid-xt"), []byte("ext/i2v"), 1)
 			resp, out := post(t, r.url+"/image-to-video", ct, body)
