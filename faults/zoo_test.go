@@ -279,6 +279,11 @@ type zooResult struct {
 func runZoo(t *testing.T, n int, testerBin string, env []string, extra ...string) zooResult {
 	t.Helper()
 	kinds := hostileKinds()
+	// Encode the bomb before the tester starts: under -race on a loaded
+	// machine the first encode of a 4096×4096 image took seconds inside
+	// the bomb servers' first answers, so the probes ran out of their 6 s
+	// waiting on the harness (timeout_media), not on anything they check.
+	pngBomb()
 	var targets []string
 	for i := 0; i < n; i++ {
 		k := i % len(kinds)
