@@ -69,12 +69,40 @@ type Result struct {
 	// (issue #19): waiting for a runner, then the runner inferring. Both 0
 	// when not reported; Server is then the combined phase.
 	Queue, Inference time.Duration
+	// Live holds the live-video-to-video measures (issue #16); zero for
+	// every batch pipeline.
+	Live Live
 
 	ConnReused      bool
 	RequestBytes    int64
 	ResponseBytes   int64
 	OutputUnits     float64
 	InputParameters string
+}
+
+// Live is what one live-video-to-video probe measured: a short session
+// started as a go-livepeer gateway starts one, a synthetic stream published
+// over trickle and the transformed stream read back. For a live row Total
+// is the time to the first output segment (start POST sent → first segment
+// of the -out channel read whole, go-livepeer's ai_first_segment_delay_ms)
+// and Upload/Server/Download are the start request's phases.
+type Live struct {
+	FirstSegment time.Duration // start POST sent → first output segment read whole
+	FirstFrame   time.Duration // start POST sent → first output frame decoded
+	FramesIn     uint32        // frames published
+	FramesOut    uint32        // transformed frames read back and matched to an input frame
+	InFPS        float64       // frames published per second of stream time
+	OutFPS       float64       // matched output frames per second over the output's span
+	// LatencyP50/P95/P99: per frame, published → its transformed frame read.
+	LatencyP50, LatencyP95, LatencyP99 time.Duration
+	Stalls                             uint32        // output gaps longer than the stall bound while input flowed
+	StallTotal                         time.Duration // their summed length
+	StallMax                           time.Duration // the longest
+	SegmentsLost                       uint32        // output segment numbers skipped
+	SegmentsReorder                    uint32        // output frames that came back out of order
+	PaymentsOK                         uint32        // live payments the orchestrator accepted (start + periodic)
+	PaymentsRefused                    uint32        // live payments it refused
+	Session                            time.Duration // start POST sent → session ended
 }
 
 // ProbeID derives a deterministic probe id from the parts that identify a

@@ -19,7 +19,10 @@ import (
 const Columns = "probe_id, batch_id, round_id, region, tester_id, source, orchestrator, service_uri, pipeline, model, warm, " +
 	"started_at, started_at_ms, outcome, error_class, error_code, error_message, http_status, " +
 	"discovery_us, connect_us, tls_us, upload_us, server_us, download_us, media_us, total_us, orch_processing_us, " +
-	"conn_reused, request_bytes, response_bytes, ttft_us, output_units, input_parameters, queue_us, inference_us"
+	"conn_reused, request_bytes, response_bytes, ttft_us, output_units, input_parameters, queue_us, inference_us, " +
+	"live_first_segment_us, live_first_frame_us, live_frames_in, live_frames_out, live_in_fps, live_out_fps, " +
+	"live_latency_p50_us, live_latency_p95_us, live_latency_p99_us, live_stalls, live_stall_total_us, live_stall_max_us, " +
+	"live_segments_lost, live_segments_reordered, live_payments_ok, live_payments_refused, live_session_us"
 
 func us(d time.Duration) uint64 {
 	if d <= 0 {
@@ -65,6 +68,9 @@ func Insert(ctx context.Context, conn driver.Conn, db string, rows []results.Res
 			us(r.Discovery), us(r.Connect), us(r.TLS), us(r.Upload), us(r.Server), us(r.Download), us(r.Media), us(r.Total), us(r.OrchProcessing),
 			b2u(r.ConnReused), nonNeg(r.RequestBytes), nonNeg(r.ResponseBytes), us(r.TTFT), r.OutputUnits, r.InputParameters,
 			us(r.Queue), us(r.Inference),
+			us(r.Live.FirstSegment), us(r.Live.FirstFrame), r.Live.FramesIn, r.Live.FramesOut, r.Live.InFPS, r.Live.OutFPS,
+			us(r.Live.LatencyP50), us(r.Live.LatencyP95), us(r.Live.LatencyP99), r.Live.Stalls, us(r.Live.StallTotal), us(r.Live.StallMax),
+			r.Live.SegmentsLost, r.Live.SegmentsReorder, r.Live.PaymentsOK, r.Live.PaymentsRefused, us(r.Live.Session),
 		); err != nil {
 			return fmt.Errorf("insert results: append row %d: %w", i, err)
 		}
