@@ -242,19 +242,14 @@ func (g *Gateway) checkTickets(ctx context.Context, tp *lpnet.TicketParams, ev *
 		return fmt.Errorf("%w: %s wei > maximum %s (-maxTicketEV)", ErrTicketEVTooHigh, ev.FloatString(0), g.MaxTicketEV.FloatString(0))
 	}
 	var info contracts.SenderInfo
-	funds := g.Chain != nil && g.DepositMultiplier > 0
+	funds := g.checksFunds()
 	if funds {
 		var err error
 		if info, err = g.senderInfo(ctx, g.Sender.Address()); err != nil {
 			return err
 		}
-		switch {
-		case info.WithdrawRound != nil && info.WithdrawRound.Sign() != 0:
-			return fmt.Errorf("%w: unlock pending, withdraw round %s", ErrSenderFunds, info.WithdrawRound)
-		case info.ReserveRemaining == nil || info.ReserveRemaining.Sign() <= 0:
-			return fmt.Errorf("%w: reserve is 0 (fund it with fundDepositAndReserve)", ErrSenderFunds)
-		case info.Deposit == nil || info.Deposit.Sign() <= 0:
-			return fmt.Errorf("%w: deposit is 0 (fund it with fundDepositAndReserve)", ErrSenderFunds)
+		if err := fundsErr(g.Sender.Address(), info); err != nil {
+			return err
 		}
 	}
 	if total := new(big.Rat).Mul(ev, big.NewRat(int64(n), 1)); g.MaxTotalEV != nil && g.MaxTotalEV.Sign() > 0 && total.Cmp(g.MaxTotalEV) > 0 {
@@ -269,4 +264,42 @@ func (g *Gateway) checkTickets(ctx context.Context, tp *lpnet.TicketParams, ev *
 		return fmt.Errorf("%w: %s wei > deposit %s / %d (-depositMultiplier)", ErrFaceValueTooHigh, face, info.Deposit, g.DepositMultiplier)
 	}
 	return nil
+}
+
+// checksFunds says whether this gateway reads its sender's TicketBroker
+// funds before paying: on chain, with a Chain and a deposit multiplier.
+func (g *Gateway) checksFunds() bool {
+	return g.Sender != nil && g.Chain != nil && g.DepositMultiplier > 0
+}
+
+// fundsErr is go-livepeer's sender-side funds rule (validateSender,
+// pm/sender.go:117-132, called from validateTicketParams at 210-217): no
+// unlock pending, a reserve and a deposit above 0.
+func fundsErr(sender common.Address, info contracts.SenderInfo) error {
+	switch {
+	case info.WithdrawRound != nil && info.WithdrawRound.Sign() != 0:
+		return fmt.Errorf("%w: %s: unlock pending, withdraw round %s", ErrSenderFunds, sender.Hex(), info.WithdrawRound)
+	case info.ReserveRemaining == nil || info.ReserveRemaining.Sign() <= 0:
+		return fmt.Errorf("%w: %s: reserve is 0 (fund it with fundDepositAndReserve)", ErrSenderFunds, sender.Hex())
+	case info.Deposit == nil || info.Deposit.Sign() <= 0:
+		return fmt.Errorf("%w: %s: deposit is 0 (fund it with fundDepositAndReserve)", ErrSenderFunds, sender.Hex())
+	}
+	return nil
+}
+
+// SenderFunds checks, before anything is asked of an orchestrator, that
+// this gateway's sender can pay at all: the same TicketBroker read and rule
+// as Pay's (cached SenderCacheTTL). ErrSenderFunds when it cannot, ErrChain
+// when the read failed; nil too when the gateway does not check funds
+// (off chain, no Chain, or DepositMultiplier 0). A caller holding several
+// senders uses it to skip the ones that cannot pay.
+func (g *Gateway) SenderFunds(ctx context.Context) error {
+	if !g.checksFunds() {
+		return nil
+	}
+	info, err := g.senderInfo(ctx, g.Sender.Address())
+	if err != nil {
+		return err
+	}
+	return fundsErr(g.Sender.Address(), info)
 }

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 
@@ -24,6 +26,14 @@ import (
 // auth token the orchestrator's credential check needs.
 type Preparer struct {
 	Gateway *gateway.Gateway
+	// Senders, when set, replaces Gateway: one gateway per tester key, each
+	// its own TicketBroker sender with its own deposit, session cache,
+	// credit and nonces. Each probe is paid by one of them, drawn uniformly
+	// among those that can pay (see Prepare).
+	Senders []*gateway.Gateway
+	// Paid, when set, is told which sender's Livepeer-Payment a prepared
+	// job carries (on chain only).
+	Paid func(sender common.Address)
 }
 
 var _ probe.Preparer = Preparer{}
@@ -64,22 +74,81 @@ func classify(err error) (*probe.Error, bool) {
 	return nil, false
 }
 
-// Prepare implements probe.Preparer.
+// Prepare implements probe.Preparer. With Senders, the probe's sender is
+// drawn uniformly among the keys that can pay: the keys are tried in a
+// fresh random order, a key whose TicketBroker deposit or reserve is empty
+// or whose unlock is pending is skipped before anything is sent (the same
+// cached read and rule as a payment's, gateway.SenderFunds), and a key the
+// orchestrator's terms refuse for its funds (its face value above the key's
+// deposit / -depositMultiplier) hands the probe to the next key, with a
+// GetOrchestrator of its own: ticket params are issued to one sender
+// (go-livepeer pm/recipient.go:193-215 binds recipientRand to the sender;
+// server/rpc.go:616) and a session's nonces and credit are that sender's
+// (pm/sender.go:73-110, core/accounting.go), so nothing of one key's session
+// is used by another. Uniform, not weighted by deposit: every funded address
+// is then equally (and as rarely) seen by an orchestrator, which is the
+// point of several keys; a key whose deposit runs out drops out by itself.
+// When no key can pay, the probe is excused as with one key
+// (tester/sender_funds, or tester/chain_unavailable when a read failed).
 func (p Preparer) Prepare(ctx context.Context, job probe.PrepareJob) (probe.Preparation, error) {
-	prep, reused, err := p.prepare(ctx, job)
+	if len(p.Senders) == 0 {
+		return p.with(ctx, p.Gateway, job)
+	}
+	var (
+		discovery time.Duration
+		refused   error // the last funds refusal
+		chainErr  error // the last failed chain read
+	)
+	for _, i := range rand.Perm(len(p.Senders)) {
+		gw := p.Senders[i]
+		if err := gw.SenderFunds(ctx); err != nil {
+			if errors.Is(err, gateway.ErrChain) {
+				chainErr = err
+			} else {
+				refused = err
+			}
+			continue
+		}
+		prep, err := p.with(ctx, gw, job)
+		discovery += prep.Discovery
+		prep.Discovery = discovery
+		if err != nil && (errors.Is(err, gateway.ErrSenderFunds) || errors.Is(err, gateway.ErrFaceValueTooHigh)) {
+			refused = err
+			continue
+		}
+		return prep, err
+	}
+	prep := probe.Preparation{Discovery: discovery}
+	err := refused
+	if chainErr != nil && !errors.Is(refused, gateway.ErrFaceValueTooHigh) {
+		err = chainErr
+	}
+	if e, ok := classify(err); ok {
+		e.Message = fmt.Sprintf("none of the %d tester keys can pay: %s", len(p.Senders), e.Message)
+		return prep, e
+	}
+	return prep, fmt.Errorf("%w: none of the %d tester keys can pay: %v", probe.ErrTesterSide, len(p.Senders), err)
+}
+
+// with prepares the job with one sender's gateway.
+func (p Preparer) with(ctx context.Context, gw *gateway.Gateway, job probe.PrepareJob) (probe.Preparation, error) {
+	prep, reused, err := p.prepare(ctx, gw, job)
 	// Reused info whose terms went stale between the cache's check and the
 	// payment's (a block mined, the token aged): refresh once.
 	if reused && (errors.Is(err, gateway.ErrParamsExpired) || errors.Is(err, gateway.ErrTokenExpired)) {
-		p.Gateway.Forget(job.ServiceURI, job.Pipeline.ID, job.Model)
-		prep, _, err = p.prepare(ctx, job)
+		gw.Forget(job.ServiceURI, job.Pipeline.ID, job.Model)
+		prep, _, err = p.prepare(ctx, gw, job)
+	}
+	if err == nil && gw.Sender != nil && p.Paid != nil {
+		p.Paid(gw.Sender.Address())
 	}
 	return prep, err
 }
 
 // prepare is one attempt; reused says the orchestrator info came from the
 // session cache.
-func (p Preparer) prepare(ctx context.Context, job probe.PrepareJob) (prep probe.Preparation, reused bool, err error) {
-	s, err := p.Gateway.Session(ctx, job.ServiceURI, job.Pipeline.ID, job.Model)
+func (p Preparer) prepare(ctx context.Context, gw *gateway.Gateway, job probe.PrepareJob) (prep probe.Preparation, reused bool, err error) {
+	s, err := gw.Session(ctx, job.ServiceURI, job.Pipeline.ID, job.Model)
 	prep.Discovery = s.RTT
 	if err != nil {
 		if e, ok := classify(err); ok {
@@ -100,7 +169,7 @@ func (p Preparer) prepare(ctx context.Context, job probe.PrepareJob) (prep probe
 		prep.Warm = mc.GetWarm()
 	}
 	units := int64(math.Ceil(job.Units))
-	j, err := p.Gateway.Pay(ctx, info, job.Pipeline.ID, job.Model, units)
+	j, err := gw.Pay(ctx, info, job.Pipeline.ID, job.Model, units)
 	if err != nil {
 		if errors.Is(err, gateway.ErrNotOffered) {
 			return prep, s.Reused, fmt.Errorf("%w: %v", probe.ErrDiscovery, err)
@@ -116,7 +185,7 @@ func (p Preparer) prepare(ctx context.Context, job probe.PrepareJob) (prep probe
 	prep.JobURI = j.URI
 	prep.Accepted = j.Accepted
 	if s.Reused {
-		prep.Forget = func() { p.Gateway.Forget(job.ServiceURI, job.Pipeline.ID, job.Model) }
+		prep.Forget = func() { gw.Forget(job.ServiceURI, job.Pipeline.ID, job.Model) }
 	}
 	return prep, s.Reused, nil
 }
