@@ -27,6 +27,7 @@ import (
 type Config struct {
 	Region        string
 	TesterKey     string
+	TesterKeys    string // directory of sender keys (key pool); empty: -tester-key pays
 	Orchestrators string
 	Models        string
 	Schedule      string
@@ -71,6 +72,7 @@ const keyEnv = "TESTER_KEY"
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Region, "region", "", "tester region code (required), e.g. FRA; see regions/")
 	fs.StringVar(&c.TesterKey, "tester-key", "", "file holding the tester's hex secp256k1 private key (or $"+keyEnv+" with the hex key); its address is the tester id. Absent: an ephemeral key, with a warning")
+	fs.StringVar(&c.TesterKeys, "tester-keys", "", "-network onchain: directory of sender key files (one hex secp256k1 key per file, names starting with . ignored), each with its own TicketBroker deposit; every probe is paid by one of them drawn at random among those that can pay. The tester id stays -tester-key's address (required with this flag), which then pays nothing unless its file is also in the directory. Empty: -tester-key pays every probe")
 	fs.StringVar(&c.Discovery, "discovery", "static", "where orchestrators come from: static (-orchestrators), chain (the BondingManager pool and each one's ServiceRegistry URI at -eth.url) or webhook (-webhook-url answering [{\"address\":\"<serviceURI>\"}]); chain and webhook learn each orchestrator's address and models from GetOrchestrator, at start and again every round (a failed discovery keeps the last round's orchestrators)")
 	fs.StringVar(&c.Orchestrators, "orchestrators", "", "-discovery static: orchestrators to probe (required): a file with one 'address=serviceURI [pipeline:model ...]' per line, or the same entries inline separated by commas")
 	fs.StringVar(&c.Models, "models", "", "default pipeline:model list for orchestrators without their own, comma separated, e.g. text-to-image:stabilityai/sdxl-turbo; empty means every model each such orchestrator advertises in GetOrchestrator (asked again every round; not with -network none)")
@@ -114,9 +116,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // parsed is the validated config.
 type parsed struct {
-	region   regions.Region
-	key      *ecdsa.PrivateKey
-	keyNote  string // warning to log when the key is ephemeral
+	region  regions.Region
+	key     *ecdsa.PrivateKey
+	keyNote string // warning to log when the key is ephemeral
+	// senders are the keys that pay: -tester-keys' files, else key.
+	senders  []*ecdsa.PrivateKey
 	testerID string
 	plan     []tester.Planned // static discovery; chain and webhook plan at start
 	// targets is the static list; askModels says some of it has no models
@@ -157,6 +161,20 @@ func (c *Config) parse() (*parsed, error) {
 		errs = append(errs, fmt.Errorf("-tester-key: %w", err))
 	} else {
 		p.testerID = strings.ToLower(crypto.PubkeyToAddress(p.key.PublicKey).Hex())
+		p.senders = []*ecdsa.PrivateKey{p.key}
+	}
+	if c.TesterKeys != "" {
+		switch {
+		case c.Network != "onchain":
+			errs = append(errs, fmt.Errorf("-tester-keys pays with several sender keys, which only -network onchain does (got -network %s): remove -tester-keys or use -network onchain", c.Network))
+		case p.keyNote != "":
+			// A throwaway identity would give the tester a new tester_id at
+			// every start; the pool's keys are senders, not the identity.
+			errs = append(errs, fmt.Errorf("-tester-keys needs -tester-key (or $%s): the tester's stable identity (tester_id), which does not change with the key that pays", keyEnv))
+		}
+		if p.senders, err = loadKeyDir(c.TesterKeys); err != nil {
+			errs = append(errs, fmt.Errorf("-tester-keys: %w", err))
+		}
 	}
 	switch c.Network {
 	case "none", "offchain", "onchain":
@@ -291,6 +309,43 @@ func loadKey(path string) (*ecdsa.PrivateKey, string, error) {
 		return nil, "", fmt.Errorf("not a hex secp256k1 private key (64 hex digits): %w", err)
 	}
 	return k, "", nil
+}
+
+// loadKeyDir reads every key file of dir (names starting with "." are
+// skipped), in name order: each one hex secp256k1 private key, as
+// -tester-key's file. Two files of one key are refused: the pool would hold
+// one sender twice and draw it twice as often.
+func loadKeyDir(dir string) ([]*ecdsa.PrivateKey, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read key directory: %w", err)
+	}
+	var keys []*ecdsa.PrivateKey
+	seen := map[common.Address]string{}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") || e.IsDir() {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read key file: %w", err)
+		}
+		k, err := crypto.HexToECDSA(strings.TrimPrefix(strings.TrimSpace(string(b)), "0x"))
+		if err != nil {
+			return nil, fmt.Errorf("%s: not a hex secp256k1 private key (64 hex digits): %w", path, err)
+		}
+		addr := crypto.PubkeyToAddress(k.PublicKey)
+		if other, ok := seen[addr]; ok {
+			return nil, fmt.Errorf("%s and %s hold the same key (%s): keep one", other, path, addr.Hex())
+		}
+		seen[addr] = path
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s holds no key file: put one hex private key per file there, each funded on the TicketBroker", dir)
+	}
+	return keys, nil
 }
 
 // parsePipelineTimeouts reads "slug=duration,..." into per-pipeline timeouts.

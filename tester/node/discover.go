@@ -39,7 +39,7 @@ const (
 // listed by the source whose GetOrchestrator fails now keeps its earlier
 // targets, so its probes run and record the failure instead of it silently
 // dropping out of the measurements.
-func discoverPlan(ctx context.Context, c *Config, p *parsed, gw *gateway.Gateway, prev []tester.Planned, log *slog.Logger) ([]tester.Planned, error) {
+func discoverPlan(ctx context.Context, c *Config, p *parsed, gw func(context.Context) *gateway.Gateway, prev []tester.Planned, log *slog.Logger) ([]tester.Planned, error) {
 	ctx, cancel := context.WithTimeout(ctx, discoveryTimeout)
 	defer cancel()
 	var src discovery.Source
@@ -104,7 +104,7 @@ func discoverPlan(ctx context.Context, c *Config, p *parsed, gw *gateway.Gateway
 			if t, ok := known[strings.TrimRight(o.ServiceURI, "/")]; ok {
 				before = &t
 			}
-			targets[i] = resolve(ctx, gw, o, p.models, before, log)
+			targets[i] = resolve(ctx, gw(ctx), o, p.models, before, log)
 		}()
 	}
 	wg.Wait()

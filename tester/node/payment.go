@@ -70,36 +70,43 @@ func (f *paymentFlags) validate(ethURL string) []error {
 	return errs
 }
 
-// gateway builds the tester's gateway. On chain it signs with key and,
-// given -eth.url, reads the block clock (ticket params expiry) and, given
-// -eth.ticket-broker, the deposit there; close releases the RPC client.
-func (f *paymentFlags) gateway(ctx context.Context, network, ethURL string, key *ecdsa.PrivateKey, log *slog.Logger) (gw *gateway.Gateway, release func(), err error) {
-	gw = &gateway.Gateway{MaxPricePerUnit: f.limits.price, ReuseSessions: f.reuseSessions}
+// gateways builds the tester's gateways: off chain one, unsigned; on chain
+// one per sender key, each signing with its key and, given -eth.url,
+// reading the block clock (ticket params expiry) and, given
+// -eth.ticket-broker, its own deposit there. Every gateway keeps its own
+// sessions, credit, nonces and deposit cache, since ticket params are
+// issued to one sender. release closes the one RPC client they share.
+func (f *paymentFlags) gateways(ctx context.Context, network, ethURL string, keys []*ecdsa.PrivateKey, log *slog.Logger) (gws []*gateway.Gateway, release func(), err error) {
 	release = func() {}
 	if network != "onchain" {
-		return gw, release, nil
+		return []*gateway.Gateway{{MaxPricePerUnit: f.limits.price, ReuseSessions: f.reuseSessions}}, release, nil
 	}
-	gw.Sender = pm.NewSender(pm.NewSigner(key))
-	gw.MaxTicketEV, gw.MaxTotalEV, gw.DepositMultiplier = f.limits.ticketEV, f.limits.totalEV, f.depositMultiplier
+	var chain gateway.Chain
+	depositMultiplier := f.depositMultiplier
 	if ethURL == "" {
 		log.Warn("-network onchain without -eth.url: ticket params expiry and the deposit are not checked before paying")
-		return gw, release, nil
-	}
-	client, err := ethclient.DialContext(ctx, ethURL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("-eth.url %s: %w", ethURL, err)
-	}
-	chain := gateway.EthChain{Client: client}
-	if f.broker != (common.Address{}) {
-		// Read-only: no chain id is needed to call getSenderInfo.
-		if chain.Broker, err = contracts.New(client, nil, contracts.Addresses{TicketBroker: f.broker}); err != nil {
-			client.Close()
-			return nil, nil, err
-		}
 	} else {
-		log.Warn("-network onchain without -eth.ticket-broker: the deposit, reserve and face value are not checked before paying")
-		gw.DepositMultiplier = 0
+		client, err := ethclient.DialContext(ctx, ethURL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-eth.url %s: %w", ethURL, err)
+		}
+		eth := gateway.EthChain{Client: client}
+		if f.broker != (common.Address{}) {
+			// Read-only: no chain id is needed to call getSenderInfo.
+			if eth.Broker, err = contracts.New(client, nil, contracts.Addresses{TicketBroker: f.broker}); err != nil {
+				client.Close()
+				return nil, nil, err
+			}
+		} else {
+			log.Warn("-network onchain without -eth.ticket-broker: the deposit, reserve and face value are not checked before paying")
+			depositMultiplier = 0
+		}
+		chain, release = eth, client.Close
 	}
-	gw.Chain = chain
-	return gw, client.Close, nil
+	for _, key := range keys {
+		gw := &gateway.Gateway{MaxPricePerUnit: f.limits.price, ReuseSessions: f.reuseSessions, Sender: pm.NewSender(pm.NewSigner(key)),
+			MaxTicketEV: f.limits.ticketEV, MaxTotalEV: f.limits.totalEV, DepositMultiplier: depositMultiplier, Chain: chain}
+		gws = append(gws, gw)
+	}
+	return gws, release, nil
 }

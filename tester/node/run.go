@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/lpgauge/lpgauge/gateway"
 	"github.com/lpgauge/lpgauge/internal/chstore"
 	"github.com/lpgauge/lpgauge/internal/cli"
 	"github.com/lpgauge/lpgauge/internal/httpserve"
@@ -116,7 +117,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Off-chain the gateway is unsigned; on chain it signs discovery and
 	// credentials with the tester key and pays with tickets, within its
 	// sender-side limits.
-	gw, releaseGW, err := c.Pay.gateway(ctx, c.Network, c.EthURL, p.key, log)
+	gws, releaseGW, err := c.Pay.gateways(ctx, c.Network, c.EthURL, p.senders, log)
 	if err != nil {
 		if w != nil {
 			_ = w.Close(context.Background())
@@ -124,18 +125,29 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer releaseGW()
-	// -simulate-rtt promises the distance on every connection: discovery's
-	// GetOrchestrator dials too, not only the probe's job.
-	gw.Dial = dial
+	for _, gw := range gws {
+		// -simulate-rtt promises the distance on every connection: discovery's
+		// GetOrchestrator dials too, not only the probe's job.
+		gw.Dial = dial
+	}
 	var prep probe.Preparer // nil: probe.OffChain, no protocol
 	if c.Network != "none" {
-		prep = preparer.Preparer{Gateway: gw}
+		pp := preparer.Preparer{Gateway: gws[0]}
+		if c.TesterKeys != "" {
+			pp = preparer.Preparer{Senders: gws}
+			log.Info("sender keys", "keys", len(gws), "tester_id", p.testerID)
+		}
+		if c.Network == "onchain" {
+			pp.Paid = senderCounter(reg, p.region.Code)
+		}
+		prep = pp
 	}
+	infoGW := func(ctx context.Context) *gateway.Gateway { return anyFunded(ctx, gws) }
 	planner := tester.StaticPlan(p.plan)
 	if c.Discovery != "static" || p.askModels {
 		// Discovered once now, so a wrong source fails at start; then again
 		// at the start of every round after the first.
-		if p.plan, err = discoverPlan(ctx, &c, p, gw, nil, log); err != nil {
+		if p.plan, err = discoverPlan(ctx, &c, p, infoGW, nil, log); err != nil {
 			if w != nil {
 				_ = w.Close(context.Background())
 			}
@@ -147,7 +159,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				prev = p.plan
 				return prev, nil
 			}
-			ps, err := discoverPlan(ctx, &c, p, gw, prev, log)
+			ps, err := discoverPlan(ctx, &c, p, infoGW, prev, log)
 			if err != nil {
 				return nil, err
 			}
