@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/lpgauge/lpgauge/contracts/chaintest"
 	"github.com/lpgauge/lpgauge/internal/chtest"
@@ -165,5 +167,24 @@ func TestTesterKeysConfigErrors(t *testing.T) {
 				t.Errorf("error %v, want it to mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// The sender hook counts each key's payments under its lower-case address,
+// with the region, as /metrics shows them.
+func TestProbesBySenderMetric(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	paid := senderCounter(reg, "FRA")
+	k, _ := crypto.GenerateKey()
+	a := crypto.PubkeyToAddress(k.PublicKey)
+	paid(a)
+	paid(a)
+	want := fmt.Sprintf(`
+# HELP tester_probes_by_sender_total Probes whose Livepeer-Payment was signed by this tester key (the sender address, lower case).
+# TYPE tester_probes_by_sender_total counter
+tester_probes_by_sender_total{region="FRA",sender=%q} 2
+`, strings.ToLower(a.Hex()))
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "tester_probes_by_sender_total"); err != nil {
+		t.Error(err)
 	}
 }
