@@ -34,6 +34,10 @@ type Preparer struct {
 	// Paid, when set, is told which sender's Livepeer-Payment a prepared
 	// job carries (on chain only).
 	Paid func(sender common.Address)
+
+	// perm orders the senders for one probe; nil is rand.Perm (tests fix
+	// a seed).
+	perm func(n int) []int
 }
 
 var _ probe.Preparer = Preparer{}
@@ -99,7 +103,11 @@ func (p Preparer) Prepare(ctx context.Context, job probe.PrepareJob) (probe.Prep
 		refused   error // the last funds refusal
 		chainErr  error // the last failed chain read
 	)
-	for _, i := range rand.Perm(len(p.Senders)) {
+	perm := p.perm
+	if perm == nil {
+		perm = rand.Perm
+	}
+	for _, i := range perm(len(p.Senders)) {
 		gw := p.Senders[i]
 		if err := gw.SenderFunds(ctx); err != nil {
 			if errors.Is(err, gateway.ErrChain) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"math/big"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -73,11 +74,14 @@ func TestSeveralSenderKeysShareTheProbes(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var paidBy []string
+	// A fixed seed, so the draws (and the test) are the same every run; the
+	// probes run one at a time, so one rand.Rand is safe.
+	rnd := rand.New(rand.NewPCG(17, 3))
 	prep := Preparer{Senders: senders, Paid: func(a common.Address) {
 		mu.Lock()
 		paidBy = append(paidBy, names[a])
 		mu.Unlock()
-	}}
+	}, perm: rnd.Perm}
 	t2i, _ := probe.Lookup("text-to-image")
 	p := probe.New(probe.Config{Preparer: prep, Timeouts: probe.Timeouts{Total: 30 * time.Second, Server: 20 * time.Second}})
 
