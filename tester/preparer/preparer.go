@@ -87,9 +87,9 @@ func classify(err error) (*probe.Error, bool) {
 // deposit / -depositMultiplier) hands the probe to the next key, with a
 // GetOrchestrator of its own: ticket params are issued to one sender
 // (go-livepeer pm/recipient.go:193-215 binds recipientRand to the sender;
-// server/rpc.go:616) and a session's nonces and credit are that sender's
-// (pm/sender.go:73-110, core/accounting.go), so nothing of one key's session
-// is used by another. Uniform, not weighted by deposit: every funded address
+// server/rpc.go:616), the nonces count per params set (pm/sender.go:73-110)
+// and the orchestrator credits (sender, session) (core/orchestrator.go:204),
+// so nothing of one key's session is used by another. Uniform, not weighted by deposit: every funded address
 // is then equally (and as rarely) seen by an orchestrator, which is the
 // point of several keys; a key whose deposit runs out drops out by itself.
 // When no key can pay, the probe is excused as with one key
