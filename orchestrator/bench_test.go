@@ -8,8 +8,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"runtime/pprof"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,7 +60,16 @@ func benchOverhead(b *testing.B, workers int) {
 		b.Fatal(err)
 	}
 	defer srv.Close()
-	hs := httptest.NewServer(srv.Handler())
+	// The orchestrator's connection goroutines carry a pprof label (set on
+	// the first request; the runner connections they dial inherit it), so
+	// a -cpuprofile splits its CPU from the runners' and the clients':
+	// go tool pprof -tagfocus side=orchestrator.
+	orchSide := pprof.WithLabels(context.Background(), pprof.Labels("side", "orchestrator"))
+	h := srv.Handler()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pprof.SetGoroutineLabels(orchSide)
+		h.ServeHTTP(w, r)
+	}))
 	defer hs.Close()
 
 	// The runner slots, as the orchestrator reaches them: holding every lease
@@ -106,6 +120,7 @@ func benchOverhead(b *testing.B, workers int) {
 	}
 	// block runs n jobs on one path with workers clients and returns the
 	// latencies and the wall time.
+	clientSide := pprof.WithLabels(context.Background(), pprof.Labels("side", "client"))
 	block := func(n int, viaOrch bool) ([]time.Duration, time.Duration) {
 		var mu sync.Mutex
 		lat := make([]time.Duration, 0, n)
@@ -120,6 +135,7 @@ func benchOverhead(b *testing.B, workers int) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				pprof.SetGoroutineLabels(clientSide)
 				t := direct[w]
 				if viaOrch {
 					t = orch
@@ -144,18 +160,20 @@ func benchOverhead(b *testing.B, workers int) {
 	block(4*workers, true)
 
 	var latDirect, latOrch []time.Duration
-	var wallDirect, wallOrch time.Duration
+	var wallDirect, wallOrch, cpuDirect, cpuOrch time.Duration
 	const blockJobs = 50
 	b.ResetTimer()
 	for done, i := 0, 0; done < b.N; i++ {
 		n := min(blockJobs, b.N-done)
 		// Alternate which path goes first so drift in machine load falls on both.
 		for _, viaOrch := range [2]bool{i%2 == 1, i%2 == 0} {
+			cpu0 := processCPU(b)
 			l, w := block(n, viaOrch)
+			cpu := processCPU(b) - cpu0
 			if viaOrch {
-				latOrch, wallOrch = append(latOrch, l...), wallOrch+w
+				latOrch, wallOrch, cpuOrch = append(latOrch, l...), wallOrch+w, cpuOrch+cpu
 			} else {
-				latDirect, wallDirect = append(latDirect, l...), wallDirect+w
+				latDirect, wallDirect, cpuDirect = append(latDirect, l...), wallDirect+w, cpuDirect+cpu
 			}
 		}
 		done += n
@@ -171,6 +189,45 @@ func benchOverhead(b *testing.B, workers int) {
 	b.ReportMetric(benchMicros(po(0.5)), "orch-p50-µs")
 	b.ReportMetric(float64(len(latDirect))/wallDirect.Seconds(), "direct-jobs/s")
 	b.ReportMetric(float64(len(latOrch))/wallOrch.Seconds(), "orch-jobs/s")
+	// The ratio of this run (the median of ratios over -count holds better
+	// than a ratio of medians on a shared machine).
+	b.ReportMetric((float64(len(latOrch))/wallOrch.Seconds())/(float64(len(latDirect))/wallDirect.Seconds()), "jobs/s-ratio")
+	// CPU of the whole process (clients, runners, orchestrator, GC) per job
+	// on each path: their difference is what the orchestrator costs, and
+	// with every core busy it bounds the jobs/s ratio at direct ÷ through.
+	cd := benchMicros(cpuDirect) / float64(len(latDirect))
+	co := benchMicros(cpuOrch) / float64(len(latOrch))
+	b.ReportMetric(cd, "direct-cpu-µs/job")
+	b.ReportMetric(co, "orch-cpu-µs/job")
+	b.ReportMetric(co-cd, "added-cpu-µs/job")
+	b.ReportMetric(benchLoad(), "load1")
+}
+
+// processCPU is the user+system CPU time this process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchLoad is the 1-minute load average at the end of a run: the machine
+// is shared, so every run says how busy it was.
+func benchLoad() float64 {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(raw))
+	if len(f) == 0 {
+		return -1
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return -1
+	}
+	return v
 }
 
 // benchQuantiles sorts d and returns its nearest-rank quantile function.
