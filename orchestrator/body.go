@@ -33,6 +33,16 @@ func (b *body) reader() *io.SectionReader {
 	return io.NewSectionReader(bytes.NewReader(b.mem), 0, b.size)
 }
 
+// send is the body for the runner call. One in memory goes as a
+// bytes.Reader, which net/http writes with its headers in one write; any
+// other reader gets its headers flushed first, a second syscall per job.
+func (b *body) send() io.Reader {
+	if b.f == nil {
+		return bytes.NewReader(b.mem)
+	}
+	return b.reader()
+}
+
 // decode decodes the job from the body: one held in memory is decoded in
 // place, without a copy.
 func (b *body) decode(p capability.Pipeline, contentType string) (aiRequest, error) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -40,12 +41,20 @@ func newRunnerClient() *http.Client {
 	}}
 }
 
-// readRunnerAnswer reads a runner's answer of at most limit bytes into one
-// buffer sized from its Content-Length when it declares one (io.ReadAll
-// grows and copies its buffer several times for a result of a few hundred
-// KiB). It reports an answer over limit as an error.
-func readRunnerAnswer(resp *http.Response, limit int64) ([]byte, error) {
-	var buf bytes.Buffer
+// answers holds the buffers runner answers are read into: an answer is
+// needed only until it is shaped (shapeResult copies what it keeps), and
+// a fresh buffer per job was grown and cleared again every time.
+var answers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledAnswer is the largest buffer kept for reuse; a rare huge answer
+// (a video) does not pin its memory.
+const maxPooledAnswer = 1 << 20
+
+// readRunnerAnswer reads a runner's answer of at most limit bytes into buf
+// (emptied first), grown once from its Content-Length when it declares one.
+// It reports an answer over limit as an error.
+func readRunnerAnswer(resp *http.Response, limit int64, buf *bytes.Buffer) ([]byte, error) {
+	buf.Reset()
 	if n := resp.ContentLength; n > 0 && n <= limit {
 		buf.Grow(int(n) + bytes.MinRead)
 	}

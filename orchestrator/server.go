@@ -534,7 +534,7 @@ func (s *Server) readBody(w *timedWriter, r *http.Request, limit int64) (*body, 
 func (s *Server) run(w *timedWriter, r *http.Request, p capability.Pipeline, req aiRequest, b *body, lease Lease, adm Admission) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RunnerTimeout)
 	defer cancel()
-	rreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(lease.URL(), "/")+"/"+p.Slug, b.reader())
+	rreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(lease.URL(), "/")+"/"+p.Slug, b.send())
 	if err != nil {
 		http.Error(w, "runner request: "+err.Error(), http.StatusInternalServerError)
 		return
@@ -542,7 +542,7 @@ func (s *Server) run(w *timedWriter, r *http.Request, p capability.Pipeline, req
 	rreq.ContentLength = b.size
 	// The body can be read again, so the transport may resend it on a
 	// fresh connection when the runner closed an idle one under it.
-	rreq.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(b.reader()), nil }
+	rreq.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(b.send()), nil }
 	tagRunnerRequest(w, rreq)
 	rreq.Header.Set("Content-Type", r.Header.Get("Content-Type"))
 	if tok := lease.Token(); tok != "" {
@@ -569,7 +569,13 @@ func (s *Server) run(w *timedWriter, r *http.Request, p capability.Pipeline, req
 		}
 		return
 	}
-	raw, err := readRunnerAnswer(resp, s.cfg.MaxResponseBytes)
+	buf := answers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledAnswer {
+			answers.Put(buf)
+		}
+	}()
+	raw, err := readRunnerAnswer(resp, s.cfg.MaxResponseBytes, buf)
 	if err != nil {
 		http.Error(w, "runner response unreadable or too large", http.StatusInternalServerError)
 		return

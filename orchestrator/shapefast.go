@@ -186,17 +186,19 @@ func (c *cursor) plainString() (string, bool) {
 	if c.i >= len(c.b) || c.b[c.i] != '"' {
 		return "", false
 	}
-	for j := c.i + 1; j < len(c.b); j++ {
-		switch b := c.b[j]; {
-		case b == '"':
-			s := string(c.b[c.i+1 : j])
-			c.i = j + 1
-			return s, true
-		case b < 0x20 || b > 0x7e || b == '\\':
+	body := c.b[c.i+1:]
+	end := bytes.IndexByte(body, '"')
+	if end < 0 {
+		return "", false
+	}
+	body = body[:end]
+	for _, b := range body {
+		if b < 0x20 || b > 0x7e || b == '\\' {
 			return "", false
 		}
 	}
-	return "", false
+	c.i += end + 2
+	return string(body), true
 }
 
 // number consumes a JSON number (RFC 8259 grammar) and returns it as
