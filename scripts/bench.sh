@@ -186,7 +186,7 @@ fi
     dp=$(m "$n" direct-p50-µs); op=$(m "$n" orch-p50-µs); a50=$(m "$n" p50-added-µs); a99=$(m "$n" p99-added-µs)
     dj=$(m "$n" direct-jobs/s); oj=$(m "$n" orch-jobs/s); jr=$(m "$n" jobs/s-ratio)
     f50=$(m "$n" floor-p50-added-µs); f99=$(m "$n" floor-p99-added-µs); fr=$(m "$n" floor-jobs/s-ratio)
-    dc=$(m "$n" direct-cpu-µs/job); oc=$(m "$n" orch-cpu-µs/job); ac=$(m "$n" added-cpu-µs/job); fc=$(m "$n" floor-added-cpu-µs/job)
+    dc=$(m "$n" direct-cpu-µs/job); ac=$(m "$n" added-cpu-µs/job); fc=$(m "$n" floor-added-cpu-µs/job)
     ld=$(m "$n" load1)
     bound=$(awk -v d="$dc" -v a="$ac" 'BEGIN { if (d == "nan" || a == "nan") print "n/a"; else printf "%.2f×\n", d / (d + a) }')
     t50="—"; t99="—"; tj="—"
@@ -198,7 +198,7 @@ fi
     echo "| orchestrator | $label | added latency p50 | $(fmt "$a50" 0) µs | runner direct p50 $(fmt "$dp" 0) µs (through orchestrator $(fmt "$op" 0) µs); bare net/http proxy adds $(fmt "$f50" 0) µs | $(ratio "$op" "$dp") | $t50 |"
     echo "| orchestrator | same | added latency p99 | $(fmt "$a99" 0) µs | bare net/http proxy adds $(fmt "$f99" 0) µs | — | $t99 |"
     echo "| orchestrator | same | jobs/s through orchestrator (ratio: median of each run's) | $(fmt "$oj" 0) | runner direct $(fmt "$dj" 0); bare proxy $(fmt "$fr" 2)× | $(fmt "$jr" 2)× | $tj |"
-    echo "| orchestrator | same | CPU per job, whole process (clients, runners, orchestrator, GC) | direct $(fmt "$dc" 0) µs, through orchestrator $(fmt "$oc" 0) µs: +$(fmt "$ac" 0) µs | bare proxy: +$(fmt "$fc" 0) µs | jobs/s bound with every core busy: $bound | — |"
+    echo "| orchestrator | same | CPU per job, whole process (clients, runners, orchestrator, GC) | direct $(fmt "$dc" 0) µs; through the orchestrator +$(fmt "$ac" 0) µs (median of each run's difference) | bare proxy: +$(fmt "$fc" 0) µs | jobs/s bound with every core busy: $bound | — |"
   done
   jc=$(m BenchmarkJobPath cpu-µs/job); ja=$(m BenchmarkJobPath allocs/op); jb=$(m BenchmarkJobPath B/op)
   echo "| orchestrator | job path alone: text-to-image 64×64, URL mode, handler called in process, runner answer canned (\`BenchmarkJobPath\`) | CPU per job, allocations | $(fmt "$jc" 0) µs, $(fmt "$ja" 0) allocs, $(fmt "$(awk -v v="$jb" 'BEGIN { print v / 1024 }')" 1) KiB | $(awk -v v="$jc" 'BEGIN { if (v == "nan" || v <= 0) print "n/a"; else printf "%.0f", 1e6 / v }') jobs/s per core of this CPU | — | — |"
