@@ -35,7 +35,10 @@ func newRunnerClient() *http.Client {
 		IdleConnTimeout:     runnerIdleTimeout,
 		// Runners answer uncompressed (ai-runner has no gzip middleware);
 		// asking for gzip only added a header and a wrapper per call.
-		DisableCompression:    true,
+		DisableCompression: true,
+		// As the default transport: an https runner URL may speak HTTP/2
+		// (a custom DialContext turns that off unless asked).
+		ForceAttemptHTTP2:     true,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}}
