@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/lpgauge/lpgauge/capability"
 )
 
 // spoolMemBytes is the largest body kept in memory; larger ones go to an
@@ -29,6 +31,25 @@ func (b *body) reader() *io.SectionReader {
 		return io.NewSectionReader(b.f, 0, b.size)
 	}
 	return io.NewSectionReader(bytes.NewReader(b.mem), 0, b.size)
+}
+
+// send is the body for the runner call. One in memory goes as a
+// bytes.Reader, which net/http writes with its headers in one write; any
+// other reader gets its headers flushed first, a second syscall per job.
+func (b *body) send() io.Reader {
+	if b.f == nil {
+		return bytes.NewReader(b.mem)
+	}
+	return b.reader()
+}
+
+// decode decodes the job from the body: one held in memory is decoded in
+// place, without a copy.
+func (b *body) decode(p capability.Pipeline, contentType string) (aiRequest, error) {
+	if b.f == nil {
+		return decodeRequest(p, contentType, b.mem)
+	}
+	return decodeStream(p, contentType, b.reader())
 }
 
 // close frees the body (the file was unlinked at creation, so closing it is

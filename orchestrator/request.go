@@ -129,6 +129,10 @@ func (f *form) image(name string) (w, h int, err error) {
 // characters for text-to-speech, whole audio seconds × 1000 for
 // audio-to-text.
 func decodeRequest(p capability.Pipeline, contentType string, body []byte) (aiRequest, error) {
+	switch p.ID {
+	case capability.TextToImage, capability.LLM, capability.TextToSpeech:
+		return decodeJSON(p, body) // no copy of a body already in memory
+	}
 	return decodeStream(p, contentType, bytes.NewReader(body))
 }
 

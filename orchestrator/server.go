@@ -258,9 +258,8 @@ func New(cfg Config, runners Runners, gate Gate) (*Server, error) {
 		line:    newFIFO(),
 		metrics: newMetrics(reg, runners),
 		reg:     reg,
-		// Runner calls carry their own deadline (RunnerTimeout) per request.
-		client: &http.Client{},
-		stop:   make(chan struct{}),
+		client:  newRunnerClient(),
+		stop:    make(chan struct{}),
 	}
 	mux := http.NewServeMux()
 	for _, p := range capability.Batch {
@@ -353,15 +352,18 @@ func (w *timedWriter) Flush() {
 }
 
 func (s *Server) aiHandler(p capability.Pipeline) http.Handler {
+	// The series every answered job touches, looked up once, not per job.
+	ok, took := s.metrics.requests.WithLabelValues(p.Slug, "200"), s.metrics.duration.WithLabelValues(p.Slug)
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w := &timedWriter{ResponseWriter: rw, start: time.Now(), clock: &jobClock{}}
 		s.serveAI(w, r, p)
 		w.clock.finish(w)
-		if w.status == 0 {
-			w.status = http.StatusOK
+		if w.status == 0 || w.status == http.StatusOK {
+			ok.Inc()
+		} else {
+			s.metrics.requests.WithLabelValues(p.Slug, strconv.Itoa(w.status)).Inc()
 		}
-		s.metrics.requests.WithLabelValues(p.Slug, strconv.Itoa(w.status)).Inc()
-		s.metrics.duration.WithLabelValues(p.Slug).Observe(time.Since(w.start).Seconds())
+		took.Observe(time.Since(w.start).Seconds())
 	})
 }
 
@@ -442,7 +444,7 @@ func (s *Server) serveAI(w *timedWriter, r *http.Request, p capability.Pipeline)
 		return
 	}
 	defer b.close()
-	req, err := decodeStream(p, r.Header.Get("Content-Type"), b.reader())
+	req, err := b.decode(p, r.Header.Get("Content-Type"))
 	if err == nil && req.model == "" {
 		err = badf("missing model_id")
 		if p.ID == capability.LLM {
@@ -532,12 +534,15 @@ func (s *Server) readBody(w *timedWriter, r *http.Request, limit int64) (*body, 
 func (s *Server) run(w *timedWriter, r *http.Request, p capability.Pipeline, req aiRequest, b *body, lease Lease, adm Admission) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RunnerTimeout)
 	defer cancel()
-	rreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(lease.URL(), "/")+"/"+p.Slug, b.reader())
+	rreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(lease.URL(), "/")+"/"+p.Slug, b.send())
 	if err != nil {
 		http.Error(w, "runner request: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	rreq.ContentLength = b.size
+	// The body can be read again, so the transport may resend it on a
+	// fresh connection when the runner closed an idle one under it.
+	rreq.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(b.send()), nil }
 	tagRunnerRequest(w, rreq)
 	rreq.Header.Set("Content-Type", r.Header.Get("Content-Type"))
 	if tok := lease.Token(); tok != "" {
@@ -564,8 +569,14 @@ func (s *Server) run(w *timedWriter, r *http.Request, p capability.Pipeline, req
 		}
 		return
 	}
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, s.cfg.MaxResponseBytes+1))
-	if err != nil || int64(len(raw)) > s.cfg.MaxResponseBytes {
+	buf := answers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledAnswer {
+			answers.Put(buf)
+		}
+	}()
+	raw, err := readRunnerAnswer(resp, s.cfg.MaxResponseBytes, buf)
+	if err != nil {
 		http.Error(w, "runner response unreadable or too large", http.StatusInternalServerError)
 		return
 	}
@@ -634,6 +645,21 @@ func (s *Server) relayStream(w *timedWriter, body io.Reader) bool {
 // one video per batch, and for URL-mode gateways data URLs become stored
 // /stream/ URLs.
 func (s *Server) shapeResult(r *http.Request, p capability.Pipeline, req aiRequest, raw []byte) ([]byte, error) {
+	var put func(dataURL string) (string, error)
+	if r.Header.Get("Authorization") == aiWorkerProtocol {
+		put = s.mediaPutter(r)
+	}
+	if p.ID != capability.ImageToVideo {
+		if out, ok, err := shapeImages(raw, put); ok {
+			return out, err
+		}
+	}
+	return shapeGeneric(p, req, raw, put)
+}
+
+// shapeGeneric is shapeResult for any answer: decoded whole, rewritten,
+// encoded again.
+func shapeGeneric(p capability.Pipeline, req aiRequest, raw []byte, put func(string) (string, error)) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any
@@ -646,21 +672,42 @@ func (s *Server) shapeResult(r *http.Request, p capability.Pipeline, req aiReque
 			return nil, err
 		}
 	}
-	if r.Header.Get("Authorization") == aiWorkerProtocol {
-		id := mediastore.NewRequestID()
-		base := s.cfg.ServiceURI
-		if base == "" {
-			scheme := "http"
-			if r.TLS != nil {
-				scheme = "https"
-			}
-			base = scheme + "://" + r.Host
-		}
-		if err := s.storeMedia(v, id, strings.TrimRight(base, "/")); err != nil {
+	if put != nil {
+		if err := storeMedia(v, put); err != nil {
 			return nil, err
 		}
 	}
 	return json.Marshal(v)
+}
+
+// mediaPutter stores a data URL's bytes under a new request id and returns
+// the /stream/ URL that serves them.
+func (s *Server) mediaPutter(r *http.Request) func(dataURL string) (string, error) {
+	id := mediastore.NewRequestID()
+	base := s.cfg.ServiceURI
+	if base == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + r.Host
+	}
+	base = strings.TrimRight(base, "/")
+	return func(dataURL string) (string, error) {
+		mime, data, err := parseDataURL(dataURL)
+		if err != nil {
+			return "", err
+		}
+		ext := mimeExt[mime]
+		if ext == "" {
+			ext = "bin"
+		}
+		name, err := s.store.Put(id, mime, ext, data)
+		if err != nil {
+			return "", err
+		}
+		return base + "/stream/" + id + "/" + name, nil
+	}
 }
 
 var mimeExt = map[string]string{
@@ -668,34 +715,27 @@ var mimeExt = map[string]string{
 	"audio/wav": "wav", "audio/x-wav": "wav", "audio/mpeg": "mp3", "video/mp4": "mp4",
 }
 
-// storeMedia replaces every "url" holding a data URL with a stored URL.
-func (s *Server) storeMedia(v any, requestID, base string) error {
+// storeMedia replaces every "url" holding a data URL with what put returns
+// for it (a stored URL).
+func storeMedia(v any, put func(dataURL string) (string, error)) error {
 	switch t := v.(type) {
 	case map[string]any:
 		for k, e := range t {
 			if str, ok := e.(string); ok && k == "url" && strings.HasPrefix(str, "data:") {
-				mime, data, err := parseDataURL(str)
+				u, err := put(str)
 				if err != nil {
 					return err
 				}
-				ext := mimeExt[mime]
-				if ext == "" {
-					ext = "bin"
-				}
-				name, err := s.store.Put(requestID, mime, ext, data)
-				if err != nil {
-					return err
-				}
-				t[k] = base + "/stream/" + requestID + "/" + name
+				t[k] = u
 				continue
 			}
-			if err := s.storeMedia(e, requestID, base); err != nil {
+			if err := storeMedia(e, put); err != nil {
 				return err
 			}
 		}
 	case []any:
 		for _, e := range t {
-			if err := s.storeMedia(e, requestID, base); err != nil {
+			if err := storeMedia(e, put); err != nil {
 				return err
 			}
 		}

@@ -57,7 +57,7 @@ B=(-run '^$' -benchmem=false)
 step tester env LPGAUGE_BENCH_FLEET="$FLEET" "$GO" test "${B[@]}" -bench 'ServerPhaseAccuracy' -benchtime 1x -count "$COUNT" -timeout 10m ./tester/
 step truth "$GO" test "${B[@]}" -bench 'Truth' -benchtime 1x -count 1 -timeout 10m ./tester/
 step pngcheck "$GO" test -run '^$' -benchmem -bench 'PNGValidation' -count "$COUNT" -timeout 5m ./media/pngfile/
-step orchestrator "$GO" test "${B[@]}" -bench 'Overhead' -benchtime 1000x -count "$COUNT" -timeout 10m ./orchestrator/
+step orchestrator "$GO" test "${B[@]}" -bench 'Overhead|JobPath' -benchtime 1000x -count "$COUNT" -timeout 10m ./orchestrator/
 step writer "$GO" test "${B[@]}" -bench 'Insert' -benchtime 1s -count "$COUNT_SLOW" -timeout 10m ./internal/results/resultsdb/
 step leaderboard env LPGAUGE_BENCH_ROWS="$ROWS" LPGAUGE_BENCH_SHAPE="$SHAPE" LPGAUGE_BENCH_ROUND="$ROUND" "$GO" test "${B[@]}" -bench 'Reads' -benchtime 1x -count "$COUNT_SLOW" -timeout "$LB_TIMEOUT" ./leaderboard/store/
 step rss-tester "$GO" test "${B[@]}" -bench 'PeakRSS' -benchtime 1x -count "$COUNT_SLOW" -timeout 10m ./tester/node/
@@ -177,15 +177,31 @@ fi
     echo "| writer | resultsdb.Insert into probe_results (views to rollups), batch $s | rows/s | $(fmt "$v" 0) | batch 100 | $(ratio "$v" "$w100") | — |"
   done
 
+  # Orchestrator overhead (issue 15): direct, through the orchestrator and
+  # through a bare net/http forwarding proxy (the floor of a second HTTP
+  # hop), in rotating blocks of one run; the jobs/s ratio is the median of
+  # each run's own ratio; CPU per job is the whole process's (getrusage).
   for mode in sequential concurrent=4; do
     n=BenchmarkOverhead/$mode
     dp=$(m "$n" direct-p50-µs); op=$(m "$n" orch-p50-µs); a50=$(m "$n" p50-added-µs); a99=$(m "$n" p99-added-µs)
-    dj=$(m "$n" direct-jobs/s); oj=$(m "$n" orch-jobs/s)
-    label="text-to-image 64×64, 0 inference time, $mode"
-    echo "| orchestrator | $label | added latency p50 | $(fmt "$a50" 0) µs | runner direct p50 $(fmt "$dp" 0) µs (through orchestrator $(fmt "$op" 0) µs) | $(ratio "$op" "$dp") | — |"
-    echo "| orchestrator | same | added latency p99 | $(fmt "$a99" 0) µs | runner direct | — | — |"
-    echo "| orchestrator | same | jobs/s through orchestrator | $(fmt "$oj" 0) | runner direct $(fmt "$dj" 0) | $(ratio "$oj" "$dj") | — |"
+    dj=$(m "$n" direct-jobs/s); oj=$(m "$n" orch-jobs/s); jr=$(m "$n" jobs/s-ratio)
+    f50=$(m "$n" floor-p50-added-µs); f99=$(m "$n" floor-p99-added-µs); fr=$(m "$n" floor-jobs/s-ratio)
+    dc=$(m "$n" direct-cpu-µs/job); ac=$(m "$n" added-cpu-µs/job); fc=$(m "$n" floor-added-cpu-µs/job)
+    ld=$(m "$n" load1)
+    bound=$(awk -v d="$dc" -v a="$ac" 'BEGIN { if (d == "nan" || a == "nan") print "n/a"; else printf "%.2f×\n", d / (d + a) }')
+    t50="—"; t99="—"; tj="—"
+    if [ "$mode" != sequential ]; then
+      t50="≤ 100 µs: $(target "$a50" "<=" 100)"; t99="≤ 500 µs: $(target "$a99" "<=" 500)"
+      tj="≥ 0.95×: $(awk -v v="$jr" 'BEGIN { if (v == "nan") print "n/a"; else if (v >= 0.95) print "**met**"; else print "**missed**" }')"
+    fi
+    label="text-to-image 64×64, 0 inference time, $mode (load $(fmt "$ld" 1))"
+    echo "| orchestrator | $label | added latency p50 | $(fmt "$a50" 0) µs | runner direct p50 $(fmt "$dp" 0) µs (through orchestrator $(fmt "$op" 0) µs); bare net/http proxy adds $(fmt "$f50" 0) µs | $(ratio "$op" "$dp") | $t50 |"
+    echo "| orchestrator | same | added latency p99 | $(fmt "$a99" 0) µs | bare net/http proxy adds $(fmt "$f99" 0) µs | — | $t99 |"
+    echo "| orchestrator | same | jobs/s through orchestrator (ratio: median of each run's) | $(fmt "$oj" 0) | runner direct $(fmt "$dj" 0); bare proxy $(fmt "$fr" 2)× | $(fmt "$jr" 2)× | $tj |"
+    echo "| orchestrator | same | CPU per job, whole process (clients, runners, orchestrator, GC) | direct $(fmt "$dc" 0) µs; through the orchestrator +$(fmt "$ac" 0) µs (median of each run's difference) | bare proxy: +$(fmt "$fc" 0) µs | jobs/s bound with every core busy: $bound | — |"
   done
+  jc=$(m BenchmarkJobPath cpu-µs/job); ja=$(m BenchmarkJobPath allocs/op); jb=$(m BenchmarkJobPath B/op)
+  echo "| orchestrator | job path alone: text-to-image 64×64, URL mode, handler called in process, runner answer canned (\`BenchmarkJobPath\`) | CPU per job, allocations | $(fmt "$jc" 0) µs, $(fmt "$ja" 0) allocs, $(fmt "$(awk -v v="$jb" 'BEGIN { print v / 1024 }')" 1) KiB | $(awk -v v="$jc" 'BEGIN { if (v == "nan" || v <= 0) print "n/a"; else printf "%.0f", 1e6 / v }') jobs/s per core of this CPU | — | — |"
 
   n=BenchmarkPeakRSS
   t500=$(m "$n/fleet=500x4" peak-RSS-MiB)
@@ -226,7 +242,7 @@ fi
   echo "- leaderboard store: \`LPGAUGE_BENCH_ROWS=$ROWS go test -run '^\$' -bench Reads -benchtime 1x -count $COUNT_SLOW ./leaderboard/store/\` (fleet \`LPGAUGE_BENCH_SHAPE=$SHAPE LPGAUGE_BENCH_ROUND=$ROUND\`; per query, size and run: 60 sequential requests, then 8 clients × 15 concurrent; cold = in-process cache off, warm = on; \`BENCH_LARGE=1 scripts/bench.sh\` for 11.52M and 80.64M rows of 1000 × 10 × 4)"
   echo "- truth: \`go test -run '^\$' -bench Truth -benchtime 1x ./tester/\` (\`LPGAUGE_TRUTH_ROUNDS\` rounds per region, default 24)"
   echo "- writer: \`go test -run '^\$' -bench Insert -benchtime 1s -count $COUNT_SLOW ./internal/results/resultsdb/\`"
-  echo "- orchestrator: \`go test -run '^\$' -bench Overhead -benchtime 1000x -count $COUNT ./orchestrator/\` (1000 jobs on each path per run, alternating blocks of 50)"
+  echo "- orchestrator: \`go test -run '^\$' -bench 'Overhead|JobPath' -benchtime 1000x -count $COUNT ./orchestrator/\` (1000 jobs on each of the three paths per run — direct, orchestrator, bare proxy — in rotating blocks of 50; \`-cpuprofile\` then \`go tool pprof -tagfocus side=orchestrator\` splits the orchestrator's CPU from the runners' and the clients')"
   echo "- peak RSS: \`go test -run '^\$' -bench PeakRSS -benchtime 1x -count $COUNT_SLOW ./tester/node/ ./cmd/leaderboard/ ./orchestrator/node/\` (each builds its binary with \`go build\` into a temp dir, runs it, and reads VmHWM from \`/proc/<pid>/status\`)"
   echo "- fault suite: \`go test -run '^TestHostileZoo\$' -v ./faults/\`"
   if [ -n "$kept" ]; then
