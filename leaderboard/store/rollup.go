@@ -155,33 +155,40 @@ func (c *ClickHouse) aggregates(ctx context.Context, f Filter, s span) ([]Aggreg
 	return c.scanAggregates(ctx, q, args)
 }
 
-// MedianRTTs implements Store from rollups plus raw edges. rtt_us holds every
-// successful total time, so the median is exact and interpolated the way
-// Postgres percentile_cont(0.5) does it, as the raw computation is.
+// MedianRTTs implements Store from the model rollups (migration 0008) plus
+// raw edges. Each (pipeline, model, region, hour) row keeps its first 4096
+// successful times exactly and a t-digest of all of them. When every row of
+// the window is complete the median is exact, interpolated the way Postgres
+// percentile_cont(0.5) does it (leaderboard-serverless), as the raw
+// computation is; otherwise it is the t-digest's median of the rows and the
+// edges (leaderboard/README.md, "Rollups": error measured at the fleet size).
+// Either way a 24 h window reads at most 24 × regions rows per model.
 func (c *ClickHouse) MedianRTTs(ctx context.Context, f Filter) (map[Key]float64, error) {
 	return c.medianRTTs(ctx, f, splitWindow(f.Window))
 }
 
+func (c *ClickHouse) modelTable() string { return c.db + ".probe_rollup_model_hourly" }
+
 func (c *ClickHouse) medianRTTs(ctx context.Context, f Filter, s span) (map[Key]float64, error) {
 	rw, rargs := rollupWhere(f, s, true)
-	rollup := "SELECT pipeline, model, groupArrayIfMerge(rtt_us) AS v FROM " + c.rollupTable() + rw + " GROUP BY pipeline, model"
+	// One row per rollup row (parts not yet merged are merged here), so the
+	// completeness of each row's bounded array can be checked.
+	rollup := "SELECT pipeline, model, countIfMerge(rtt_n) AS rn, groupArrayIfMerge(" + rttFewMax + ")(rtt_few) AS v," +
+		" quantileTDigestIfMergeState(0.5)(rtt_q) AS q" +
+		" FROM " + c.modelTable() + rw + " GROUP BY pipeline, model, region, hour"
 	ew, eargs := edgeWhere(f, s, true)
-	edge := "SELECT pipeline, model, groupArray(total_us) AS v FROM " + c.table() + ew +
-		" AND outcome = 'success' AND total_us > 0 GROUP BY pipeline, model"
-	if s.whole() {
-		t, cached, err := c.wholeHoursToken(ctx, s)
-		if err != nil {
-			return nil, err
-		}
-		if cached {
-			return c.cachedMedians(ctx, f, s, t, rollup, edge, rargs, eargs)
-		}
-	}
+	edge := "SELECT pipeline, model, countIf(outcome = 'success' AND total_us > 0) AS rn," +
+		" groupArrayIf(total_us, outcome = 'success' AND total_us > 0) AS v," +
+		" quantileTDigestIfState(0.5)(total_us, outcome = 'success' AND total_us > 0) AS q" +
+		" FROM " + c.table() + ew + " GROUP BY pipeline, model"
 	inner, args := unionAll(s, rollup, edge, rargs, eargs)
+	// exact: every row holds all its values; only then are the arrays
+	// concatenated and sorted (an incomplete key sorts nothing).
 	q := "SELECT pipeline, model, n," +
-		" if(n % 2 = 1, toFloat64(a[intDiv(n + 1, 2)]), (toFloat64(a[intDiv(n, 2)]) + toFloat64(a[intDiv(n, 2) + 1])) / 2) AS median_us" +
-		" FROM (SELECT pipeline, model, arraySort(groupArrayArray(v)) AS a, toUInt64(length(a)) AS n FROM (" + inner + ")" +
-		" GROUP BY pipeline, model) WHERE n > 0"
+		" if(exact = 1, if(n % 2 = 1, toFloat64(a[intDiv(n + 1, 2)]), (toFloat64(a[intDiv(n, 2)]) + toFloat64(a[intDiv(n, 2) + 1])) / 2), toFloat64(d)) AS median_us" +
+		" FROM (SELECT pipeline, model, sum(rn) AS n, min(length(v) = rn) AS exact," +
+		" arraySort(if(exact = 1, groupArrayArray(v), emptyArrayUInt64())) AS a, quantileTDigestIfMerge(0.5)(q) AS d" +
+		" FROM (" + inner + ") GROUP BY pipeline, model) WHERE n > 0"
 	return c.scanMedians(ctx, q, args)
 }
 
