@@ -19,6 +19,21 @@ import (
 
 func (c *ClickHouse) rollupTable() string { return c.db + ".probe_rollup_hourly" }
 
+// countsTable is probe_rollup_counts_hourly (migration 0008): the counts of
+// rollupTable ordered by hour before region and orchestrator, so a window
+// of one model (or of all) reads only its own hours.
+func (c *ClickHouse) countsTable() string { return c.db + ".probe_rollup_counts_hourly" }
+
+// aggregatesTable is where Aggregates reads f's whole hours: one
+// orchestrator's rows lie together in rollupTable (its order keeps an
+// orchestrator's hours side by side), everyone's in countsTable.
+func (c *ClickHouse) aggregatesTable(f Filter) (table, name string) {
+	if f.Orchestrator != "" {
+		return c.rollupTable(), "probe_rollup_hourly"
+	}
+	return c.countsTable(), "probe_rollup_counts_hourly"
+}
+
 // span is a window cut at whole hours: [from, to) (unix seconds) is read from
 // rollups; the rest of the window, when any, from raw rows.
 type span struct {
@@ -111,11 +126,12 @@ func (c *ClickHouse) aggregates(ctx context.Context, f Filter, s span) ([]Aggreg
 	if f.Region == regions.Global {
 		regionCol = chclient.Quote(regions.Global)
 	}
+	table, tableName := c.aggregatesTable(f)
 	rw, rargs := rollupWhere(f, s, false)
 	rollup := "SELECT orchestrator, " + regionCol + " AS reg, pipeline, model," +
 		" countIfMerge(probes) AS p, countIfMerge(successes) AS ok, countIfMerge(excused) AS ex," +
 		" sumIfMerge(rtt_sum_us) AS rs, countIfMerge(rtt_n) AS rn, maxMerge(last_tested) AS lt" +
-		" FROM " + c.rollupTable() + rw + " GROUP BY orchestrator, reg, pipeline, model"
+		" FROM " + table + rw + " GROUP BY orchestrator, reg, pipeline, model"
 	ew, eargs := edgeWhere(f, s, false)
 	edge := "SELECT orchestrator, " + regionCol + " AS reg, pipeline, model," +
 		" countIf(outcome != 'excused') AS p, countIf(outcome = 'success') AS ok, countIf(outcome = 'excused') AS ex," +
@@ -123,7 +139,7 @@ func (c *ClickHouse) aggregates(ctx context.Context, f Filter, s span) ([]Aggreg
 		" max(started_at) AS lt" +
 		" FROM " + c.table() + ew + " GROUP BY orchestrator, reg, pipeline, model"
 	if s.whole() {
-		t, cached, err := c.wholeHoursToken(ctx, s)
+		t, cached, err := c.wholeHoursToken(ctx, s, tableName)
 		if err != nil {
 			return nil, err
 		}
@@ -203,7 +219,7 @@ func (c *ClickHouse) Pipelines(ctx context.Context, f Filter) ([]Pipeline, error
 
 func (c *ClickHouse) pipelines(ctx context.Context, f Filter, s span) ([]Pipeline, error) {
 	rw, rargs := rollupWhere(f, s, true)
-	rollup := "SELECT pipeline, model, region FROM " + c.rollupTable() + rw +
+	rollup := "SELECT pipeline, model, region FROM " + c.countsTable() + rw +
 		" AND pipeline != '' GROUP BY pipeline, model, region HAVING countIfMerge(probes) > 0"
 	ew, eargs := edgeWhere(f, s, true)
 	edge := "SELECT pipeline, model, region FROM " + c.table() + ew +

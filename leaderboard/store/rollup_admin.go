@@ -57,6 +57,18 @@ const modelSelect = "SELECT pipeline, model, region, toStartOfHour(started_at) A
 	" groupArrayIfState(" + rttFewMax + ")(total_us, outcome = 'success' AND total_us > 0) AS rtt_few," +
 	" quantileTDigestIfState(0.5)(total_us, outcome = 'success' AND total_us > 0) AS rtt_q"
 
+// countsColumns and countsSelect are the view probe_rollup_counts_hourly_mv
+// of migration 0008 (aggregated_stats and pipelines by hour), in step with it.
+const countsColumns = "pipeline, model, hour, region, orchestrator, probes, successes, excused, rtt_sum_us, rtt_n, last_tested"
+
+const countsSelect = "SELECT pipeline, model, toStartOfHour(started_at) AS hour, region, orchestrator," +
+	" countIfState(outcome != 'excused') AS probes," +
+	" countIfState(outcome = 'success') AS successes," +
+	" countIfState(outcome = 'excused') AS excused," +
+	" sumIfState(total_us, outcome = 'success' AND total_us > 0) AS rtt_sum_us," +
+	" countIfState(outcome = 'success' AND total_us > 0) AS rtt_n," +
+	" maxState(started_at) AS last_tested"
+
 // The bounds of the exact arrays of migration 0008: a rollup row keeps at
 // most this many values exactly (the rest only in its t-digest).
 const (
@@ -67,9 +79,9 @@ const (
 // RebuildRollups recomputes the rollups of the whole hours in [from, to)
 // from raw rows, for example after a materialized-view failure (the raw rows
 // were stored, the rollup rows were not), after a raw back-fill, or once after
-// migration 0003 or 0008 on a database that already held probes. Both rollup
-// tables (probe_rollup_hourly and, since 0008, probe_rollup_model_hourly) are
-// rebuilt.
+// migration 0003 or 0008 on a database that already held probes. Every
+// rollup table is rebuilt (probe_rollup_hourly and, since 0008,
+// probe_rollup_model_hourly and probe_rollup_counts_hourly).
 //
 // An hour cannot be targeted by DROP PARTITION (rollups are partitioned by
 // month, and raw retention may already have dropped the month's older days),
@@ -104,9 +116,9 @@ func (c *ClickHouse) RebuildRollups(ctx context.Context, from, to time.Time, now
 	if rawN == 0 && rollN > 0 {
 		return 0, fmt.Errorf("%w: %s/%s", ErrRawGone, from.Format(time.RFC3339), to.Format(time.RFC3339))
 	}
-	// Both rollup tables are rebuilt: the model table (0008) may hold the
-	// range even where the hourly one does not, e.g. once after 0008.
-	for _, tbl := range []string{"probe_rollup_hourly", "probe_rollup_model_hourly"} {
+	// Every rollup table is deleted and rebuilt: the tables of 0008 may
+	// hold the range even where the hourly one does not, or the reverse.
+	for _, tbl := range []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly"} {
 		// Values are formatted, not bound: ALTER is not a SELECT and the
 		// server's parser takes the literal either way; both are integers.
 		del := fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE hour >= toDateTime(%d) AND hour < toDateTime(%d)", c.db, tbl, f, t)
@@ -126,6 +138,11 @@ func (c *ClickHouse) RebuildRollups(ctx context.Context, from, to time.Time, now
 		" GROUP BY pipeline, model, region, hour", c.modelTable(), modelColumns, modelSelect, c.table(), f, t)
 	if err := c.exec(ctx, ins); err != nil {
 		return 0, unavailable("rebuild: insert model rollups", err)
+	}
+	ins = fmt.Sprintf("INSERT INTO %s (%s) %s FROM %s WHERE started_at >= toDateTime(%d) AND started_at < toDateTime(%d)"+
+		" GROUP BY pipeline, model, hour, region, orchestrator", c.countsTable(), countsColumns, countsSelect, c.table(), f, t)
+	if err := c.exec(ctx, ins); err != nil {
+		return 0, unavailable("rebuild: insert count rollups", err)
 	}
 	var n uint64
 	if err := c.queryRow(ctx, "SELECT count() FROM (SELECT 1 FROM "+c.rollupTable()+" WHERE hour >= toDateTime(?) AND hour < toDateTime(?)"+
@@ -166,8 +183,9 @@ type Dropped struct {
 }
 
 // Retention drops the partitions of probe_results whose newest probe is
-// older than now − raw, and of probe_rollup_hourly and
-// probe_rollup_model_hourly whose newest hour is older than now − rollups (a zero duration keeps that table forever). Raw is
+// older than now − raw, and of the rollup tables (probe_rollup_hourly,
+// probe_rollup_model_hourly, probe_rollup_counts_hourly) whose newest hour is
+// older than now − rollups (a zero duration keeps that table forever). Raw is
 // partitioned by day and rollups by month, so a partition goes only once all
 // of it is past the limit; 18.16 has no TTL. DROP PARTITION is instant and
 // idempotent, so a schedule may run it as often as it likes.
@@ -176,7 +194,7 @@ func (c *ClickHouse) Retention(ctx context.Context, now time.Time, raw, rollups 
 	for _, t := range []struct {
 		name string
 		keep time.Duration
-	}{{"probe_results", raw}, {"probe_rollup_hourly", rollups}, {"probe_rollup_model_hourly", rollups}} {
+	}{{"probe_results", raw}, {"probe_rollup_hourly", rollups}, {"probe_rollup_model_hourly", rollups}, {"probe_rollup_counts_hourly", rollups}} {
 		if t.keep <= 0 {
 			continue
 		}

@@ -76,9 +76,10 @@ func cacheKey(kind string, f Filter, s span) string {
 	return b.String()
 }
 
-// token reads the fingerprint of the parts holding hours of s, and whether
-// caching applies at all.
-func (c *ClickHouse) wholeHoursToken(ctx context.Context, s span) (partsToken, bool, error) {
+// token reads the fingerprint of table's parts holding hours of s (the
+// table the read uses), and whether caching applies at all (the rollup
+// tables are MergeTrees here, or all Distributed on a cluster).
+func (c *ClickHouse) wholeHoursToken(ctx context.Context, s span, table string) (partsToken, bool, error) {
 	w := &c.cache
 	w.mu.Lock()
 	checked, enabled := w.checked, w.enabled
@@ -100,8 +101,8 @@ func (c *ClickHouse) wholeHoursToken(ctx context.Context, s span) (partsToken, b
 	}
 	var t partsToken
 	if err := c.conn.QueryRow(cctx, "SELECT count(), sum(cityHash64(name)) FROM system.parts"+
-		" WHERE database = ? AND table = 'probe_rollup_hourly' AND active AND min_time < toDateTime(?) AND max_time >= toDateTime(?)",
-		c.db, s.to, s.from).Scan(&t.n, &t.hash); err != nil {
+		" WHERE database = ? AND table = ? AND active AND min_time < toDateTime(?) AND max_time >= toDateTime(?)",
+		c.db, table, s.to, s.from).Scan(&t.n, &t.hash); err != nil {
 		return partsToken{}, false, unavailable("rollup parts", err)
 	}
 	return t, true, nil

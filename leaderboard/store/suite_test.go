@@ -200,7 +200,10 @@ func testGoldenMedianFromRollups(t *testing.T, newDB backend) {
 	}
 }
 
-// rollupRows reads both rollup tables back, merged, as comparable rows.
+// rollupTables are every rollup table, in the order Retention drops them.
+var rollupTables = []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly"}
+
+// rollupRows reads every rollup table back, merged, as comparable rows.
 func rollupRows(t *testing.T, db *chtest.DB) []string {
 	t.Helper()
 	rows, err := db.Conn.Query(context.Background(), "SELECT pipeline, model, region, orchestrator, toUInt32(hour),"+
@@ -230,7 +233,35 @@ func rollupRows(t *testing.T, db *chtest.DB) []string {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return append(out, modelRollupRows(t, db)...)
+	return append(append(out, modelRollupRows(t, db)...), countRollupRows(t, db)...)
+}
+
+// countRollupRows reads probe_rollup_counts_hourly (migration 0008) back.
+func countRollupRows(t *testing.T, db *chtest.DB) []string {
+	t.Helper()
+	rows, err := db.Conn.Query(context.Background(), "SELECT pipeline, model, toUInt32(hour), region, orchestrator,"+
+		" countIfMerge(probes), countIfMerge(successes), countIfMerge(excused), sumIfMerge(rtt_sum_us), countIfMerge(rtt_n),"+
+		" toUInt32(maxMerge(last_tested))"+
+		" FROM "+db.Name+".probe_rollup_counts_hourly GROUP BY pipeline, model, hour, region, orchestrator"+
+		" ORDER BY pipeline, model, hour, region, orchestrator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p, m, r, o string
+		var h, lt uint32
+		var n [5]uint64
+		if err := rows.Scan(&p, &m, &h, &r, &o, &n[0], &n[1], &n[2], &n[3], &n[4], &lt); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprint("counts ", p, m, h, r, o, n, lt))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // modelRollupRows reads probe_rollup_model_hourly (migration 0008) back.
@@ -280,8 +311,8 @@ func testRebuildMatchesView(t *testing.T, newDB backend) {
 	want, _ := st.aggregatesRaw(ctx, win)
 	wantMed, _ := st.medianRTTsRaw(ctx, win)
 
-	// Lose them: drop the month of both rollup tables.
-	for _, tbl := range []string{"probe_rollup_hourly", "probe_rollup_model_hourly"} {
+	// Lose them: drop the month of every rollup table.
+	for _, tbl := range rollupTables {
 		if err := db.Conn.Exec(ctx, "ALTER TABLE "+db.Name+"."+tbl+" DROP PARTITION 202603"); err != nil {
 			t.Fatal(err)
 		}
@@ -297,7 +328,7 @@ func testRebuildMatchesView(t *testing.T, newDB backend) {
 		if err != nil {
 			t.Fatalf("rebuild %d: %v", i+1, err)
 		}
-		if int(n) != len(byView)-len(modelRollupRows(t, db)) {
+		if int(n) != len(byView)-len(modelRollupRows(t, db))-len(countRollupRows(t, db)) {
 			t.Errorf("rebuild %d wrote %d rollup rows, want %d", i+1, n, len(byView))
 		}
 		if got := rollupRows(t, db); !reflect.DeepEqual(got, byView) {
@@ -363,9 +394,14 @@ func testRetention(t *testing.T, newDB backend) {
 		t.Errorf("second run dropped %+v, %v; want nothing", again, err)
 	}
 	dropped, err = st.Retention(ctx, now, 90*24*time.Hour, 60*24*time.Hour)
-	if err != nil || len(dropped) != 2 || dropped[0].Table != "probe_rollup_hourly" || dropped[0].Partition != "202603" ||
-		dropped[1].Table != "probe_rollup_model_hourly" || dropped[1].Partition != "202603" {
-		t.Errorf("rollup retention dropped %+v, %v; want month 202603 of both rollup tables", dropped, err)
+	var tables []string
+	for _, d := range dropped {
+		if d.Partition == "202603" {
+			tables = append(tables, d.Table)
+		}
+	}
+	if err != nil || len(dropped) != len(rollupTables) || !reflect.DeepEqual(tables, rollupTables) {
+		t.Errorf("rollup retention dropped %+v, %v; want month 202603 of %v", dropped, err, rollupTables)
 	}
 	if aggs, _ := st.Aggregates(ctx, Filter{Window: Window{recent.Add(-time.Hour), recent.Add(time.Hour)}}); len(aggs) != 1 {
 		t.Errorf("recent data must stay: %+v", aggs)
@@ -474,8 +510,10 @@ func testCachedWholeHoursSeeLateProbes(t *testing.T, newDB backend) {
 		t.Fatal(err)
 	}
 	check("after rebuild")
-	if err := db.Conn.Exec(ctx, "ALTER TABLE "+db.Name+".probe_rollup_hourly DROP PARTITION 202603"); err != nil {
-		t.Fatal(err)
+	for _, tbl := range rollupTables {
+		if err := db.Conn.Exec(ctx, "ALTER TABLE "+db.Name+"."+tbl+" DROP PARTITION 202603"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if got, err := st.Aggregates(ctx, Filter{Window: Window{base.Add(time.Hour), base.Add(4*time.Hour - time.Millisecond)}}); err != nil || len(got) != 0 {
 		t.Errorf("rollups dropped, yet aggregates of whole hours = %+v, %v", got, err)

@@ -21,10 +21,16 @@
 --    needs every column of its target, and has no DROP COLUMN IF EXISTS for a
 --    migration that must be safe to run twice); hours written before this
 --    migration keep them but nothing reads them.
+-- 3. probe_rollup_counts_hourly: the counts of probe_rollup_hourly ordered
+--    by hour before region and orchestrator, for aggregated_stats and
+--    pipelines over one model (or all): probe_rollup_hourly's order keeps
+--    an orchestrator's hours together (history, one orchestrator's
+--    aggregates), so a 24 h window of one model read all its retained hours
+--    (7 days: 7× the rows); here it reads the window's hours only.
 --
 -- Hours rolled up before this migration have no rows in the new table and no
 -- server_* states: run `leaderboard -rebuild-rollups DURATION` once over the
--- raw rows still retained (it rebuilds both tables). Probes inserted while
+-- raw rows still retained (it rebuilds all three tables). Probes inserted while
 -- the view of step 2 is re-created miss their rollup row: the same rebuild
 -- restores them.
 CREATE TABLE IF NOT EXISTS {{.DB}}.{{.Local "probe_rollup_model_hourly"}} {{.OnCluster}}
@@ -55,6 +61,43 @@ AS SELECT
     quantileTDigestIfState(0.5)(total_us, outcome = 'success' AND total_us > 0) AS rtt_q
 FROM {{.DB}}.{{.Local "probe_results"}}
 GROUP BY pipeline, model, region, hour
+--migration:split
+CREATE TABLE IF NOT EXISTS {{.DB}}.{{.Local "probe_rollup_counts_hourly"}} {{.OnCluster}}
+(
+    pipeline       String,
+    model          String,
+    hour           DateTime('UTC'),
+    region         String,
+    orchestrator   String,
+    probes         AggregateFunction(countIf, UInt8)  COMMENT 'scored probes: success + failure',
+    successes      AggregateFunction(countIf, UInt8),
+    excused        AggregateFunction(countIf, UInt8),
+    rtt_sum_us     AggregateFunction(sumIf, UInt64, UInt8)  COMMENT 'sum of total_us of successful probes with total_us > 0',
+    rtt_n          AggregateFunction(countIf, UInt8),
+    last_tested    AggregateFunction(max, DateTime('UTC'))
+)
+ENGINE = {{.Engine "probe_rollup_counts_hourly" "AggregatingMergeTree"}}
+PARTITION BY toYYYYMM(hour)
+ORDER BY (pipeline, model, hour, region, orchestrator)
+--migration:split
+{{.Distributed "probe_rollup_counts_hourly"}}
+--migration:split
+CREATE MATERIALIZED VIEW IF NOT EXISTS {{.DB}}.probe_rollup_counts_hourly_mv {{.OnCluster}}
+TO {{.DB}}.{{.Local "probe_rollup_counts_hourly"}}
+AS SELECT
+    pipeline,
+    model,
+    toStartOfHour(started_at) AS hour,
+    region,
+    orchestrator,
+    countIfState(outcome != 'excused') AS probes,
+    countIfState(outcome = 'success') AS successes,
+    countIfState(outcome = 'excused') AS excused,
+    sumIfState(total_us, outcome = 'success' AND total_us > 0) AS rtt_sum_us,
+    countIfState(outcome = 'success' AND total_us > 0) AS rtt_n,
+    maxState(started_at) AS last_tested
+FROM {{.DB}}.{{.Local "probe_results"}}
+GROUP BY pipeline, model, hour, region, orchestrator
 --migration:split
 ALTER TABLE {{.DB}}.{{.Local "probe_rollup_hourly"}} {{.OnCluster}} ADD COLUMN server_n AggregateFunction(countIf, UInt8) COMMENT 'successful probes with server_us > 0'
 --migration:split
