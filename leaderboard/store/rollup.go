@@ -24,6 +24,22 @@ func (c *ClickHouse) rollupTable() string { return c.db + ".probe_rollup_hourly"
 // of one model (or of all) reads only its own hours.
 func (c *ClickHouse) countsTable() string { return c.db + ".probe_rollup_counts_hourly" }
 
+// byTimeTable is probe_results_by_time (migration 0008): the raw columns a
+// window's partial edge hours need, ordered by (pipeline, model,
+// started_at), so an edge reads its own minutes, not the model's every row
+// of those days as probe_results (started_at last in its key) would.
+func (c *ClickHouse) byTimeTable() string { return c.db + ".probe_results_by_time" }
+
+// edgeTable is where a read of f takes its raw edge rows: one
+// orchestrator's lie together in probe_results, everyone's by time in
+// probe_results_by_time.
+func (c *ClickHouse) edgeTable(f Filter, skipOrchestrator bool) string {
+	if f.Orchestrator != "" && !skipOrchestrator {
+		return c.table()
+	}
+	return c.byTimeTable()
+}
+
 // aggregatesTable is where Aggregates reads f's whole hours: one
 // orchestrator's rows lie together in rollupTable (its order keeps an
 // orchestrator's hours side by side), everyone's in countsTable.
@@ -137,7 +153,7 @@ func (c *ClickHouse) aggregates(ctx context.Context, f Filter, s span) ([]Aggreg
 		" countIf(outcome != 'excused') AS p, countIf(outcome = 'success') AS ok, countIf(outcome = 'excused') AS ex," +
 		" sumIf(total_us, outcome = 'success' AND total_us > 0) AS rs, countIf(outcome = 'success' AND total_us > 0) AS rn," +
 		" max(started_at) AS lt" +
-		" FROM " + c.table() + ew + " GROUP BY orchestrator, reg, pipeline, model"
+		" FROM " + c.edgeTable(f, false) + ew + " GROUP BY orchestrator, reg, pipeline, model"
 	if s.whole() {
 		t, cached, err := c.wholeHoursToken(ctx, s, tableName)
 		if err != nil {
@@ -196,7 +212,7 @@ func (c *ClickHouse) medianRTTs(ctx context.Context, f Filter, s span) (map[Key]
 	edge := "SELECT pipeline, model, countIf(outcome = 'success' AND total_us > 0) AS rn," +
 		" groupArrayIf(total_us, outcome = 'success' AND total_us > 0) AS v," +
 		" quantileTDigestIfState(0.5)(total_us, outcome = 'success' AND total_us > 0) AS q" +
-		" FROM " + c.table() + ew + " GROUP BY pipeline, model"
+		" FROM " + c.edgeTable(f, true) + ew + " GROUP BY pipeline, model"
 	inner, args := unionAll(s, rollup, edge, rargs, eargs)
 	// exact: every row holds all its values; only then are the arrays
 	// concatenated and sorted (an incomplete key sorts nothing).
@@ -222,7 +238,7 @@ func (c *ClickHouse) pipelines(ctx context.Context, f Filter, s span) ([]Pipelin
 	rollup := "SELECT pipeline, model, region FROM " + c.countsTable() + rw +
 		" AND pipeline != '' GROUP BY pipeline, model, region HAVING countIfMerge(probes) > 0"
 	ew, eargs := edgeWhere(f, s, true)
-	edge := "SELECT pipeline, model, region FROM " + c.table() + ew +
+	edge := "SELECT pipeline, model, region FROM " + c.edgeTable(f, true) + ew +
 		" AND outcome != 'excused' AND pipeline != '' GROUP BY pipeline, model, region"
 	inner, args := unionAll(s, rollup, edge, rargs, eargs)
 	q := "SELECT pipeline, arraySort(groupUniqArray(model)), arraySort(groupUniqArray(region))" +

@@ -69,6 +69,10 @@ const countsSelect = "SELECT pipeline, model, toStartOfHour(started_at) AS hour,
 	" countIfState(outcome = 'success' AND total_us > 0) AS rtt_n," +
 	" maxState(started_at) AS last_tested"
 
+// byTimeColumns are probe_results_by_time's (migration 0008), copied from
+// probe_results by its view.
+const byTimeColumns = "pipeline, model, started_at, started_at_ms, region, orchestrator, outcome, total_us"
+
 // The bounds of the exact arrays of migration 0008: a rollup row keeps at
 // most this many values exactly (the rest only in its t-digest).
 const (
@@ -81,7 +85,8 @@ const (
 // were stored, the rollup rows were not), after a raw back-fill, or once after
 // migration 0003 or 0008 on a database that already held probes. Every
 // rollup table is rebuilt (probe_rollup_hourly and, since 0008,
-// probe_rollup_model_hourly and probe_rollup_counts_hourly).
+// probe_rollup_model_hourly and probe_rollup_counts_hourly), and the raw
+// copy probe_results_by_time for the range.
 //
 // An hour cannot be targeted by DROP PARTITION (rollups are partitioned by
 // month, and raw retention may already have dropped the month's older days),
@@ -118,10 +123,14 @@ func (c *ClickHouse) RebuildRollups(ctx context.Context, from, to time.Time, now
 	}
 	// Every rollup table is deleted and rebuilt: the tables of 0008 may
 	// hold the range even where the hourly one does not, or the reverse.
-	for _, tbl := range []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly"} {
+	for _, tbl := range []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly", "probe_results_by_time"} {
+		col := "hour"
+		if tbl == "probe_results_by_time" {
+			col = "started_at"
+		}
 		// Values are formatted, not bound: ALTER is not a SELECT and the
 		// server's parser takes the literal either way; both are integers.
-		del := fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE hour >= toDateTime(%d) AND hour < toDateTime(%d)", c.db, tbl, f, t)
+		del := fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE %s >= toDateTime(%d) AND %s < toDateTime(%d)", c.db, tbl, col, f, col, t)
 		if err := c.exec(ctx, del); err != nil {
 			return 0, unavailable("rebuild: delete", err)
 		}
@@ -143,6 +152,11 @@ func (c *ClickHouse) RebuildRollups(ctx context.Context, from, to time.Time, now
 		" GROUP BY pipeline, model, hour, region, orchestrator", c.countsTable(), countsColumns, countsSelect, c.table(), f, t)
 	if err := c.exec(ctx, ins); err != nil {
 		return 0, unavailable("rebuild: insert count rollups", err)
+	}
+	ins = fmt.Sprintf("INSERT INTO %s (%s) SELECT %[2]s FROM %s WHERE started_at >= toDateTime(%d) AND started_at < toDateTime(%d)",
+		c.byTimeTable(), byTimeColumns, c.table(), f, t)
+	if err := c.exec(ctx, ins); err != nil {
+		return 0, unavailable("rebuild: insert raw rows by time", err)
 	}
 	var n uint64
 	if err := c.queryRow(ctx, "SELECT count() FROM (SELECT 1 FROM "+c.rollupTable()+" WHERE hour >= toDateTime(?) AND hour < toDateTime(?)"+
@@ -182,8 +196,8 @@ type Dropped struct {
 	Newest time.Time
 }
 
-// Retention drops the partitions of probe_results whose newest probe is
-// older than now − raw, and of the rollup tables (probe_rollup_hourly,
+// Retention drops the partitions of probe_results (and its copy by time,
+// probe_results_by_time) whose newest probe is older than now − raw, and of the rollup tables (probe_rollup_hourly,
 // probe_rollup_model_hourly, probe_rollup_counts_hourly) whose newest hour is
 // older than now − rollups (a zero duration keeps that table forever). Raw is
 // partitioned by day and rollups by month, so a partition goes only once all
@@ -194,7 +208,7 @@ func (c *ClickHouse) Retention(ctx context.Context, now time.Time, raw, rollups 
 	for _, t := range []struct {
 		name string
 		keep time.Duration
-	}{{"probe_results", raw}, {"probe_rollup_hourly", rollups}, {"probe_rollup_model_hourly", rollups}, {"probe_rollup_counts_hourly", rollups}} {
+	}{{"probe_results", raw}, {"probe_results_by_time", raw}, {"probe_rollup_hourly", rollups}, {"probe_rollup_model_hourly", rollups}, {"probe_rollup_counts_hourly", rollups}} {
 		if t.keep <= 0 {
 			continue
 		}

@@ -340,6 +340,14 @@ func testRebuildMatchesView(t *testing.T, newDB backend) {
 		if got, _ := st.MedianRTTs(ctx, win); len(wantMed) == 0 || !reflect.DeepEqual(got, wantMed) {
 			t.Errorf("rebuild %d: medians %v, want %v", i+1, got, wantMed)
 		}
+		// The raw copy by time (edge hours) is rebuilt too, never doubled.
+		var raw, byTime uint64
+		if err := db.Conn.QueryRow(ctx, "SELECT (SELECT count() FROM "+db.Name+".probe_results), (SELECT count() FROM "+db.Name+".probe_results_by_time)").Scan(&raw, &byTime); err != nil {
+			t.Fatal(err)
+		}
+		if raw == 0 || byTime != raw {
+			t.Errorf("rebuild %d: probe_results_by_time holds %d rows, probe_results %d", i+1, byTime, raw)
+		}
 	}
 	// Rebuilding one hour in the middle leaves the others alone.
 	if _, err := st.RebuildRollups(ctx, base.Add(time.Hour), base.Add(2*time.Hour), now); err != nil {
@@ -371,8 +379,9 @@ func testRetention(t *testing.T, newDB backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dropped) != 1 || dropped[0].Table != "probe_results" || dropped[0].Partition != "20260307" {
-		t.Fatalf("dropped %+v, want raw partition 20260307 only", dropped)
+	if len(dropped) != 2 || dropped[0].Table != "probe_results" || dropped[0].Partition != "20260307" ||
+		dropped[1].Table != "probe_results_by_time" || dropped[1].Partition != "20260307" {
+		t.Fatalf("dropped %+v, want raw partition 20260307 only (and its copy by time)", dropped)
 	}
 	f := Filter{Window: Window{old.Add(-time.Hour), old.Add(time.Hour)}, Orchestrator: orchA}
 	if raw, _ := st.Raw(ctx, f, true, 10); len(raw) != 0 {

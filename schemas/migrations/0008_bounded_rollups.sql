@@ -27,10 +27,18 @@
 --    an orchestrator's hours together (history, one orchestrator's
 --    aggregates), so a 24 h window of one model read all its retained hours
 --    (7 days: 7× the rows); here it reads the window's hours only.
+-- 4. probe_results_by_time: the few raw columns the partial edge hours of a
+--    window need (aggregated_stats, median_rtt, pipelines), ordered by
+--    (pipeline, model, started_at). probe_results is ordered with started_at
+--    last, so an edge hour of one model read every row of that model in the
+--    window's days: at 1,000 orchestrators × 10 models × 4 regions, 1.1M rows
+--    and 100 MB for each 24 h aggregated_stats. Same day partitions and
+--    retention as probe_results.
 --
 -- Hours rolled up before this migration have no rows in the new table and no
 -- server_* states: run `leaderboard -rebuild-rollups DURATION` once over the
--- raw rows still retained (it rebuilds all three tables). Probes inserted while
+-- raw rows still retained (it rebuilds the three rollup tables and
+-- probe_results_by_time). Probes inserted while
 -- the view of step 2 is re-created miss their rollup row: the same rebuild
 -- restores them.
 CREATE TABLE IF NOT EXISTS {{.DB}}.{{.Local "probe_rollup_model_hourly"}} {{.OnCluster}}
@@ -98,6 +106,28 @@ AS SELECT
     maxState(started_at) AS last_tested
 FROM {{.DB}}.{{.Local "probe_results"}}
 GROUP BY pipeline, model, hour, region, orchestrator
+--migration:split
+CREATE TABLE IF NOT EXISTS {{.DB}}.{{.Local "probe_results_by_time"}} {{.OnCluster}}
+(
+    pipeline       String,
+    model          String,
+    started_at     DateTime('UTC'),
+    started_at_ms  UInt16,
+    region         String,
+    orchestrator   String,
+    outcome        Enum8('success' = 1, 'failure' = 2, 'excused' = 3),
+    total_us       UInt64
+)
+ENGINE = {{.Engine "probe_results_by_time" "MergeTree"}}
+PARTITION BY toYYYYMMDD(started_at)
+ORDER BY (pipeline, model, started_at)
+--migration:split
+{{.Distributed "probe_results_by_time"}}
+--migration:split
+CREATE MATERIALIZED VIEW IF NOT EXISTS {{.DB}}.probe_results_by_time_mv {{.OnCluster}}
+TO {{.DB}}.{{.Local "probe_results_by_time"}}
+AS SELECT pipeline, model, started_at, started_at_ms, region, orchestrator, outcome, total_us
+FROM {{.DB}}.{{.Local "probe_results"}}
 --migration:split
 ALTER TABLE {{.DB}}.{{.Local "probe_rollup_hourly"}} {{.OnCluster}} ADD COLUMN server_n AggregateFunction(countIf, UInt8) COMMENT 'successful probes with server_us > 0'
 --migration:split
