@@ -106,7 +106,8 @@ large_section() {
   echo "Commands: \`LPGAUGE_BENCH_ROWS=$LARGE_ROWS LPGAUGE_BENCH_SHAPE=1000x10x4 LPGAUGE_BENCH_ROUND=300 go test -run '^\$' -bench Reads -benchtime 1x -count $COUNT_SLOW -timeout 240m ./leaderboard/store/\`"
   echo "and \`LPGAUGE_BENCH_ROWS=1000000 go test -run '^\$' -bench Reads -benchtime 1x -count $COUNT_SLOW ./leaderboard/store/\`."
   echo "Per query: 60 sequential requests (1 client), then 8 clients × 15; **cold** = the store's in-process whole-hour cache"
-  echo "off (ClickHouse's own caches as they are), **warm** = on. Medians over the $COUNT_SLOW runs."
+  echo "off (ClickHouse's own caches as they are), **warm** = on. Medians over the $COUNT_SLOW runs. Where a target is"
+  echo "missed, its cause, measured from the rows and bytes read below: [leaderboard/README.md](leaderboard/README.md#benchmark)."
   echo
   echo "| rows | query | source | cache | clients | p50 ms | p99 ms | req/s | target |"
   echo "|---:|---|---|---|---:|---:|---:|---:|---|"
