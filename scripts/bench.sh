@@ -8,9 +8,14 @@
 #   LPGAUGE_BENCH_ROWS=1000000,10000000  leaderboard table sizes
 #   LPGAUGE_BENCH_SHAPE=100x30x4, LPGAUGE_BENCH_ROUND=600  leaderboard fleet
 #                      (orchestrators x models x regions) and seconds between a combo's probes
-#   BENCH_LARGE=1      the network's future size for the leaderboard reads:
-#                      1000x10x4 every 300 s, 11.52M rows (24 h) and 80.64M rows (7 days
-#                      retained); loading takes long (tens of minutes on 2 cores)
+#   BENCH_LARGE=1      also the network's future size for the leaderboard reads, its own
+#                      section of BENCHMARKS.md ("Leaderboard reads at the network's future
+#                      size"): 1000x10x4 every 300 s at BENCH_LARGE_ROWS (default 11.52M rows,
+#                      the 24 h window, and 80.64M, 7 days retained), plus 1M rows of the
+#                      default fleet for raw_stats' target; loading takes long (minutes per
+#                      10M rows on 2 cores). BENCH_LARGE=only runs just that and rewrites
+#                      just that section; without BENCH_LARGE the section is kept as it is.
+#   BENCH_LARGE_ROWS=11520000,80640000   sizes of the large run
 #   LPGAUGE_BENCH_FLEET=500x4            tester fleet (orchestrators x models)
 #
 # Finishes in about 10 minutes on the 2-core dev box (the budget is 20).
@@ -24,12 +29,8 @@ ROWS="${LPGAUGE_BENCH_ROWS:-1000000,10000000}"
 SHAPE="${LPGAUGE_BENCH_SHAPE:-100x30x4}"
 ROUND="${LPGAUGE_BENCH_ROUND:-600}"
 LB_TIMEOUT=20m
-if [ "${BENCH_LARGE:-0}" = 1 ]; then
-  ROWS="${LPGAUGE_BENCH_ROWS:-11520000,80640000}"
-  SHAPE="${LPGAUGE_BENCH_SHAPE:-1000x10x4}"
-  ROUND="${LPGAUGE_BENCH_ROUND:-300}"
-  LB_TIMEOUT=180m
-fi
+LARGE="${BENCH_LARGE:-0}"
+LARGE_ROWS="${BENCH_LARGE_ROWS:-11520000,80640000}"
 FLEET="${LPGAUGE_BENCH_FLEET:-500x4}"
 OUT="${BENCH_OUT:-BENCHMARKS.md}"
 LOGS="${BENCH_LOGS:-bench/out}"
@@ -53,7 +54,116 @@ step() { # name, then the go test command line
   echo "bench: $name done in $(($(date +%s) - t0)) s"
 }
 
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+m() { # benchmark name, unit → median over the runs
+  awk -F'\t' -v n="$1" -v u="$2" '$2 == n && $3 == u { print $4 }' "$LOGS/metrics.tsv" | median
+}
+r() { # rows, query, source, column (4 p50, 5 p99, 6 req/s) → median
+  awk -F'\t' -v n="$1" -v q="$2" -v s="$3" -v c="$4" '$1 == n && $2 == q && $3 == s { print $c }' "$LOGS/reads.tsv" | median
+}
+fmt() { awk -v v="$1" -v p="${2:-1}" 'BEGIN { if (v == "nan") print "n/a"; else printf "%.*f\n", p, v }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "n/a"; else printf "%.2f×\n", a / b }'; }
+target() { # value, op, bound → met/missed
+  awk -v v="$1" -v o="$2" -v b="$3" 'BEGIN { if (v == "nan") print "n/a"; else if ((o == "<" && v < b) || (o == "<=" && v <= b)) print "**met**"; else print "**missed**" }'
+}
+
 B=(-run '^$' -benchmem=false)
+
+# The large leaderboard run: its own section of $OUT between these markers,
+# rewritten when it runs, carried over as it is when it does not.
+large_begin='<!-- leaderboard-large: written by BENCH_LARGE=1 scripts/bench.sh -->'
+large_end='<!-- /leaderboard-large -->'
+run_large() {
+  local t0 l0
+  t0=$(date +%s)
+  l0=$(cut -d' ' -f1-3 /proc/loadavg)
+  step leaderboard-1m env LPGAUGE_BENCH_ROWS=1000000 LPGAUGE_BENCH_SHAPE=100x30x4 LPGAUGE_BENCH_ROUND=600 "$GO" test "${B[@]}" -bench 'Reads' -benchtime 1x -count "$COUNT_SLOW" -timeout 30m ./leaderboard/store/
+  step leaderboard-large env LPGAUGE_BENCH_ROWS="$LARGE_ROWS" LPGAUGE_BENCH_SHAPE=1000x10x4 LPGAUGE_BENCH_ROUND=300 "$GO" test "${B[@]}" -bench 'Reads' -benchtime 1x -count "$COUNT_SLOW" -timeout 240m ./leaderboard/store/
+  large_section "$t0" "$l0" "$(cut -d' ' -f1-3 /proc/loadavg)" >"$LOGS/large.md"
+}
+
+# large_section prints the section from the two logs: the medians over the
+# -count runs of each (rows, query, source) row, what one request read, and
+# how far the rollups' median is from the exact one.
+large_section() {
+  local t0=$1 l0=$2 l1=$3 took
+  took=$(($(date +%s) - t0))
+  cat "$LOGS/leaderboard-1m.log" "$LOGS/leaderboard-large.log" | awk '
+    /^\| rows \| query \| source \| p50/ { t = "lat"; next }
+    /^\| rows \| query \| source \| read rows/ { t = "read"; next }
+    /^\| rows \| exact ms/ { t = "gap"; next }
+    /^\|---/ { next }
+    /^\| [0-9]+ \|/ { if (t != "") print t "\t" $0 }
+    /^$/ { }' >"$LOGS/large.tsv"
+  echo "$large_begin"
+  echo
+  echo "## Leaderboard reads at the network's future size"
+  echo
+  echo "Written by \`BENCH_LARGE=1 scripts/bench.sh\` (\`BENCH_LARGE=only\` for just this section) on $(date -u '+%Y-%m-%d %H:%M UTC') at commit \`$(git rev-parse --short HEAD)\`,"
+  echo "ClickHouse $ch_version, $(nproc) shared cores; load average $l0 at the start, $l1 at the end; $((took / 60)) min $((took % 60)) s."
+  echo "Fleet 1000 orchestrators × 10 models × 4 regions, one probe per combo every 300 s (11.52M rows = the 24 h window,"
+  echo "80.64M = 7 days retained), and 1M rows of the default fleet (100 × 30 × 4 every 600 s) for raw_stats' target."
+  echo "Commands: \`LPGAUGE_BENCH_ROWS=$LARGE_ROWS LPGAUGE_BENCH_SHAPE=1000x10x4 LPGAUGE_BENCH_ROUND=300 go test -run '^\$' -bench Reads -benchtime 1x -count $COUNT_SLOW -timeout 240m ./leaderboard/store/\`"
+  echo "and \`LPGAUGE_BENCH_ROWS=1000000 go test -run '^\$' -bench Reads -benchtime 1x -count $COUNT_SLOW ./leaderboard/store/\`."
+  echo "Per query: 60 sequential requests (1 client), then 8 clients × 15; **cold** = the store's in-process whole-hour cache"
+  echo "off (ClickHouse's own caches as they are), **warm** = on. Medians over the $COUNT_SLOW runs. Where a target is"
+  echo "missed, its cause, measured from the rows and bytes read below: [leaderboard/README.md](leaderboard/README.md#benchmark)."
+  echo
+  echo "| rows | query | source | cache | clients | p50 ms | p99 ms | req/s | target |"
+  echo "|---:|---|---|---|---:|---:|---:|---:|---|"
+  awk -F'\t' '$1 == "lat" { print $2 }' "$LOGS/large.tsv" | awk -F'|' '{
+      for (i = 2; i <= 7; i++) gsub(/^ +| +$/, "", $i); print $2 "\t" $3 "\t" $4 "\t" $5 "\t" $6 "\t" $7 }' >"$LOGS/large-lat.tsv"
+  cut -f1-3 "$LOGS/large-lat.tsv" | awk '!seen[$0]++' | while IFS=$'\t' read -r n q src; do
+    v50=$(awk -F'\t' -v n="$n" -v q="$q" -v s="$src" '$1 == n && $2 == q && $3 == s { print $4 }' "$LOGS/large-lat.tsv" | median)
+    v99=$(awk -F'\t' -v n="$n" -v q="$q" -v s="$src" '$1 == n && $2 == q && $3 == s { print $5 }' "$LOGS/large-lat.tsv" | median)
+    rps=$(awk -F'\t' -v n="$n" -v q="$q" -v s="$src" '$1 == n && $2 == q && $3 == s { print $6 }' "$LOGS/large-lat.tsv" | median)
+    IFS=/ read -r path cache clients <<<"$src"
+    tgt="—"
+    case "$q/$path/$cache/$n" in
+    "aggregated_stats 24h/rollups/cold/"11520000 | "aggregated_stats 24h/rollups/cold/"80640000) tgt="cold p99 ≤ 50 ms: $(target "$v99" "<=" 50)" ;;
+    "history 7d hourly/rollups/cold/"11520000 | "history 7d hourly/rollups/cold/"80640000) tgt="cold p99 ≤ 50 ms: $(target "$v99" "<=" 50)" ;;
+    "raw_stats 1h one orchestrator/raw/cold/1000000") [ "$clients" = 1 ] && tgt="p50 ≤ 3 ms: $(target "$v50" "<=" 3)" ;;
+    esac
+    [ "$cache" = cold ] && [ "$path" = raw ] && cache="—"
+    echo "| $n | $q | $path | $cache | $clients | $(fmt "$v50") | $(fmt "$v99") | $(fmt "$rps" 0) | $tgt |"
+  done
+  echo
+  echo "What one request read (the native protocol's progress packets, summed over the request's queries; first run):"
+  echo
+  echo "| rows | query | source | rows read | MB read |"
+  echo "|---:|---|---|---:|---:|"
+  awk -F'\t' '$1 == "read" && !seen[$2]++ { print $2 }' "$LOGS/large.tsv"
+  echo
+  echo "median_rtt of the benchmark's model over 24 h, exact (raw rows, Postgres percentile_cont) vs from the rollups"
+  echo "(exact while every (pipeline, model, region, hour) has ≤ 4096 successes, a t-digest past that; first run):"
+  echo
+  echo "| rows | exact ms | rollups ms | rollups − exact ms |"
+  echo "|---:|---:|---:|---:|"
+  awk -F'\t' '$1 == "gap" && !seen[$2]++ { print $2 }' "$LOGS/large.tsv"
+  echo
+  echo "$large_end"
+}
+
+if [ "$LARGE" = only ]; then
+  # Just the large section, spliced into the existing file.
+  ch_version=$(dpkg-query -W -f '${Version}' clickhouse-server 2>/dev/null || echo unknown)
+  ch_version="server ${ch_version:-unknown} (Debian package; each benchmark package starts a private one)"
+  run_large
+  if [ -f "$OUT" ] && grep -qF "$large_begin" "$OUT"; then
+    awk -v b="$large_begin" -v e="$large_end" -v f="$LOGS/large.md" '
+      $0 == b { while ((getline l < f) > 0) print l; skip = 1; next }
+      skip && $0 == e { skip = 0; next }
+      !skip { print }' "$OUT" >"$OUT.tmp"
+  elif [ -f "$OUT" ] && grep -qF "<!-- one-off runs outside make bench" "$OUT"; then
+    awk -v f="$LOGS/large.md" '/^<!-- one-off runs outside make bench/ { while ((getline l < f) > 0) print l; print "" } { print }' "$OUT" >"$OUT.tmp"
+  else
+    { [ -f "$OUT" ] && cat "$OUT"; echo; cat "$LOGS/large.md"; } >"$OUT.tmp"
+  fi
+  mv "$OUT.tmp" "$OUT"
+  echo "bench: wrote the large section of $OUT"
+  exit 0
+fi
+
 step tester env LPGAUGE_BENCH_FLEET="$FLEET" "$GO" test "${B[@]}" -bench 'ServerPhaseAccuracy' -benchtime 1x -count "$COUNT" -timeout 10m ./tester/
 step truth "$GO" test "${B[@]}" -bench 'Truth' -benchtime 1x -count 1 -timeout 10m ./tester/
 step pngcheck "$GO" test -run '^$' -benchmem -bench 'PNGValidation' -count "$COUNT" -timeout 5m ./media/pngfile/
@@ -83,19 +193,6 @@ done >"$LOGS/metrics.tsv"
 grep -E '^\| [0-9]+ \|' "$LOGS/leaderboard.log" | awk -F'|' '{
     for (i = 2; i <= 7; i++) gsub(/^ +| +$/, "", $i); print $2 "\t" $3 "\t" $4 "\t" $5 "\t" $6 "\t" $7 }' >"$LOGS/reads.tsv"
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-m() { # benchmark name, unit → median over the runs
-  awk -F'\t' -v n="$1" -v u="$2" '$2 == n && $3 == u { print $4 }' "$LOGS/metrics.tsv" | median
-}
-r() { # rows, query, source, column (4 p50, 5 p99, 6 req/s) → median
-  awk -F'\t' -v n="$1" -v q="$2" -v s="$3" -v c="$4" '$1 == n && $2 == q && $3 == s { print $c }' "$LOGS/reads.tsv" | median
-}
-fmt() { awk -v v="$1" -v p="${2:-1}" 'BEGIN { if (v == "nan") print "n/a"; else printf "%.*f\n", p, v }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "n/a"; else printf "%.2f×\n", a / b }'; }
-target() { # value, op, bound → met/missed
-  awk -v v="$1" -v o="$2" -v b="$3" 'BEGIN { if (v == "nan") print "n/a"; else if ((o == "<" && v < b) || (o == "<=" && v <= b)) print "**met**"; else print "**missed**" }'
-}
-
 ch_version=$(dpkg-query -W -f '${Version}' clickhouse-server 2>/dev/null || clickhouse-client --version 2>/dev/null | head -1 || echo unknown)
 ch_version="server ${ch_version:-unknown} (Debian package; each benchmark package starts a private one)"
 mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
@@ -103,6 +200,15 @@ cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 commit=$(git rev-parse --short HEAD)
 orchs=${FLEET%x*}
 nmodels=${FLEET#*x}
+
+# The large section: rewritten by BENCH_LARGE=1, else carried over.
+large_md=""
+if [ "$LARGE" = 1 ]; then
+  run_large
+  large_md=$(cat "$LOGS/large.md")
+elif [ -f "$OUT" ] && grep -qF "$large_begin" "$OUT"; then
+  large_md=$(awk -v b="$large_begin" -v e="$large_end" '$0 == b { on = 1 } on { print } $0 == e { on = 0 }' "$OUT")
+fi
 
 # Hand-run results (too slow for make bench) live below this marker and are
 # carried over from the previous file.
@@ -245,6 +351,10 @@ fi
   echo "- orchestrator: \`go test -run '^\$' -bench 'Overhead|JobPath' -benchtime 1000x -count $COUNT ./orchestrator/\` (1000 jobs on each of the three paths per run — direct, orchestrator, bare proxy — in rotating blocks of 50; \`-cpuprofile\` then \`go tool pprof -tagfocus side=orchestrator\` splits the orchestrator's CPU from the runners' and the clients')"
   echo "- peak RSS: \`go test -run '^\$' -bench PeakRSS -benchtime 1x -count $COUNT_SLOW ./tester/node/ ./cmd/leaderboard/ ./orchestrator/node/\` (each builds its binary with \`go build\` into a temp dir, runs it, and reads VmHWM from \`/proc/<pid>/status\`)"
   echo "- fault suite: \`go test -run '^TestHostileZoo\$' -v ./faults/\`"
+  if [ -n "$large_md" ]; then
+    echo
+    echo "$large_md"
+  fi
   if [ -n "$kept" ]; then
     echo
     echo "$kept"

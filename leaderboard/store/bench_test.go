@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+
 	"github.com/lpgauge/lpgauge/internal/chtest"
 )
 
@@ -65,6 +67,7 @@ func BenchmarkReads(b *testing.B) {
 		sh.round = n
 	}
 	var table []string
+	reads, medianGaps = nil, nil
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
 			table = append(table, benchReads(b, n, sh)...)
@@ -75,7 +78,18 @@ func BenchmarkReads(b *testing.B) {
 	for _, l := range table {
 		fmt.Println(l)
 	}
+	fmt.Println("\nread by one request (ClickHouse progress packets)\n\n| rows | query | source | read rows | read MB |\n|---:|---|---|---:|---:|")
+	for _, l := range reads {
+		fmt.Println(l)
+	}
+	fmt.Println("\nmedian_rtt of the benchmark's model over 24 h, exact (raw rows) vs from the rollups\n\n| rows | exact ms | rollups ms | rollups − exact ms |\n|---:|---:|---:|---:|")
+	for _, l := range medianGaps {
+		fmt.Println(l)
+	}
 }
+
+// reads and medianGaps collect the other tables BenchmarkReads prints.
+var reads, medianGaps []string
 
 type fleetShape struct {
 	orchs, models, regions, round int
@@ -106,7 +120,9 @@ func benchReads(b *testing.B, n int, sh fleetShape) []string {
 	if err := db.Conn.Exec(lctx, load); err != nil {
 		b.Fatalf("load %d rows: %v", n, err)
 	}
-	_ = db.Conn.Exec(lctx, "OPTIMIZE TABLE "+db.Name+".probe_rollup_hourly FINAL")
+	for _, tbl := range []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly"} {
+		_ = db.Conn.Exec(lctx, "OPTIMIZE TABLE "+db.Name+"."+tbl+" FINAL")
+	}
 	b.Logf("loaded %d rows (rollups by the view) in %s", n, time.Since(start).Round(time.Millisecond))
 
 	warm, err := NewClickHouse(db.Conn, db.Name, time.Minute)
@@ -119,8 +135,8 @@ func benchReads(b *testing.B, n int, sh fleetShape) []string {
 	day := Filter{Window: Window{now.Add(-24 * time.Hour), now}, Pipeline: "pipeline-2", Model: "model-7"}
 	week := Filter{Window: Window{now.Add(-7 * 24 * time.Hour), now}, Pipeline: "pipeline-2", Model: "model-7", Orchestrator: "0xbench42"}
 	hour := Filter{Window: Window{now.Add(-time.Hour), now}, Pipeline: "pipeline-2", Model: "model-7", Orchestrator: "0xbench42"}
-	aggregated := func(st *ClickHouse) func() error {
-		return func() error {
+	aggregated := func(st *ClickHouse) func(context.Context) error {
+		return func(ctx context.Context) error {
 			if _, err := st.Aggregates(ctx, day); err != nil {
 				return err
 			}
@@ -130,39 +146,69 @@ func benchReads(b *testing.B, n int, sh fleetShape) []string {
 	}
 	type query struct {
 		name, source string
-		run          func() error
+		run          func(context.Context) error
 	}
 	queries := []query{
 		{"aggregated_stats 24h", "rollups/cold", aggregated(cold)},
 		{"aggregated_stats 24h", "rollups/warm", aggregated(warm)},
-		{"aggregated_stats 24h", "raw/cold", func() error {
+		{"aggregated_stats 24h", "raw/cold", func(ctx context.Context) error {
 			if _, err := cold.aggregatesRaw(ctx, day); err != nil {
 				return err
 			}
 			_, err := cold.medianRTTsRaw(ctx, day)
 			return err
 		}},
-		{"history 7d hourly", "rollups/cold", func() error { _, err := cold.historyRollups(ctx, week, Hour); return err }},
-		{"history 7d hourly", "raw/cold", func() error { _, err := cold.historyRaw(ctx, week, Hour); return err }},
-		{"raw_stats 1h one orchestrator", "raw/cold", func() error { _, err := cold.Raw(ctx, hour, false, 1000); return err }},
+		{"history 7d hourly", "rollups/cold", func(ctx context.Context) error { _, err := cold.historyRollups(ctx, week, Hour); return err }},
+		{"history 7d hourly", "raw/cold", func(ctx context.Context) error { _, err := cold.historyRaw(ctx, week, Hour); return err }},
+		{"raw_stats 1h one orchestrator", "raw/cold", func(ctx context.Context) error { _, err := cold.Raw(ctx, hour, false, 1000); return err }},
 	}
 	var lines []string
 	for _, q := range queries {
-		if err := q.run(); err != nil { // fills the warm cache, and a failing query fails the benchmark
+		// The first request fills the warm cache and fails the benchmark if
+		// the query fails; the second counts what ClickHouse read for one
+		// request as timed below (the native protocol's progress packets,
+		// summed over its queries).
+		if err := q.run(ctx); err != nil {
 			b.Fatalf("%s from %s: %v", q.name, q.source, err)
 		}
+		var readRows, readBytes uint64
+		var mu sync.Mutex
+		pctx := clickhouse.Context(ctx, clickhouse.WithProgress(func(p *clickhouse.Progress) {
+			mu.Lock()
+			readRows += p.Rows
+			readBytes += p.Bytes
+			mu.Unlock()
+		}))
+		if err := q.run(pctx); err != nil {
+			b.Fatalf("%s from %s: %v", q.name, q.source, err)
+		}
+		reads = append(reads, fmt.Sprintf("| %d | %s | %s | %d | %.2f |", n, q.name, q.source, readRows, float64(readBytes)/1e6))
+		run := func() error { return q.run(ctx) }
 		for _, clients := range []int{1, 8} {
 			perClient := 60
 			if clients > 1 {
 				perClient = 15
 			}
-			lat, total := timeRequests(b, q.run, clients, perClient)
+			lat, total := timeRequests(b, run, clients, perClient)
 			p := func(x float64) float64 { return float64(lat[int(x*float64(len(lat)-1))].Microseconds()) / 1000 }
 			source := fmt.Sprintf("%s/%d", q.source, clients)
 			lines = append(lines, fmt.Sprintf("| %d | %s | %s | %.1f | %.1f | %.0f |", n, q.name, source, p(0.5), p(0.99), float64(len(lat))/total.Seconds()))
 			b.ReportMetric(p(0.99), strings.ReplaceAll(q.name+"/"+source, " ", "_")+"_p99_ms")
 		}
 	}
+	// How far the bounded median (migration 0008) is from the exact one
+	// here: exact while every (pipeline, model, region, hour) holds at most
+	// 4096 successes, a t-digest past that.
+	exact, err := cold.medianRTTsRaw(ctx, day)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bounded, err := cold.MedianRTTs(ctx, day)
+	if err != nil {
+		b.Fatal(err)
+	}
+	k := Key{day.Pipeline, day.Model}
+	medianGaps = append(medianGaps, fmt.Sprintf("| %d | %.3f | %.3f | %.3f |", n, exact[k]*1e3, bounded[k]*1e3, (bounded[k]-exact[k])*1e3))
 	return lines
 }
 

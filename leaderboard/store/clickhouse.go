@@ -38,6 +38,11 @@ type ClickHouse struct {
 		sync.Mutex
 		checked, mergeTree bool
 	}
+	// rollupEngine: the same for probe_rollup_hourly (history's PREWHERE).
+	rollupEngine struct {
+		sync.Mutex
+		checked, mergeTree bool
+	}
 }
 
 // NewClickHouse returns a Store over conn's database db. timeout bounds each

@@ -201,27 +201,36 @@ func (c *ClickHouse) historyRaw(ctx context.Context, f Filter, b Bucket) ([]Hist
 	q := "SELECT " + regionColumn(f) + " AS reg, " + be + " AS t," +
 		" countIf(outcome != 'excused') AS probes, countIf(outcome = 'success')," +
 		" sumIf(total_us, outcome = 'success' AND total_us > 0), countIf(outcome = 'success' AND total_us > 0)," +
-		" groupArrayIf(server_us, outcome = 'success' AND server_us > 0)" +
+		" toUInt8(1), arraySort(groupArrayIf(server_us, outcome = 'success' AND server_us > 0))," +
+		" quantilesTDigestIf(0.5, 0.95)(server_us, outcome = 'success' AND server_us > 0)" +
 		" FROM " + c.table() + w +
 		" GROUP BY reg, t HAVING probes > 0 ORDER BY reg, t"
 	return c.queryHistory(ctx, q, args)
 }
 
 // queryHistory runs a history query, raw or rollup, whose rows are (region,
-// bucket start, scored probes, successes, RTT sum µs, RTT count, successful
-// server times µs), and turns them into points.
+// bucket start, scored probes, successes, RTT sum µs, RTT count, whether the
+// server times are complete, the sorted successful server times µs, their
+// t-digest p50 and p95), and turns them into points: percentiles exact
+// (interpolated, score.Percentile) from complete times, else the t-digest's.
 func (c *ClickHouse) queryHistory(ctx context.Context, q string, args []any) ([]HistoryPoint, error) {
 	return queryRows(ctx, c, "history", q, args, func(rows driver.Rows) (HistoryPoint, error) {
 		var p HistoryPoint
 		var rttSum, rttN uint64
+		var exact uint8
 		var server []uint64
-		err := rows.Scan(&p.Region, &p.Start, &p.Probes, &p.Successes, &rttSum, &rttN, &server)
+		var digest []float32
+		err := rows.Scan(&p.Region, &p.Start, &p.Probes, &p.Successes, &rttSum, &rttN, &exact, &server, &digest)
 		p.Start = p.Start.UTC()
 		if rttN > 0 {
 			p.MeanRTTSeconds = float64(rttSum) / float64(rttN) / 1e6
 		}
-		xs := seconds(server)
-		p.ServerP50, p.ServerP95 = score.Percentile(xs, 0.5), score.Percentile(xs, 0.95)
+		if exact == 1 || len(digest) != 2 {
+			xs := seconds(server)
+			p.ServerP50, p.ServerP95 = score.Percentile(xs, 0.5), score.Percentile(xs, 0.95)
+		} else {
+			p.ServerP50, p.ServerP95 = float64(digest[0])/1e6, float64(digest[1])/1e6
+		}
 		return p, err
 	})
 }

@@ -19,6 +19,37 @@ import (
 
 func (c *ClickHouse) rollupTable() string { return c.db + ".probe_rollup_hourly" }
 
+// countsTable is probe_rollup_counts_hourly (migration 0008): the counts of
+// rollupTable ordered by hour before region and orchestrator, so a window
+// of one model (or of all) reads only its own hours.
+func (c *ClickHouse) countsTable() string { return c.db + ".probe_rollup_counts_hourly" }
+
+// byTimeTable is probe_results_by_time (migration 0008): the raw columns a
+// window's partial edge hours need, ordered by (pipeline, model,
+// started_at), so an edge reads its own minutes, not the model's every row
+// of those days as probe_results (started_at last in its key) would.
+func (c *ClickHouse) byTimeTable() string { return c.db + ".probe_results_by_time" }
+
+// edgeTable is where a read of f takes its raw edge rows: one
+// orchestrator's lie together in probe_results, everyone's by time in
+// probe_results_by_time.
+func (c *ClickHouse) edgeTable(f Filter, skipOrchestrator bool) string {
+	if f.Orchestrator != "" && !skipOrchestrator {
+		return c.table()
+	}
+	return c.byTimeTable()
+}
+
+// aggregatesTable is where Aggregates reads f's whole hours: one
+// orchestrator's rows lie together in rollupTable (its order keeps an
+// orchestrator's hours side by side), everyone's in countsTable.
+func (c *ClickHouse) aggregatesTable(f Filter) (table, name string) {
+	if f.Orchestrator != "" {
+		return c.rollupTable(), "probe_rollup_hourly"
+	}
+	return c.countsTable(), "probe_rollup_counts_hourly"
+}
+
 // span is a window cut at whole hours: [from, to) (unix seconds) is read from
 // rollups; the rest of the window, when any, from raw rows.
 type span struct {
@@ -111,19 +142,20 @@ func (c *ClickHouse) aggregates(ctx context.Context, f Filter, s span) ([]Aggreg
 	if f.Region == regions.Global {
 		regionCol = chclient.Quote(regions.Global)
 	}
+	table, tableName := c.aggregatesTable(f)
 	rw, rargs := rollupWhere(f, s, false)
 	rollup := "SELECT orchestrator, " + regionCol + " AS reg, pipeline, model," +
 		" countIfMerge(probes) AS p, countIfMerge(successes) AS ok, countIfMerge(excused) AS ex," +
 		" sumIfMerge(rtt_sum_us) AS rs, countIfMerge(rtt_n) AS rn, maxMerge(last_tested) AS lt" +
-		" FROM " + c.rollupTable() + rw + " GROUP BY orchestrator, reg, pipeline, model"
+		" FROM " + table + rw + " GROUP BY orchestrator, reg, pipeline, model"
 	ew, eargs := edgeWhere(f, s, false)
 	edge := "SELECT orchestrator, " + regionCol + " AS reg, pipeline, model," +
 		" countIf(outcome != 'excused') AS p, countIf(outcome = 'success') AS ok, countIf(outcome = 'excused') AS ex," +
 		" sumIf(total_us, outcome = 'success' AND total_us > 0) AS rs, countIf(outcome = 'success' AND total_us > 0) AS rn," +
 		" max(started_at) AS lt" +
-		" FROM " + c.table() + ew + " GROUP BY orchestrator, reg, pipeline, model"
+		" FROM " + c.edgeTable(f, false) + ew + " GROUP BY orchestrator, reg, pipeline, model"
 	if s.whole() {
-		t, cached, err := c.wholeHoursToken(ctx, s)
+		t, cached, err := c.wholeHoursToken(ctx, s, tableName)
 		if err != nil {
 			return nil, err
 		}
@@ -155,33 +187,40 @@ func (c *ClickHouse) aggregates(ctx context.Context, f Filter, s span) ([]Aggreg
 	return c.scanAggregates(ctx, q, args)
 }
 
-// MedianRTTs implements Store from rollups plus raw edges. rtt_us holds every
-// successful total time, so the median is exact and interpolated the way
-// Postgres percentile_cont(0.5) does it, as the raw computation is.
+// MedianRTTs implements Store from the model rollups (migration 0008) plus
+// raw edges. Each (pipeline, model, region, hour) row keeps its first 4096
+// successful times exactly and a t-digest of all of them. When every row of
+// the window is complete the median is exact, interpolated the way Postgres
+// percentile_cont(0.5) does it (leaderboard-serverless), as the raw
+// computation is; otherwise it is the t-digest's median of the rows and the
+// edges (leaderboard/README.md, "Rollups": error measured at the fleet size).
+// Either way a 24 h window reads at most 24 × regions rows per model.
 func (c *ClickHouse) MedianRTTs(ctx context.Context, f Filter) (map[Key]float64, error) {
 	return c.medianRTTs(ctx, f, splitWindow(f.Window))
 }
 
+func (c *ClickHouse) modelTable() string { return c.db + ".probe_rollup_model_hourly" }
+
 func (c *ClickHouse) medianRTTs(ctx context.Context, f Filter, s span) (map[Key]float64, error) {
 	rw, rargs := rollupWhere(f, s, true)
-	rollup := "SELECT pipeline, model, groupArrayIfMerge(rtt_us) AS v FROM " + c.rollupTable() + rw + " GROUP BY pipeline, model"
+	// One row per rollup row (parts not yet merged are merged here), so the
+	// completeness of each row's bounded array can be checked.
+	rollup := "SELECT pipeline, model, countIfMerge(rtt_n) AS rn, groupArrayIfMerge(" + rttFewMax + ")(rtt_few) AS v," +
+		" quantileTDigestIfMergeState(0.5)(rtt_q) AS q" +
+		" FROM " + c.modelTable() + rw + " GROUP BY pipeline, model, region, hour"
 	ew, eargs := edgeWhere(f, s, true)
-	edge := "SELECT pipeline, model, groupArray(total_us) AS v FROM " + c.table() + ew +
-		" AND outcome = 'success' AND total_us > 0 GROUP BY pipeline, model"
-	if s.whole() {
-		t, cached, err := c.wholeHoursToken(ctx, s)
-		if err != nil {
-			return nil, err
-		}
-		if cached {
-			return c.cachedMedians(ctx, f, s, t, rollup, edge, rargs, eargs)
-		}
-	}
+	edge := "SELECT pipeline, model, countIf(outcome = 'success' AND total_us > 0) AS rn," +
+		" groupArrayIf(total_us, outcome = 'success' AND total_us > 0) AS v," +
+		" quantileTDigestIfState(0.5)(total_us, outcome = 'success' AND total_us > 0) AS q" +
+		" FROM " + c.edgeTable(f, true) + ew + " GROUP BY pipeline, model"
 	inner, args := unionAll(s, rollup, edge, rargs, eargs)
+	// exact: every row holds all its values; only then are the arrays
+	// concatenated and sorted (an incomplete key sorts nothing).
 	q := "SELECT pipeline, model, n," +
-		" if(n % 2 = 1, toFloat64(a[intDiv(n + 1, 2)]), (toFloat64(a[intDiv(n, 2)]) + toFloat64(a[intDiv(n, 2) + 1])) / 2) AS median_us" +
-		" FROM (SELECT pipeline, model, arraySort(groupArrayArray(v)) AS a, toUInt64(length(a)) AS n FROM (" + inner + ")" +
-		" GROUP BY pipeline, model) WHERE n > 0"
+		" if(exact = 1, if(n % 2 = 1, toFloat64(a[intDiv(n + 1, 2)]), (toFloat64(a[intDiv(n, 2)]) + toFloat64(a[intDiv(n, 2) + 1])) / 2), toFloat64(d)) AS median_us" +
+		" FROM (SELECT pipeline, model, sum(rn) AS n, min(length(v) = rn) AS exact," +
+		" arraySort(if(exact = 1, groupArrayArray(v), emptyArrayUInt64())) AS a, quantileTDigestIfMerge(0.5)(q) AS d" +
+		" FROM (" + inner + ") GROUP BY pipeline, model) WHERE n > 0"
 	return c.scanMedians(ctx, q, args)
 }
 
@@ -196,10 +235,10 @@ func (c *ClickHouse) Pipelines(ctx context.Context, f Filter) ([]Pipeline, error
 
 func (c *ClickHouse) pipelines(ctx context.Context, f Filter, s span) ([]Pipeline, error) {
 	rw, rargs := rollupWhere(f, s, true)
-	rollup := "SELECT pipeline, model, region FROM " + c.rollupTable() + rw +
+	rollup := "SELECT pipeline, model, region FROM " + c.countsTable() + rw +
 		" AND pipeline != '' GROUP BY pipeline, model, region HAVING countIfMerge(probes) > 0"
 	ew, eargs := edgeWhere(f, s, true)
-	edge := "SELECT pipeline, model, region FROM " + c.table() + ew +
+	edge := "SELECT pipeline, model, region FROM " + c.edgeTable(f, true) + ew +
 		" AND outcome != 'excused' AND pipeline != '' GROUP BY pipeline, model, region"
 	inner, args := unionAll(s, rollup, edge, rargs, eargs)
 	q := "SELECT pipeline, arraySort(groupUniqArray(model)), arraySort(groupUniqArray(region))" +

@@ -22,7 +22,8 @@ var ErrRawGone = errors.New("store: no raw rows left for hours that have rollups
 // (probe_rollup_hourly_mv), kept in step with it; TestRebuildMatchesView
 // fails when they drift.
 const rollupColumns = "pipeline, model, region, orchestrator, hour, probes, successes, excused, rtt_sum_us, rtt_n, rtt_us," +
-	" server_times, last_tested, warm_probes, warm_successes, warm_rtt_sum_us, warm_rtt_n, upload_q, server_q, download_q, total_q"
+	" server_times, last_tested, warm_probes, warm_successes, warm_rtt_sum_us, warm_rtt_n, upload_q, server_q, download_q, total_q," +
+	" server_n, server_few, server_pq"
 
 const rollupSelect = "SELECT pipeline, model, region, orchestrator, toStartOfHour(started_at) AS hour," +
 	" countIfState(outcome != 'excused') AS probes," +
@@ -30,8 +31,10 @@ const rollupSelect = "SELECT pipeline, model, region, orchestrator, toStartOfHou
 	" countIfState(outcome = 'excused') AS excused," +
 	" sumIfState(total_us, outcome = 'success' AND total_us > 0) AS rtt_sum_us," +
 	" countIfState(outcome = 'success' AND total_us > 0) AS rtt_n," +
-	" groupArrayIfState(total_us, outcome = 'success' AND total_us > 0) AS rtt_us," +
-	" groupArrayIfState(server_us, outcome = 'success' AND server_us > 0) AS server_times," +
+	// rtt_us and server_times are written empty since migration 0008
+	// (bounded states): 18.16's view needs every column of its target.
+	" groupArrayIfState(total_us, toUInt8(0)) AS rtt_us," +
+	" groupArrayIfState(server_us, toUInt8(0)) AS server_times," +
 	" maxState(started_at) AS last_tested," +
 	" countIfState(warm = 1 AND outcome != 'excused') AS warm_probes," +
 	" countIfState(warm = 1 AND outcome = 'success') AS warm_successes," +
@@ -40,12 +43,50 @@ const rollupSelect = "SELECT pipeline, model, region, orchestrator, toStartOfHou
 	" quantilesTDigestIfState(0.5, 0.9, 0.99)(upload_us, outcome = 'success') AS upload_q," +
 	" quantilesTDigestIfState(0.5, 0.9, 0.99)(server_us, outcome = 'success') AS server_q," +
 	" quantilesTDigestIfState(0.5, 0.9, 0.99)(download_us, outcome = 'success') AS download_q," +
-	" quantilesTDigestIfState(0.5, 0.9, 0.99)(total_us, outcome = 'success') AS total_q"
+	" quantilesTDigestIfState(0.5, 0.9, 0.99)(total_us, outcome = 'success') AS total_q," +
+	" countIfState(outcome = 'success' AND server_us > 0) AS server_n," +
+	" groupArrayIfState(" + serverFewMax + ")(server_us, outcome = 'success' AND server_us > 0) AS server_few," +
+	" quantilesTDigestIfState(0.5, 0.95)(server_us, outcome = 'success' AND server_us > 0) AS server_pq"
+
+// modelColumns and modelSelect are the view probe_rollup_model_hourly_mv of
+// migration 0008 (the network median's source), kept in step with it.
+const modelColumns = "pipeline, model, region, hour, rtt_n, rtt_few, rtt_q"
+
+const modelSelect = "SELECT pipeline, model, region, toStartOfHour(started_at) AS hour," +
+	" countIfState(outcome = 'success' AND total_us > 0) AS rtt_n," +
+	" groupArrayIfState(" + rttFewMax + ")(total_us, outcome = 'success' AND total_us > 0) AS rtt_few," +
+	" quantileTDigestIfState(0.5)(total_us, outcome = 'success' AND total_us > 0) AS rtt_q"
+
+// countsColumns and countsSelect are the view probe_rollup_counts_hourly_mv
+// of migration 0008 (aggregated_stats and pipelines by hour), in step with it.
+const countsColumns = "pipeline, model, hour, region, orchestrator, probes, successes, excused, rtt_sum_us, rtt_n, last_tested"
+
+const countsSelect = "SELECT pipeline, model, toStartOfHour(started_at) AS hour, region, orchestrator," +
+	" countIfState(outcome != 'excused') AS probes," +
+	" countIfState(outcome = 'success') AS successes," +
+	" countIfState(outcome = 'excused') AS excused," +
+	" sumIfState(total_us, outcome = 'success' AND total_us > 0) AS rtt_sum_us," +
+	" countIfState(outcome = 'success' AND total_us > 0) AS rtt_n," +
+	" maxState(started_at) AS last_tested"
+
+// byTimeColumns are probe_results_by_time's (migration 0008), copied from
+// probe_results by its view.
+const byTimeColumns = "pipeline, model, started_at, started_at_ms, region, orchestrator, outcome, total_us"
+
+// The bounds of the exact arrays of migration 0008: a rollup row keeps at
+// most this many values exactly (the rest only in its t-digest).
+const (
+	rttFewMax    = "4096" // per (pipeline, model, region, hour)
+	serverFewMax = "64"   // per (pipeline, model, region, orchestrator, hour)
+)
 
 // RebuildRollups recomputes the rollups of the whole hours in [from, to)
 // from raw rows, for example after a materialized-view failure (the raw rows
 // were stored, the rollup rows were not), after a raw back-fill, or once after
-// migration 0003 on a database that already held probes.
+// migration 0003 or 0008 on a database that already held probes. Every
+// rollup table is rebuilt (probe_rollup_hourly and, since 0008,
+// probe_rollup_model_hourly and probe_rollup_counts_hourly), and the raw
+// copy probe_results_by_time for the range.
 //
 // An hour cannot be targeted by DROP PARTITION (rollups are partitioned by
 // month, and raw retention may already have dropped the month's older days),
@@ -80,14 +121,20 @@ func (c *ClickHouse) RebuildRollups(ctx context.Context, from, to time.Time, now
 	if rawN == 0 && rollN > 0 {
 		return 0, fmt.Errorf("%w: %s/%s", ErrRawGone, from.Format(time.RFC3339), to.Format(time.RFC3339))
 	}
-	if rollN > 0 {
+	// Every rollup table is deleted and rebuilt: the tables of 0008 may
+	// hold the range even where the hourly one does not, or the reverse.
+	for _, tbl := range []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly", "probe_results_by_time"} {
+		col := "hour"
+		if tbl == "probe_results_by_time" {
+			col = "started_at"
+		}
 		// Values are formatted, not bound: ALTER is not a SELECT and the
 		// server's parser takes the literal either way; both are integers.
-		del := fmt.Sprintf("ALTER TABLE %s DELETE WHERE hour >= toDateTime(%d) AND hour < toDateTime(%d)", c.rollupTable(), f, t)
+		del := fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE %s >= toDateTime(%d) AND %s < toDateTime(%d)", c.db, tbl, col, f, col, t)
 		if err := c.exec(ctx, del); err != nil {
 			return 0, unavailable("rebuild: delete", err)
 		}
-		if err := c.awaitMutations(ctx, "probe_rollup_hourly"); err != nil {
+		if err := c.awaitMutations(ctx, tbl); err != nil {
 			return 0, err
 		}
 	}
@@ -95,6 +142,21 @@ func (c *ClickHouse) RebuildRollups(ctx context.Context, from, to time.Time, now
 		" GROUP BY pipeline, model, region, orchestrator, hour", c.rollupTable(), rollupColumns, rollupSelect, c.table(), f, t)
 	if err := c.exec(ctx, ins); err != nil {
 		return 0, unavailable("rebuild: insert", err)
+	}
+	ins = fmt.Sprintf("INSERT INTO %s (%s) %s FROM %s WHERE started_at >= toDateTime(%d) AND started_at < toDateTime(%d)"+
+		" GROUP BY pipeline, model, region, hour", c.modelTable(), modelColumns, modelSelect, c.table(), f, t)
+	if err := c.exec(ctx, ins); err != nil {
+		return 0, unavailable("rebuild: insert model rollups", err)
+	}
+	ins = fmt.Sprintf("INSERT INTO %s (%s) %s FROM %s WHERE started_at >= toDateTime(%d) AND started_at < toDateTime(%d)"+
+		" GROUP BY pipeline, model, hour, region, orchestrator", c.countsTable(), countsColumns, countsSelect, c.table(), f, t)
+	if err := c.exec(ctx, ins); err != nil {
+		return 0, unavailable("rebuild: insert count rollups", err)
+	}
+	ins = fmt.Sprintf("INSERT INTO %s (%s) SELECT %[2]s FROM %s WHERE started_at >= toDateTime(%d) AND started_at < toDateTime(%d)",
+		c.byTimeTable(), byTimeColumns, c.table(), f, t)
+	if err := c.exec(ctx, ins); err != nil {
+		return 0, unavailable("rebuild: insert raw rows by time", err)
 	}
 	var n uint64
 	if err := c.queryRow(ctx, "SELECT count() FROM (SELECT 1 FROM "+c.rollupTable()+" WHERE hour >= toDateTime(?) AND hour < toDateTime(?)"+
@@ -134,9 +196,10 @@ type Dropped struct {
 	Newest time.Time
 }
 
-// Retention drops the partitions of probe_results whose newest probe is
-// older than now − raw, and of probe_rollup_hourly whose newest hour is older
-// than now − rollups (a zero duration keeps that table forever). Raw is
+// Retention drops the partitions of probe_results (and its copy by time,
+// probe_results_by_time) whose newest probe is older than now − raw, and of the rollup tables (probe_rollup_hourly,
+// probe_rollup_model_hourly, probe_rollup_counts_hourly) whose newest hour is
+// older than now − rollups (a zero duration keeps that table forever). Raw is
 // partitioned by day and rollups by month, so a partition goes only once all
 // of it is past the limit; 18.16 has no TTL. DROP PARTITION is instant and
 // idempotent, so a schedule may run it as often as it likes.
@@ -145,7 +208,7 @@ func (c *ClickHouse) Retention(ctx context.Context, now time.Time, raw, rollups 
 	for _, t := range []struct {
 		name string
 		keep time.Duration
-	}{{"probe_results", raw}, {"probe_rollup_hourly", rollups}} {
+	}{{"probe_results", raw}, {"probe_results_by_time", raw}, {"probe_rollup_hourly", rollups}, {"probe_rollup_model_hourly", rollups}, {"probe_rollup_counts_hourly", rollups}} {
 		if t.keep <= 0 {
 			continue
 		}

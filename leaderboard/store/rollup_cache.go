@@ -12,8 +12,9 @@ import (
 
 // wholeHours remembers, per request shape, what the rollups answered for the
 // whole hours of a window, so a repeated aggregated_stats reads only its raw
-// edges and one row of system.parts instead of every rollup row and RTT of the
-// day (the rollup table is ordered by region and orchestrator before hour, so
+// edges and one row of system.parts instead of every rollup row of the day
+// (only Aggregates' sums: the median reads the small model table of 0008,
+// at most 24 × regions rows per model a day, and is not cached; the rollup table is ordered by region and orchestrator before hour, so
 // any hour range of a model reads all of that model's rollup rows).
 //
 // An entry is valid while the rollup table's active parts that hold hours of
@@ -37,10 +38,9 @@ type wholeHours struct {
 }
 
 type wholeHoursEntry struct {
-	token   partsToken
-	aggs    []aggPartial     // Aggregates' rollup part
-	medians map[Key][]uint64 // MedianRTTs' rollup part: each key's successful times, sorted
-	values  int
+	token  partsToken
+	aggs   []aggPartial // Aggregates' rollup part
+	values int
 }
 
 // partsToken fingerprints a set of active parts.
@@ -48,11 +48,11 @@ type partsToken struct {
 	n, hash uint64
 }
 
-// Bounds of the cache: a 24 h median of one model is ~60k values (8 bytes
-// each); a network-wide one (top_ai_score) holds every model's.
+// Bounds of the cache: an entry holds one sums row per (orchestrator,
+// region, pipeline, model) of its answer (~120 bytes each).
 const (
 	wholeHoursMaxEntries = 256
-	wholeHoursMaxValues  = 8 << 20 // 64 MiB of RTTs
+	wholeHoursMaxValues  = 1 << 20 // rows: ~120 MiB at most
 )
 
 // aggPartial is one (orchestrator, region, pipeline, model)'s sums over part
@@ -76,9 +76,10 @@ func cacheKey(kind string, f Filter, s span) string {
 	return b.String()
 }
 
-// token reads the fingerprint of the parts holding hours of s, and whether
-// caching applies at all.
-func (c *ClickHouse) wholeHoursToken(ctx context.Context, s span) (partsToken, bool, error) {
+// token reads the fingerprint of table's parts holding hours of s (the
+// table the read uses), and whether caching applies at all (the rollup
+// tables are MergeTrees here, or all Distributed on a cluster).
+func (c *ClickHouse) wholeHoursToken(ctx context.Context, s span, table string) (partsToken, bool, error) {
 	w := &c.cache
 	w.mu.Lock()
 	checked, enabled := w.checked, w.enabled
@@ -100,8 +101,8 @@ func (c *ClickHouse) wholeHoursToken(ctx context.Context, s span) (partsToken, b
 	}
 	var t partsToken
 	if err := c.conn.QueryRow(cctx, "SELECT count(), sum(cityHash64(name)) FROM system.parts"+
-		" WHERE database = ? AND table = 'probe_rollup_hourly' AND active AND min_time < toDateTime(?) AND max_time >= toDateTime(?)",
-		c.db, s.to, s.from).Scan(&t.n, &t.hash); err != nil {
+		" WHERE database = ? AND table = ? AND active AND min_time < toDateTime(?) AND max_time >= toDateTime(?)",
+		c.db, table, s.to, s.from).Scan(&t.n, &t.hash); err != nil {
 		return partsToken{}, false, unavailable("rollup parts", err)
 	}
 	return t, true, nil
@@ -216,89 +217,4 @@ func sumPartials(parts ...[]aggPartial) []Aggregate {
 		out = append(out, a)
 	}
 	return out
-}
-
-// cachedMedians is MedianRTTs with the whole hours' sorted successful times
-// from the cache (read once per fingerprint) and the edges' from raw rows;
-// the median is taken here from the two sorted lists, interpolated as the
-// SQL does it (mean of the two middle values in float64).
-func (c *ClickHouse) cachedMedians(ctx context.Context, f Filter, s span, t partsToken, rollup, edge string, rargs, eargs []any) (map[Key]float64, error) {
-	f.Orchestrator = "" // the median never depends on it
-	key := cacheKey("medians", f, s)
-	var whole map[Key][]uint64
-	if e := c.cache.get(key, t); e != nil {
-		whole = e.medians
-	} else {
-		var err error
-		if whole, err = c.scanSorted(ctx, "SELECT pipeline, model, arraySort(v) FROM ("+rollup+")", rargs); err != nil {
-			return nil, err
-		}
-		n := 0
-		for _, v := range whole {
-			n += len(v)
-		}
-		c.cache.put(key, &wholeHoursEntry{token: t, medians: whole, values: n})
-	}
-	edges := map[Key][]uint64{}
-	if s.edges {
-		var err error
-		if edges, err = c.scanSorted(ctx, "SELECT pipeline, model, arraySort(v) FROM ("+edge+")", eargs); err != nil {
-			return nil, err
-		}
-	}
-	out := map[Key]float64{}
-	for _, m := range []map[Key][]uint64{whole, edges} {
-		for k := range m {
-			if _, done := out[k]; done {
-				continue
-			}
-			if med, ok := medianOfTwo(whole[k], edges[k]); ok {
-				out[k] = med / 1e6
-			}
-		}
-	}
-	return out, nil
-}
-
-// scanSorted runs q, whose columns are pipeline, model, sorted values.
-func (c *ClickHouse) scanSorted(ctx context.Context, q string, args []any) (map[Key][]uint64, error) {
-	out := map[Key][]uint64{}
-	if err := queryEach(ctx, c, "median", q, args, func(rows driver.Rows) error {
-		var k Key
-		var v []uint64
-		if err := rows.Scan(&k.Pipeline, &k.Model, &v); err != nil {
-			return err
-		}
-		out[k] = v
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// medianOfTwo is the interpolated median of the union of two sorted lists
-// (false when both are empty), computed as the SQL of medianRTTsRaw does.
-func medianOfTwo(a, b []uint64) (float64, bool) {
-	n := len(a) + len(b)
-	if n == 0 {
-		return 0, false
-	}
-	// Walk the merge up to index n/2, keeping the last two values.
-	var prev, cur uint64
-	i, j := 0, 0
-	for k := 0; k <= n/2; k++ {
-		prev = cur
-		if j >= len(b) || (i < len(a) && a[i] <= b[j]) {
-			cur = a[i]
-			i++
-		} else {
-			cur = b[j]
-			j++
-		}
-	}
-	if n%2 == 1 {
-		return float64(cur), true
-	}
-	return (float64(prev) + float64(cur)) / 2, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ var suite = []struct {
 	{"RebuildMatchesView", testRebuildMatchesView},
 	{"Retention", testRetention},
 	{"HistoryEqualsRaw", testHistoryEqualsRaw},
+	{"BoundedRollupState", testBoundedRollupState},
 	{"CachedWholeHoursSeeLateProbes", testCachedWholeHoursSeeLateProbes},
 	{"InsightQueries", testInsightQueries},
 	{"ProfileAndIngestQueries", testProfileAndIngestQueries},
@@ -198,14 +200,18 @@ func testGoldenMedianFromRollups(t *testing.T, newDB backend) {
 	}
 }
 
-// rollupRows reads the rollup table back, merged, as comparable rows.
+// rollupTables are every rollup table, in the order Retention drops them.
+var rollupTables = []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly"}
+
+// rollupRows reads every rollup table back, merged, as comparable rows.
 func rollupRows(t *testing.T, db *chtest.DB) []string {
 	t.Helper()
 	rows, err := db.Conn.Query(context.Background(), "SELECT pipeline, model, region, orchestrator, toUInt32(hour),"+
 		" countIfMerge(probes), countIfMerge(successes), countIfMerge(excused), sumIfMerge(rtt_sum_us), countIfMerge(rtt_n),"+
 		" arraySort(groupArrayIfMerge(rtt_us)), arraySort(groupArrayIfMerge(server_times)), toUInt32(maxMerge(last_tested)),"+
 		" countIfMerge(warm_probes), countIfMerge(warm_successes), sumIfMerge(warm_rtt_sum_us), countIfMerge(warm_rtt_n),"+
-		" quantilesTDigestIfMerge(0.5, 0.9, 0.99)(total_q)"+
+		" quantilesTDigestIfMerge(0.5, 0.9, 0.99)(total_q),"+
+		" countIfMerge(server_n), arraySort(groupArrayIfMerge(64)(server_few)), quantilesTDigestIfMerge(0.5, 0.95)(server_pq)"+
 		" FROM "+db.Name+".probe_rollup_hourly GROUP BY pipeline, model, region, orchestrator, hour"+
 		" ORDER BY pipeline, model, region, orchestrator, hour")
 	if err != nil {
@@ -216,13 +222,69 @@ func rollupRows(t *testing.T, db *chtest.DB) []string {
 	for rows.Next() {
 		var p, m, r, o string
 		var h, lt uint32
-		var n [9]uint64
-		var rtt, srv []uint64
-		var q []float32
-		if err := rows.Scan(&p, &m, &r, &o, &h, &n[0], &n[1], &n[2], &n[3], &n[4], &rtt, &srv, &lt, &n[5], &n[6], &n[7], &n[8], &q); err != nil {
+		var n [10]uint64
+		var rtt, srv, few []uint64
+		var q, sq []float32
+		if err := rows.Scan(&p, &m, &r, &o, &h, &n[0], &n[1], &n[2], &n[3], &n[4], &rtt, &srv, &lt, &n[5], &n[6], &n[7], &n[8], &q, &n[9], &few, &sq); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, fmt.Sprint(p, m, r, o, h, n, rtt, srv, lt, q))
+		out = append(out, fmt.Sprint(p, m, r, o, h, n, rtt, srv, lt, q, few, sq))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return append(append(out, modelRollupRows(t, db)...), countRollupRows(t, db)...)
+}
+
+// countRollupRows reads probe_rollup_counts_hourly (migration 0008) back.
+func countRollupRows(t *testing.T, db *chtest.DB) []string {
+	t.Helper()
+	rows, err := db.Conn.Query(context.Background(), "SELECT pipeline, model, toUInt32(hour), region, orchestrator,"+
+		" countIfMerge(probes), countIfMerge(successes), countIfMerge(excused), sumIfMerge(rtt_sum_us), countIfMerge(rtt_n),"+
+		" toUInt32(maxMerge(last_tested))"+
+		" FROM "+db.Name+".probe_rollup_counts_hourly GROUP BY pipeline, model, hour, region, orchestrator"+
+		" ORDER BY pipeline, model, hour, region, orchestrator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p, m, r, o string
+		var h, lt uint32
+		var n [5]uint64
+		if err := rows.Scan(&p, &m, &h, &r, &o, &n[0], &n[1], &n[2], &n[3], &n[4], &lt); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprint("counts ", p, m, h, r, o, n, lt))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// modelRollupRows reads probe_rollup_model_hourly (migration 0008) back.
+func modelRollupRows(t *testing.T, db *chtest.DB) []string {
+	t.Helper()
+	rows, err := db.Conn.Query(context.Background(), "SELECT pipeline, model, region, toUInt32(hour),"+
+		" countIfMerge(rtt_n), arraySort(groupArrayIfMerge(4096)(rtt_few)), quantileTDigestIfMerge(0.5)(rtt_q)"+
+		" FROM "+db.Name+".probe_rollup_model_hourly GROUP BY pipeline, model, region, hour ORDER BY pipeline, model, region, hour")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p, m, r string
+		var h uint32
+		var n uint64
+		var few []uint64
+		var q float32
+		if err := rows.Scan(&p, &m, &r, &h, &n, &few, &q); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprint("model ", p, m, r, h, n, few, q))
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
@@ -247,20 +309,26 @@ func testRebuildMatchesView(t *testing.T, newDB backend) {
 	}
 	win := Filter{Window: Window{base, base.Add(3*time.Hour - time.Millisecond)}}
 	want, _ := st.aggregatesRaw(ctx, win)
+	wantMed, _ := st.medianRTTsRaw(ctx, win)
 
-	// Lose them: drop the month.
-	if err := db.Conn.Exec(ctx, "ALTER TABLE "+db.Name+".probe_rollup_hourly DROP PARTITION 202603"); err != nil {
-		t.Fatal(err)
+	// Lose them: drop the month of every rollup table.
+	for _, tbl := range rollupTables {
+		if err := db.Conn.Exec(ctx, "ALTER TABLE "+db.Name+"."+tbl+" DROP PARTITION 202603"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if got, _ := st.Aggregates(ctx, win); len(got) != 0 {
 		t.Fatalf("rollups dropped, yet aggregates = %+v", got)
+	}
+	if got, _ := st.MedianRTTs(ctx, win); len(got) != 0 {
+		t.Fatalf("model rollups dropped, yet medians = %+v", got)
 	}
 	for i := 0; i < 2; i++ {
 		n, err := st.RebuildRollups(ctx, base, base.Add(3*time.Hour), now)
 		if err != nil {
 			t.Fatalf("rebuild %d: %v", i+1, err)
 		}
-		if int(n) != len(byView) {
+		if int(n) != len(byView)-len(modelRollupRows(t, db))-len(countRollupRows(t, db)) {
 			t.Errorf("rebuild %d wrote %d rollup rows, want %d", i+1, n, len(byView))
 		}
 		if got := rollupRows(t, db); !reflect.DeepEqual(got, byView) {
@@ -268,6 +336,17 @@ func testRebuildMatchesView(t *testing.T, newDB backend) {
 		}
 		if got, _ := st.Aggregates(ctx, win); !reflect.DeepEqual(got, want) {
 			t.Errorf("rebuild %d: aggregates %+v, want %+v", i+1, got, want)
+		}
+		if got, _ := st.MedianRTTs(ctx, win); len(wantMed) == 0 || !reflect.DeepEqual(got, wantMed) {
+			t.Errorf("rebuild %d: medians %v, want %v", i+1, got, wantMed)
+		}
+		// The raw copy by time (edge hours) is rebuilt too, never doubled.
+		var raw, byTime uint64
+		if err := db.Conn.QueryRow(ctx, "SELECT (SELECT count() FROM "+db.Name+".probe_results), (SELECT count() FROM "+db.Name+".probe_results_by_time)").Scan(&raw, &byTime); err != nil {
+			t.Fatal(err)
+		}
+		if raw == 0 || byTime != raw {
+			t.Errorf("rebuild %d: probe_results_by_time holds %d rows, probe_results %d", i+1, byTime, raw)
 		}
 	}
 	// Rebuilding one hour in the middle leaves the others alone.
@@ -300,8 +379,9 @@ func testRetention(t *testing.T, newDB backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dropped) != 1 || dropped[0].Table != "probe_results" || dropped[0].Partition != "20260307" {
-		t.Fatalf("dropped %+v, want raw partition 20260307 only", dropped)
+	if len(dropped) != 2 || dropped[0].Table != "probe_results" || dropped[0].Partition != "20260307" ||
+		dropped[1].Table != "probe_results_by_time" || dropped[1].Partition != "20260307" {
+		t.Fatalf("dropped %+v, want raw partition 20260307 only (and its copy by time)", dropped)
 	}
 	f := Filter{Window: Window{old.Add(-time.Hour), old.Add(time.Hour)}, Orchestrator: orchA}
 	if raw, _ := st.Raw(ctx, f, true, 10); len(raw) != 0 {
@@ -312,6 +392,9 @@ func testRetention(t *testing.T, newDB backend) {
 	if aggs, _ := st.Aggregates(ctx, whole); len(aggs) != 1 || aggs[0].MeanRTTSeconds != 2 {
 		t.Errorf("rollup of the old hour: %+v", aggs)
 	}
+	if med, _ := st.MedianRTTs(ctx, whole); len(med) != 1 || med[Key{t2i, sdxl}] != 2 {
+		t.Errorf("median of the old hour from the model rollup: %v, want 2 s", med)
+	}
 	if _, err := st.RebuildRollups(ctx, whole.Since, whole.Until, now); !errors.Is(err, ErrRawGone) {
 		t.Errorf("rebuild over dropped raw rows: err = %v, want ErrRawGone", err)
 	}
@@ -320,8 +403,14 @@ func testRetention(t *testing.T, newDB backend) {
 		t.Errorf("second run dropped %+v, %v; want nothing", again, err)
 	}
 	dropped, err = st.Retention(ctx, now, 90*24*time.Hour, 60*24*time.Hour)
-	if err != nil || len(dropped) != 1 || dropped[0].Table != "probe_rollup_hourly" || dropped[0].Partition != "202603" {
-		t.Errorf("rollup retention dropped %+v, %v; want month 202603", dropped, err)
+	var tables []string
+	for _, d := range dropped {
+		if d.Partition == "202603" {
+			tables = append(tables, d.Table)
+		}
+	}
+	if err != nil || len(dropped) != len(rollupTables) || !reflect.DeepEqual(tables, rollupTables) {
+		t.Errorf("rollup retention dropped %+v, %v; want month 202603 of %v", dropped, err, rollupTables)
 	}
 	if aggs, _ := st.Aggregates(ctx, Filter{Window: Window{recent.Add(-time.Hour), recent.Add(time.Hour)}}); len(aggs) != 1 {
 		t.Errorf("recent data must stay: %+v", aggs)
@@ -430,10 +519,95 @@ func testCachedWholeHoursSeeLateProbes(t *testing.T, newDB backend) {
 		t.Fatal(err)
 	}
 	check("after rebuild")
-	if err := db.Conn.Exec(ctx, "ALTER TABLE "+db.Name+".probe_rollup_hourly DROP PARTITION 202603"); err != nil {
-		t.Fatal(err)
+	for _, tbl := range rollupTables {
+		if err := db.Conn.Exec(ctx, "ALTER TABLE "+db.Name+"."+tbl+" DROP PARTITION 202603"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if got, err := st.Aggregates(ctx, Filter{Window: Window{base.Add(time.Hour), base.Add(4*time.Hour - time.Millisecond)}}); err != nil || len(got) != 0 {
 		t.Errorf("rollups dropped, yet aggregates of whole hours = %+v, %v", got, err)
+	}
+}
+
+// testBoundedRollupState: the rollups' state per hour is bounded (migration
+// 0008). One region's hour with 5,000 successful probes of one model (500
+// orchestrators, one of them probed 100 times) keeps 4,096 total times
+// exactly in its model row and 64 server times in the busy orchestrator's
+// row, and no longer every time (rtt_us, server_times stay empty); the
+// median and history percentiles then come from the t-digests, within 1 %
+// of the exact raw answer, and every count stays exact.
+func testBoundedRollupState(t *testing.T, newDB backend) {
+	db := newDB(t)
+	hour := time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
+	var rows []results.Result
+	for i := 0; i < 5000; i++ {
+		orch := fmt.Sprintf("0x%040x", i%500)
+		if i < 100 {
+			orch = orchA
+		}
+		at := hour.Add(time.Duration(i) * 700 * time.Millisecond)
+		r := probe(orch, "FRA", at, results.Success, time.Duration(500+(i*7919)%9000)*time.Millisecond+time.Duration(i%1000)*time.Microsecond)
+		r.Server = r.Total / 2
+		r.ProbeID = results.ProbeID(orch, "FRA", at.Format(time.RFC3339Nano))
+		rows = append(rows, r)
+	}
+	insert(t, db, rows)
+	st := newStore(t, db)
+	ctx := context.Background()
+
+	var n, few uint64
+	if err := db.Conn.QueryRow(ctx, "SELECT countIfMerge(rtt_n), length(groupArrayIfMerge(4096)(rtt_few)) FROM "+db.Name+
+		".probe_rollup_model_hourly").Scan(&n, &few); err != nil {
+		t.Fatalf("model rollup (migration 0008): %v", err)
+	}
+	if n != 5000 || few != 4096 {
+		t.Errorf("model rollup keeps %d of %d total times exactly, want 4096 of 5000", few, n)
+	}
+	var sn, sfew, old uint64
+	if err := db.Conn.QueryRow(ctx, "SELECT countIfMerge(server_n), length(groupArrayIfMerge(64)(server_few)),"+
+		" length(groupArrayIfMerge(rtt_us)) + length(groupArrayIfMerge(server_times)) FROM "+db.Name+
+		".probe_rollup_hourly WHERE orchestrator = ?", orchA).Scan(&sn, &sfew, &old); err != nil {
+		t.Fatal(err)
+	}
+	if sn != 100 || sfew != 64 || old != 0 {
+		t.Errorf("busy orchestrator's row keeps %d of %d server times, and %d unbounded ones; want 64 of 100 and 0", sfew, sn, old)
+	}
+
+	f := Filter{Window: Window{hour, hour.Add(time.Hour - time.Millisecond)}, Pipeline: t2i, Model: sdxl}
+	want, err := st.medianRTTsRaw(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.MedianRTTs(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Key{t2i, sdxl}
+	if w, g := want[k], got[k]; w == 0 || math.Abs(g-w) > 0.01*w {
+		t.Errorf("median from the t-digest %.6f s, exact %.6f s: more than 1 %% apart", g, w)
+	} else {
+		t.Logf("median of 5000: t-digest %.6f s, exact %.6f s (%.3f ms apart)", g, w, math.Abs(g-w)*1e3)
+	}
+
+	f.Orchestrator = orchA
+	wantH, err := st.historyRaw(ctx, f, Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotH, err := st.History(ctx, f, Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gotH) != 1 || len(wantH) != 1 {
+		t.Fatalf("history: got %+v, want %+v", gotH, wantH)
+	}
+	g, w := gotH[0], wantH[0]
+	if g.Probes != w.Probes || g.Successes != w.Successes || g.MeanRTTSeconds != w.MeanRTTSeconds {
+		t.Errorf("history counts from rollups %+v, raw %+v", g, w)
+	}
+	for _, p := range [][2]float64{{g.ServerP50, w.ServerP50}, {g.ServerP95, w.ServerP95}} {
+		if math.Abs(p[0]-p[1]) > 0.05*p[1] {
+			t.Errorf("history server percentile from the t-digest %.6f s, exact %.6f s: more than 5 %% apart", p[0], p[1])
+		}
 	}
 }
