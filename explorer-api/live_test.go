@@ -77,4 +77,3 @@ func TestLiveTableOnBothEngines(t *testing.T) {
 		})
 	}
 }
-
