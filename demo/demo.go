@@ -40,6 +40,10 @@ type Config struct {
 	// OnBoard, when set, sees every printed board; returning true stops the
 	// demo (the end-to-end test uses it to wait for the promised ranking).
 	OnBoard func([]scoreRow) bool
+	// OnLive, when set, sees every live table (/api/live_stats, issue
+	// #16; nil when no live session is scored yet) printed with a board;
+	// the demo stops when OnBoard and OnLive both return true.
+	OnLive func([]liveRow) bool
 }
 
 // RegisterFlags defines every flag with its default.
@@ -193,8 +197,16 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		lastRows, lastPrint = len(rows), time.Now()
 		printBoard(out, rows, cfg.Pipeline, cfg.Model)
+		// The live table, once live sessions are scored (a fleet serving
+		// live-video-to-video and testers probing it).
+		live, err := fetchLive(ctx, base)
+		if err != nil {
+			say("live table not ready: %v", err)
+		} else if len(live) > 0 {
+			printLive(out, live)
+		}
 		printed++
-		if cfg.OnBoard != nil && cfg.OnBoard(rows) {
+		if cfg.OnBoard != nil && cfg.OnBoard(rows) && (cfg.OnLive == nil || cfg.OnLive(live)) {
 			return nil
 		}
 		if cfg.Rounds > 0 && printed >= cfg.Rounds {
