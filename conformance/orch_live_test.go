@@ -134,6 +134,12 @@ type liveOrchestrator struct {
 // newLiveOrchestrator is the vectors' orchestrator serving live model noop
 // at 10 wei/pixel on one runner, its mid fixed to the vectors'.
 func newLiveOrchestrator(t testing.TB, ev int64) *liveOrchestrator {
+	return newLiveOrchestratorWith(t, ev, nil, 0)
+}
+
+// newLiveOrchestratorWith takes the gate (nil: the vectors' on-chain gate)
+// and the input idle timeout (0: the default).
+func newLiveOrchestratorWith(t testing.TB, ev int64, gate orchestrator.Gate, idle time.Duration) *liveOrchestrator {
 	t.Helper()
 	lr := newLiveRunner(t)
 	js := `[{"pipeline":"live-video-to-video","model_id":"noop","warm":true,"price_per_unit":10,"pixels_per_unit":1,"capacity":1,"url":"` + lr.srv.URL + `"}]`
@@ -144,6 +150,9 @@ func newLiveOrchestrator(t testing.TB, ev int64) *liveOrchestrator {
 	}
 	t.Cleanup(cpu.Close)
 	rpc := &lprpc.Server{URI: vecURI, Receiver: vecReceiver(t, ev), States: cpu.States, Models: models, Version: "0.9.1"}
+	if gate == nil {
+		gate = rpc.Gate()
+	}
 	clock := &fakeClock{now: time.Unix(vecExpiration, 0).Add(-time.Hour)}
 	chans := newTestChannels()
 	srv, err := orchestrator.New(orchestrator.Config{
@@ -151,9 +160,9 @@ func newLiveOrchestrator(t testing.TB, ev int64) *liveOrchestrator {
 		RunnerTimeout: time.Minute, ResultTTL: time.Minute,
 		Live: &orchestrator.LiveConfig{
 			Channels: chans, NewMID: func() string { return liveMID }, Now: clock.Now,
-			Poll: 2 * time.Millisecond, HealthPoll: 10 * time.Millisecond,
+			Poll: 2 * time.Millisecond, HealthPoll: 10 * time.Millisecond, InputIdle: idle,
 		},
-	}, cpu, rpc.Gate())
+	}, cpu, gate)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,6 +317,11 @@ func TestOrchLiveStartPaymentAndDebits(t *testing.T) {
 	if got, want := o.balance(), new(big.Rat).Add(ratOf(t, sum.Initial.NewCredit), ratOf(t, sum.Periodic.NewCredit)); got.Cmp(want) != 0 {
 		t.Errorf("balance after /payment %s, go-livepeer %s", got.FloatString(6), want.FloatString(6))
 	}
+	// The same tickets again: their nonces are used, go-livepeer's 400.
+	if status, _, body := o.post(t, "/payment", h.Periodic.Headers, nil); status != http.StatusBadRequest || !strings.Contains(string(body), "invalid ticket senderNonce") {
+		t.Errorf("replayed /payment: %d %q, want 400 invalid ticket senderNonce", status, body)
+	}
+	o.metrics(t, `orchestrator_live_sessions_active 1`, `orchestrator_live_payments_total{outcome="accepted"} 2`, `orchestrator_live_payments_total{outcome="refused"} 1`)
 
 	// The debit schedule: one input segment every 5 s.
 	for _, st := range sum.Steps {
@@ -338,9 +352,28 @@ func TestOrchLiveStartPaymentAndDebits(t *testing.T) {
 	if n := o.srv.LiveSessions(); n != 0 {
 		t.Errorf("%d live sessions after the close", n)
 	}
+	o.metrics(t, `orchestrator_live_sessions_active 0`, `orchestrator_live_payments_total{outcome="debited"} 23`,
+		`orchestrator_live_payments_total{outcome="insufficient"} 1`, `orchestrator_live_sessions_ended_total{reason="insufficient_balance"} 1`)
 	// The runner sees the end and reports IDLE: its slot comes back.
 	o.runner.set("IDLE")
 	waitFor(t, "the runner back in the pool", func() bool { return o.cpu.States()[0].InUse == 0 })
+}
+
+func (o *liveOrchestrator) metricsText(t testing.TB) string {
+	rec := httptest.NewRecorder()
+	o.srv.OperatorHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	return rec.Body.String()
+}
+
+// metrics checks /metrics on the operator handler holds every line.
+func (o *liveOrchestrator) metrics(t testing.TB, lines ...string) {
+	t.Helper()
+	text := o.metricsText(t)
+	for _, l := range lines {
+		if !strings.Contains(text, "\n"+l+"\n") {
+			t.Errorf("/metrics lacks %q", l)
+		}
+	}
 }
 
 func mustB64(t testing.TB, b []byte) []byte {
@@ -555,4 +588,41 @@ func TestOrchLiveInsufficientStartBalance(t *testing.T) {
 	if o.chans.open(liveMID) || len(o.runner.starts) != 0 || o.cpu.States()[0].InUse != 0 {
 		t.Error("a refused start made channels or borrowed the runner")
 	}
+}
+
+// TestOrchLiveFreeAndIdle: without a price (off chain) a stream runs with
+// no payment headers and is never debited, however long its input flows
+// (server/ai_http.go:1096-1114); a stream whose input stops for longer than
+// the idle timeout is closed, all four channels.
+func TestOrchLiveFreeAndIdle(t *testing.T) {
+	o := newLiveOrchestratorWith(t, liveEV, orchestrator.OffChain{}, time.Minute)
+	status, _, body := o.post(t, "/live-video-to-video", map[string]string{"Content-Type": "application/json"}, liveFile(t, "http/start_request_body_no_params.json"))
+	if status != http.StatusOK {
+		t.Fatalf("free start: %d %q", status, body)
+	}
+	o.runner.mu.Lock()
+	if len(o.runner.starts) != 1 || !strings.Contains(string(o.runner.starts[0]), `"params":null`) {
+		t.Errorf("runner start %q: want params null passed on", o.runner.starts)
+	}
+	o.runner.mu.Unlock()
+	for range 30 { // 30 segments, 5 s apart: 150 s of input
+		o.clock.advance(5 * time.Second)
+		o.chans.write(liveMID, o.clock.Now())
+		time.Sleep(3 * time.Millisecond)
+	}
+	if !o.chans.open(liveMID) || o.srv.LiveSessions() != 1 {
+		t.Fatal("a free stream was closed while its input flowed")
+	}
+	o.metrics(t, `orchestrator_live_sessions_active 1`)
+	if n := strings.Count(o.metricsText(t), `outcome="debited"`); n != 0 {
+		t.Error("a free stream was debited")
+	}
+	o.clock.advance(61 * time.Second)
+	waitFor(t, "the idle stream closed", func() bool { return o.srv.LiveSessions() == 0 })
+	for _, c := range []string{liveMID, liveMID + "-out", liveMID + "-control", liveMID + "-events"} {
+		if o.chans.open(c) {
+			t.Errorf("channel %s open after the idle close", c)
+		}
+	}
+	o.metrics(t, `orchestrator_live_sessions_ended_total{reason="input_idle"} 1`)
 }
