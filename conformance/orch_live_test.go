@@ -544,6 +544,7 @@ func TestOrchLiveStartRefusals(t *testing.T) {
 		{"not JSON, bad payment too: decode first", with("Livepeer-Payment", "%%%"), `{"model_id":`, 400, "unexpected EOF"},
 		{"missing model_id: a 400, not go-livepeer's panic", h.Start.Headers, `{"params":null,"publish_url":"","subscribe_url":""}`, 400, `missing model_id: name the live pipeline to run, e.g. "model_id":"noop"`},
 		{"model not served, bad payment too: capacity before payment", with("Livepeer-Payment", "%%%"), strings.Replace(good, `"noop"`, `"comfyui"`, 1), 503, "insufficient capacity"},
+		{"body past the 64 KiB bound: 413 before decoding", h.Start.Headers, `{"model_id":"noop","params":{"prompt":"` + strings.Repeat("x", 70<<10) + `"}}`, 413, "request body exceeds 65536 bytes, the most this orchestrator accepts for live-video-to-video"},
 		{"payment not base64", with("Livepeer-Payment", "%%%"), good, 402, "invalid payment"},
 		{"no segment credentials", with("Livepeer-Segment", ""), good, 403, "missing segment credentials"},
 		{"segment signed by another sender", with("Livepeer-Segment", h.Periodic.Headers["Livepeer-Segment"][:40]+"AAAA"+h.Periodic.Headers["Livepeer-Segment"][44:]), good, 403, "invalid segment credentials"},
