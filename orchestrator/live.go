@@ -115,6 +115,18 @@ func (c *LiveConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.HealthPoll, "live.health-poll", time.Second, "how often a busy live runner is asked for /health; IDLE returns it to the pool")
 }
 
+// Validate rejects durations that cannot work, every problem at once.
+func (c *LiveConfig) Validate() error {
+	var errs []error
+	if c.PaymentInterval < 0 || c.InputIdle < 0 || c.HealthPoll < 0 {
+		errs = append(errs, errors.New("-livePaymentInterval, -live.input-idle and -live.health-poll must not be negative"))
+	}
+	if c.RunnerHost != "" && strings.ContainsAny(c.RunnerHost, "/?#@ ") {
+		errs = append(errs, fmt.Errorf("-liveAITrickleHostForRunner %q: want host or host:port", c.RunnerHost))
+	}
+	return errors.Join(errs...)
+}
+
 func (c LiveConfig) withDefaults() LiveConfig {
 	if c.PaymentInterval <= 0 {
 		c.PaymentInterval = 5 * time.Second

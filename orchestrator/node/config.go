@@ -38,6 +38,7 @@ type Config struct {
 	Capacity     int
 	Runners      string
 	Docker       dockerFlags
+	Live         orchestrator.LiveConfig // live-video-to-video, when an aiModels entry has that pipeline
 
 	tlsSet bool // -tls given: onchain does not turn it on
 	// Filled by Validate.
@@ -82,6 +83,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Capacity, "capacity", 1, "CPU runners per model for entries without a capacity field")
 	fs.StringVar(&c.Runners, "runners", "cpu", "where jobs run: cpu (in-process reference runners) or docker (runner containers on the Docker engine and GPUs; see -runtime.*)")
 	c.Docker.register(fs)
+	c.Live.RegisterFlags(fs)
 	for _, a := range aliases {
 		cli.Alias(fs, a[0], a[1])
 	}
@@ -127,6 +129,7 @@ func (c *Config) Validate() error {
 		add(fmt.Errorf("CPU runner profile: %w", err))
 	}
 	add(c.Server.Validate())
+	add(c.Live.Validate())
 	if host, _, err := net.SplitHostPort(c.ServiceAddr); err != nil {
 		add(fmt.Errorf("-serviceAddr %q: want host:port: %w", c.ServiceAddr, err))
 	} else {
