@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lpgauge/lpgauge/gateway/trickle"
 	"github.com/lpgauge/lpgauge/orchestrator"
 	"github.com/lpgauge/lpgauge/orchestrator/cpurunner"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
@@ -126,7 +127,8 @@ type liveOrchestrator struct {
 	url    string
 	srv    *orchestrator.Server
 	runner *liveRunner
-	chans  *testChannels
+	ts     *trickle.Server
+	pub    *trickle.Publisher // the gateway's publisher on the stream's input, made after the start (it preconnects)
 	clock  *fakeClock
 	cpu    *cpurunner.Runners
 }
@@ -154,12 +156,13 @@ func newLiveOrchestratorWith(t testing.TB, ev int64, gate orchestrator.Gate, idl
 		gate = rpc.Gate()
 	}
 	clock := &fakeClock{now: time.Unix(vecExpiration, 0).Add(-time.Hour)}
-	chans := newTestChannels()
+	ts := trickle.NewServer(trickle.ServerConfig{BasePath: orchestrator.TrickleBasePath})
+	t.Cleanup(ts.Stop)
 	srv, err := orchestrator.New(orchestrator.Config{
 		ServiceURI: vecURI, MaxBodyBytes: 1 << 20, MaxResponseBytes: 64 << 20, MaxQueue: 4, QueueTimeout: time.Second,
 		RunnerTimeout: time.Minute, ResultTTL: time.Minute,
 		Live: &orchestrator.LiveConfig{
-			Channels: chans, NewMID: func() string { return liveMID }, Now: clock.Now,
+			Channels: ts, NewMID: func() string { return liveMID }, Now: clock.Now,
 			Poll: 2 * time.Millisecond, HealthPoll: 10 * time.Millisecond, InputIdle: idle,
 		},
 	}, cpu, gate)
@@ -175,7 +178,7 @@ func newLiveOrchestratorWith(t testing.TB, ev int64, gate orchestrator.Gate, idl
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return &liveOrchestrator{rpc: rpc, client: c, url: url, srv: srv, runner: lr, chans: chans, clock: clock, cpu: cpu}
+	return &liveOrchestrator{rpc: rpc, client: c, url: url, srv: srv, runner: lr, ts: ts, clock: clock, cpu: cpu}
 }
 
 // liveHTTP is http/start_and_payment_http.json: the gateway's requests.
@@ -290,12 +293,9 @@ func TestOrchLiveStartPaymentAndDebits(t *testing.T) {
 		t.Errorf("balance after the start payment %s, go-livepeer %s", got.FloatString(6), want.FloatString(6))
 	}
 	for _, c := range []string{liveMID, liveMID + "-out", liveMID + "-control", liveMID + "-events"} {
-		if !o.chans.open(c) {
+		if !o.open(c) {
 			t.Errorf("channel %s not open", c)
 		}
-	}
-	if m := o.chans.mime(liveMID + "-events"); m != "application/json" {
-		t.Errorf("events channel mime %q", m)
 	}
 
 	// The periodic payment, with O's mid in Livepeer-Segment.
@@ -327,11 +327,11 @@ func TestOrchLiveStartPaymentAndDebits(t *testing.T) {
 	for _, st := range sum.Steps {
 		before := o.balance()
 		o.clock.advance(5 * time.Second)
-		o.chans.write(liveMID, o.clock.Now())
+		o.segment(t)
 		if st.After == "" { // insufficient: the session closes
-			waitFor(t, "the session to close on insufficient balance", func() bool { return !o.chans.open(liveMID) })
+			waitFor(t, "the session to close on insufficient balance", func() bool { return !o.open(liveMID) })
 			for _, c := range []string{liveMID, liveMID + "-out", liveMID + "-control", liveMID + "-events"} {
-				if o.chans.open(c) {
+				if o.open(c) {
 					t.Errorf("channel %s still open after insufficient balance", c)
 				}
 			}
@@ -403,227 +403,19 @@ func decodePaymentResult(t testing.TB, b []byte) *lpnet.OrchestratorInfo {
 	return &info
 }
 
-// testChannels records channel lifetimes for the vector test (the trickle
-// protocol itself is tested in gateway/trickle).
-type testChannels struct {
-	mu    sync.Mutex
-	chans map[string]*testChannel
-}
-
-type testChannel struct {
-	mime string
-	last time.Time
-}
-
-func newTestChannels() *testChannels { return &testChannels{chans: map[string]*testChannel{}} }
-
-func (c *testChannels) CreateChannel(name, mime string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.chans[name] = &testChannel{mime: mime}
-	return nil
-}
-
-func (c *testChannels) CloseChannel(name string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.chans, name)
-}
-
-func (c *testChannels) LastWrite(name string) (time.Time, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch, ok := c.chans[name]
-	if !ok {
-		return time.Time{}, false
-	}
-	return ch.last, true
-}
-
-func (c *testChannels) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
-	http.Error(w, "Stream not found", http.StatusNotFound)
-}
-
-func (c *testChannels) write(name string, at time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if ch, ok := c.chans[name]; ok {
-		ch.last = at
-	}
-}
-
-func (c *testChannels) open(name string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.chans[name]
+// open reports whether the trickle server holds the channel.
+func (o *liveOrchestrator) open(name string) bool {
+	_, ok := o.ts.LastWrite(name)
 	return ok
 }
 
-func (c *testChannels) mime(name string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if ch, ok := c.chans[name]; ok {
-		return ch.mime
+// segment publishes one input segment as the gateway does, over HTTP.
+func (o *liveOrchestrator) segment(t testing.TB) {
+	t.Helper()
+	if o.pub == nil {
+		o.pub = trickle.NewPublisher(o.url+orchestrator.TrickleBasePath+liveMID, httpClient)
 	}
-	return ""
-}
-
-// TestOrchLiveDiscovery: go-livepeer's live discovery request L01 gets
-// L02 from our orchestrator while its runner is idle (setLiveAICapacity:
-// capacity = idle runners, server/rpc.go:659-677); while the runner serves
-// a stream the same request is refused with OrchestratorCapped
-// (rpc.go:544-570), unless it sets ignoreCapacityCheck, which shows the
-// runner in use; once the runner reports IDLE, L02 again.
-func TestOrchLiveDiscovery(t *testing.T) {
-	o := newLiveOrchestrator(t, liveEV)
-	req := liveMsg(t, "payment/L01_orchestrator_request_live_noop.b64", &lpnet.OrchestratorRequest{})
-	want := liveMsg(t, "payment/L02_orchestrator_info_live_noop.b64", &lpnet.OrchestratorInfo{})
-	got, err := o.client.GetOrchestrator(t.Context(), req)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := o.pub.Write(t.Context(), strings.NewReader("segment")); err != nil {
+		t.Fatalf("publish an input segment to %s: %v", o.url, err)
 	}
-	if !proto.Equal(got, want) {
-		t.Fatalf("GetOrchestrator(L01)\n got %s\nwant %s", pj(got), pj(want))
-	}
-	h := loadLiveHTTP(t)
-	if status, _, body := o.post(t, "/live-video-to-video", h.Start.Headers, liveFile(t, "http/start_request_body.json")); status != http.StatusOK {
-		t.Fatalf("start: %d %q", status, body)
-	}
-	if _, err := o.client.GetOrchestrator(t.Context(), req); err == nil || !strings.Contains(err.Error(), "Invalid orchestrator request: OrchestratorCapped") {
-		t.Errorf("busy runner: GetOrchestrator err %v, go-livepeer: OrchestratorCapped", err)
-	}
-	ign := proto.Clone(req).(*lpnet.OrchestratorRequest)
-	ign.IgnoreCapacityCheck = true
-	info, err := o.client.GetOrchestrator(t.Context(), ign)
-	if err != nil {
-		t.Fatalf("ignoreCapacityCheck: %v", err)
-	}
-	if mc := info.GetCapabilities().GetConstraints().GetPerCapability()[35].GetModels()["noop"]; mc.GetCapacity() != 0 || mc.GetCapacityInUse() != 1 {
-		t.Errorf("busy runner advertised %v, want capacity 0, capacityInUse 1", mc)
-	}
-	// The gateway ends the stream (DELETE of its publish channel); the
-	// runner sees EOS and reports IDLE.
-	o.chans.CloseChannel(liveMID)
-	waitFor(t, "the session to end", func() bool { return o.srv.LiveSessions() == 0 && !o.chans.open(liveMID+"-out") })
-	o.runner.set("IDLE")
-	waitFor(t, "the runner back in the pool", func() bool { return o.cpu.States()[0].InUse == 0 })
-	if got, err = o.client.GetOrchestrator(t.Context(), req); err != nil || !proto.Equal(got, want) {
-		t.Errorf("after the stream: %v\n%s", err, pj(got))
-	}
-}
-
-// TestOrchLiveStartRefusals: each refusal of the start request, with
-// go-livepeer's status and text, in go-livepeer's order
-// (server/ai_http.go:996-1185): decode before capacity before payment
-// before credentials before balance; a refused start makes no channel and
-// leaves the runner free; a runner that fails to start gets its channels
-// closed and the gateway go-livepeer's 500 text.
-func TestOrchLiveStartRefusals(t *testing.T) {
-	o := newLiveOrchestrator(t, liveEV)
-	h := loadLiveHTTP(t)
-	good := string(liveFile(t, "http/start_request_body.json"))
-	with := func(k, v string) map[string]string {
-		m := map[string]string{}
-		for a, b := range h.Start.Headers {
-			m[a] = b
-		}
-		if v == "" {
-			delete(m, k)
-		} else {
-			m[k] = v
-		}
-		return m
-	}
-	for _, c := range []struct {
-		name    string
-		headers map[string]string
-		body    string
-		status  int
-		text    string
-	}{
-		{"not JSON, bad payment too: decode first", with("Livepeer-Payment", "%%%"), `{"model_id":`, 400, "unexpected EOF"},
-		{"missing model_id: a 400, not go-livepeer's panic", h.Start.Headers, `{"params":null,"publish_url":"","subscribe_url":""}`, 400, `missing model_id: name the live pipeline to run, e.g. "model_id":"noop"`},
-		{"model not served, bad payment too: capacity before payment", with("Livepeer-Payment", "%%%"), strings.Replace(good, `"noop"`, `"comfyui"`, 1), 503, "insufficient capacity"},
-		{"body past the 64 KiB bound: 413 before decoding", h.Start.Headers, `{"model_id":"noop","params":{"prompt":"` + strings.Repeat("x", 70<<10) + `"}}`, 413, "request body exceeds 65536 bytes, the most this orchestrator accepts for live-video-to-video"},
-		{"payment not base64", with("Livepeer-Payment", "%%%"), good, 402, "invalid payment"},
-		{"no segment credentials", with("Livepeer-Segment", ""), good, 403, "missing segment credentials"},
-		{"segment signed by another sender", with("Livepeer-Segment", h.Periodic.Headers["Livepeer-Segment"][:40]+"AAAA"+h.Periodic.Headers["Livepeer-Segment"][44:]), good, 403, "invalid segment credentials"},
-	} {
-		status, _, body := o.post(t, "/live-video-to-video", c.headers, []byte(c.body))
-		if status != c.status || !strings.Contains(string(body), c.text) || !strings.HasSuffix(string(body), "\n") {
-			t.Errorf("%s: %d %q, want %d %q", c.name, status, body, c.status, c.text)
-		}
-	}
-	if o.chans.open(liveMID) || o.srv.LiveSessions() != 0 {
-		t.Error("a refused start left a channel or session")
-	}
-	if n := len(o.runner.starts); n != 0 {
-		t.Errorf("the runner was started %d times by refused requests", n)
-	}
-
-	// The runner fails to start: 500 with go-livepeer's text, channels closed.
-	o.runner.mu.Lock()
-	o.runner.reply = http.StatusInternalServerError
-	o.runner.mu.Unlock()
-	status, _, body := o.post(t, "/live-video-to-video", h.Start.Headers, []byte(good))
-	if status != 500 || string(body) != "live-video-to-video container returned 500: pipeline failed to load\n" {
-		t.Errorf("runner failure: %d %q", status, body)
-	}
-	if o.chans.open(liveMID) || o.chans.open(liveMID+"-out") || o.srv.LiveSessions() != 0 {
-		t.Error("channels left open after the runner failed")
-	}
-	waitFor(t, "the runner slot back", func() bool { return o.cpu.States()[0].InUse == 0 })
-}
-
-// TestOrchLiveInsufficientStartBalance: with a ticket EV above the 24e9 the
-// three tickets are worth, go-livepeer's balance rule refuses the start
-// with 400 "Insufficient balance" (ai_http.go:1069-1072) and makes no
-// channel.
-func TestOrchLiveInsufficientStartBalance(t *testing.T) {
-	o := newLiveOrchestrator(t, 30_000_000_000)
-	h := loadLiveHTTP(t)
-	status, _, body := o.post(t, "/live-video-to-video", h.Start.Headers, liveFile(t, "http/start_request_body.json"))
-	if status != http.StatusBadRequest || string(body) != "Insufficient balance\n" {
-		t.Errorf("start with 24e9 credit against EV 30e9: %d %q, go-livepeer 400 \"Insufficient balance\"", status, body)
-	}
-	if o.chans.open(liveMID) || len(o.runner.starts) != 0 || o.cpu.States()[0].InUse != 0 {
-		t.Error("a refused start made channels or borrowed the runner")
-	}
-}
-
-// TestOrchLiveFreeAndIdle: without a price (off chain) a stream runs with
-// no payment headers and is never debited, however long its input flows
-// (server/ai_http.go:1096-1114); a stream whose input stops for longer than
-// the idle timeout is closed, all four channels.
-func TestOrchLiveFreeAndIdle(t *testing.T) {
-	o := newLiveOrchestratorWith(t, liveEV, orchestrator.OffChain{}, time.Minute)
-	status, _, body := o.post(t, "/live-video-to-video", map[string]string{"Content-Type": "application/json"}, liveFile(t, "http/start_request_body_no_params.json"))
-	if status != http.StatusOK {
-		t.Fatalf("free start: %d %q", status, body)
-	}
-	o.runner.mu.Lock()
-	if len(o.runner.starts) != 1 || !strings.Contains(string(o.runner.starts[0]), `"params":null`) {
-		t.Errorf("runner start %q: want params null passed on", o.runner.starts)
-	}
-	o.runner.mu.Unlock()
-	for range 30 { // 30 segments, 5 s apart: 150 s of input
-		o.clock.advance(5 * time.Second)
-		o.chans.write(liveMID, o.clock.Now())
-		time.Sleep(3 * time.Millisecond)
-	}
-	if !o.chans.open(liveMID) || o.srv.LiveSessions() != 1 {
-		t.Fatal("a free stream was closed while its input flowed")
-	}
-	o.metrics(t, `orchestrator_live_sessions_active 1`)
-	if n := strings.Count(o.metricsText(t), `outcome="debited"`); n != 0 {
-		t.Error("a free stream was debited")
-	}
-	o.clock.advance(61 * time.Second)
-	waitFor(t, "the idle stream closed", func() bool { return o.srv.LiveSessions() == 0 })
-	for _, c := range []string{liveMID, liveMID + "-out", liveMID + "-control", liveMID + "-events"} {
-		if o.chans.open(c) {
-			t.Errorf("channel %s open after the idle close", c)
-		}
-	}
-	o.metrics(t, `orchestrator_live_sessions_ended_total{reason="input_idle"} 1`)
 }

@@ -499,8 +499,9 @@ func (l *live) watch(ss *liveSession) {
 	defer l.wg.Done()
 	t := time.NewTicker(l.cfg.Poll)
 	defer t.Stop()
-	started := l.cfg.Now()
-	billed := started
+	billed := l.cfg.Now()
+	// seenAt is when, on the session's clock, the input last moved.
+	seenAt := billed
 	var seen time.Time
 	for {
 		select {
@@ -515,7 +516,7 @@ func (l *live) watch(ss *liveSession) {
 		}
 		now := l.cfg.Now()
 		if lw.After(seen) {
-			seen = lw
+			seen, seenAt = lw, now
 			if ss.adm.Priced() && !billed.Add(l.cfg.PaymentInterval).After(now) {
 				units := int64(float64(LivePixelsPerSecond) * now.Sub(billed).Seconds())
 				if err := ss.adm.Debit(ss.mid, units); err != nil {
@@ -528,11 +529,7 @@ func (l *live) watch(ss *liveSession) {
 				billed = billed.Add(time.Duration(float64(units) / LivePixelsPerSecond * float64(time.Second)))
 			}
 		}
-		last := seen
-		if last.IsZero() {
-			last = started
-		}
-		if now.Sub(last) > l.cfg.InputIdle {
+		if now.Sub(seenAt) > l.cfg.InputIdle {
 			l.end(ss, "input_idle")
 			return
 		}

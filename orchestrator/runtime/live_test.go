@@ -5,13 +5,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 
 	"github.com/lpgauge/lpgauge/capability"
+	"github.com/lpgauge/lpgauge/gateway/trickle"
 	"github.com/lpgauge/lpgauge/orchestrator"
 )
 
@@ -46,7 +46,10 @@ func TestLiveRunnerContainer(t *testing.T) {
 		t.Errorf("port bindings %+v, want 8900/tcp on 127.0.0.1", ins.HostConfig.PortBindings)
 	}
 
-	chans := &liveTestChannels{open: map[string]bool{}}
+	// The container never connects back here: the stream ends when the
+	// fake runner goes IDLE by itself.
+	chans := trickle.NewServer(trickle.ServerConfig{BasePath: orchestrator.TrickleBasePath})
+	defer chans.Stop()
 	srv, err := orchestrator.New(orchestrator.Config{
 		MaxBodyBytes: 1 << 20, MaxResponseBytes: 1 << 20, MaxQueue: 1, QueueTimeout: time.Second,
 		RunnerTimeout: time.Minute, ResultTTL: time.Minute,
@@ -72,34 +75,4 @@ func TestLiveRunnerContainer(t *testing.T) {
 	}
 	// The container reports IDLE after LIVE_TIME: back in the pool.
 	waitFor(t, 10*time.Second, "the live container back in the pool", func() bool { return rt.States()[0].InUse == 0 })
-}
-
-// liveTestChannels stands for the trickle server: the container here
-// never connects back, so only channel lifetimes matter.
-type liveTestChannels struct {
-	mu   sync.Mutex
-	open map[string]bool
-}
-
-func (c *liveTestChannels) CreateChannel(name, _ string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.open[name] = true
-	return nil
-}
-
-func (c *liveTestChannels) CloseChannel(name string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.open, name)
-}
-
-func (c *liveTestChannels) LastWrite(name string) (time.Time, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Time{}, c.open[name]
-}
-
-func (c *liveTestChannels) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
-	http.Error(w, "Stream not found", http.StatusNotFound)
 }
