@@ -75,7 +75,10 @@ type slot struct {
 
 func (s *slot) ready() bool {
 	if s.local != nil {
-		return s.local.Status() == "OK"
+		// A live runner says IDLE between streams; both are ready, as
+		// go-livepeer reads /health (ai/worker/container.go:53-106).
+		st := s.local.Status()
+		return st == "OK" || st == "IDLE"
 	}
 	return s.healthy
 }
