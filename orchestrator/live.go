@@ -192,6 +192,7 @@ type live struct {
 
 	mu       sync.Mutex
 	sessions map[string]*liveSession
+	closing  bool // set by close: no new goroutine starts
 	wg       sync.WaitGroup
 	stop     chan struct{}
 
@@ -241,6 +242,7 @@ func (l *live) mount(mux *http.ServeMux) {
 func (l *live) close() {
 	close(l.stop)
 	l.mu.Lock()
+	l.closing = true
 	all := make([]*liveSession, 0, len(l.sessions))
 	for _, ss := range l.sessions {
 		all = append(all, ss)
@@ -422,11 +424,21 @@ func (l *live) start(rw http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ss := &liveSession{mid: mid, model: model, adm: adm, ctx: ctx, cancel: cancel, closed: make(chan struct{})}
 	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		cancel()
+		for _, c := range names {
+			l.cfg.Channels.CloseChannel(c.name)
+		}
+		lease.Release()
+		refuse("capacity", http.StatusServiceUnavailable, "insufficient capacity: the orchestrator is shutting down")
+		return
+	}
 	l.sessions[mid] = ss
-	l.mu.Unlock()
-	l.active.Inc()
 	// 9. accounting: watch the input channel.
 	l.wg.Add(1)
+	l.active.Inc()
+	l.mu.Unlock()
 	go l.watch(ss)
 	// 10. the runner, with the URL roles swapped (ai_http.go:1138-1157).
 	pub, sub, ctl, ev := base, base+"-out", base+"-control", base+"-events"
@@ -442,7 +454,15 @@ func (l *live) start(rw http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		lease.Release()
+		http.Error(w, "the orchestrator is shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	l.wg.Add(1)
+	l.mu.Unlock()
 	go l.watchRunner(ss, lease)
 	// 11. the gateway's URLs.
 	out, _ := json.Marshal(liveResponse{PublishURL: pub, SubscribeURL: sub, ControlURL: &ctl, EventsURL: &ev, ManifestID: &mid})
