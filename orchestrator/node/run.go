@@ -115,7 +115,7 @@ func run(ctx context.Context, c Config, log *slog.Logger) error {
 	switch *runnersKind {
 	case "cpu":
 		cpu, err := cpurunner.New(models, cpurunner.Config{
-			Latency: lat, DefaultCapacity: *capacity, Logger: log,
+			Latency: lat, DefaultCapacity: *capacity, Logger: log, Live: c.LiveProfile,
 		})
 		if err != nil {
 			return err
