@@ -76,3 +76,16 @@ func TestLiveRunnerContainer(t *testing.T) {
 	// The container reports IDLE after LIVE_TIME: back in the pool.
 	waitFor(t, 10*time.Second, "the live container back in the pool", func() bool { return rt.States()[0].InUse == 0 })
 }
+
+// The CPU reference runner image, started as a live runner container with
+// only PIPELINE and MODEL_ID, answers on 8900 and reports IDLE: ready.
+func TestLiveRunnerImageListensOn8900(t *testing.T) {
+	if runnerImage == "" {
+		t.Skip("cmd/runner not in the tree")
+	}
+	live, _ := capability.ByID(capability.LiveVideoToVideo)
+	cfg := testConfig(t, Model{Pipeline: live, ModelID: "noop", Warm: true})
+	cfg.Image = runnerImage
+	rt := start(t, cfg)
+	waitFor(t, 30*time.Second, "the live runner image ready on 8900", func() bool { return rt.States()[0].Capacity == 1 })
+}
