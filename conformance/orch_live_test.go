@@ -139,9 +139,9 @@ func newLiveOrchestrator(t testing.TB, ev int64) *liveOrchestrator {
 	return newLiveOrchestratorWith(t, ev, nil, 0)
 }
 
-// newLiveOrchestratorWith takes the gate (nil: the vectors' on-chain gate)
-// and the input idle timeout (0: the default).
-func newLiveOrchestratorWith(t testing.TB, ev int64, gate orchestrator.Gate, idle time.Duration) *liveOrchestrator {
+// newLiveOrchestratorWith takes the gate (nil: the vectors' on-chain gate),
+// the input idle timeout (0: the default) and edits of the live config.
+func newLiveOrchestratorWith(t testing.TB, ev int64, gate orchestrator.Gate, idle time.Duration, edits ...func(*orchestrator.LiveConfig)) *liveOrchestrator {
 	t.Helper()
 	lr := newLiveRunner(t)
 	js := `[{"pipeline":"live-video-to-video","model_id":"noop","warm":true,"price_per_unit":10,"pixels_per_unit":1,"capacity":1,"url":"` + lr.srv.URL + `"}]`
@@ -158,13 +158,17 @@ func newLiveOrchestratorWith(t testing.TB, ev int64, gate orchestrator.Gate, idl
 	clock := &fakeClock{now: time.Unix(vecExpiration, 0).Add(-time.Hour)}
 	ts := trickle.NewServer(trickle.ServerConfig{BasePath: orchestrator.TrickleBasePath})
 	t.Cleanup(ts.Stop)
+	live := &orchestrator.LiveConfig{
+		Channels: ts, NewMID: func() string { return liveMID }, Now: clock.Now,
+		Poll: 2 * time.Millisecond, HealthPoll: 10 * time.Millisecond, InputIdle: idle,
+	}
+	for _, e := range edits {
+		e(live)
+	}
 	srv, err := orchestrator.New(orchestrator.Config{
 		ServiceURI: vecURI, MaxBodyBytes: 1 << 20, MaxResponseBytes: 64 << 20, MaxQueue: 4, QueueTimeout: time.Second,
 		RunnerTimeout: time.Minute, ResultTTL: time.Minute,
-		Live: &orchestrator.LiveConfig{
-			Channels: ts, NewMID: func() string { return liveMID }, Now: clock.Now,
-			Poll: 2 * time.Millisecond, HealthPoll: 10 * time.Millisecond, InputIdle: idle,
-		},
+		Live: live,
 	}, cpu, gate)
 	if err != nil {
 		t.Fatal(err)
@@ -417,5 +421,23 @@ func (o *liveOrchestrator) segment(t testing.TB) {
 	}
 	if _, err := o.pub.Write(t.Context(), strings.NewReader("segment")); err != nil {
 		t.Fatalf("publish an input segment to %s: %v", o.url, err)
+	}
+}
+
+// TestOrchLiveRunnerHost: -liveAITrickleHostForRunner replaces the host of
+// the four URLs the runner gets, not of those the gateway gets
+// (server/ai_http.go:1139-1142,1367-1378).
+func TestOrchLiveRunnerHost(t *testing.T) {
+	const runnerHost = "172.17.0.1:8935"
+	o := newLiveOrchestratorWith(t, liveEV, orchestrator.OffChain{}, 0, func(c *orchestrator.LiveConfig) { c.RunnerHost = runnerHost })
+	status, _, body := o.post(t, "/live-video-to-video", nil, liveFile(t, "http/start_request_body.json"))
+	if want := bytes.TrimSpace(liveFile(t, "http/start_response_body.json")); status != http.StatusOK || !bytes.Equal(body, want) {
+		t.Fatalf("start: %d %s, want the service URI's URLs %s", status, body, want)
+	}
+	o.runner.mu.Lock()
+	defer o.runner.mu.Unlock()
+	want := strings.ReplaceAll(string(bytes.TrimSpace(liveFile(t, "http/runner_request_body.json"))), "orchestrator.example:8935", runnerHost)
+	if len(o.runner.starts) != 1 || string(o.runner.starts[0]) != want {
+		t.Errorf("runner start %q\nwant %s", o.runner.starts, want)
 	}
 }
