@@ -248,17 +248,17 @@ func TestPublisherCloseEndsStream(t *testing.T) {
 // A channel with no new segment for IdleTimeout is swept; one that keeps
 // receiving is not (trickle_server.go:232-253).
 func TestIdleSweep(t *testing.T) {
-	srv, base := newTestServer(t, ServerConfig{IdleTimeout: 150 * time.Millisecond, SweepInterval: 10 * time.Millisecond}, "idle", "busy")
+	srv, base := newTestServer(t, ServerConfig{IdleTimeout: 400 * time.Millisecond, SweepInterval: 10 * time.Millisecond}, "idle", "busy")
 	before, _ := srv.LastWrite("busy")
 	pub := NewPublisher(base+"busy", nil)
-	for i := 0; i < 12; i++ {
+	for i := 0; i < 30; i++ {
 		if _, err := pub.Write(ctx(t), strings.NewReader("x")); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
 	if _, ok := srv.LastWrite("idle"); ok {
-		t.Fatal("idle channel not swept after 300 ms")
+		t.Fatal("idle channel not swept after 750 ms")
 	}
 	after, ok := srv.LastWrite("busy")
 	if !ok || !after.After(before) {

@@ -8,8 +8,11 @@
 package livets
 
 import (
+	"bytes"
+	"crypto/subtle"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -297,10 +300,18 @@ var ErrNoPictures = errors.New("livets: no decodable picture")
 // Invert is the runner's transform of one picture: luma inverted (Y' =
 // 255-Y), chroma kept. The stamp stays readable and reads Transformed.
 func Invert(p *Picture) {
+	// 255-v is v^0xFF for bytes; XORBytes does the plane in word steps.
+	if mask := invertMask(); len(p.Y) <= len(mask) {
+		subtle.XORBytes(p.Y, p.Y, mask[:len(p.Y)])
+		return
+	}
 	for i, v := range p.Y {
 		p.Y[i] = 255 - v
 	}
 }
+
+// invertMask is 0xFF for the largest picture Decode accepts.
+var invertMask = sync.OnceValue(func() []byte { return bytes.Repeat([]byte{0xFF}, maxMacroblocks*256) })
 
 // Transform is the CPU live runner's visible transform of a whole segment:
 // every picture inverted, PTS kept, remuxed at fps (0 = 30).
