@@ -8,7 +8,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -385,5 +388,42 @@ func TestPublisherSubscriberStream(t *testing.T) {
 	}
 	if err := <-errc; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A preconnected POST with no data yet gets an interim 100 Continue every
+// keepalive period, then completes normally when its data comes
+// (trickle_server.go:446-482).
+func TestPreconnectKeepalive(t *testing.T) {
+	old := firstByteKeepalive
+	firstByteKeepalive = 30 * time.Millisecond
+	defer func() { firstByteKeepalive = old }()
+	_, base := newTestServer(t, ServerConfig{}, "ch")
+	pr, pw := io.Pipe()
+	var interim atomic.Int32
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+		if code == http.StatusContinue {
+			interim.Add(1)
+		}
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodPost, base+"ch/0", pr)
+	done := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- resp
+	}()
+	time.Sleep(200 * time.Millisecond)
+	_, _ = pw.Write([]byte("late data"))
+	_ = pw.Close()
+	resp := <-done
+	if resp == nil || resp.StatusCode != 200 || resp.Header.Get(HeaderSeq) != "0" {
+		t.Fatalf("POST after keepalives: %v", resp)
+	}
+	if n := interim.Load(); n < 2 {
+		t.Errorf("%d interim 100 Continue in 200 ms at a 30 ms keepalive, want several", n)
 	}
 }
