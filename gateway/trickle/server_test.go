@@ -427,3 +427,27 @@ func TestPreconnectKeepalive(t *testing.T) {
 		t.Errorf("%d interim 100 Continue in 200 ms at a 30 ms keepalive, want several", n)
 	}
 }
+
+// A preconnect the server released before any data (another writer took
+// its seq) is not a silent loss here: Write re-POSTs the seq once. go-livepeer's
+// publisher returns no error and drops the segment (conformance README §9).
+func TestPublisherRetriesReleasedPreconnect(t *testing.T) {
+	srv, base := newTestServer(t, ServerConfig{}, "ch")
+	pub := NewPublisher(base+"ch", nil)
+	if seq, err := pub.Write(ctx(t), strings.NewReader("zero")); err != nil || seq != 0 {
+		t.Fatalf("write 0: %d %v", seq, err)
+	}
+	waitHeld(t, srv, "ch", 1) // the preconnect of seq 1
+	// Another writer takes seq 1 (-1 resolves to the preconnected seq), which
+	// releases the preconnect with Connection: close.
+	if resp, _ := do(t, http.MethodPost, base+"ch/-1", []byte("intruder")); resp.Header.Get(HeaderSeq) != "1" {
+		t.Fatalf("raw POST -1: %v", resp.Header)
+	}
+	seq, err := pub.Write(ctx(t), strings.NewReader("one"))
+	if err != nil || seq != 1 {
+		t.Fatalf("write into a released preconnect: seq %d, %v; want 1, nil", seq, err)
+	}
+	if resp, body := do(t, http.MethodGet, base+"ch/1", nil); body != "one" {
+		t.Fatalf("seq 1 holds %q (%d), want the publisher's segment", body, resp.StatusCode)
+	}
+}
