@@ -173,6 +173,17 @@ func (e *Encoder) picture(num uint32) *Picture {
 	return p
 }
 
+// ReadStamp reads the stamp of a picture decoded by any decoder (e.g.
+// ffmpeg's rawvideo output of a runner that re-encodes): only Y, Width and
+// Height are used. The number is read from block means, so mild lossy coding
+// still reads; intact needs every stamp pixel within 24 of its level.
+func ReadStamp(p *Picture) (num uint32, transformed, intact bool) {
+	if p == nil || p.Width <= 0 || p.Height <= 0 || len(p.Y) < p.Width*p.Height {
+		return 0, false, false
+	}
+	return readStamp(p)
+}
+
 // readStamp reads the stamp of a picture.
 func readStamp(p *Picture) (num uint32, transformed, intact bool) {
 	w := p.Width

@@ -83,7 +83,7 @@ func TestFFmpegDecodesSegments(t *testing.T) {
 			if !bytes.Equal(got.Y, want.Y) {
 				t.Fatalf("%v frame %d: ffmpeg's luma differs from the encoded picture", f, i)
 			}
-			if n, tr, ok := readStamp(got); n != tc.first+uint32(i) || tr || !ok {
+			if n, tr, ok := ReadStamp(got); n != tc.first+uint32(i) || tr || !ok {
 				t.Fatalf("%v frame %d: stamp in ffmpeg's picture reads %d transformed=%v intact=%v", f, i, n, tr, ok)
 			}
 		}
