@@ -1,0 +1,117 @@
+package probe
+
+import (
+	"context"
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/lpgauge/lpgauge/internal/results"
+)
+
+// liveProfile is what a live orchestrator is told to do, and so what the
+// probe must measure: its in→out latency and output frame rate.
+type liveProfile struct {
+	latency time.Duration
+	outFPS  float64
+}
+
+// liveAccuracy runs n live probes against an orchestrator made by newO and
+// returns the first (cold: new connections, the runner's first session)
+// and the rest (warm).
+func liveAccuracy(tb testing.TB, n int, cfg LiveConfig, newO func(tb testing.TB) (serviceURI string)) (cold results.Result, warm []results.Result) {
+	tb.Helper()
+	uri := newO(tb)
+	p := New(Config{Live: cfg, Timeouts: Timeouts{Total: cfg.Duration + 30*time.Second}})
+	for i := 0; i < n; i++ {
+		r := p.Run(context.Background(), Job{Orchestrator: "0x1111111111111111111111111111111111111111", ServiceURI: uri,
+			Pipeline: LiveVideoToVideo{}, Model: "noop", Seed: int64(i + 1)})
+		if r.Outcome != results.Success {
+			tb.Fatalf("probe %d: %s %s/%s: %s", i, r.Outcome, r.ErrorClass, r.ErrorCode, r.ErrorMessage)
+		}
+		if i == 0 {
+			cold = r
+		} else {
+			warm = append(warm, r)
+		}
+	}
+	return cold, warm
+}
+
+// liveErrors are a probe's errors against the profile: of the median
+// latency, and of the output frame rate in percent.
+func liveErrors(r results.Result, want liveProfile) (latErr time.Duration, fpsErrPct float64) {
+	latErr = r.Live.LatencyP50 - want.latency
+	if latErr < 0 {
+		latErr = -latErr
+	}
+	return latErr, 100 * math.Abs(r.Live.OutFPS-want.outFPS) / want.outFPS
+}
+
+func medianDur(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func medianF(f []float64) float64 {
+	s := slices.Clone(f)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// fakeProfileO is the fake live orchestrator with the profile's latency
+// (it keeps every frame, so the output rate is the input's).
+func fakeProfileO(prof liveProfile) func(tb testing.TB) string {
+	return func(tb testing.TB) string {
+		o := newFakeLiveO(tb, liveHealthy)
+		o.latency = prof.latency
+		return o.hs.URL
+	}
+}
+
+// BenchmarkLiveAccuracy: the live probe's measures against an orchestrator
+// whose runner adds a known latency. Reported (medians; cold = the first
+// probe, warm = the others): the error of the median in→out latency (target
+// ≤ 5 ms), the output fps error (target ≤ 2 %), and the time to the first
+// frame. Run with -benchtime=1x: each iteration is 4 live probes of 5 s.
+func BenchmarkLiveAccuracy(b *testing.B) {
+	prof := liveProfile{latency: 80 * time.Millisecond, outFPS: 30}
+	cfg := LiveConfig{Duration: 5 * time.Second, FPS: 30, Width: 128, Height: 64, Segment: 500 * time.Millisecond}
+	for i := 0; i < b.N; i++ {
+		cold, warm := liveAccuracy(b, 4, cfg, fakeProfileO(prof))
+		cl, cf := liveErrors(cold, prof)
+		var lats []time.Duration
+		var fpss []float64
+		var ttff []time.Duration
+		for _, r := range warm {
+			l, f := liveErrors(r, prof)
+			lats, fpss, ttff = append(lats, l), append(fpss, f), append(ttff, r.Live.FirstFrame)
+		}
+		b.ReportMetric(float64(cl.Microseconds())/1000, "cold-latency-err-ms")
+		b.ReportMetric(cf, "cold-fps-err-%")
+		b.ReportMetric(float64(cold.Live.FirstFrame.Microseconds())/1000, "cold-ttff-ms")
+		b.ReportMetric(float64(medianDur(lats).Microseconds())/1000, "warm-latency-err-ms")
+		b.ReportMetric(medianF(fpss), "warm-fps-err-%")
+		b.ReportMetric(float64(medianDur(ttff).Microseconds())/1000, "warm-ttff-ms")
+	}
+}
+
+// The small version of the benchmark, with loose bounds for a loaded
+// machine: the probe's median latency is the runner's within 25 ms and its
+// output fps the runner's within 5 %.
+func TestLiveProbeMatchesProfile(t *testing.T) {
+	prof := liveProfile{latency: 80 * time.Millisecond, outFPS: 20}
+	cold, warm := liveAccuracy(t, 2, liveTestConfig, fakeProfileO(prof))
+	for _, r := range append(warm, cold) {
+		lat, fps := liveErrors(r, prof)
+		t.Logf("p50 %s (err %s), fps %.2f (err %.2f %%), first frame %s", r.Live.LatencyP50, lat, r.Live.OutFPS, fps, r.Live.FirstFrame)
+		if lat > 25*time.Millisecond || fps > 5 {
+			t.Fatalf("median latency %s for a runner at %s; fps %.2f for %.0f", r.Live.LatencyP50, prof.latency, r.Live.OutFPS, prof.outFPS)
+		}
+		if r.Live.FirstFrame < prof.latency || r.Live.FirstFrame > liveTestConfig.Segment+prof.latency+200*time.Millisecond {
+			t.Fatalf("first frame after %s: the first segment goes out after %s and comes back after %s", r.Live.FirstFrame, liveTestConfig.Segment, prof.latency)
+		}
+	}
+}
