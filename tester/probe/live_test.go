@@ -44,6 +44,10 @@ type fakeLiveO struct {
 	stallAt   int           // liveStall: first input segment held back
 	stallFor  time.Duration // liveStall: how long
 	dropEvery int
+	// runnerURL, when set, is a live runner (ai-runner's API) the start is
+	// handed to with the URLs swapped, as go-livepeer's O hands it
+	// (server/ai_http.go:1138-1157), instead of the fake's own runner.
+	runnerURL string
 
 	payStatus atomic.Int32
 	payments  atomic.Int32
@@ -93,9 +97,27 @@ func (o *fakeLiveO) start(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	go o.run(mid)
-	go o.readControl(mid)
 	base := o.hs.URL + "/ai/trickle/" + mid
+	if o.runnerURL != "" {
+		b, _ := json.Marshal(map[string]any{"control_url": base + "-control", "events_url": base + "-events",
+			"gateway_request_id": "5e6f7a8b", "manifest_id": mid, "model_id": *body.ModelID, "params": nil,
+			"publish_url": base + "-out", "stream_id": "str_abc123", "subscribe_url": base})
+		resp, err := http.Post(o.runnerURL+"/live-video-to-video", "application/json", bytes.NewReader(b))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			http.Error(w, fmt.Sprintf("live-video-to-video container returned %d: %s", resp.StatusCode, msg), http.StatusInternalServerError)
+			return
+		}
+		go o.closeWhenInputEnds(mid)
+	} else {
+		go o.run(mid)
+		go o.readControl(mid)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]string{"control_url": base + "-control", "events_url": base + "-events",
 		"manifest_id": mid, "publish_url": base, "subscribe_url": base + "-out"})
@@ -160,6 +182,29 @@ func (o *fakeLiveO) run(mid string) {
 		}
 		time.Sleep(o.latency)
 		_, _ = out.Write(ctx, bytes.NewReader(res))
+	}
+}
+
+// closeWhenInputEnds is O's own reader of mid: when the gateway deletes
+// it, the session's other channels close (server/ai_http.go:1117-1128).
+func (o *fakeLiveO) closeWhenInputEnds(mid string) {
+	in := trickle.NewSubscriber(o.hs.URL+"/ai/trickle/"+mid, o.hs.Client(), -1)
+	defer in.Close()
+	for {
+		seg, err := in.Read(context.Background())
+		if err != nil {
+			var sne *trickle.SequenceNonexistentError
+			if errors.As(err, &sne) && sne.Latest >= 0 {
+				in.SetSeq(sne.Latest)
+				continue
+			}
+			break
+		}
+		_, _ = io.Copy(io.Discard, seg.Body)
+		_ = seg.Body.Close()
+	}
+	for _, c := range []string{mid, mid + "-out", mid + "-control", mid + "-events"} {
+		o.ts.CloseChannel(c)
 	}
 }
 
