@@ -180,6 +180,10 @@ func (LiveVideoToVideo) Validate(context.Context, *Request, *Response, *Media) (
 // honest answer to our stream is at most a few times the input.
 const liveMaxSegment = 8 << 20
 
+// drainMax bounds the wait for output after the last input segment (at
+// least 3 × StallAfter).
+const drainMax = 10 * time.Second
+
 // maxEventBytes bounds one event document.
 const maxEventBytes = 64 << 10
 
@@ -586,8 +590,16 @@ func (s *liveSession) readEvents(ctx context.Context, sub *trickle.Subscriber) {
 
 // drain waits, after the last input segment, for the output of every
 // input segment, until the output ends, or until no output has come for
-// StallAfter since the later of the last output and the last input.
+// StallAfter since the later of the last output and the last input; and
+// never past drainMax after the last input (an orchestrator that keeps
+// publishing must not hold the probe).
 func (s *liveSession) drain(ctx context.Context, perSeg, sent int) {
+	s.mu.Lock()
+	var hard time.Time
+	if n := len(s.sentAt); n > 0 {
+		hard = s.sentAt[n-1].Add(max(drainMax, 3*s.cfg.StallAfter))
+	}
+	s.mu.Unlock()
 	for {
 		s.mu.Lock()
 		answered := answeredSegments(s.outs, perSeg)
@@ -603,7 +615,11 @@ func (s *liveSession) drain(ctx context.Context, perSeg, sent int) {
 		if done {
 			return
 		}
-		wait := time.Until(last.Add(s.cfg.StallAfter))
+		until := last.Add(s.cfg.StallAfter)
+		if !hard.IsZero() && until.After(hard) {
+			until = hard
+		}
+		wait := time.Until(until)
 		if wait <= 0 {
 			return
 		}
