@@ -292,6 +292,11 @@ func (p *Prober) startLive(ctx context.Context, job Job, info capability.Pipelin
 	}
 	tr = &trace{}
 	transport = p.transport(tr, to)
+	// A session holds about six requests open at once (the publish and
+	// control preconnects, the -out and -events GETs and their
+	// preconnects, a payment): keep their connections, so no segment pays
+	// a new connect (or TLS handshake) that a gateway would not.
+	transport.MaxIdleConnsPerHost = 16
 	client := &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect }}
 	// go-livepeer's first-segment clock starts just before the start
 	// request is sent (server/ai_process.go:1053).
