@@ -28,6 +28,7 @@ const (
 	liveDrop                  // every dropEvery-th output segment is not published
 	livePassthrough           // input returned untransformed
 	liveNoOutput              // nothing is ever published on -out
+	liveGarbage               // -out gets bytes that are no MPEG-TS, and keeps getting them
 )
 
 // fakeLiveO is a live orchestrator on gateway/trickle's Server: the start
@@ -162,6 +163,18 @@ func (o *fakeLiveO) run(mid string) {
 		_, _ = ev.Write(ctx, bytes.NewReader([]byte(`{"type":"status","inference_status":{"last_params":null,"last_restart_logs":null}}`)))
 		switch o.fault {
 		case liveNoOutput:
+			continue
+		case liveGarbage:
+			if k == 0 {
+				go func() {
+					for {
+						if _, err := out.Write(ctx, bytes.NewReader(bytes.Repeat([]byte("not a transport stream "), 400))); err != nil {
+							return
+						}
+						time.Sleep(100 * time.Millisecond)
+					}
+				}()
+			}
 			continue
 		case liveDrop:
 			if k%o.dropEvery == o.dropEvery-1 {
@@ -321,6 +334,20 @@ func TestLiveProbeFailures(t *testing.T) {
 			}
 			tt.check(t, r.Live)
 		})
+	}
+}
+
+// An orchestrator whose output is no video of ours, and which never stops
+// sending it, is invalid_output/live_output_undecodable, and cannot hold
+// the probe past the bounded wait for output (drainMax).
+func TestLiveProbeGarbageOutput(t *testing.T) {
+	o := newFakeLiveO(t, liveGarbage)
+	r := runLiveProbe(t, o, nil)
+	if r.ErrorClass != string(ClassInvalid) || r.ErrorCode != CodeLiveUndecodable {
+		t.Fatalf("garbage output: %s %s/%s (%s)", r.Outcome, r.ErrorClass, r.ErrorCode, r.ErrorMessage)
+	}
+	if limit := liveTestConfig.Duration + drainMax + 2*time.Second; r.Live.Session > limit {
+		t.Fatalf("an endless output held the probe %s (bound %s)", r.Live.Session, limit)
 	}
 }
 
