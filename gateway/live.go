@@ -125,6 +125,10 @@ func (e *LiveStartError) Error() string {
 // 1116-1118), or a URL that does not parse (server/ai_mediaserver.go:798-814).
 var ErrLiveStartAnswer = errors.New("live start answer unusable")
 
+// ErrLiveStartTooLarge is an answer over MaxLiveStartBody (ours: a start
+// answer is five URLs); it is also an ErrLiveStartAnswer.
+var ErrLiveStartTooLarge = fmt.Errorf("%w: answer over %d bytes", ErrLiveStartAnswer, MaxLiveStartBody)
+
 // LiveStartURL is where the start request goes: the generated client
 // resolves "./live-video-to-video" against the transcoder URI
 // (ai/worker/runner.gen.go:1126-1156), so a transcoder URI with a path and
@@ -174,7 +178,7 @@ func StartLive(ctx context.Context, client *http.Client, transcoder string, h ht
 		return LiveURLs{}, fmt.Errorf("live start: read answer: %w", err)
 	}
 	if len(b) > MaxLiveStartBody {
-		return LiveURLs{}, fmt.Errorf("%w: answer over %d bytes", ErrLiveStartAnswer, MaxLiveStartBody)
+		return LiveURLs{}, ErrLiveStartTooLarge
 	}
 	// The generated client fills JSON200 only for a 200 whose Content-Type
 	// contains "json" (ai/worker/runner.gen.go:2279-2297).

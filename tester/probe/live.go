@@ -333,6 +333,8 @@ func classifyLiveStart(err error, tr *trace) *Error {
 			e.Code = CodeLiveStartRefused
 		}
 		return e
+	case errors.Is(err, gateway.ErrLiveStartTooLarge):
+		return &Error{Class: ClassInvalid, Code: "body_too_large", Status: http.StatusOK, Message: err.Error(), Err: err}
 	case errors.Is(err, gateway.ErrLiveStartAnswer):
 		return &Error{Class: ClassOrchestrator, Code: CodeLiveStartInvalid, Status: http.StatusOK, Message: err.Error(), Err: err}
 	default:

@@ -375,6 +375,43 @@ func TestLiveProbeStartRefused(t *testing.T) {
 	}
 }
 
+// A start answer is read up to gateway.MaxLiveStartBody: a hostile
+// orchestrator streaming more is invalid_output/body_too_large having cost
+// the probe no more than the bound; a 200 that is not a usable answer is
+// live_start_invalid.
+func TestLiveStartAnswerBound(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		answer func(w http.ResponseWriter)
+		class  Class
+		code   string
+	}{
+		{"endless", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			chunk := bytes.Repeat([]byte(" "), 64<<10)
+			for i := 0; i < 4096; i++ { // 256 MiB
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		}, ClassInvalid, "body_too_large"},
+		{"no control_url", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"publish_url":"/p","subscribe_url":"/s","events_url":"/e"}`))
+		}, ClassOrchestrator, CodeLiveStartInvalid},
+		{"not JSON", func(w http.ResponseWriter) { _, _ = w.Write([]byte("started\n")) }, ClassOrchestrator, CodeLiveStartInvalid},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { tt.answer(w) }))
+			defer srv.Close()
+			r := New(Config{Live: liveTestConfig}).Run(context.Background(), Job{ServiceURI: srv.URL, Pipeline: LiveVideoToVideo{}, Model: "noop"})
+			if r.Outcome != results.Failure || r.ErrorClass != string(tt.class) || r.ErrorCode != tt.code {
+				t.Fatalf("%s %s/%s (%s), want %s/%s", r.Outcome, r.ErrorClass, r.ErrorCode, r.ErrorMessage, tt.class, tt.code)
+			}
+		})
+	}
+}
+
 // fakeLivePayments counts the probe's periodic payments through the
 // LivePayments seam and sends them to the fake's /payment.
 type fakeLivePayments struct {
