@@ -353,6 +353,7 @@ type liveSession struct {
 
 	mu       sync.Mutex
 	sentAt   []time.Time // input segment k: its publish began
+	inAt     []time.Time // input segment k: published (O answered its POST: it holds every byte)
 	outs     []liveOut
 	outEnd   error // why the output reader stopped
 	events   int
@@ -387,6 +388,7 @@ func (s *liveSession) run(ctx context.Context, r *results.Result) error {
 	perSeg := max(1, int(time.Duration(cfg.FPS)*cfg.Segment/time.Second))
 	nseg := int((cfg.Duration + cfg.Segment - 1) / cfg.Segment)
 	s.sentAt = make([]time.Time, nseg)
+	s.inAt = make([]time.Time, nseg)
 	if s.pay != nil {
 		s.pay.Started(s.urls.ManifestID, time.Now())
 	}
@@ -440,13 +442,16 @@ func (s *liveSession) run(ctx context.Context, r *results.Result) error {
 		s.mu.Lock()
 		s.sentAt[k] = now
 		s.mu.Unlock()
-		if _, err := pub.Write(ctx, bytes.NewReader(seg)); err != nil {
-			s.mu.Lock()
+		_, err := pub.Write(ctx, bytes.NewReader(seg))
+		s.mu.Lock()
+		if err != nil {
 			s.inputErr = err
 			s.sentAt = s.sentAt[:k] // not delivered
 			s.mu.Unlock()
 			break
 		}
+		s.inAt[k] = time.Now()
+		s.mu.Unlock()
 	}
 	s.mu.Lock()
 	sent := len(s.sentAt)
@@ -707,7 +712,11 @@ func (s *liveSession) judge(r *results.Result, perSeg int, end time.Time) error 
 			if minNum < 0 || n < minNum {
 				minNum = n
 			}
-			lat = append(lat, o.at.Sub(s.sentAt[k]))
+			// In: the frame's segment is published (O answered its POST,
+			// so it holds every byte, as a runner's latency counts from
+			// the input's last byte); out: the transformed frame's segment
+			// is read whole. Our own upload is not the orchestrator's.
+			lat = append(lat, o.at.Sub(s.inAt[k]))
 		}
 	}
 	r.ResponseBytes = outBytes

@@ -2,12 +2,16 @@ package probe
 
 import (
 	"context"
+	"encoding/json"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/lpgauge/lpgauge/internal/results"
+	"github.com/lpgauge/lpgauge/orchestrator/runner"
 )
 
 // liveProfile is what a live orchestrator is told to do, and so what the
@@ -20,11 +24,12 @@ type liveProfile struct {
 // liveAccuracy runs n live probes against an orchestrator made by newO and
 // returns the first (cold: new connections, the runner's first session)
 // and the rest (warm).
-func liveAccuracy(tb testing.TB, n int, cfg LiveConfig, newO func(tb testing.TB) (serviceURI string)) (cold results.Result, warm []results.Result) {
+func liveAccuracy(tb testing.TB, n int, cfg LiveConfig, newO func(tb testing.TB) (serviceURI string, idle func())) (cold results.Result, warm []results.Result) {
 	tb.Helper()
-	uri := newO(tb)
+	uri, idle := newO(tb)
 	p := New(Config{Live: cfg, Timeouts: Timeouts{Total: cfg.Duration + 30*time.Second}})
 	for i := 0; i < n; i++ {
+		idle()
 		r := p.Run(context.Background(), Job{Orchestrator: "0x1111111111111111111111111111111111111111", ServiceURI: uri,
 			Pipeline: LiveVideoToVideo{}, Model: "noop", Seed: int64(i + 1)})
 		if r.Outcome != results.Success {
@@ -61,26 +66,55 @@ func medianF(f []float64) float64 {
 	return s[len(s)/2]
 }
 
-// fakeProfileO is the fake live orchestrator with the profile's latency
-// (it keeps every frame, so the output rate is the input's).
-func fakeProfileO(prof liveProfile) func(tb testing.TB) string {
-	return func(tb testing.TB) string {
+// runnerO is the fake live orchestrator handing each start to the CPU live
+// runner (orchestrator/runner) with prof as its LiveProfile: the runner
+// waits Latency from an input segment's last byte to the start of its
+// output and drops frames to OutFPS.
+func runnerO(prof liveProfile) func(tb testing.TB) (string, func()) {
+	return func(tb testing.TB) (string, func()) {
+		r, err := runner.New(runner.Config{Pipeline: "live-video-to-video", ModelID: "noop",
+			Live: runner.LiveProfile{Latency: prof.latency, OutFPS: int(prof.outFPS)}})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		rs := httptest.NewServer(r.Handler())
+		tb.Cleanup(func() { r.Close(); rs.Close() })
 		o := newFakeLiveO(tb, liveHealthy)
-		o.latency = prof.latency
-		return o.hs.URL
+		o.runnerURL = rs.URL
+		// The runner takes one stream at a time and reports IDLE on
+		// /health once its input has ended, as O waits for it
+		// (go-livepeer ai/worker/docker.go:601-690).
+		idle := func() {
+			for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+				resp, err := http.Get(rs.URL + "/health")
+				if err != nil {
+					continue
+				}
+				var h struct{ Status string }
+				err = json.NewDecoder(resp.Body).Decode(&h)
+				_ = resp.Body.Close()
+				if err == nil && h.Status != "OK" {
+					return
+				}
+			}
+			tb.Fatal("the live runner stayed busy 5 s after the probe's session ended")
+		}
+		return o.hs.URL, idle
 	}
 }
 
-// BenchmarkLiveAccuracy: the live probe's measures against an orchestrator
-// whose runner adds a known latency. Reported (medians; cold = the first
-// probe, warm = the others): the error of the median in→out latency (target
-// ≤ 5 ms), the output fps error (target ≤ 2 %), and the time to the first
-// frame. Run with -benchtime=1x: each iteration is 4 live probes of 5 s.
+// BenchmarkLiveAccuracy: the live probe against the CPU live runner with an
+// injected profile (80 ms latency, 15 fps out of 30 in). Reported, medians,
+// cold = the first probe (new connections, the runner's first stream) and
+// warm = the others: the error of the median in→out latency (target
+// ≤ 5 ms), the output fps error (target ≤ 2 %) and the time to the first
+// transformed frame. Each iteration is 5 live probes of 5 s:
+// go test -run XXX -bench Live -benchtime=1x ./tester/probe/
 func BenchmarkLiveAccuracy(b *testing.B) {
-	prof := liveProfile{latency: 80 * time.Millisecond, outFPS: 30}
+	prof := liveProfile{latency: 80 * time.Millisecond, outFPS: 15}
 	cfg := LiveConfig{Duration: 5 * time.Second, FPS: 30, Width: 128, Height: 64, Segment: 500 * time.Millisecond}
 	for i := 0; i < b.N; i++ {
-		cold, warm := liveAccuracy(b, 4, cfg, fakeProfileO(prof))
+		cold, warm := liveAccuracy(b, 5, cfg, runnerO(prof))
 		cl, cf := liveErrors(cold, prof)
 		var lats []time.Duration
 		var fpss []float64
@@ -99,19 +133,21 @@ func BenchmarkLiveAccuracy(b *testing.B) {
 }
 
 // The small version of the benchmark, with loose bounds for a loaded
-// machine: the probe's median latency is the runner's within 25 ms and its
-// output fps the runner's within 5 %.
+// machine: against the CPU live runner at 80 ms and 10 of 20 fps, the
+// probe's median latency is the runner's within 25 ms, its output fps the
+// runner's within 5 %, and the first frame comes after the first segment's
+// time plus the runner's latency.
 func TestLiveProbeMatchesProfile(t *testing.T) {
-	prof := liveProfile{latency: 80 * time.Millisecond, outFPS: 20}
-	cold, warm := liveAccuracy(t, 2, liveTestConfig, fakeProfileO(prof))
+	prof := liveProfile{latency: 80 * time.Millisecond, outFPS: 10}
+	cold, warm := liveAccuracy(t, 2, liveTestConfig, runnerO(prof))
 	for _, r := range append(warm, cold) {
 		lat, fps := liveErrors(r, prof)
 		t.Logf("p50 %s (err %s), fps %.2f (err %.2f %%), first frame %s", r.Live.LatencyP50, lat, r.Live.OutFPS, fps, r.Live.FirstFrame)
 		if lat > 25*time.Millisecond || fps > 5 {
 			t.Fatalf("median latency %s for a runner at %s; fps %.2f for %.0f", r.Live.LatencyP50, prof.latency, r.Live.OutFPS, prof.outFPS)
 		}
-		if r.Live.FirstFrame < prof.latency || r.Live.FirstFrame > liveTestConfig.Segment+prof.latency+200*time.Millisecond {
-			t.Fatalf("first frame after %s: the first segment goes out after %s and comes back after %s", r.Live.FirstFrame, liveTestConfig.Segment, prof.latency)
+		if first := liveTestConfig.Segment + prof.latency; r.Live.FirstFrame < first || r.Live.FirstFrame > first+200*time.Millisecond {
+			t.Fatalf("first frame after %s: the first segment goes out after %s and comes back %s later", r.Live.FirstFrame, liveTestConfig.Segment, prof.latency)
 		}
 	}
 }
