@@ -71,9 +71,13 @@ func medianF(f []float64) float64 {
 // waits Latency from an input segment's last byte to the start of its
 // output and drops frames to OutFPS.
 func runnerO(prof liveProfile) func(tb testing.TB) (string, func()) {
+	return runnerWith(runner.LiveProfile{Latency: prof.latency, OutFPS: int(prof.outFPS)})
+}
+
+// runnerWith is runnerO with any LiveProfile.
+func runnerWith(lp runner.LiveProfile) func(tb testing.TB) (string, func()) {
 	return func(tb testing.TB) (string, func()) {
-		r, err := runner.New(runner.Config{Pipeline: "live-video-to-video", ModelID: "noop",
-			Live: runner.LiveProfile{Latency: prof.latency, OutFPS: int(prof.outFPS)}})
+		r, err := runner.New(runner.Config{Pipeline: "live-video-to-video", ModelID: "noop", Live: lp})
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -129,6 +133,35 @@ func BenchmarkLiveAccuracy(b *testing.B) {
 		b.ReportMetric(float64(medianDur(lats).Microseconds())/1000, "warm-latency-err-ms")
 		b.ReportMetric(medianF(fpss), "warm-fps-err-%")
 		b.ReportMetric(float64(medianDur(ttff).Microseconds())/1000, "warm-ttff-ms")
+		// What the first frame took beyond the first segment's time and
+		// the runner's latency: the start request, the runner's start,
+		// the transfers.
+		b.ReportMetric(float64((medianDur(ttff)-cfg.Segment-prof.latency).Microseconds())/1000, "warm-ttff-excess-ms")
+	}
+}
+
+// The failure classes against the CPU live runner itself, each made by its
+// LiveProfile: a stall mid-stream, dropped segments, passthrough, no output.
+func TestLiveProbeRunnerProfiles(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		lp   runner.LiveProfile
+		code string
+	}{
+		{"stall", runner.LiveProfile{StallAfter: time.Second, StallFor: 1500 * time.Millisecond}, CodeLiveStalled},
+		{"drop", runner.LiveProfile{DropEvery: 4}, CodeLiveDropped},
+		{"passthrough", runner.LiveProfile{Passthrough: true}, CodeLiveUntransformed},
+		{"no output", runner.LiveProfile{NoOutput: true}, CodeLiveNoOutput},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			uri, idle := runnerWith(tt.lp)(t)
+			idle()
+			r := New(Config{Live: liveTestConfig, Timeouts: Timeouts{Total: 30 * time.Second}}).Run(context.Background(),
+				Job{Orchestrator: "0x1111111111111111111111111111111111111111", ServiceURI: uri, Pipeline: LiveVideoToVideo{}, Model: "noop", Seed: 3})
+			if r.Outcome != results.Failure || r.ErrorCode != tt.code {
+				t.Fatalf("runner profile %+v: %s %s/%s (%s), want %s; %+v", tt.lp, r.Outcome, r.ErrorClass, r.ErrorCode, r.ErrorMessage, tt.code, r.Live)
+			}
+		})
 	}
 }
 
