@@ -147,7 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	fl := fleetSpec{targets: targets, models: slug + ":" + cfg.Model, regions: regionCodes, interval: cfg.Interval, lbAddr: lbAddr, webAddr: webAddr}
+	fl := fleetSpec{targets: targets, models: slug + ":" + cfg.Model + ",live-video-to-video:" + liveModel, regions: regionCodes, interval: cfg.Interval, lbAddr: lbAddr, webAddr: webAddr}
 	var stopStore func()
 	switch cfg.Store {
 	case "clickhouse":
@@ -266,6 +266,7 @@ func startServerStore(ctx context.Context, cfg Config, dataDir, logDir, binDir s
 			"-network", "offchain",
 			"-listen", metrics,
 			"-spool-dir", filepath.Join(dataDir, "spool-"+region),
+			"-live.duration", demoLive.Duration.String(),
 		}, chFlags...)
 		if _, err := sup.start("tester-"+region, filepath.Join(binDir, "tester"), args...); err != nil {
 			return stop, err
@@ -283,7 +284,11 @@ func orchestratorArgs(p profile, addr, opAddr, slug, model string) []string {
 		"-serviceAddr", addr,
 		"-operator-addr", opAddr,
 		"-eth.addr", p.Address,
-		"-aiModels", fmt.Sprintf("%s:%s:true", slug, model),
+		"-aiModels", fmt.Sprintf("%s:%s:true,live-video-to-video:%s:true", slug, model, liveModel),
+		"-live-latency", p.LiveLatency.String(),
+		"-live-out-fps", fmt.Sprint(p.LiveOutFPS),
+		"-live-stall-after", p.LiveStallAfter.String(),
+		"-live-stall-for", p.LiveStallFor.String(),
 		"-mean-latency", p.MeanServer.String(),
 		"-jitter", p.Jitter.String(),
 		"-failure-rate", fmt.Sprint(p.FailureRate),
