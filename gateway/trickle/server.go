@@ -37,8 +37,9 @@ const StatusSequenceNonexistent = 470
 const ringSize = 5
 
 // firstByteKeepalive is how long a POST waits for its first byte before the
-// server sends an interim 100 Continue (trickle_server.go:452,478-482).
-const firstByteKeepalive = 10 * time.Second
+// server sends an interim 100 Continue (trickle_server.go:452,478-482); a
+// variable only so a test need not wait 10 s.
+var firstByteKeepalive = 10 * time.Second
 
 // maxSeq keeps seq+1 far from overflow; go-livepeer has no such bound (a seq
 // past it is answered 400 here instead of wrapping).
@@ -83,7 +84,8 @@ var ErrChannelExists = errors.New("trickle: channel exists")
 // orchestrator leaves autocreate off, so an HTTP POST to an unknown channel is
 // 404 (trickle_server.go:329-360).
 type Server struct {
-	cfg ServerConfig
+	cfg       ServerConfig
+	keepalive time.Duration // firstByteKeepalive when created
 
 	mu       sync.Mutex
 	channels map[string]*channel
@@ -233,7 +235,7 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.MaxWaiting <= 0 {
 		cfg.MaxWaiting = DefaultMaxWaiting
 	}
-	s := &Server{cfg: cfg, channels: map[string]*channel{}, stop: make(chan struct{}), swept: make(chan struct{})}
+	s := &Server{cfg: cfg, keepalive: firstByteKeepalive, channels: map[string]*channel{}, stop: make(chan struct{}), swept: make(chan struct{})}
 	go s.sweep()
 	return s
 }
@@ -642,7 +644,7 @@ func (s *Server) servePost(w http.ResponseWriter, r *http.Request, c *channel, s
 			g.mu.Unlock()
 		}
 	}
-	keepalive := time.NewTicker(firstByteKeepalive)
+	keepalive := time.NewTicker(s.keepalive)
 	defer keepalive.Stop()
 	var res readResult
 	for waiting := true; waiting; {

@@ -8,7 +8,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -248,17 +251,17 @@ func TestPublisherCloseEndsStream(t *testing.T) {
 // A channel with no new segment for IdleTimeout is swept; one that keeps
 // receiving is not (trickle_server.go:232-253).
 func TestIdleSweep(t *testing.T) {
-	srv, base := newTestServer(t, ServerConfig{IdleTimeout: 150 * time.Millisecond, SweepInterval: 10 * time.Millisecond}, "idle", "busy")
+	srv, base := newTestServer(t, ServerConfig{IdleTimeout: 400 * time.Millisecond, SweepInterval: 10 * time.Millisecond}, "idle", "busy")
 	before, _ := srv.LastWrite("busy")
 	pub := NewPublisher(base+"busy", nil)
-	for i := 0; i < 12; i++ {
+	for i := 0; i < 30; i++ {
 		if _, err := pub.Write(ctx(t), strings.NewReader("x")); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
 	if _, ok := srv.LastWrite("idle"); ok {
-		t.Fatal("idle channel not swept after 300 ms")
+		t.Fatal("idle channel not swept after 750 ms")
 	}
 	after, ok := srv.LastWrite("busy")
 	if !ok || !after.After(before) {
@@ -385,5 +388,66 @@ func TestPublisherSubscriberStream(t *testing.T) {
 	}
 	if err := <-errc; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A preconnected POST with no data yet gets an interim 100 Continue every
+// keepalive period, then completes normally when its data comes
+// (trickle_server.go:446-482).
+func TestPreconnectKeepalive(t *testing.T) {
+	old := firstByteKeepalive
+	firstByteKeepalive = 30 * time.Millisecond
+	defer func() { firstByteKeepalive = old }()
+	_, base := newTestServer(t, ServerConfig{}, "ch")
+	pr, pw := io.Pipe()
+	var interim atomic.Int32
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+		if code == http.StatusContinue {
+			interim.Add(1)
+		}
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodPost, base+"ch/0", pr)
+	done := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- resp
+	}()
+	time.Sleep(200 * time.Millisecond)
+	_, _ = pw.Write([]byte("late data"))
+	_ = pw.Close()
+	resp := <-done
+	if resp == nil || resp.StatusCode != 200 || resp.Header.Get(HeaderSeq) != "0" {
+		t.Fatalf("POST after keepalives: %v", resp)
+	}
+	if n := interim.Load(); n < 2 {
+		t.Errorf("%d interim 100 Continue in 200 ms at a 30 ms keepalive, want several", n)
+	}
+}
+
+// A preconnect the server released before any data (another writer took
+// its seq) is not a silent loss here: Write re-POSTs the seq once. go-livepeer's
+// publisher returns no error and drops the segment (conformance README §9).
+func TestPublisherRetriesReleasedPreconnect(t *testing.T) {
+	srv, base := newTestServer(t, ServerConfig{}, "ch")
+	pub := NewPublisher(base+"ch", nil)
+	if seq, err := pub.Write(ctx(t), strings.NewReader("zero")); err != nil || seq != 0 {
+		t.Fatalf("write 0: %d %v", seq, err)
+	}
+	waitHeld(t, srv, "ch", 1) // the preconnect of seq 1
+	// Another writer takes seq 1 (-1 resolves to the preconnected seq), which
+	// releases the preconnect with Connection: close.
+	if resp, _ := do(t, http.MethodPost, base+"ch/-1", []byte("intruder")); resp.Header.Get(HeaderSeq) != "1" {
+		t.Fatalf("raw POST -1: %v", resp.Header)
+	}
+	seq, err := pub.Write(ctx(t), strings.NewReader("one"))
+	if err != nil || seq != 1 {
+		t.Fatalf("write into a released preconnect: seq %d, %v; want 1, nil", seq, err)
+	}
+	if resp, body := do(t, http.MethodGet, base+"ch/1", nil); body != "one" {
+		t.Fatalf("seq 1 holds %q (%d), want the publisher's segment", body, resp.StatusCode)
 	}
 }

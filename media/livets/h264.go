@@ -1,6 +1,7 @@
 package livets
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 )
@@ -133,42 +134,39 @@ func (r *bitReader) align() {
 }
 
 // escape adds emulation prevention bytes (H.264 7.4.1): no 00 00 0x (x ≤ 3)
-// inside a NAL unit.
+// inside a NAL unit. Runs between zero pairs are copied whole: I_PCM
+// payloads are mostly non-zero, and this runs on every live segment.
 func escape(rbsp []byte) []byte {
 	out := make([]byte, 0, len(rbsp)+len(rbsp)/64+4)
-	zeros := 0
-	for _, b := range rbsp {
-		if zeros >= 2 && b <= 3 {
-			out = append(out, 3)
-			zeros = 0
+	for {
+		i := bytes.Index(rbsp, zeroPair)
+		if i < 0 || i+2 >= len(rbsp) {
+			return append(out, rbsp...)
 		}
-		out = append(out, b)
-		if b == 0 {
-			zeros++
-		} else {
-			zeros = 0
+		out = append(out, rbsp[:i+2]...)
+		rbsp = rbsp[i+2:]
+		if rbsp[0] <= 3 {
+			out = append(out, 3)
 		}
 	}
-	return out
 }
 
+var zeroPair = []byte{0, 0}
+
+// unescape removes emulation prevention bytes.
 func unescape(nal []byte) []byte {
 	out := make([]byte, 0, len(nal))
-	zeros := 0
-	for _, b := range nal {
-		if zeros >= 2 && b == 3 {
-			zeros = 0
-			continue
+	for {
+		i := bytes.Index(nal, escapeSeq)
+		if i < 0 {
+			return append(out, nal...)
 		}
-		out = append(out, b)
-		if b == 0 {
-			zeros++
-		} else {
-			zeros = 0
-		}
+		out = append(out, nal[:i+2]...)
+		nal = nal[i+3:]
 	}
-	return out
 }
+
+var escapeSeq = []byte{0, 0, 3}
 
 func nal(refIdc, typ byte, rbsp []byte) []byte {
 	out := []byte{0, 0, 0, 1, refIdc<<5 | typ}

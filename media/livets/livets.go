@@ -8,8 +8,11 @@
 package livets
 
 import (
+	"bytes"
+	"crypto/subtle"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -170,6 +173,17 @@ func (e *Encoder) picture(num uint32) *Picture {
 	return p
 }
 
+// ReadStamp reads the stamp of a picture decoded by any decoder (e.g.
+// ffmpeg's rawvideo output of a runner that re-encodes): only Y, Width and
+// Height are used. The number is read from block means, so mild lossy coding
+// still reads; intact needs every stamp pixel within 24 of its level.
+func ReadStamp(p *Picture) (num uint32, transformed, intact bool) {
+	if p == nil || p.Width <= 0 || p.Height <= 0 || len(p.Y) < p.Width*p.Height {
+		return 0, false, false
+	}
+	return readStamp(p)
+}
+
 // readStamp reads the stamp of a picture.
 func readStamp(p *Picture) (num uint32, transformed, intact bool) {
 	w := p.Width
@@ -297,10 +311,18 @@ var ErrNoPictures = errors.New("livets: no decodable picture")
 // Invert is the runner's transform of one picture: luma inverted (Y' =
 // 255-Y), chroma kept. The stamp stays readable and reads Transformed.
 func Invert(p *Picture) {
+	// 255-v is v^0xFF for bytes; XORBytes does the plane in word steps.
+	if mask := invertMask(); len(p.Y) <= len(mask) {
+		subtle.XORBytes(p.Y, p.Y, mask[:len(p.Y)])
+		return
+	}
 	for i, v := range p.Y {
 		p.Y[i] = 255 - v
 	}
 }
+
+// invertMask is 0xFF for the largest picture Decode accepts.
+var invertMask = sync.OnceValue(func() []byte { return bytes.Repeat([]byte{0xFF}, maxMacroblocks*256) })
 
 // Transform is the CPU live runner's visible transform of a whole segment:
 // every picture inverted, PTS kept, remuxed at fps (0 = 30).

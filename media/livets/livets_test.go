@@ -83,7 +83,7 @@ func TestFFmpegDecodesSegments(t *testing.T) {
 			if !bytes.Equal(got.Y, want.Y) {
 				t.Fatalf("%v frame %d: ffmpeg's luma differs from the encoded picture", f, i)
 			}
-			if n, tr, ok := readStamp(got); n != tc.first+uint32(i) || tr || !ok {
+			if n, tr, ok := ReadStamp(got); n != tc.first+uint32(i) || tr || !ok {
 				t.Fatalf("%v frame %d: stamp in ffmpeg's picture reads %d transformed=%v intact=%v", f, i, n, tr, ok)
 			}
 		}
@@ -213,4 +213,46 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = Decode(b)
 	})
+}
+
+// A runner that re-encodes (ffmpeg's libx264, as a real pipeline's output
+// would be) leaves pictures Decode cannot read as I_PCM — they come back
+// not intact, numbered 0 — but the stamp still reads from any decoder's
+// pictures with ReadStamp.
+func TestStampSurvivesReencode(t *testing.T) {
+	ffmpeg := tool(t, "ffmpeg")
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in.ts"), filepath.Join(dir, "x264.ts")
+	enc := NewEncoder(DefaultFormat)
+	if err := os.WriteFile(in, enc.Segment(40, 15), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := exec.Command(ffmpeg, "-v", "error", "-y", "-i", in, "-c:v", "libx264", "-crf", "23", "-f", "mpegts", out).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg libx264 (CI's ffmpeg has it): %v %s", err, msg)
+	}
+	reenc, _ := os.ReadFile(out)
+	frames, err := Decode(reenc)
+	if err != nil || len(frames) != 15 {
+		t.Fatalf("Decode of libx264 output: %d frames, %v", len(frames), err)
+	}
+	for _, f := range frames {
+		if f.Intact || f.Number != 0 {
+			t.Fatalf("libx264 frame read as I_PCM: %+v", f)
+		}
+	}
+	raw, err := exec.Command(ffmpeg, "-v", "error", "-i", out, "-f", "rawvideo", "-pix_fmt", "yuv420p", "-").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := enc.Format()
+	size := f.Width * f.Height * 3 / 2
+	if len(raw) != 15*size {
+		t.Fatalf("%d bytes of rawvideo, want 15 frames", len(raw))
+	}
+	for i := 0; i < 15; i++ {
+		p := &Picture{Width: f.Width, Height: f.Height, Y: raw[i*size : i*size+f.Width*f.Height]}
+		if n, tr, _ := ReadStamp(p); n != 40+uint32(i) || tr {
+			t.Fatalf("re-encoded frame %d: stamp reads %d transformed=%v", i, n, tr)
+		}
+	}
 }

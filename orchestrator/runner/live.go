@@ -28,7 +28,9 @@ type LiveProfile struct {
 	// OutFPS drops frames so the output runs at this rate (0 = as input).
 	OutFPS int
 	// StallAfter and StallFor: StallAfter into the stream, output stops for
-	// StallFor; the segments of the stall come out together when it ends.
+	// StallFor; segments due in the stall are not published (released at
+	// once they would overrun a reader's ring of 5 anyway), and output
+	// resumes with the first segment due after it.
 	StallAfter, StallFor time.Duration
 	// DropEvery drops every Nth output segment (0 = none).
 	DropEvery int
@@ -72,10 +74,10 @@ type liveRequest struct {
 
 // LiveStats counts what the current (or last) stream did.
 type LiveStats struct {
-	InputSegments, OutputSegments, DroppedSegments int
-	InputFrames, OutputFrames                      int
-	ControlMessages, ParamsUpdates, Events         int
-	Params                                         json.RawMessage
+	InputSegments, OutputSegments, DroppedSegments, StalledSegments int
+	InputFrames, OutputFrames                                       int
+	ControlMessages, ParamsUpdates, Events                          int
+	Params                                                          json.RawMessage
 }
 
 // liveState is the one stream a live runner serves at a time, as one
@@ -310,7 +312,10 @@ func (r *Runner) liveStream(ctx context.Context, body liveRequest, log *slog.Log
 		if p.StallFor > 0 {
 			stallStart := started.Add(p.StallAfter)
 			if stallEnd := stallStart.Add(p.StallFor); !due.Before(stallStart) && due.Before(stallEnd) {
-				due = stallEnd
+				l.mu.Lock()
+				l.stats.StalledSegments++
+				l.mu.Unlock()
+				continue
 			}
 		}
 		l.mu.Lock()

@@ -69,6 +69,11 @@ func newLiveRig(t *testing.T, p LiveProfile) *liveRig {
 		defer sub.Close()
 		for {
 			seg, err := sub.Read(context.Background())
+			var gone *trickle.SequenceNonexistentError
+			if errors.As(err, &gone) {
+				sub.SetSeq(gone.Latest) // fell behind the ring: as go-livepeer's gateway, jump
+				continue
+			}
 			if err != nil {
 				return
 			}
@@ -262,8 +267,15 @@ func TestLiveRunnerProfiles(t *testing.T) {
 		slices.Sort(lat)
 		med := lat[len(lat)/2]
 		t.Logf("in→out latency: median %v (profile %v), min %v, max %v", med, latency, lat[0], lat[len(lat)-1])
-		if med < latency-10*time.Millisecond || med > latency+40*time.Millisecond {
-			t.Errorf("median latency %v, want %v (+ at most 40 ms of transfer)", med, latency)
+		// Not earlier than the profile (it is applied), and not much later
+		// (processing is inside it, not added); under -race on a loaded
+		// machine decoding alone can take tens of ms a segment.
+		slack := 40 * time.Millisecond
+		if raceEnabled {
+			slack = 400 * time.Millisecond
+		}
+		if med < latency-10*time.Millisecond || med > latency+slack {
+			t.Errorf("median latency %v, want %v (+ at most %v)", med, latency, slack)
 		}
 	})
 	t.Run("out-fps", func(t *testing.T) {
@@ -279,18 +291,16 @@ func TestLiveRunnerProfiles(t *testing.T) {
 		}
 	})
 	t.Run("stall", func(t *testing.T) {
-		rig := newLiveRig(t, LiveProfile{StallAfter: 250 * time.Millisecond, StallFor: 600 * time.Millisecond})
+		rig := newLiveRig(t, LiveProfile{StallAfter: 250 * time.Millisecond, StallFor: 500 * time.Millisecond})
 		rig.publish(12, 3) // 1.2 s of input at 100 ms a segment
-		outs := rig.finish(12, 5*time.Second)
-		if len(outs) != 12 {
-			t.Fatalf("%d output segments, want 12 (a stall delays, it does not drop)", len(outs))
-		}
+		outs := rig.finish(0, time.Second)
 		var gap time.Duration
 		for i := 1; i < len(outs); i++ {
 			gap = max(gap, outs[i].at.Sub(outs[i-1].at))
 		}
-		if gap < 500*time.Millisecond {
-			t.Errorf("longest gap between output segments %v, want ≥ 500 ms (stall of 600 ms)", gap)
+		st := rig.runner.LiveStats()
+		if gap < 400*time.Millisecond || st.StalledSegments < 3 || len(outs)+st.StalledSegments != 12 || len(outs) < 3 {
+			t.Errorf("stall of 500 ms: longest output gap %v (want ≥ 400 ms), %d out, %d stalled of 12", gap, len(outs), st.StalledSegments)
 		}
 	})
 	t.Run("drop", func(t *testing.T) {
