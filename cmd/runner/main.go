@@ -85,6 +85,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
+	listenSet := false
+	fs.Visit(func(f *flag.Flag) { listenSet = listenSet || f.Name == "listen" || f.Name == "addr" })
+	if cfg.Pipeline == "live-video-to-video" && !listenSet {
+		*addr = ":8900" // go-livepeer's live runner port (ai/worker/docker.go:60)
+	}
 	token, err := cli.Secret(*tokenFile, "AUTH_TOKEN")
 	if err != nil {
 		return fmt.Errorf("-auth-token-file: %w", err)
