@@ -180,6 +180,11 @@ func (LiveVideoToVideo) Validate(context.Context, *Request, *Response, *Media) (
 // honest answer to our stream is at most a few times the input.
 const liveMaxSegment = 8 << 20
 
+// LiveStartTimeoutSlack is room in a live probe's total for discovery and
+// the start request (bounded at 5 s, gateway.LiveStartTimeout) and for
+// ending the session.
+const LiveStartTimeoutSlack = 10 * time.Second
+
 // drainMax bounds the wait for output after the last input segment (at
 // least 3 × StallAfter).
 const drainMax = 10 * time.Second
@@ -482,7 +487,14 @@ func (s *liveSession) run(ctx context.Context, r *results.Result) error {
 	r.Live.Session = end.Sub(s.startAt)
 	r.Live.PaymentsOK += s.payOK
 	r.Live.PaymentsRefused = s.payNo
-	return s.judge(r, perSeg, end)
+	err := s.judge(r, perSeg, end)
+	if ctx.Err() != nil {
+		// The probe's deadline (or the tester's stop) cut the session:
+		// measures so far are kept, the verdict is the cut.
+		return &Error{Class: ClassTimeout, Code: "timeout_live", Message: fmt.Sprintf(
+			"the probe's deadline ended the session after %d of %d input segments", len(s.sentAt), nseg), Err: ctx.Err()}
+	}
+	return err
 }
 
 // sleepUntil waits until t or ctx's end; false if ctx ended.
