@@ -418,6 +418,7 @@ func (s *liveSession) run(ctx context.Context, r *results.Result) error {
 	pub := trickle.NewPublisher(s.urls.Publish, s.client)
 	t0 := time.Now()
 	nextKeepalive := t0.Add(10 * time.Second)
+	delivered := 0
 	for k := 0; k < nseg; k++ {
 		// A segment goes out once its frames are "captured", one segment
 		// after the previous, as a live encoder cuts them (go-livepeer's
@@ -451,18 +452,18 @@ func (s *liveSession) run(ctx context.Context, r *results.Result) error {
 		s.mu.Lock()
 		if err != nil {
 			s.inputErr = err
-			s.sentAt = s.sentAt[:k] // not delivered
 			s.mu.Unlock()
 			break
 		}
 		s.inAt[k] = time.Now()
+		delivered = k + 1
 		s.mu.Unlock()
 	}
+	// Only delivered segments count: a publish error or the probe's
+	// deadline may have stopped the stream early.
 	s.mu.Lock()
-	sent := len(s.sentAt)
-	if s.inputErr == nil {
-		sent = nseg
-	}
+	s.sentAt, s.inAt = s.sentAt[:delivered], s.inAt[:delivered]
+	sent := delivered
 	s.mu.Unlock()
 	if ctx.Err() == nil {
 		s.drain(ctx, perSeg, sent)
