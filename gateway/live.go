@@ -394,6 +394,56 @@ func (p *LivePayer) PaymentHeaders(ctx context.Context, units int64) (http.Heade
 	return h, n, err
 }
 
+// liveRefreshTimeout bounds the GetOrchestrator of a refresh
+// (refreshTimeout, server/broadcast.go).
+const liveRefreshTimeout = 3 * time.Second
+
+// refreshIfNeeded is go-livepeer's refreshSessionIfNeeded before each live
+// payment (server/live_payment.go:69; server/broadcast.go:1590-1659): once
+// the auth token is in its last 10% (AuthTokenRefresh) or the ticket
+// params are within a block of expiry, GetOrchestrator is asked again at
+// the transcoder URI for the session's capabilities with
+// ignoreCapacityCheck (a stream in progress holds its capacity), and the
+// answer replaces the session's info; a new auth-token session id starts
+// a new balance (updateSession, :1546-1580).
+func (p *LivePayer) refreshIfNeeded(ctx context.Context) error {
+	p.mu.Lock()
+	info := p.info
+	p.mu.Unlock()
+	stale := info.GetAuthToken() != nil && time.Now().After(time.Unix(info.GetAuthToken().GetExpiration(), 0).Add(-AuthTokenRefresh))
+	if !stale {
+		var err error
+		if stale, err = p.g.expiring(ctx, info); err != nil {
+			return err
+		}
+	}
+	if !stale {
+		return nil
+	}
+	var signer *pm.Signer
+	if p.g.Sender != nil {
+		signer = p.g.Sender.Signer()
+	}
+	req, err := OrchestratorRequest(signer, capability.LiveVideoToVideo, p.model)
+	if err != nil {
+		return err
+	}
+	req.IgnoreCapacityCheck = true
+	rctx, cancel := context.WithTimeout(ctx, liveRefreshTimeout)
+	defer cancel()
+	fresh, err := getOrchestrator(rctx, p.g.Dial, info.GetTranscoder(), req)
+	if err != nil {
+		return fmt.Errorf("refresh the live session before paying: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.info.GetAuthToken().GetSessionId() != fresh.GetAuthToken().GetSessionId() {
+		p.credit = new(big.Rat)
+	}
+	p.info = fresh
+	return nil
+}
+
 // LivePaymentError is a periodic payment O did not accept.
 type LivePaymentError struct {
 	Status  int
@@ -410,6 +460,9 @@ func (e *LivePaymentError) Error() string {
 // (fresh ticket params, our auth token) replaces the session's
 // (server/live_payment.go:127-142). It returns the tickets sent.
 func (p *LivePayer) Pay(ctx context.Context, client *http.Client, units int64) (int, error) {
+	if err := p.refreshIfNeeded(ctx); err != nil {
+		return 0, err
+	}
 	h, n, err := p.PaymentHeaders(ctx, units)
 	if err != nil {
 		return 0, err

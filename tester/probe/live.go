@@ -180,6 +180,11 @@ func (LiveVideoToVideo) Validate(context.Context, *Request, *Response, *Media) (
 // honest answer to our stream is at most a few times the input.
 const liveMaxSegment = 8 << 20
 
+// LiveStartTimeoutSlack is room in a live probe's total for discovery and
+// the start request (bounded at 5 s, gateway.LiveStartTimeout) and for
+// ending the session.
+const LiveStartTimeoutSlack = 10 * time.Second
+
 // drainMax bounds the wait for output after the last input segment (at
 // least 3 × StallAfter).
 const drainMax = 10 * time.Second
@@ -413,6 +418,7 @@ func (s *liveSession) run(ctx context.Context, r *results.Result) error {
 	pub := trickle.NewPublisher(s.urls.Publish, s.client)
 	t0 := time.Now()
 	nextKeepalive := t0.Add(10 * time.Second)
+	delivered := 0
 	for k := 0; k < nseg; k++ {
 		// A segment goes out once its frames are "captured", one segment
 		// after the previous, as a live encoder cuts them (go-livepeer's
@@ -446,18 +452,18 @@ func (s *liveSession) run(ctx context.Context, r *results.Result) error {
 		s.mu.Lock()
 		if err != nil {
 			s.inputErr = err
-			s.sentAt = s.sentAt[:k] // not delivered
 			s.mu.Unlock()
 			break
 		}
 		s.inAt[k] = time.Now()
+		delivered = k + 1
 		s.mu.Unlock()
 	}
+	// Only delivered segments count: a publish error or the probe's
+	// deadline may have stopped the stream early.
 	s.mu.Lock()
-	sent := len(s.sentAt)
-	if s.inputErr == nil {
-		sent = nseg
-	}
+	s.sentAt, s.inAt = s.sentAt[:delivered], s.inAt[:delivered]
+	sent := delivered
 	s.mu.Unlock()
 	if ctx.Err() == nil {
 		s.drain(ctx, perSeg, sent)
@@ -482,7 +488,14 @@ func (s *liveSession) run(ctx context.Context, r *results.Result) error {
 	r.Live.Session = end.Sub(s.startAt)
 	r.Live.PaymentsOK += s.payOK
 	r.Live.PaymentsRefused = s.payNo
-	return s.judge(r, perSeg, end)
+	err := s.judge(r, perSeg, end)
+	if ctx.Err() != nil {
+		// The probe's deadline (or the tester's stop) cut the session:
+		// measures so far are kept, the verdict is the cut.
+		return &Error{Class: ClassTimeout, Code: "timeout_live", Message: fmt.Sprintf(
+			"the probe's deadline ended the session after %d of %d input segments", len(s.sentAt), nseg), Err: ctx.Err()}
+	}
+	return err
 }
 
 // sleepUntil waits until t or ctx's end; false if ctx ended.

@@ -472,3 +472,23 @@ func TestLiveProbePayments(t *testing.T) {
 		}
 	}
 }
+
+// A live session cut short (the round's deadline, the tester stopping) is
+// timeout/timeout_live, keeping what it measured of the segments it sent;
+// and a job timeout shorter than the stream does not cut it: a live
+// probe's total covers its stream.
+func TestLiveProbeCut(t *testing.T) {
+	o := newFakeLiveO(t, liveHealthy)
+	ctx, cancel := context.WithTimeout(context.Background(), 1200*time.Millisecond)
+	defer cancel()
+	p := New(Config{Live: liveTestConfig})
+	r := p.Run(ctx, Job{ServiceURI: o.hs.URL, Pipeline: LiveVideoToVideo{}, Model: "noop", Seed: 1})
+	if r.ErrorClass != string(ClassTimeout) || r.ErrorCode != "timeout_live" || r.Live.FramesIn == 0 || r.Live.FramesIn >= 60 {
+		t.Fatalf("cut session: %s %s/%s (%s), frames in %d", r.Outcome, r.ErrorClass, r.ErrorCode, r.ErrorMessage, r.Live.FramesIn)
+	}
+	r = New(Config{Live: liveTestConfig, Timeouts: Timeouts{Total: time.Second}}).Run(context.Background(),
+		Job{ServiceURI: o.hs.URL, Pipeline: LiveVideoToVideo{}, Model: "noop", Seed: 2})
+	if r.Outcome != results.Success {
+		t.Fatalf("a 1 s job timeout cut a 3 s stream: %s %s/%s (%s)", r.Outcome, r.ErrorClass, r.ErrorCode, r.ErrorMessage)
+	}
+}

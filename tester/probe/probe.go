@@ -335,6 +335,12 @@ func (p *Prober) Run(ctx context.Context, job Job) results.Result {
 		Model:        job.Model,
 		StartedAt:    time.Now(),
 	}
+	_, live := job.Pipeline.(LiveVideoToVideo)
+	if need := p.cfg.Live.Duration + drainMax + 2*LiveStartTimeoutSlack; live && to.Total < need {
+		// A live probe lasts its stream: a total shorter than the stream
+		// and its bounded wait for output would cut every session.
+		to.Total = need
+	}
 	ctx, cancel := context.WithTimeout(ctx, to.Total)
 	defer cancel()
 
@@ -342,7 +348,6 @@ func (p *Prober) Run(ctx context.Context, job Job) results.Result {
 		m   *Media
 		err error
 	)
-	_, live := job.Pipeline.(LiveVideoToVideo)
 	if live {
 		err = p.runLive(ctx, job, info, to, &r)
 	} else {
