@@ -83,7 +83,8 @@ func (f gwForm) pngPixels(t *testing.T, key string) int64 {
 // (385), image-to-video height × width × 25 frames (515), upscale and
 // segment-anything-2 input pixels (669, 767), image-to-text input pixels
 // (inPixels), llm max_tokens (1168), text-to-speech len(text) (874),
-// audio-to-text whole seconds × 1000 (986). The fee is units × price
+// audio-to-text whole seconds × 1000 (986), live-video-to-video's start 60 s
+// of 1280×720×30 (1046). The fee is units × price
 // (TestGatewayFee).
 func TestGatewayUnitsPerPipeline(t *testing.T) {
 	golivepeer := map[string]func(t *testing.T, f gwForm) int64{
@@ -101,6 +102,9 @@ func TestGatewayUnitsPerPipeline(t *testing.T) {
 		"image-to-text":      func(t *testing.T, f gwForm) int64 { return f.pngPixels(t, "image") },
 		"llm":                func(t *testing.T, f gwForm) int64 { return f.num(t, "max_tokens", 256) },
 		"text-to-speech":     func(t *testing.T, f gwForm) int64 { return int64(len(f.json["text"].(string))) },
+		// The live start pays 60 s of 1280×720×30 whatever the body
+		// (initPixelsToPay, server/ai_process.go:1046).
+		"live-video-to-video": func(*testing.T, gwForm) int64 { return 60 * 30 * 720 * 1280 },
 		"audio-to-text": func(t *testing.T, f gwForm) int64 {
 			secs, err := wav.Duration(f.files["audio"], int64(len(f.files["audio"])))
 			if err != nil {

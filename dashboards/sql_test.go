@@ -159,7 +159,8 @@ func expandCall(sql, name string, fn func(args string) (string, error)) (string,
 
 // seed writes a small network: three orchestrators, two regions, three
 // pipelines (one of them streamed LLM, with time to first token and tokens),
-// every outcome, warm and cold, spread over the window.
+// every outcome, warm and cold, spread over the window, and live video
+// sessions.
 func seed(t *testing.T, db *chtest.DB, w window) {
 	t.Helper()
 	orchs := []string{"0x1111111111111111111111111111111111111111", "0x2222222222222222222222222222222222222222", "0x3333333333333333333333333333333333333333"}
@@ -199,6 +200,33 @@ func seed(t *testing.T, db *chtest.DB, w window) {
 					r.Total = r.Upload + r.Server + r.Download + r.Connect
 					rows = append(rows, r)
 				}
+			}
+		}
+	}
+	// Live video sessions (issue #16): every orchestrator in every region,
+	// two streamed (the second lagging and stalling) and one failed, so
+	// the live panels have rows whatever orchestrator and region are picked.
+	for oi, o := range orchs {
+		for _, region := range regions {
+			for k := range 3 {
+				r := results.Result{
+					ProbeID: results.ProbeID(o, region, "live", strconv.Itoa(k)), RoundID: fmt.Sprintf("%s/live%d", region, k),
+					Region: region, TesterID: "0xtester" + strings.ToLower(region), Orchestrator: o,
+					ServiceURI: fmt.Sprintf("https://o%d.example:8935", oi), Pipeline: "Live video to video", Model: "noop", Warm: true,
+					StartedAt: w.to.Add(-time.Duration(k*3+2)*time.Hour - time.Duration(oi)*time.Minute), Outcome: results.Success,
+					Total: time.Duration(400+100*oi) * time.Millisecond, HTTPStatus: 200,
+					Live: results.Live{FirstSegment: time.Duration(400+100*oi) * time.Millisecond, FirstFrame: time.Duration(450+100*oi) * time.Millisecond,
+						FramesIn: 300, FramesOut: uint32(300 - 30*k), InFPS: 30, OutFPS: float64(30 - 3*k),
+						LatencyP50: time.Duration(100+50*oi+20*k) * time.Millisecond, LatencyP95: time.Duration(150+50*oi+20*k) * time.Millisecond,
+						LatencyP99: time.Duration(200+50*oi+20*k) * time.Millisecond, Stalls: uint32(k), StallTotal: time.Duration(k) * time.Second,
+						StallMax: time.Duration(k) * time.Second, PaymentsOK: 3, Session: 10 * time.Second},
+				}
+				if k == 2 {
+					r.Outcome, r.ErrorClass, r.ErrorCode, r.ErrorMessage = results.Failure, "live_no_output", "LIVE-NO-OUTPUT", "no output segment"
+					r.Live.FramesOut, r.Live.OutFPS, r.Live.FirstSegment, r.Live.FirstFrame = 0, 0, 0, 0
+					r.Live.LatencyP50, r.Live.LatencyP95, r.Live.LatencyP99, r.Live.SegmentsLost, r.Live.PaymentsRefused = 0, 0, 0, 2, 1
+				}
+				rows = append(rows, r)
 			}
 		}
 	}

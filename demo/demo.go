@@ -40,6 +40,10 @@ type Config struct {
 	// OnBoard, when set, sees every printed board; returning true stops the
 	// demo (the end-to-end test uses it to wait for the promised ranking).
 	OnBoard func([]scoreRow) bool
+	// OnLive, when set, sees every live table (/api/live_stats, issue
+	// #16; nil when no live session is scored yet) printed with a board;
+	// the demo stops when OnBoard and OnLive both return true.
+	OnLive func([]liveRow) bool
 }
 
 // RegisterFlags defines every flag with its default.
@@ -143,7 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	fl := fleetSpec{targets: targets, models: slug + ":" + cfg.Model, regions: regionCodes, interval: cfg.Interval, lbAddr: lbAddr, webAddr: webAddr}
+	fl := fleetSpec{targets: targets, models: slug + ":" + cfg.Model + ",live-video-to-video:" + liveModel, regions: regionCodes, interval: cfg.Interval, lbAddr: lbAddr, webAddr: webAddr}
 	var stopStore func()
 	switch cfg.Store {
 	case "clickhouse":
@@ -193,8 +197,16 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		lastRows, lastPrint = len(rows), time.Now()
 		printBoard(out, rows, cfg.Pipeline, cfg.Model)
+		// The live table, once live sessions are scored (a fleet serving
+		// live-video-to-video and testers probing it).
+		live, err := fetchLive(ctx, base)
+		if err != nil {
+			say("live table not ready: %v", err)
+		} else if len(live) > 0 {
+			printLive(out, live)
+		}
 		printed++
-		if cfg.OnBoard != nil && cfg.OnBoard(rows) {
+		if cfg.OnBoard != nil && cfg.OnBoard(rows) && (cfg.OnLive == nil || cfg.OnLive(live)) {
 			return nil
 		}
 		if cfg.Rounds > 0 && printed >= cfg.Rounds {
@@ -254,6 +266,7 @@ func startServerStore(ctx context.Context, cfg Config, dataDir, logDir, binDir s
 			"-network", "offchain",
 			"-listen", metrics,
 			"-spool-dir", filepath.Join(dataDir, "spool-"+region),
+			"-live.duration", demoLive.Duration.String(),
 		}, chFlags...)
 		if _, err := sup.start("tester-"+region, filepath.Join(binDir, "tester"), args...); err != nil {
 			return stop, err
@@ -271,7 +284,11 @@ func orchestratorArgs(p profile, addr, opAddr, slug, model string) []string {
 		"-serviceAddr", addr,
 		"-operator-addr", opAddr,
 		"-eth.addr", p.Address,
-		"-aiModels", fmt.Sprintf("%s:%s:true", slug, model),
+		"-aiModels", fmt.Sprintf("%s:%s:true,live-video-to-video:%s:true", slug, model, liveModel),
+		"-live-latency", p.LiveLatency.String(),
+		"-live-out-fps", fmt.Sprint(p.LiveOutFPS),
+		"-live-stall-after", p.LiveStallAfter.String(),
+		"-live-stall-for", p.LiveStallFor.String(),
 		"-mean-latency", p.MeanServer.String(),
 		"-jitter", p.Jitter.String(),
 		"-failure-rate", fmt.Sprint(p.FailureRate),

@@ -15,7 +15,8 @@ import (
 // binaries, a private ClickHouse, four orchestrators, two regional testers,
 // the leaderboard — and checks what a newcomer is promised: every
 // orchestrator scored in every region, the slowest profile ranked last, the
-// failing one below 100%. (demo_chdb_test.go runs the embedded default.)
+// failing one below 100%, and live video sessions scored for every
+// orchestrator in both regions. (demo_chdb_test.go runs the embedded default.)
 func TestDemoRanksTheFleet(t *testing.T) {
 	runDemo(t, "clickhouse")
 }
@@ -50,13 +51,27 @@ func runDemo(t *testing.T, storeKind string) {
 		}
 		return len(byRegion) == 2 && flakyBelowOne
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// Live video (issue #16): every orchestrator has live sessions scored
+	// in both regions, on the live table the demo prints.
+	var lastLive []liveRow
+	liveSatisfied := func(rows []liveRow) bool {
+		lastLive = rows
+		seen := map[string]bool{}
+		for _, r := range rows {
+			if r.Sessions > 0 && r.Name != "" {
+				seen[r.Region+"/"+r.Name] = true
+			}
+		}
+		return len(seen) == 2*len(fleet)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	err := Run(ctx, Config{
 		BinDir: bin, DataDir: t.TempDir(), LeaderboardAddr: "127.0.0.1:0",
-		Interval: 6 * time.Second, Pipeline: "Text to image", Model: "ByteDance/SDXL-Lightning", Regions: "FRA,LAX", Store: storeKind,
+		Interval: 10 * time.Second, Pipeline: "Text to image", Model: "ByteDance/SDXL-Lightning", Regions: "FRA,LAX", Store: storeKind,
 		Out:     &lockedWriter{mu: &mu, w: &out},
 		OnBoard: satisfied,
+		OnLive:  liveSatisfied,
 	})
 	mu.Lock()
 	defer mu.Unlock()
@@ -66,9 +81,13 @@ func runDemo(t *testing.T, storeKind string) {
 	if ctx.Err() != nil || !satisfied(last) {
 		t.Fatalf("demo never showed every orchestrator in both regions with the slow one last and the flaky one below 100%%:\n%s", out.String())
 	}
-	if !strings.Contains(out.String(), "RANK") {
+	if !liveSatisfied(lastLive) {
+		t.Fatalf("demo never showed live sessions for every orchestrator in both regions (live rows %+v):\n%s", lastLive, out.String())
+	}
+	if !strings.Contains(out.String(), "RANK") || !strings.Contains(out.String(), "LIVE SCORE") {
 		t.Fatalf("no ranked table printed:\n%s", out.String())
 	}
+	t.Logf("demo output:\n%s", out.String())
 }
 
 type lockedWriter struct {

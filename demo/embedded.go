@@ -31,6 +31,12 @@ import (
 
 const demoDB = "lpgauge"
 
+// demoLive is the demo testers' live stream: 3 s of 128x64 at 30 fps in
+// 1 s segments, so a live probe (start, stream, the slow profile's 800 ms
+// lag and stall) fits in a round beside the batch probe (the start request
+// pays the session; a periodic payment needs ≥ 5 s).
+var demoLive = probe.LiveConfig{Duration: 3 * time.Second, FPS: 30, Width: 128, Height: 64, Segment: time.Second}
+
 // startEmbeddedStore runs the store side of the loop inside this process on
 // embedded ClickHouse (chDB): no server to install or start. The regional
 // testers write through the same spool-backed writer as the tester binary,
@@ -135,6 +141,7 @@ func startEmbeddedStore(ctx context.Context, dataDir, logDir string, fl fleetSpe
 			// the same simulated distance), then the job with segment
 			// credentials; off-chain, so no tickets.
 			Preparer: preparer.Preparer{Gateway: &gateway.Gateway{Dial: dial}},
+			Live:     demoLive,
 		})
 		t, err := tester.New(tester.Config{
 			Region: region, TesterID: demoTesterID(region.Code), Prober: prober,

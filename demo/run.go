@@ -29,18 +29,37 @@ type profile struct {
 	Jitter      time.Duration
 	FailureRate float64
 	Capacity    int
+	// Live is its CPU live runner's profile (live-video-to-video, issue
+	// #16): in→out latency, output frame rate (0 = the input's) and,
+	// when set, a stall into each stream.
+	LiveLatency                  time.Duration
+	LiveOutFPS                   int
+	LiveStallAfter, LiveStallFor time.Duration
 }
 
 // fleet differs on purpose: the slow one must rank last, the flaky one must
 // show a success rate below 1.
+// Their live runners differ too: fast streams at 50 ms, steady at 200 ms,
+// flaky holds two thirds of the frame rate, slow lags 800 ms. (A stall
+// fails a live probe as orchestrator_error/live_stalled, so a stalling
+// profile would show only failures; the tester's tests cover that class.)
 var fleet = []profile{
-	{Name: "fast", Address: "0x1111111111111111111111111111111111111111", MeanServer: 150 * time.Millisecond, Jitter: 30 * time.Millisecond, Capacity: 2},
-	{Name: "steady", Address: "0x2222222222222222222222222222222222222222", MeanServer: 400 * time.Millisecond, Jitter: 50 * time.Millisecond, Capacity: 2},
+	{Name: "fast", Address: "0x1111111111111111111111111111111111111111", MeanServer: 150 * time.Millisecond, Jitter: 30 * time.Millisecond, Capacity: 2,
+		LiveLatency: 50 * time.Millisecond},
+	{Name: "steady", Address: "0x2222222222222222222222222222222222222222", MeanServer: 400 * time.Millisecond, Jitter: 50 * time.Millisecond, Capacity: 2,
+		LiveLatency: 200 * time.Millisecond},
 	// One job in five fails (spread evenly by the runner): fast enough to
 	// beat the slow one on score, visibly below 100% success.
-	{Name: "flaky", Address: "0x3333333333333333333333333333333333333333", MeanServer: 250 * time.Millisecond, Jitter: 50 * time.Millisecond, FailureRate: 0.2, Capacity: 1},
-	{Name: "slow", Address: "0x4444444444444444444444444444444444444444", MeanServer: 4 * time.Second, Jitter: 300 * time.Millisecond, Capacity: 1},
+	{Name: "flaky", Address: "0x3333333333333333333333333333333333333333", MeanServer: 250 * time.Millisecond, Jitter: 50 * time.Millisecond, FailureRate: 0.2, Capacity: 1,
+		LiveLatency: 100 * time.Millisecond, LiveOutFPS: 20},
+	{Name: "slow", Address: "0x4444444444444444444444444444444444444444", MeanServer: 4 * time.Second, Jitter: 300 * time.Millisecond, Capacity: 1,
+		LiveLatency: 800 * time.Millisecond},
 }
+
+// liveModel is the live pipeline every demo orchestrator serves (the CPU
+// live runner's visible transform; go-livepeer names live pipelines by
+// model_id, e.g. "noop").
+const liveModel = "noop"
 
 // child is a started component process.
 type child struct {

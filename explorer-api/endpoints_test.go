@@ -78,6 +78,7 @@ func TestEveryEndpointAnswersWithDataOnBothEngines(t *testing.T) {
 	for _, e := range engines {
 		t.Run(e.Name, func(t *testing.T) {
 			n := seed.ProbesOn(t, e.NewDB(t))
+			seed.Live(t, n)
 			st, err := store.NewClickHouse(n.DB.Conn, n.DB.Name, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -105,6 +106,10 @@ func TestEveryEndpointAnswersWithDataOnBothEngines(t *testing.T) {
 					if v, ok := values[name]; ok {
 						qv.Set(name, v)
 					}
+				}
+				if path == "/api/live_stats" { // live rows: the live pipeline and model
+					qv.Set("pipeline", seed.LivePipeline)
+					qv.Set("model", seed.LiveModel)
 				}
 				query := qv.Encode()
 				if x := extra[path]; x != "" {
@@ -139,6 +144,8 @@ func TestEveryEndpointAnswersWithDataOnBothEngines(t *testing.T) {
 				// The profile: scores, phases, history, errors and the failure streak.
 				{"/api/orchestrators/" + addr, []string{`"scores":[{`, `"phases":[{`, `"points":[{`, `"errors":[{`, `"failure_streak":0`}},
 				{"/api/orchestrators/" + addr + "?" + q("pipeline", seed.T2I, "model", seed.M1, "bucket", "day"), []string{`"bucket":"day"`, `"points":[{`}},
+				{"/api/live?region=GLOBAL", []string{seed.A, seed.B, seed.C, `"rank":3`}},
+				{"/api/live?orchestrator=" + addr, []string{`"region":"FRA"`, `"model":"noop"`}},
 				{"/", []string{"<html"}},
 			} {
 				fetch(t, ex.URL, tc.path, tc.want)
@@ -162,7 +169,7 @@ func fetch(t *testing.T, base, path string, want []string) {
 		return
 	}
 	b := string(body)
-	if strings.HasPrefix(path, "/api/orchestrators/") || strings.HasPrefix(path, "/api/overview") || strings.HasPrefix(path, "/api/leaderboard") {
+	if strings.HasPrefix(path, "/api/orchestrators/") || strings.HasPrefix(path, "/api/overview") || strings.HasPrefix(path, "/api/leaderboard") || strings.HasPrefix(path, "/api/live?") {
 		for _, w := range want {
 			if !strings.Contains(b, w) {
 				t.Errorf("GET %s: no %s in %s", path, w, b)

@@ -83,12 +83,13 @@ func New(cfg Config, st Store) http.Handler {
 	mux.HandleFunc("GET /api/overview", s.overview)
 	mux.HandleFunc("GET /api/leaderboard", s.leaderboard)
 	mux.HandleFunc("GET /api/orchestrators/{address}", s.profile)
+	mux.HandleFunc("GET /api/live", s.live)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	})
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		fail(w, http.StatusNotFound, "no such endpoint "+r.URL.Path+": see /api/overview, /api/leaderboard, /api/orchestrators/{address}")
+		fail(w, http.StatusNotFound, "no such endpoint "+r.URL.Path+": see /api/overview, /api/leaderboard, /api/orchestrators/{address}, /api/live")
 	})
 	mux.Handle("/", staticHandler())
 	return s.middleware(mux)

@@ -207,41 +207,54 @@ func (g *Gateway) Pay(ctx context.Context, info *lpnet.OrchestratorInfo, id capa
 // balance update that j.Accepted completes.
 func (g *Gateway) pay(ctx context.Context, info *lpnet.OrchestratorInfo, j *Job) (*lpnet.Payment, error) {
 	tp := info.GetTicketParams()
+	key := balanceKey{common.BytesToAddress(tp.GetRecipient()), info.GetAuthToken().GetSessionId()}
+	credit := g.balances.reserve(key)
+	pay, n, change, err := g.tickets(ctx, info, j.Fee, credit)
+	if err != nil {
+		g.balances.credit(key, credit, info.GetAuthToken().GetExpiration())
+		return nil, err
+	}
+	j.Tickets = n
+	exp := info.GetAuthToken().GetExpiration()
+	j.accepted = func() { g.balances.credit(key, change, exp) }
+	return pay, nil
+}
+
+// tickets makes the Payment for fee against info's ticket params given the
+// gateway's credit with the orchestrator session, after the sender-side
+// checks; change is the credit left once the fee is paid: credit + n × EV −
+// fee (go-livepeer's Balance.StageUpdate, core/accounting.go:41-66). A
+// refusal uses no nonce.
+func (g *Gateway) tickets(ctx context.Context, info *lpnet.OrchestratorInfo, fee, credit *big.Rat) (pay *lpnet.Payment, n int, change *big.Rat, err error) {
+	tp := info.GetTicketParams()
 	if tp == nil {
-		return nil, pm.ErrNoTicketParams
+		return nil, 0, nil, pm.ErrNoTicketParams
 	}
 	if err := checkTicketParams(tp); err != nil {
-		return nil, err
+		return nil, 0, nil, err
 	}
 	if err := g.checkExpiry(ctx, tp); err != nil {
-		return nil, err
+		return nil, 0, nil, err
 	}
 	ev := pm.EV(bigInt(tp.GetFaceValue()), bigInt(tp.GetWinProb()))
 	if ev.Sign() == 0 && info.GetPriceInfo().GetPricePerUnit() > 0 {
 		// go-livepeer's orchestrator issues EV-0 params only for price 0
 		// (pm/recipient.go:198-203); its gateway would send no tickets and
 		// be refused for insufficient balance. We name the fault first.
-		return nil, fmt.Errorf("%w: ticket EV 0 (face value %s, win prob %s) with a price of %d wei per %d units", ErrBadTicketParams,
+		return nil, 0, nil, fmt.Errorf("%w: ticket EV 0 (face value %s, win prob %s) with a price of %d wei per %d units", ErrBadTicketParams,
 			bigInt(tp.GetFaceValue()), bigInt(tp.GetWinProb()), info.GetPriceInfo().GetPricePerUnit(), info.GetPriceInfo().GetPixelsPerUnit())
 	}
-	key := balanceKey{common.BytesToAddress(tp.GetRecipient()), info.GetAuthToken().GetSessionId()}
-	credit := g.balances.reserve(key)
-	n := pm.TicketCount(j.Fee, credit, ev)
+	n = pm.TicketCount(fee, credit, ev)
 	if err := g.checkTickets(ctx, tp, ev, max(n, 1)); err != nil {
-		g.balances.credit(key, credit, info.GetAuthToken().GetExpiration())
-		return nil, err
+		return nil, 0, nil, err
 	}
-	pay, err := g.Sender.Payment(tp, info.GetPriceInfo(), n)
+	pay, err = g.Sender.Payment(tp, info.GetPriceInfo(), n)
 	if err != nil {
-		g.balances.credit(key, credit, info.GetAuthToken().GetExpiration())
-		return nil, fmt.Errorf("payment: %w", err)
+		return nil, 0, nil, fmt.Errorf("payment: %w", err)
 	}
-	j.Tickets = n
-	change := new(big.Rat).Add(credit, new(big.Rat).Mul(ev, big.NewRat(int64(n), 1)))
-	change.Sub(change, j.Fee)
-	exp := info.GetAuthToken().GetExpiration()
-	j.accepted = func() { g.balances.credit(key, change, exp) }
-	return pay, nil
+	change = new(big.Rat).Add(credit, new(big.Rat).Mul(ev, big.NewRat(int64(n), 1)))
+	change.Sub(change, fee)
+	return pay, n, change, nil
 }
 
 // balanceKey is go-livepeer's gateway-side Balance key: the orchestrator's

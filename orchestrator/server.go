@@ -78,6 +78,10 @@ type Config struct {
 	// progress, ProgressHeartbeat the longest silence of a progress stream
 	// (progress.go). Defaults 200 ms and 1 s.
 	ProgressPoll, ProgressHeartbeat time.Duration
+
+	// Live, when set, serves live-video-to-video (live.go): the start
+	// request, POST /payment and the trickle channels under /ai/trickle/.
+	Live *LiveConfig
 }
 
 // RegisterFlags binds the config to flags, with the defaults.
@@ -231,6 +235,7 @@ type Server struct {
 	budget  *byteBudget
 	handler http.Handler
 	opHand  http.Handler
+	live    *live
 
 	stop chan struct{}
 	once sync.Once
@@ -268,6 +273,10 @@ func New(cfg Config, runners Runners, gate Gate) (*Server, error) {
 	healthz := func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") }
 	mux.HandleFunc("GET /stream/{id}/{name}", s.serveMedia)
 	mux.HandleFunc("GET /healthz", healthz)
+	if cfg.Live != nil && cfg.Live.Channels != nil {
+		s.live = newLive(s, *cfg.Live, reg)
+		s.live.mount(mux)
+	}
 	s.handler = mux
 	// /status and /metrics tell anyone who can reach them the load, the
 	// models and the refusals: they are for the operator, on its own
@@ -296,7 +305,12 @@ func (s *Server) OperatorHandler() http.Handler { return s.opHand }
 
 // Close stops the result sweeper.
 func (s *Server) Close() {
-	s.once.Do(func() { close(s.stop) })
+	s.once.Do(func() {
+		close(s.stop)
+		if s.live != nil {
+			s.live.close()
+		}
+	})
 	s.wg.Wait()
 }
 

@@ -20,6 +20,7 @@ targets=(
   "./tester/probe           FuzzValidateImages"
   "./tester/probe           FuzzDecodeMedia"
   "./media/mp4              FuzzParseMP4"
+  "./media/livets           FuzzDecode"
   "./media/pngfile          FuzzCheckPNG"
 )
 

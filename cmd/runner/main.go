@@ -33,6 +33,10 @@ var envDefaults = []struct{ flag, env string }{
 	{"pipeline", "PIPELINE"}, {"model-id", "MODEL_ID"}, {"version", "VERSION"},
 	{"mean-latency", "RUNNER_MEAN_LATENCY"}, {"jitter", "RUNNER_JITTER"},
 	{"failure-rate", "RUNNER_FAILURE_RATE"}, {"load-time", "RUNNER_LOAD_TIME"},
+	{"live-latency", "RUNNER_LIVE_LATENCY"}, {"live-out-fps", "RUNNER_LIVE_OUT_FPS"},
+	{"live-stall-after", "RUNNER_LIVE_STALL_AFTER"}, {"live-stall-for", "RUNNER_LIVE_STALL_FOR"},
+	{"live-drop-every", "RUNNER_LIVE_DROP_EVERY"}, {"live-passthrough", "RUNNER_LIVE_PASSTHROUGH"},
+	{"live-no-output", "RUNNER_LIVE_NO_OUTPUT"}, {"live-event-interval", "RUNNER_LIVE_EVENT_INTERVAL"},
 }
 
 // run serves until ctx ends; ready, when not nil, receives the bound address.
@@ -51,6 +55,14 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	fs.Float64Var(&cfg.Latency.FailureRate, "failure-rate", 0, "fraction of jobs answered with a 500 pipeline error (env RUNNER_FAILURE_RATE)")
 	fs.DurationVar(&cfg.Latency.LoadTime, "load-time", 0, "time /health reports LOADING after start (env RUNNER_LOAD_TIME)")
 	fs.IntVar(&cfg.Workers, "workers", 1, "concurrent inference jobs (ai-runner runs one)")
+	fs.DurationVar(&cfg.Live.Latency, "live-latency", 0, "live-video-to-video: time from an input segment to its output segment (env RUNNER_LIVE_LATENCY)")
+	fs.IntVar(&cfg.Live.OutFPS, "live-out-fps", 0, "live-video-to-video: drop frames to output this rate, 0 = input rate (env RUNNER_LIVE_OUT_FPS)")
+	fs.DurationVar(&cfg.Live.StallAfter, "live-stall-after", 0, "live-video-to-video: output stalls this long into a stream (env RUNNER_LIVE_STALL_AFTER)")
+	fs.DurationVar(&cfg.Live.StallFor, "live-stall-for", 0, "live-video-to-video: length of the stall, 0 = none (env RUNNER_LIVE_STALL_FOR)")
+	fs.IntVar(&cfg.Live.DropEvery, "live-drop-every", 0, "live-video-to-video: drop every Nth output segment, 0 = none (env RUNNER_LIVE_DROP_EVERY)")
+	fs.BoolVar(&cfg.Live.Passthrough, "live-passthrough", false, "live-video-to-video: output the input untransformed (env RUNNER_LIVE_PASSTHROUGH)")
+	fs.BoolVar(&cfg.Live.NoOutput, "live-no-output", false, "live-video-to-video: publish no output (env RUNNER_LIVE_NO_OUTPUT)")
+	fs.DurationVar(&cfg.Live.EventInterval, "live-event-interval", 5*time.Second, "live-video-to-video: status event period, at most 30s (env RUNNER_LIVE_EVENT_INTERVAL)")
 	addr := fs.String("listen", ":8000", "listen address of ai-runner's API, /healthz and /metrics")
 	cli.Alias(fs, "addr", "listen")
 	logCfg.RegisterFlags(fs, "json")
@@ -72,6 +84,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	}
 	if err := cli.Parse(fs, args); err != nil {
 		return err
+	}
+	listenSet := false
+	fs.Visit(func(f *flag.Flag) { listenSet = listenSet || f.Name == "listen" || f.Name == "addr" })
+	if cfg.Pipeline == "live-video-to-video" && !listenSet {
+		*addr = ":8900" // go-livepeer's live runner port (ai/worker/docker.go:60)
 	}
 	token, err := cli.Secret(*tokenFile, "AUTH_TOKEN")
 	if err != nil {

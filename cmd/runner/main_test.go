@@ -101,3 +101,53 @@ func TestServesWithTokenFileHealthAndMetrics(t *testing.T) {
 		t.Errorf("-verbose not warned about in text logs:\n%s", logs.String())
 	}
 }
+
+// The live profile flags reach the runner from the environment the Docker
+// runtime sets, a bad value is refused, and a live runner serves /health
+// IDLE until a stream starts.
+func TestLiveProfileFlags(t *testing.T) {
+	t.Setenv("RUNNER_LIVE_DROP_EVERY", "often")
+	err := run(context.Background(), []string{"-pipeline", "live-video-to-video", "-model-id", "noop"}, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), `$RUNNER_LIVE_DROP_EVERY="often"`) {
+		t.Errorf("bad RUNNER_LIVE_DROP_EVERY: %v", err)
+	}
+	os.Unsetenv("RUNNER_LIVE_DROP_EVERY")
+	err = run(context.Background(), []string{"-pipeline", "live-video-to-video", "-model-id", "noop", "-live-event-interval", "1m"}, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "30 s event timeout") {
+		t.Errorf("-live-event-interval 1m: %v", err)
+	}
+	t.Setenv("RUNNER_LIVE_LATENCY", "80ms")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-pipeline", "live-video-to-video", "-model-id", "noop", "-listen", "127.0.0.1:0", "-live-drop-every", "4"}, io.Discard, ready)
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatal(err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("runner did not start")
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(b), `"IDLE"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/health: %s, want IDLE", b)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -50,7 +50,17 @@ func artifacts(t *testing.T) string {
 // startServer runs the binary's Run() on the seeded store and chain.
 func startServer(t *testing.T) (string, seed.Network) {
 	t.Helper()
+	return startServerWith(t, nil)
+}
+
+// startServerWith is startServer with more rows seeded by more (e.g.
+// seed.Live) before the server starts.
+func startServerWith(t *testing.T, more func(*testing.T, seed.Network)) (string, seed.Network) {
+	t.Helper()
 	n := seed.Probes(t)
+	if more != nil {
+		more(t, n)
+	}
 	c := seed.NewChain(t)
 	c.Orchestrator(t, seed.A, 1500, 25, 50, "https://a.example:8935")
 	var cfg Config

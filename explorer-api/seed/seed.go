@@ -212,3 +212,44 @@ func (c *Chain) RegisterMany(t *testing.T, n int) []common.Address {
 	}
 	return out
 }
+
+// LivePipeline and LiveModel name the seeded live-video-to-video sessions
+// (issue #16): the capability name, and the live pipeline name as model.
+const LivePipeline, LiveModel = "Live video to video", "noop"
+
+// Live adds live-video-to-video sessions to n's database, three per
+// orchestrator in FRA within the last hour: A streams cleanly (100 ms in→out,
+// every frame held, no stall), B lags (400 ms), holds 80 % of the frame rate
+// and stalls once a session, C fails two of three sessions and barely keeps
+// up when it works. Live scores therefore rank A, B, C.
+func Live(t *testing.T, n Network) {
+	t.Helper()
+	ms, s := time.Millisecond, time.Second
+	var rows []results.Result
+	for i := 0; i < 3; i++ {
+		at := n.Now.Add(-time.Hour + time.Duration(10+i*15)*time.Minute)
+		session := func(orch string, ok bool, l results.Live) {
+			r := probe(orch, "FRA", LivePipeline, LiveModel, at, ok, l.FirstSegment, 0, true)
+			r.ProbeID = results.ProbeID("live", orch, at.String())
+			r.Live = l
+			if !ok {
+				r.ErrorClass, r.ErrorCode, r.ErrorMessage, r.HTTPStatus = "live_stall", "LIVE-STALLED", "output stalled for 12 s", 200
+			}
+			rows = append(rows, r)
+		}
+		session(A, true, results.Live{FirstSegment: 400 * ms, FirstFrame: 420 * ms, FramesIn: 600, FramesOut: 600, InFPS: 30, OutFPS: 30,
+			LatencyP50: 100 * ms, LatencyP95: 130 * ms, LatencyP99: 150 * ms, PaymentsOK: 4, Session: 20 * s})
+		session(B, true, results.Live{FirstSegment: 900 * ms, FirstFrame: 950 * ms, FramesIn: 600, FramesOut: 480, InFPS: 30, OutFPS: 24,
+			LatencyP50: 400 * ms, LatencyP95: 550 * ms, LatencyP99: 700 * ms, Stalls: 1, StallTotal: 1 * s, StallMax: 1 * s, PaymentsOK: 4, Session: 20 * s})
+		if i == 2 { // its newest session works: a failure streak of 0
+			session(C, true, results.Live{FirstSegment: 2 * s, FirstFrame: 2100 * ms, FramesIn: 600, FramesOut: 300, InFPS: 30, OutFPS: 15,
+				LatencyP50: 900 * ms, LatencyP95: 1200 * ms, LatencyP99: 1500 * ms, Stalls: 2, StallTotal: 3 * s, StallMax: 2 * s, PaymentsOK: 4, Session: 20 * s})
+		} else {
+			session(C, false, results.Live{FramesIn: 600, InFPS: 30, Stalls: 1, StallTotal: 12 * s, StallMax: 12 * s, SegmentsLost: 3,
+				PaymentsOK: 2, PaymentsRefused: 1, Session: 20 * s})
+		}
+	}
+	if err := resultsdb.Insert(context.Background(), n.DB.Conn, n.DB.Name, rows); err != nil {
+		t.Fatal(err)
+	}
+}

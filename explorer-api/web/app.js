@@ -66,7 +66,7 @@
     sel.innerHTML = list.map(function (r) {
       return "<option value='" + esc(r.id) + "'" + (r.id === state.region ? " selected" : "") + ">" + esc(r.name) + "</option>";
     }).join("");
-    sel.onchange = function () { state.region = sel.value; writeState(true); loadRows(); };
+    sel.onchange = function () { state.region = sel.value; writeState(true); loadRows(); loadLive(); };
   }
   function loadRows() {
     var q = new URLSearchParams({ pipeline: state.pipeline, model: state.model, region: state.region });
@@ -110,6 +110,31 @@
   });
   $("#find").value = state.find;
   $("#find").oninput = function () { state.find = this.value.trim(); writeState(false); render(); };
+
+  // ---- live video (issue #16) ----
+  // The live table: one row per orchestrator and live model, ranked by the
+  // live score; the same columns on the orchestrator page (per region).
+  function liveRows(list, withRegion) {
+    return list.map(function (r) {
+      return "<tr data-orch='" + esc(r.orchestrator) + "'><td class='num'>" + r.rank + "</td>" +
+        "<td><a class='addr' href='#/orchestrator/" + esc(r.orchestrator) + "' title='" + esc(r.orchestrator) + "'>" + short(r.orchestrator) + "</a></td>" +
+        "<td>" + esc(withRegion ? r.region + " · " + r.model : r.model) + "</td>" +
+        "<td class='num live-score'>" + f2(r.score) + "</td>" +
+        "<td class='num " + (r.success_rate < 0.9 ? "bad" : "") + "'>" + pct(r.success_rate) + "</td>" +
+        "<td class='num'>" + secs(r.first_frame_p50) + "</td>" +
+        "<td class='num'>" + secs(r.latency_p50) + " / " + secs(r.latency_p99) + "</td>" +
+        "<td class='num " + (r.fps_ratio < 0.9 ? "bad" : "") + "'>" + pct(r.fps_ratio) + "</td>" +
+        "<td class='num " + (r.stalls_per_minute > 0 ? "warn" : "") + "'>" + r.stalls_per_minute.toFixed(1) + "/min · " + pct(r.stall_share) + "</td>" +
+        "<td class='num hide-sm'>" + r.sessions + "</td></tr>";
+    }).join("");
+  }
+  function loadLive() {
+    return api("api/live?" + new URLSearchParams({ region: state.region })).then(function (b) {
+      $("#live").hidden = !b.rows.length;
+      $("#live-table tbody").innerHTML = liveRows(b.rows, false);
+      $("#live-formula").textContent = "Live score: " + b.formula + ". Time to first frame is shown, not scored.";
+    }).catch(function () { $("#live").hidden = true; });
+  }
 
   // ---- charts (inline SVG) ----
   var W = 600, H = 220, PL = 44, PR = 10, PT = 10, PB = 26;
@@ -226,6 +251,7 @@
         }).join("") + "</tbody></table></div>";
     }
 
+    h += "<div id='orch-live'></div>";
     h += "<h2>Recent errors</h2>";
     if (!p.errors.length) h += "<p class='muted'>No failed probes in the last 24 hours.</p>";
     else h += "<div class='scroll'><table id='errors'><thead><tr><th>Class</th><th>Code</th><th class='num'>Count</th><th>Where</th><th>Last seen</th><th>Last message</th></tr></thead><tbody>" +
@@ -236,6 +262,12 @@
       }).join("") + "</tbody></table></div>";
     el.innerHTML = h;
     window.scrollTo(0, 0);
+    api("api/live?" + new URLSearchParams({ orchestrator: p.address })).then(function (b) {
+      if (!b.rows.length) return;
+      $("#orch-live").innerHTML = "<h2>Live video</h2><div class='scroll'><table id='orch-live-table'><thead><tr><th class='num'>Rank</th><th>Orchestrator</th><th>Region · model</th>" +
+        "<th class='num'>Live score</th><th class='num'>Success</th><th class='num'>First frame</th><th class='num'>Latency p50 / p99</th><th class='num'>FPS held</th>" +
+        "<th class='num'>Stalls</th><th class='num hide-sm'>Sessions</th></tr></thead><tbody>" + liveRows(b.rows, true) + "</tbody></table></div>";
+    }).catch(function () {});
   }
   // Gaming flags (issue #17): shown beside the orchestrator, explained on its page.
   var FLAG_NAMES = { probe_favouritism: "serves probes better than real traffic", capacity_refusals: "refuses for capacity far above the network" };
@@ -251,7 +283,7 @@
     var m = location.hash.match(/^#\/orchestrator\/([^?]+)/);
     if (m) { showOrch(decodeURIComponent(m[1])); return; }
     $("#orch").hidden = true; $("#board").hidden = false;
-    if (overview) { state = readState(); var cur = fillFilters(); if (cur) { writeState(false); loadRows(); } }
+    if (overview) { state = readState(); var cur = fillFilters(); if (cur) { writeState(false); loadRows(); } loadLive(); }
   }
   window.addEventListener("hashchange", route);
   window.addEventListener("popstate", route);
@@ -262,5 +294,6 @@
     if (location.hash.indexOf("#/orchestrator/") === 0) { route(); fillFilters(); return; }
     var cur = fillFilters();
     if (cur) { writeState(false); loadRows(); } else render();
+    loadLive();
   }).catch(function (e) { $("#summary").textContent = "Could not load the overview: " + e.message; });
 })();

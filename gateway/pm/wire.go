@@ -23,9 +23,11 @@ var ErrNoTicketParams = errors.New("orchestrator sent no ticket params")
 const MaxHeaderBytes = 64 << 10
 
 // EncodeHeader is base64(protobuf), the form of Livepeer-Payment and
-// Livepeer-Segment.
+// Livepeer-Segment. Map entries (SegData's capability capacities) are
+// written in key order, as in go-livepeer's vectors, so the same
+// credentials are the same bytes every time.
 func EncodeHeader(m proto.Message) (string, error) {
-	b, err := proto.Marshal(m)
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
 		return "", fmt.Errorf("encode header: %w", err)
 	}

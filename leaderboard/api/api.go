@@ -144,6 +144,7 @@ func newEngine(cfg Config, st store.Store) *gin.Engine {
 	read.GET("/api/history", s.history)
 	read.GET("/api/errors", s.errorsBreakdown)
 	read.GET("/api/flags", s.flags)
+	read.GET("/api/live_stats", s.liveStats)
 	read.GET("/api/perf_scores", s.perfScores)
 	read.GET("/api/blocklist", s.blocklist)
 	read.GET("/api/orchestrators", s.orchestrators)

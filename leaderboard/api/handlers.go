@@ -325,6 +325,8 @@ type rawStat struct {
 	Source      string `json:"source"`
 	TimestampMs int64  `json:"timestamp_ms"`
 	Phases      phases `json:"phases"`
+	// Live is a live-video-to-video row's measures (issue #16; live.go).
+	Live *liveRaw `json:"live,omitempty"`
 }
 
 func secs(d time.Duration) float64 { return d.Seconds() }
@@ -419,6 +421,9 @@ func (s *Server) rawStats(c *gin.Context) {
 	}
 	for _, r := range rows {
 		out[r.Region] = append(out[r.Region], toRawStat(r, posted[r.ProbeID]))
+	}
+	if !s.attachLive(ctx, c, out) {
+		return
 	}
 	for _, list := range out {
 		// The store sorts newest first; keep it so per region too.

@@ -129,6 +129,12 @@ type Store interface {
 	// f: probe_favouritism where gateway-source rows give real-traffic
 	// evidence, capacity_refusals against the whole network's median.
 	Flags(ctx context.Context, f Filter) ([]Flag, error)
+	// LiveStats are the live-video-to-video numbers per (orchestrator,
+	// region, model) matching f, from live rows only (live.go).
+	LiveStats(ctx context.Context, f Filter) ([]LiveStat, error)
+	// LiveRaw gives the live measures of those of probeIDs that are live
+	// rows (live.go).
+	LiveRaw(ctx context.Context, probeIDs []string) (map[string]results.Live, error)
 }
 
 // Quantiles are interpolated percentiles (Postgres percentile_cont) of one

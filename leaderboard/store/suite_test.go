@@ -43,6 +43,7 @@ var suite = []struct {
 	{"LatenciesOnTheServer", testLatenciesOnTheServer},
 	{"QueueAndInferencePercentiles", testQueueAndInferencePercentiles},
 	{"GamingFlags", testGamingFlags},
+	{"LiveStats", testLiveStats},
 }
 
 func runSuite(t *testing.T, newDB backend) {

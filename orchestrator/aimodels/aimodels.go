@@ -147,14 +147,12 @@ func Validate(models []Model) error {
 		at := func(field, format string, args ...any) error {
 			return fmt.Errorf("aiModels[%d].%s: %s", i, field, fmt.Sprintf(format, args...))
 		}
-		p, ok := capability.BySlug(m.Pipeline)
+		_, ok := capability.BySlug(m.Pipeline)
 		switch {
 		case m.Pipeline == "":
 			return at("pipeline", "required")
 		case !ok:
 			return at("pipeline", "unknown pipeline %q", m.Pipeline)
-		case p.ID == capability.LiveVideoToVideo:
-			return at("pipeline", "%q is not served by this orchestrator (batch pipelines only)", m.Pipeline)
 		case m.ModelID == "":
 			return at("model_id", "required")
 		case !utf8.ValidString(m.ModelID):

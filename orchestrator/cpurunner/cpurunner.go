@@ -6,6 +6,7 @@ package cpurunner
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,9 @@ const Version = "0.14.1"
 type Config struct {
 	// Latency is the demo profile every CPU runner simulates.
 	Latency runner.Latency
+	// Live is the profile of in-process live-video-to-video runners
+	// (latency, output fps, stalls, drops, passthrough, no output).
+	Live runner.LiveProfile
 	// DefaultCapacity applies to entries without "capacity" (inline form).
 	DefaultCapacity int
 	// HealthInterval and HealthTimeout pace /health checks of external
@@ -75,7 +79,10 @@ type slot struct {
 
 func (s *slot) ready() bool {
 	if s.local != nil {
-		return s.local.Status() == "OK"
+		// A live runner says IDLE between streams; both are ready, as
+		// go-livepeer reads /health (ai/worker/container.go:53-106).
+		st := s.local.Status()
+		return st == "OK" || st == "IDLE"
 	}
 	return s.healthy
 }
@@ -142,7 +149,15 @@ func (c *Runners) startLocal(m aimodels.Model, served *atomic.Int64) (*slot, err
 	token := hex.EncodeToString(tok)
 	r, err := runner.New(runner.Config{
 		Pipeline: m.Pipeline, ModelID: m.ModelID, AuthToken: token, Version: Version,
-		Latency: c.cfg.Latency, Workers: 1, Logger: c.log,
+		Latency: c.cfg.Latency, Workers: 1, Logger: c.log, Live: c.cfg.Live,
+		// An in-process live runner reads and writes this orchestrator's
+		// own trickle channels, served with its self-signed certificate
+		// (as go-livepeer's are): it cannot verify it, any more than
+		// go-livepeer's trickle clients do (TrickleInsecureSkipVerify).
+		LiveClient: &http.Client{Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // our own self-signed certificate
+			ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16,
+		}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start cpu runner %s %s: %w", m.Pipeline, m.ModelID, err)

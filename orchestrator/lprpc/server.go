@@ -77,7 +77,7 @@ func (s *Server) Price(p capability.Pipeline, model string) *lpnet.PriceInfo {
 // plus go-livepeer's capability check of every job's SegData against the
 // capabilities advertised here.
 func (s *Server) Gate() orchestrator.Gate {
-	return s.Receiver.Gate(s.Price, payment.WithCapabilities(s.Capabilities))
+	return s.Receiver.Gate(s.Price, payment.WithCapabilities(s.Capabilities), payment.WithPaymentInfo(s.info))
 }
 
 func priceOf(st orchestrator.ModelState) *lpnet.PriceInfo {
@@ -104,20 +104,35 @@ func (s *Server) GetOrchestrator(ctx context.Context, req *lpnet.OrchestratorReq
 			return nil, status.Errorf(codes.PermissionDenied, "Invalid orchestrator request: orchestrator req sig check failed: %v", err)
 		}
 	}
+	if err := s.checkLiveCapacity(req); err != nil {
+		return nil, err
+	}
+	info, err := s.info(ctx, sender, req.GetCapabilities())
+	if err != nil {
+		return nil, err
+	}
+	info.AuthToken = s.Receiver.AuthToken()
+	return info, nil
+}
+
+// info is the OrchestratorInfo for sender and the requested capabilities
+// (go-livepeer's orchestratorInfoWithCaps, server/rpc.go:595-657), without
+// an auth token.
+func (s *Server) info(ctx context.Context, sender common.Address, caps *lpnet.Capabilities) (*lpnet.OrchestratorInfo, error) {
 	states := s.States()
 	info := &lpnet.OrchestratorInfo{
 		Transcoder:   s.URI,
 		Address:      s.address().Bytes(),
 		Capabilities: s.capabilities(states),
 	}
-	if req.GetCapabilities() == nil {
+	if caps == nil {
 		info.CapabilitiesPrices = prices(states)
 		info.PriceInfo = &lpnet.PriceInfo{PricePerUnit: 0, PixelsPerUnit: 1}
 		if s.Hardware != nil {
 			info.Hardware = s.Hardware()
 		}
 	} else {
-		price, err := priceForCaps(req.GetCapabilities(), states)
+		price, err := priceForCaps(caps, states)
 		if err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "price for the requested capabilities: %v", err)
 		}
@@ -135,7 +150,6 @@ func (s *Server) GetOrchestrator(ctx context.Context, req *lpnet.OrchestratorReq
 		}
 		info.TicketParams = tp
 	}
-	info.AuthToken = s.Receiver.AuthToken()
 	return info, nil
 }
 
@@ -168,9 +182,13 @@ func (s *Server) capabilities(states []orchestrator.ModelState) *lpnet.Capabilit
 			}
 		}
 		capa = min(capa, max(st.Capacity, 0))
-		per[id].Models[st.Model] = &lpnet.Capabilities_CapabilityConstraints_ModelConstraint{
+		mc := &lpnet.Capabilities_CapabilityConstraints_ModelConstraint{
 			Warm: warm, Capacity: uint32(capa), RunnerVersion: st.RunnerVersion,
 		}
+		if st.Pipeline.ID == capability.LiveVideoToVideo {
+			setLiveAICapacity(mc, st)
+		}
+		per[id].Models[st.Model] = mc
 	}
 	bits := capability.Bitstring(ids...)
 	capacities := map[uint32]uint32{}

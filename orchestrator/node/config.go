@@ -38,6 +38,8 @@ type Config struct {
 	Capacity     int
 	Runners      string
 	Docker       dockerFlags
+	Live         orchestrator.LiveConfig // live-video-to-video, when an aiModels entry has that pipeline
+	LiveProfile  runner.LiveProfile      // in-process live runners (-runners cpu)
 
 	tlsSet bool // -tls given: onchain does not turn it on
 	// Filled by Validate.
@@ -82,6 +84,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Capacity, "capacity", 1, "CPU runners per model for entries without a capacity field")
 	fs.StringVar(&c.Runners, "runners", "cpu", "where jobs run: cpu (in-process reference runners) or docker (runner containers on the Docker engine and GPUs; see -runtime.*)")
 	c.Docker.register(fs)
+	c.Live.RegisterFlags(fs)
+	fs.DurationVar(&c.LiveProfile.Latency, "live-latency", 0, "CPU live runners: time from an input segment to its output segment (the runner's -live-latency)")
+	fs.IntVar(&c.LiveProfile.OutFPS, "live-out-fps", 0, "CPU live runners: drop frames to output this rate, 0 = the input rate")
+	fs.DurationVar(&c.LiveProfile.StallAfter, "live-stall-after", 0, "CPU live runners: output stalls this long into a stream")
+	fs.DurationVar(&c.LiveProfile.StallFor, "live-stall-for", 0, "CPU live runners: length of the stall, 0 = none")
+	fs.IntVar(&c.LiveProfile.DropEvery, "live-drop-every", 0, "CPU live runners: drop every Nth output segment, 0 = none")
+	fs.BoolVar(&c.LiveProfile.Passthrough, "live-passthrough", false, "CPU live runners: output the input untransformed")
+	fs.BoolVar(&c.LiveProfile.NoOutput, "live-no-output", false, "CPU live runners: publish no output")
+	fs.DurationVar(&c.LiveProfile.EventInterval, "live-event-interval", 5*time.Second, "CPU live runners: status event period, at most 30s")
 	for _, a := range aliases {
 		cli.Alias(fs, a[0], a[1])
 	}
@@ -127,6 +138,10 @@ func (c *Config) Validate() error {
 		add(fmt.Errorf("CPU runner profile: %w", err))
 	}
 	add(c.Server.Validate())
+	add(c.Live.Validate())
+	if err := c.LiveProfile.Validate(); err != nil {
+		add(fmt.Errorf("CPU live runner profile: %w", err))
+	}
 	if host, _, err := net.SplitHostPort(c.ServiceAddr); err != nil {
 		add(fmt.Errorf("-serviceAddr %q: want host:port: %w", c.ServiceAddr, err))
 	} else {

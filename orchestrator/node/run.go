@@ -22,9 +22,11 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 
+	"github.com/lpgauge/lpgauge/gateway/trickle"
 	"github.com/lpgauge/lpgauge/internal/cli"
 	"github.com/lpgauge/lpgauge/internal/httpserve"
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
 	"github.com/lpgauge/lpgauge/orchestrator/cpurunner"
 	"github.com/lpgauge/lpgauge/orchestrator/gpu"
 	"github.com/lpgauge/lpgauge/orchestrator/lprpc"
@@ -113,7 +115,7 @@ func run(ctx context.Context, c Config, log *slog.Logger) error {
 	switch *runnersKind {
 	case "cpu":
 		cpu, err := cpurunner.New(models, cpurunner.Config{
-			Latency: lat, DefaultCapacity: *capacity, Logger: log,
+			Latency: lat, DefaultCapacity: *capacity, Logger: log, Live: c.LiveProfile,
 		})
 		if err != nil {
 			return err
@@ -143,6 +145,16 @@ func run(ctx context.Context, c Config, log *slog.Logger) error {
 	var gate orchestrator.Gate = orchestrator.OffChain{}
 	if *network == "onchain" {
 		gate = rpc.Gate()
+	}
+	if servesLive(models) {
+		// One trickle server for every stream's four channels, on the
+		// public port under /ai/trickle/ (go-livepeer server/ai_http.go:42);
+		// stopped after the server has closed its streams.
+		ts := trickle.NewServer(trickle.ServerConfig{BasePath: orchestrator.TrickleBasePath})
+		defer ts.Stop()
+		live := c.Live
+		live.Channels = ts
+		cfg.Live = &live
 	}
 	srv, err := orchestrator.New(cfg, runners, gate)
 	if err != nil {
@@ -188,6 +200,16 @@ func run(ctx context.Context, c Config, log *slog.Logger) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// servesLive reports whether an aiModels entry is a live pipeline.
+func servesLive(models []aimodels.Model) bool {
+	for _, m := range models {
+		if m.Pipeline == "live-video-to-video" {
+			return true
+		}
+	}
+	return false
 }
 
 // hardware reports the machine's GPUs (NVML) with every served model, as

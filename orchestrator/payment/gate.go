@@ -42,6 +42,7 @@ type gate struct {
 	r     *Receiver
 	price PriceFunc
 	caps  func() *lpnet.Capabilities
+	info  InfoFunc // the /payment reply's OrchestratorInfo (live.go)
 }
 
 func refuse(status int, format string, args ...any) *orchestrator.Refusal {
@@ -88,7 +89,7 @@ func (g *gate) Check(req *http.Request, job orchestrator.Job) (orchestrator.Admi
 	if err := g.r.VerifyAuthToken(sd.GetAuthToken()); err != nil {
 		return nil, refuse(http.StatusForbidden, "invalid segment credentials: %v", err)
 	}
-	return &admission{g: g, job: job, payment: &p, sender: sender, manifest: gateway.ManifestID(job.Pipeline.ID, job.Model)}, nil
+	return &admission{g: g, job: job, payment: &p, sender: sender, seg: &sd, manifest: gateway.ManifestID(job.Pipeline.ID, job.Model)}, nil
 }
 
 type admission struct {
@@ -96,6 +97,7 @@ type admission struct {
 	job      orchestrator.Job
 	payment  *lpnet.Payment
 	sender   common.Address
+	seg      *lpnet.SegData
 	manifest string // "<cap>_<model>", the balance key (ai_http.go:1577)
 }
 
@@ -107,8 +109,21 @@ func (a *admission) Pay(ctx context.Context) error {
 	if !r.OnChain() {
 		return nil
 	}
-	// Our addition: the echoed price may not be below ours, or a gateway
-	// could name any price (go-livepeer trusts the gateway's echo here).
+	if err := a.checkPrice(); err != nil {
+		return err
+	}
+	if err := r.ProcessPayment(ctx, a.payment, a.manifest); err != nil {
+		return refuse(http.StatusBadRequest, "%v", err)
+	}
+	if a.payment.GetExpectedPrice().GetPricePerUnit() > 0 && !r.SufficientBalance(a.sender, a.manifest) {
+		return refuse(http.StatusBadRequest, "Insufficient balance")
+	}
+	return nil
+}
+
+// checkPrice is our addition: the echoed price may not be below ours, or a
+// gateway could name any price (go-livepeer trusts the gateway's echo here).
+func (a *admission) checkPrice() error {
 	if our := a.g.price(a.job.Pipeline, a.job.Model); our.GetPricePerUnit() > 0 {
 		ep := a.payment.GetExpectedPrice()
 		if ep.GetPixelsPerUnit() <= 0 ||
@@ -117,12 +132,6 @@ func (a *admission) Pay(ctx context.Context) error {
 			return refuse(http.StatusBadRequest, "%v: expected %d/%d wei per unit, price is %d/%d; call GetOrchestrator for the current price",
 				ErrPriceChanged, ep.GetPricePerUnit(), ep.GetPixelsPerUnit(), our.GetPricePerUnit(), our.GetPixelsPerUnit())
 		}
-	}
-	if err := r.ProcessPayment(ctx, a.payment, a.manifest); err != nil {
-		return refuse(http.StatusBadRequest, "%v", err)
-	}
-	if a.payment.GetExpectedPrice().GetPricePerUnit() > 0 && !r.SufficientBalance(a.sender, a.manifest) {
-		return refuse(http.StatusBadRequest, "Insufficient balance")
 	}
 	return nil
 }

@@ -49,6 +49,10 @@ type Config struct {
 	// Workers bounds concurrent inference; ai-runner runs one job at a time.
 	Workers int
 	Logger  *slog.Logger
+	// Live is the behaviour of a live-video-to-video runner (live.go);
+	// LiveClient the HTTP client of its trickle streams (nil: a fresh one).
+	Live       LiveProfile
+	LiveClient *http.Client
 }
 
 // Runner serves one pipeline. Inference runs on a bounded worker pool, never
@@ -73,6 +77,8 @@ type Runner struct {
 	failDebt float64 // accumulated FailureRate; a job fails each time it reaches 1
 
 	progress sync.Map // job id → *jobProgress (progress.go)
+
+	live *liveState // live-video-to-video only (live.go)
 }
 
 type job struct {
@@ -93,8 +99,14 @@ func New(cfg Config) (*Runner, error) {
 	}
 	p, ok := capability.BySlug(cfg.Pipeline)
 	spec, served := specs[cfg.Pipeline]
+	if cfg.Pipeline == livePipeline {
+		spec, served = pipelineSpec{errName: "Live video to video"}, true
+		if err := cfg.Live.Validate(); err != nil {
+			return nil, fmt.Errorf("runner: %w", err)
+		}
+	}
 	if !ok || !served {
-		return nil, fmt.Errorf("runner: pipeline %q is not a batch pipeline this runner implements", cfg.Pipeline)
+		return nil, fmt.Errorf("runner: pipeline %q is not a pipeline this runner implements", cfg.Pipeline)
 	}
 	if err := cfg.Latency.Validate(); err != nil {
 		return nil, fmt.Errorf("runner: %w", err)
@@ -116,6 +128,13 @@ func New(cfg Config) (*Runner, error) {
 		jobs:    make(chan *job),
 		stop:    make(chan struct{}),
 		rng:     rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5eed)),
+	}
+	if cfg.Pipeline == livePipeline {
+		client := cfg.LiveClient
+		if client == nil {
+			client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		}
+		r.live = &liveState{client: client, profile: cfg.Live}
 	}
 	r.wg.Add(1)
 	go r.load()
@@ -143,12 +162,17 @@ func (r *Runner) load() {
 func (r *Runner) Close() {
 	r.once.Do(func() { close(r.stop) })
 	r.wg.Wait()
+	r.closeLive()
 }
 
-// Status is what /health reports: LOADING until the model is loaded, then OK.
+// Status is what /health reports: LOADING until the model is loaded, then
+// OK; a live runner says IDLE when no stream runs (live.go).
 func (r *Runner) Status() string {
 	select {
 	case <-r.loaded:
+		if r.live != nil {
+			return r.liveStatus()
+		}
 		return "OK"
 	default:
 		return "LOADING"
@@ -274,7 +298,11 @@ func (r *Runner) Handler() http.Handler {
 	both("GET /hardware/info", r.hardware("gpu_info"))
 	both("GET /hardware/stats", r.hardware("gpu_stats"))
 	both("GET /version", r.version)
-	both("POST /"+r.cfg.Pipeline, r.generate)
+	if r.live != nil {
+		both("POST /"+r.cfg.Pipeline, r.liveStart)
+	} else {
+		both("POST /"+r.cfg.Pipeline, r.generate)
+	}
 	both("GET /progress", r.progressRoute)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"detail": "Not Found"})

@@ -21,6 +21,8 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/lpgauge/lpgauge/capability"
 )
 
 // Engine is the part of the Docker client the runtime uses; *client.Client
@@ -74,7 +76,8 @@ func (rt *Runtime) ownFilter() filters.Args {
 }
 
 // containerSpec builds what ai-runner expects: PIPELINE, MODEL_ID, the
-// optimization flags as env, weights at /models, the API on 8000/tcp
+// optimization flags as env, weights at /models, the API on 8000/tcp (8900
+// for live-video-to-video, go-livepeer ai/worker/docker.go:60)
 // published on one loopback port, and the GPU by UUID.
 func (rt *Runtime) containerSpec(m Model, port int, gpuUUID, token string) (*container.Config, *container.HostConfig) {
 	env := []string{"PIPELINE=" + m.Pipeline.Slug, "MODEL_ID=" + m.ModelID, "AUTH_TOKEN=" + token}
@@ -89,6 +92,9 @@ func (rt *Runtime) containerSpec(m Model, port int, gpuUUID, token string) (*con
 		img = rt.cfg.Image
 	}
 	cport := nat.Port("8000/tcp")
+	if m.Pipeline.ID == capability.LiveVideoToVideo {
+		cport = nat.Port(LiveContainerPort)
+	}
 	cfg := &container.Config{
 		Image:        img,
 		Env:          env,
@@ -120,6 +126,10 @@ func (rt *Runtime) containerSpec(m Model, port int, gpuUUID, token string) (*con
 	}
 	return cfg, host
 }
+
+// LiveContainerPort is where a live runner container listens
+// (go-livepeer ai/worker/docker.go:60: containerPort 8900 for live).
+const LiveContainerPort = "8900/tcp"
 
 // containerName is unique per instance and port, and readable in `docker ps`.
 func (rt *Runtime) containerName(m Model, port int) string {

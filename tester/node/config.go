@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +43,8 @@ type Config struct {
 	MaxResponse   int64
 	VerifyTLS     bool
 	StallAfter    time.Duration // probe.Config.StallAfter
+	Live          probe.LiveConfig
+	LiveSize      string // -live.size WxH, parsed into Live
 	BatchSize     int
 	FlushInterval time.Duration
 	ShutdownWait  time.Duration
@@ -95,6 +98,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Timeouts.Total, "timeout.total", d.Total, "whole-probe timeout, discovery to validated output")
 	fs.Int64Var(&c.MaxResponse, "max-response-bytes", 16<<20, "cap on an AI response body")
 	fs.DurationVar(&c.StallAfter, "timeout.stall", probe.DefaultStallAfter, "a job whose progress stream (orchestrators that offer one) shows no progress this long fails as orchestrator_error/stalled")
+	ld := probe.DefaultLiveConfig()
+	fs.DurationVar(&c.Live.Duration, "live.duration", ld.Duration, fmt.Sprintf("live-video-to-video probes: stream length published (%s to %s)", probe.LiveMinDuration, probe.LiveMaxDuration))
+	fs.IntVar(&c.Live.FPS, "live.fps", ld.FPS, fmt.Sprintf("live-video-to-video probes: frame rate of the synthetic stream (1 to %d)", probe.LiveMaxFPS))
+	fs.StringVar(&c.LiveSize, "live.size", fmt.Sprintf("%dx%d", ld.Width, ld.Height), fmt.Sprintf("live-video-to-video probes: frame size WxH, multiples of 16 up to %dx%d (live is billed as 1280x720x30 whatever is sent)", probe.LiveMaxWidth, probe.LiveMaxHeight))
+	fs.DurationVar(&c.Live.Segment, "live.segment", ld.Segment, "live-video-to-video probes: stream time of one trickle segment")
+	fs.DurationVar(&c.Live.StallAfter, "live.stall", 0, "live-video-to-video probes: an output gap this long while input flows is a stall (orchestrator_error/live_stalled); 0 means 3 segments")
 	fs.BoolVar(&c.VerifyTLS, "verify-tls", false, "verify orchestrator TLS certificates (go-livepeer orchestrators use self-signed ones)")
 	fs.IntVar(&c.BatchSize, "batch-size", 500, "rows per ClickHouse insert")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 2*time.Second, "longest a result waits before it is inserted")
@@ -174,6 +183,16 @@ func (c *Config) parse() (*parsed, error) {
 		}
 		if p.senders, err = loadKeyDir(c.TesterKeys); err != nil {
 			errs = append(errs, fmt.Errorf("-tester-keys: %w", err))
+		}
+	}
+	if w, h, ok := parseSize(c.LiveSize); !ok && c.LiveSize != "" {
+		errs = append(errs, fmt.Errorf("-live.size %q: want WxH, e.g. 128x64", c.LiveSize))
+	} else {
+		if ok {
+			c.Live.Width, c.Live.Height = w, h
+		}
+		if err := c.Live.Check(); err != nil {
+			errs = append(errs, fmt.Errorf("-live.*: %w", err))
 		}
 	}
 	switch c.Network {
@@ -364,4 +383,15 @@ func parsePipelineTimeouts(s string) (map[string]probe.Timeouts, error) {
 		out[pl.Info().Slug] = probe.Timeouts{Server: dur, Total: dur}
 	}
 	return out, nil
+}
+
+// parseSize reads "WxH".
+func parseSize(s string) (w, h int, ok bool) {
+	a, b, found := strings.Cut(strings.ToLower(strings.TrimSpace(s)), "x")
+	if !found {
+		return 0, 0, false
+	}
+	w, err1 := strconv.Atoi(a)
+	h, err2 := strconv.Atoi(b)
+	return w, h, err1 == nil && err2 == nil && w > 0 && h > 0
 }

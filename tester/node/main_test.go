@@ -158,6 +158,9 @@ func TestBadConfigErrors(t *testing.T) {
 		{"webhook without url", []string{"-region", "FRA", "-once", "-discovery", "webhook"}, "needs -webhook-url"},
 		{"static list with webhook", []string{"-region", "FRA", "-once", "-discovery", "webhook", "-webhook-url", "http://x/o", "-orchestrators", orch}, "cannot be combined"},
 		{"unknown network", []string{"-region", "FRA", "-once", "-network", "mainnet", "-orchestrators", orch, "-models", "text-to-image:m"}, "want offchain, onchain or none"},
+		{"live size not macroblocks", []string{"-region", "FRA", "-once", "-live.size", "100x64", "-orchestrators", orch, "-models", "live-video-to-video:noop"}, "multiples of 16"},
+		{"live size malformed", []string{"-region", "FRA", "-once", "-live.size", "big", "-orchestrators", orch, "-models", "live-video-to-video:noop"}, "want WxH"},
+		{"live stream too long", []string{"-region", "FRA", "-once", "-live.duration", "1h", "-orchestrators", orch, "-models", "live-video-to-video:noop"}, "live stream length 1h0m0s"},
 		{"webhook down", []string{"-region", "FRA", "-once", "-discovery", "webhook", "-webhook-url", "http://127.0.0.1:1/o"}, "orchestrator webhook"},
 		{"bad key", []string{"-region", "FRA", "-once", "-tester-key", "/nonexistent/key", "-orchestrators", orch, "-models", "text-to-image:m"}, "read key file"},
 		{"bad max ticket EV", []string{"-region", "FRA", "-once", "-maxTicketEV", "lots", "-orchestrators", orch, "-models", "text-to-image:m"}, "-maxTicketEV \"lots\""},
@@ -353,8 +356,14 @@ func TestWebhookDiscovery(t *testing.T) {
 			t.Errorf("no row where %s\n%s", w, out.String())
 		}
 	}
-	if n := count(t, db, "1"); n != 3 {
-		t.Errorf("%d rows, want 3 (live video has no probe)\n%s", n, out.String())
+	// a advertises live-video-to-video (cap 35): its live model is planned
+	// and probed like a batch one; this rig has no live endpoint, so the
+	// start is refused (404). b advertises no live model: no live row.
+	if n := count(t, db, "1"); n != 4 {
+		t.Errorf("%d rows, want 4 (a's two image models and its live model, b's)\n%s", n, out.String())
+	}
+	if n := count(t, db, "orchestrator = '"+a.Address+"' AND pipeline = 'Live video to video' AND model = 'live' AND error_code = 'live_start_refused'"); n != 1 {
+		t.Errorf("%d live rows for a, want 1 (refused start: the rig serves no live)\n%s", n, out.String())
 	}
 	out.Reset()
 	if err := Run(context.Background(), append(common, "-models", "text-to-image:pinned"), &out, &errOut); err != nil {
@@ -386,8 +395,11 @@ func TestStaticListAsksForModels(t *testing.T) {
 			t.Errorf("no row where %s\n%s", w, out.String())
 		}
 	}
-	if n := count(t, db, "1"); n != 3 {
-		t.Errorf("%d rows, want 3 (a's two image models, b's own; live video has no probe)\n%s", n, out.String())
+	if n := count(t, db, "1"); n != 4 {
+		t.Errorf("%d rows, want 4 (a's two image models and its live model, b's own)\n%s", n, out.String())
+	}
+	if n := count(t, db, "orchestrator = '"+a.Address+"' AND pipeline = 'Live video to video' AND model = 'live'"); n != 1 {
+		t.Errorf("%d live rows for a, want 1\n%s", n, out.String())
 	}
 }
 

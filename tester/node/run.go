@@ -167,7 +167,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return ps, nil
 		}
 	}
-	prober := probe.New(probe.Config{Timeouts: c.Timeouts, MaxResponseBytes: c.MaxResponse, VerifyTLS: c.VerifyTLS, Dial: dial, Preparer: prep, StallAfter: c.StallAfter})
+	prober := probe.New(probe.Config{Timeouts: c.Timeouts, MaxResponseBytes: c.MaxResponse, VerifyTLS: c.VerifyTLS, Dial: dial, Preparer: prep, StallAfter: c.StallAfter, Live: c.Live})
 
 	// 0 when scheduled: the scheduler gives each round the period less a
 	// margin, counted from the round's start (tick + region offset).

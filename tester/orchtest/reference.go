@@ -15,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/lpgauge/lpgauge/gateway/pm"
+	"github.com/lpgauge/lpgauge/gateway/trickle"
 	"github.com/lpgauge/lpgauge/orchestrator"
 	"github.com/lpgauge/lpgauge/orchestrator/aimodels"
 	"github.com/lpgauge/lpgauge/orchestrator/cpurunner"
@@ -89,10 +90,21 @@ func NewReference(t testing.TB, cfg ReferenceConfig) *Reference {
 		addr = strings.ToLower(crypto.PubkeyToAddress(cfg.Key.PublicKey).Hex())
 	}
 	rpc := &lprpc.Server{URI: uri, Receiver: recv, States: cpu.States, Version: lprpc.DefaultVersion, Address: common.HexToAddress(addr)}
-	srv, err := orchestrator.New(orchestrator.Config{
+	ocfg := orchestrator.Config{
 		ServiceURI: uri, MaxBodyBytes: 16 << 20, MaxResponseBytes: 64 << 20, MaxQueue: 4,
 		QueueTimeout: 5 * time.Second, RunnerTimeout: 30 * time.Second, ResultTTL: time.Minute, EthAddr: addr, Logger: quiet,
-	}, cpu, rpc.Gate())
+	}
+	for _, m := range cfg.Models {
+		if m.Pipeline == "live-video-to-video" {
+			// Live models: the trickle server under /ai/trickle/, as
+			// orchestrator/node wires it.
+			ts := trickle.NewServer(trickle.ServerConfig{BasePath: orchestrator.TrickleBasePath})
+			t.Cleanup(ts.Stop)
+			ocfg.Live = &orchestrator.LiveConfig{Channels: ts, HealthPoll: 100 * time.Millisecond}
+			break
+		}
+	}
+	srv, err := orchestrator.New(ocfg, cpu, rpc.Gate())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -333,3 +333,31 @@ func TestOrchestratorPaymentFaultsAreScored(t *testing.T) {
 		})
 	}
 }
+
+// A paid live session end to end on chain (issue 16): the start request
+// carries 60 s of 1280×720×30 in tickets, the reference orchestrator
+// credits them to the stream's mid and accepts; while the stream runs the
+// tester pays every 5 s on POST /payment with that mid, and the
+// orchestrator accepts each payment and debits the stream without running
+// out. Each accepted payment is counted on the row.
+func TestLivePaymentsAcceptedOnChain(t *testing.T) {
+	o := newOnChain(t)
+	p := &aimodels.Price{}
+	p.SetInt64(10)
+	ref := o.reference(t, orchtest.ReferenceConfig{Models: []aimodels.Model{
+		{Pipeline: "live-video-to-video", ModelID: "noop", Warm: true, Capacity: 1, PricePerUnit: p}}})
+	live, _ := probe.Lookup("live-video-to-video")
+	pr := probe.New(probe.Config{Preparer: Preparer{Gateway: o.gateway(o.tester)}, Timeouts: probe.Timeouts{Total: 60 * time.Second},
+		Live: probe.LiveConfig{Duration: 7 * time.Second, FPS: 10, Width: 64, Height: 32, Segment: 500 * time.Millisecond}})
+	r := pr.Run(context.Background(), probe.Job{Orchestrator: ref.Address, ServiceURI: ref.URI, Pipeline: live, Model: "noop", Seed: 1})
+	if r.Outcome != results.Success {
+		t.Fatalf("paid live session: %s %s/%s (%s); %+v", r.Outcome, r.ErrorClass, r.ErrorCode, r.ErrorMessage, r.Live)
+	}
+	// The start's payment and at least one periodic one (due 5 s in).
+	if r.Live.PaymentsOK < 2 || r.Live.PaymentsRefused != 0 {
+		t.Fatalf("payments accepted %d, refused %d; want the start's and a periodic one accepted", r.Live.PaymentsOK, r.Live.PaymentsRefused)
+	}
+	if r.Live.FramesOut != r.Live.FramesIn {
+		t.Fatalf("frames %d in, %d out", r.Live.FramesIn, r.Live.FramesOut)
+	}
+}

@@ -16,8 +16,10 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 
+	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/gateway"
 	"github.com/lpgauge/lpgauge/gateway/pm"
+	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
 	"github.com/lpgauge/lpgauge/tester/probe"
 )
 
@@ -176,6 +178,9 @@ func (p Preparer) prepare(ctx context.Context, gw *gateway.Gateway, job probe.Pr
 	if mc, ok := gateway.Model(info, job.Pipeline.ID, job.Model); ok {
 		prep.Warm = mc.GetWarm()
 	}
+	if job.Pipeline.ID == capability.LiveVideoToVideo {
+		return p.prepareLive(ctx, job, info, prep, s.Reused)
+	}
 	units := int64(math.Ceil(job.Units))
 	j, err := gw.Pay(ctx, info, job.Pipeline.ID, job.Model, units)
 	if err != nil {
@@ -196,4 +201,32 @@ func (p Preparer) prepare(ctx context.Context, gw *gateway.Gateway, job probe.Pr
 		prep.Forget = func() { gw.Forget(job.ServiceURI, job.Pipeline.ID, job.Model) }
 	}
 	return prep, s.Reused, nil
+}
+
+// prepareLive is prepare's end for a live-video-to-video job: the start
+// request's headers with the initial payment (60 s of 1280×720×30 on a
+// fresh balance, gateway.LivePayer), the transcoder URI the start goes to
+// (server/ai_process.go:1095-1106), and the payer of the periodic payments
+// when there is a price to pay (server/ai_live_video.go:86-101).
+func (p Preparer) prepareLive(ctx context.Context, job probe.PrepareJob, info *lpnet.OrchestratorInfo, prep probe.Preparation, reused bool) (probe.Preparation, bool, error) {
+	lp := p.Gateway.LivePayer(info, job.Model)
+	h, _, err := lp.StartHeaders(ctx)
+	if err != nil {
+		if errors.Is(err, gateway.ErrNotOffered) {
+			return prep, reused, fmt.Errorf("%w: %v", probe.ErrDiscovery, err)
+		}
+		if e, ok := classify(err); ok {
+			return prep, reused, e
+		}
+		return prep, reused, fmt.Errorf("%w: %v", probe.ErrTesterSide, err)
+	}
+	prep.Header = h
+	prep.JobURI = info.GetTranscoder()
+	if lp.Paying() {
+		prep.Live = lp
+	}
+	if reused {
+		prep.Forget = func() { p.Gateway.Forget(job.ServiceURI, job.Pipeline.ID, job.Model) }
+	}
+	return prep, reused, nil
 }

@@ -22,6 +22,13 @@ import (
 // warm text-to-image model.
 func startOffChain(t *testing.T) string {
 	t.Helper()
+	t2i, _ := capability.ByID(capability.TextToImage)
+	return startOffChainWith(t, orchestrator.ModelState{Pipeline: t2i, Model: "m", Warm: true, Capacity: 1})
+}
+
+// startOffChainWith serves GetOrchestrator over h2c with the given models.
+func startOffChainWith(t *testing.T, models ...orchestrator.ModelState) string {
+	t.Helper()
 	recv, err := payment.NewReceiver(payment.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -32,10 +39,7 @@ func startOffChain(t *testing.T) string {
 		t.Fatal(err)
 	}
 	uri := "http://" + ln.Addr().String()
-	t2i, _ := capability.ByID(capability.TextToImage)
-	rpc := &lprpc.Server{URI: uri, Receiver: recv, States: func() []orchestrator.ModelState {
-		return []orchestrator.ModelState{{Pipeline: t2i, Model: "m", Warm: true, Capacity: 1}}
-	}}
+	rpc := &lprpc.Server{URI: uri, Receiver: recv, States: func() []orchestrator.ModelState { return models }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- lprpc.Serve(ctx, ln, lprpc.NewGRPC(rpc), http.NotFoundHandler(), nil) }()
@@ -79,5 +83,35 @@ func TestPrepareOffChainOverH2C(t *testing.T) {
 	_, err = p.Prepare(ctx, probe.PrepareJob{ServiceURI: "http://127.0.0.1:1", Pipeline: t2i, Model: "m"})
 	if !errors.Is(err, probe.ErrDiscovery) {
 		t.Errorf("dead orchestrator: %v", err)
+	}
+}
+
+// A live job is prepared as go-livepeer's gateway prepares its start
+// request: GetOrchestrator for cap 35 and the live pipeline name, then
+// Livepeer-Segment under the selector id "35_<model>"
+// (server/ai_session.go:445-470) and the transcoder URI the start goes to.
+// Off-chain there is nothing to pay, so no periodic payer either.
+func TestPrepareLiveOffChain(t *testing.T) {
+	live, _ := capability.ByID(capability.LiveVideoToVideo)
+	uri := startOffChainWith(t, orchestrator.ModelState{Pipeline: live, Model: "noop", Warm: true, Capacity: 1})
+	p := Preparer{Gateway: &gateway.Gateway{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	prep, err := p.Prepare(ctx, probe.PrepareJob{ServiceURI: uri, Pipeline: live, Model: "noop", Units: float64(gateway.LiveInitialPixels)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sd lpnet.SegData
+	if err := pm.DecodeHeader(prep.Header.Get(gateway.SegmentHeader), &sd); err != nil {
+		t.Fatal(err)
+	}
+	if string(sd.GetManifestId()) != "35_noop" || prep.Header.Get(gateway.PaymentHeader) != "" || prep.Live != nil {
+		t.Fatalf("live start credentials %v, payment %q, periodic payer %v", &sd, prep.Header.Get(gateway.PaymentHeader), prep.Live)
+	}
+	if prep.JobURI != uri {
+		t.Fatalf("live start goes to %q, want the transcoder URI %q", prep.JobURI, uri)
+	}
+	if _, err := p.Prepare(ctx, probe.PrepareJob{ServiceURI: uri, Pipeline: live, Model: "comfyui"}); !errors.Is(err, probe.ErrDiscovery) {
+		t.Fatalf("a live pipeline the orchestrator does not run: %v", err)
 	}
 }

@@ -88,6 +88,10 @@ type Preparation struct {
 	// Accepted, when set, is called once the orchestrator answers the job
 	// with 200, so the payment's change stays as the gateway's credit.
 	Accepted func()
+	// Live, for a live-video-to-video job, makes the session's periodic
+	// payments (nil: none, as when off-chain or free). Header then holds
+	// the start request's initial payment.
+	Live LivePayments
 }
 
 // OffChain is the Preparer for orchestrators reached without the protocol
@@ -175,6 +179,8 @@ type Config struct {
 	// offer one, progress.go) may show no progress before the probe fails
 	// as orchestrator_error/stalled. Default DefaultStallAfter.
 	StallAfter time.Duration
+	// Live shapes the live-video-to-video probe's stream (live.go).
+	Live LiveConfig
 }
 
 func (c *Config) defaults() {
@@ -203,6 +209,7 @@ func (c *Config) defaults() {
 	if c.StallAfter <= 0 {
 		c.StallAfter = DefaultStallAfter
 	}
+	c.Live.defaults()
 }
 
 // ignoreResponseLimits is set only in builds with -tags faultinject
@@ -328,11 +335,24 @@ func (p *Prober) Run(ctx context.Context, job Job) results.Result {
 		Model:        job.Model,
 		StartedAt:    time.Now(),
 	}
+	_, live := job.Pipeline.(LiveVideoToVideo)
+	if need := p.cfg.Live.Duration + drainMax + 2*LiveStartTimeoutSlack; live && to.Total < need {
+		// A live probe lasts its stream: a total shorter than the stream
+		// and its bounded wait for output would cut every session.
+		to.Total = need
+	}
 	ctx, cancel := context.WithTimeout(ctx, to.Total)
 	defer cancel()
 
-	var m *Media
-	err := p.run(ctx, job, info, to, &r, &m)
+	var (
+		m   *Media
+		err error
+	)
+	if live {
+		err = p.runLive(ctx, job, info, to, &r)
+	} else {
+		err = p.run(ctx, job, info, to, &r, &m)
+	}
 	if m != nil {
 		r.Media = m.elapsed
 		r.ResponseBytes += m.bytes
@@ -346,6 +366,11 @@ func (p *Prober) Run(ctx context.Context, job Job) results.Result {
 	// keeps its connection alive, so neither discovery nor connect/TLS is
 	// part of the job's round trip; both stay stored in their own columns.
 	r.Total = r.Upload + r.Server + r.Download + r.Media
+	if live {
+		// A live row's round trip is the time to the first output segment
+		// (internal/results Live).
+		r.Total = r.Live.FirstSegment
+	}
 	if err != nil {
 		var e *Error
 		if !errors.As(err, &e) {

@@ -17,6 +17,8 @@ var registry = map[string]Pipeline{
 	"llm":                LLM{},
 	"image-to-text":      ImageToText{},
 	"text-to-speech":     TextToSpeech{},
+	// A live session, not one request (live.go).
+	"live-video-to-video": LiveVideoToVideo{},
 }
 
 // Lookup finds the Pipeline for a slug ("text-to-image") or a human name

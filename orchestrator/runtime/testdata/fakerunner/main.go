@@ -27,6 +27,13 @@ func main() {
 	blocks := os.Getenv("HEALTH_BLOCKS_DURING_JOB") == "true"
 	start := time.Now()
 	var busy sync.RWMutex // a job holds it; a blocking /health waits for it
+	// A live runner (PIPELINE=live-video-to-video) listens on 8900 as
+	// go-livepeer expects (ai/worker/docker.go:60), reports OK for
+	// LIVE_TIME after a stream starts and IDLE otherwise.
+	live := os.Getenv("PIPELINE") == "live-video-to-video"
+	liveTime, _ := time.ParseDuration(os.Getenv("LIVE_TIME"))
+	var streamMu sync.Mutex
+	var streamUntil time.Time
 
 	reply := func(w http.ResponseWriter, v any) {
 		w.Header().Set("Content-Type", "application/json")
@@ -39,6 +46,13 @@ func main() {
 			busy.RUnlock()
 		}
 		status := "OK"
+		if live {
+			streamMu.Lock()
+			if time.Now().After(streamUntil) {
+				status = "IDLE"
+			}
+			streamMu.Unlock()
+		}
 		if time.Since(start) < load {
 			status = "LOADING"
 		}
@@ -52,6 +66,13 @@ func main() {
 			http.Error(w, `{"detail":{"msg":"Invalid bearer token"}}`, http.StatusUnauthorized)
 			return
 		}
+		if live {
+			streamMu.Lock()
+			streamUntil = time.Now().Add(liveTime)
+			streamMu.Unlock()
+			reply(w, map[string]any{})
+			return
+		}
 		if blocks {
 			busy.Lock()
 			defer busy.Unlock()
@@ -59,7 +80,11 @@ func main() {
 		time.Sleep(job)
 		reply(w, map[string]any{"images": []map[string]any{{"url": "data:image/png;base64,", "seed": 1, "nsfw": false}}})
 	})
-	srv := &http.Server{Addr: ":8000", Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	addr := ":8000"
+	if live {
+		addr = ":8900"
+	}
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	if err := srv.ListenAndServe(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
