@@ -61,6 +61,10 @@ type postResult struct {
 	// released says the server answered before reading any byte: the segment
 	// was written by someone else, dropped or the channel closed.
 	released bool
+	// transport says the POST failed below HTTP (broken pipe, reset): a
+	// released preconnect whose connection the server closed while our bytes
+	// were on their way looks like this, so it is retried as released is.
+	transport bool
 }
 
 // NewPublisher returns a Publisher for url (no trailing slash) and preconnects
@@ -93,7 +97,7 @@ func (p *Publisher) preconnect(seq int) *pendingPost {
 		resp, err := p.client.Do(req)
 		if err != nil {
 			_ = pr.CloseWithError(err)
-			pp.resp <- postResult{seq: seq, err: fmt.Errorf("trickle: POST %s: %w", req.URL, err)}
+			pp.resp <- postResult{seq: seq, err: fmt.Errorf("trickle: POST %s: %w", req.URL, err), transport: p.ctx.Err() == nil}
 			return
 		}
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
@@ -159,7 +163,7 @@ func (p *Publisher) write(ctx context.Context, pp *pendingPost, segment io.Reade
 	select {
 	case res := <-pp.resp:
 		_ = pp.body.Close()
-		if res.err != nil {
+		if res.err != nil && !(res.transport && retry) {
 			return pp.seq, res.err
 		}
 		if retry {
@@ -187,6 +191,11 @@ func (p *Publisher) write(ctx context.Context, pp *pendingPost, segment io.Reade
 		return pp.seq, fmt.Errorf("trickle: write seq %d: %w", pp.seq, ctx.Err())
 	}
 	copyErr := <-copied
+	if res.transport && retry && ctx.Err() == nil && rewind() {
+		// The connection broke under the body: the server may have released
+		// this preconnect and closed it while we wrote. One fresh POST.
+		return p.write(ctx, p.preconnect(pp.seq), segment, false)
+	}
 	if res.err != nil {
 		return res.seq, fmt.Errorf("trickle: write seq %d: %w", pp.seq, res.err)
 	}

@@ -147,13 +147,20 @@ func (g *segment) wake(fs []func()) []func() {
 	return fs[:0]
 }
 
-func (g *segment) write(p []byte) {
+// write appends p; it reports false, and appends nothing, once the segment
+// is closed (a finished segment never grows).
+func (g *segment) write(p []byte) bool {
 	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return false
+	}
 	g.buf = append(g.buf, p...)
 	close(g.changed)
 	g.changed = make(chan struct{})
 	g.readers = g.wake(g.readers)
 	g.mu.Unlock()
+	return true
 }
 
 func (g *segment) close() {
@@ -646,28 +653,41 @@ func (s *Server) servePost(w http.ResponseWriter, r *http.Request, c *channel, s
 	}
 	keepalive := time.NewTicker(s.keepalive)
 	defer keepalive.Stop()
+	// Released with no data: answer, then end the pending body read
+	// (trickle_server.go:483-504).
+	answerReleased := func(pending bool) {
+		release()
+		unpost()
+		closed := c.advance(g.seq)
+		w.Header().Set(HeaderSeq, strconv.Itoa(g.seq))
+		if closed {
+			w.Header().Set(HeaderClosed, "terminated")
+		}
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusOK)
+		rc := http.NewResponseController(w)
+		_ = rc.Flush()
+		if rc.SetReadDeadline(time.Now()) == nil && pending {
+			<-first
+		}
+	}
 	var res readResult
 	for waiting := true; waiting; {
 		select {
 		case res = <-first:
 			waiting = false
+			select {
+			case <-g.done:
+				// The segment closed (another writer finished it) before
+				// this handler saw its first byte: released, not appended
+				// to a finished segment. The client sees Connection: close
+				// and re-POSTs.
+				answerReleased(false)
+				return
+			default:
+			}
 		case <-g.done:
-			release()
-			unpost()
-			// Released with no data: answer, then end the pending body read
-			// (trickle_server.go:483-504).
-			closed := c.advance(g.seq)
-			w.Header().Set(HeaderSeq, strconv.Itoa(g.seq))
-			if closed {
-				w.Header().Set(HeaderClosed, "terminated")
-			}
-			w.Header().Set("Connection", "close")
-			w.WriteHeader(http.StatusOK)
-			rc := http.NewResponseController(w)
-			_ = rc.Flush()
-			if rc.SetReadDeadline(time.Now()) == nil {
-				<-first
-			}
+			answerReleased(true)
 			return
 		case <-keepalive.C:
 			// Keeps preconnects alive through proxies (trickle_server.go:478-482).
@@ -694,7 +714,19 @@ func (s *Server) servePost(w http.ResponseWriter, r *http.Request, c *channel, s
 				http.Error(w, fmt.Sprintf("Segment too large: more than %d bytes; send shorter segments", s.cfg.MaxSegmentBytes), http.StatusRequestEntityTooLarge)
 				return
 			}
-			g.write(buf[:res.n])
+			if !g.write(buf[:res.n]) {
+				if total == int64(res.n) {
+					// Closed between the first byte and its write: as
+					// released above.
+					answerReleased(false)
+					return
+				}
+				// Closed mid-body (the channel ended or a newer
+				// writer replaced this seq): the rest has nowhere to go.
+				w.Header().Set("Connection", "close")
+				http.Error(w, "Segment closed while it was being written", http.StatusConflict)
+				return
+			}
 		}
 		if res.err == io.EOF {
 			break
