@@ -166,6 +166,7 @@ fi
 
 step tester env LPGAUGE_BENCH_FLEET="$FLEET" "$GO" test "${B[@]}" -bench 'ServerPhaseAccuracy' -benchtime 1x -count "$COUNT" -timeout 10m ./tester/
 step truth "$GO" test "${B[@]}" -bench 'Truth' -benchtime 1x -count 1 -timeout 10m ./tester/
+step live "$GO" test "${B[@]}" -bench 'LiveAccuracy' -benchtime 1x -count "$COUNT" -timeout 10m ./tester/probe/
 step pngcheck "$GO" test -run '^$' -benchmem -bench 'PNGValidation' -count "$COUNT" -timeout 5m ./media/pngfile/
 step orchestrator "$GO" test "${B[@]}" -bench 'Overhead|JobPath' -benchtime 1000x -count "$COUNT" -timeout 10m ./orchestrator/
 step writer "$GO" test "${B[@]}" -bench 'Insert' -benchtime 1s -count "$COUNT_SLOW" -timeout 10m ./internal/results/resultsdb/
@@ -243,6 +244,15 @@ fi
   echo "| tester | same | server phase − injected, p99 | $(fmt "$p99" 2) ms | injected (ground truth) | — | ≤ 5 ms: $(target "$p99" "<=" 5) |"
   echo "| tester | same | server phase − what each fake server actually spent (its sleep overshoots under load), p50 / p99 | $(fmt "$op50" 2) / $(fmt "$op99" 2) ms | server-side clock of the fake | — | the tester's own error |"
   echo "| tester | same, concurrency 16 | probes/s | $(fmt "$pps" 0) | $ideal/s if every probe took only its injected time | $(ratio "$pps" "$ideal") | — |"
+
+  # Live probe accuracy (issue 16): the probe against the CPU live runner
+  # with an injected profile (80 ms latency, 15 of 30 fps); cold = each
+  # run's first probe, warm = the median of its other four.
+  n=BenchmarkLiveAccuracy
+  for t in warm cold; do
+    le=$(m $n $t-latency-err-ms); fe=$(m $n $t-fps-err-%); tf=$(m $n $t-ttff-ms)
+    echo "| tester live probe | live-video-to-video, 5 s of 30 fps 128×64 in 500 ms segments against the CPU live runner injected with 80 ms latency and 15 fps out, $t (cold: a run's first probe; warm: median of the next four) | error of the median in→out latency / output fps error | $(fmt "$le" 2) ms / $(fmt "$fe" 2) % | injected profile (ground truth); first transformed frame after $(fmt "$tf" 0) ms (first segment 500 ms + 80 ms) | — | ≤ 5 ms: $(target "$le" "<=" 5); ≤ 2 %: $(target "$fe" "<=" 2) |"
+  done
 
   pc=$(m BenchmarkPNGValidation/checkPNG ns/op); pd=$(m BenchmarkPNGValidation/png.Decode ns/op)
   pcb=$(m BenchmarkPNGValidation/checkPNG B/op); pdb=$(m BenchmarkPNGValidation/png.Decode B/op)

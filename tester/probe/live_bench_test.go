@@ -3,6 +3,8 @@ package probe
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -115,6 +117,10 @@ func runnerWith(lp runner.LiveProfile) func(tb testing.TB) (string, func()) {
 // transformed frame. Each iteration is 5 live probes of 5 s:
 // go test -run XXX -bench Live -benchtime=1x ./tester/probe/
 func BenchmarkLiveAccuracy(b *testing.B) {
+	// The runner's and orchestrator's logs would split the benchmark's
+	// result line, which scripts/bench.sh parses.
+	defer slog.SetDefault(slog.Default())
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	prof := liveProfile{latency: 80 * time.Millisecond, outFPS: 15}
 	cfg := LiveConfig{Duration: 5 * time.Second, FPS: 30, Width: 128, Height: 64, Segment: 500 * time.Millisecond}
 	for i := 0; i < b.N; i++ {
