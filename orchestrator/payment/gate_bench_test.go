@@ -1,12 +1,18 @@
 package payment
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"testing"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/lpgauge/lpgauge/capability"
 	"github.com/lpgauge/lpgauge/gateway"
 	"github.com/lpgauge/lpgauge/gateway/pm"
 	"github.com/lpgauge/lpgauge/orchestrator"
+	"github.com/lpgauge/lpgauge/schemas/proto/lpnet"
 )
 
 // BenchmarkSegmentCredentials is the on-chain gate's Check of one job's
@@ -42,4 +48,38 @@ func BenchmarkSegmentCredentials(b *testing.B) {
 			}
 		}
 	})
+}
+
+// onChainGate is an on-chain receiver's gate and a gateway's signer.
+func onChainGate(tb testing.TB) (*Receiver, *gate, *pm.Signer) {
+	tb.Helper()
+	orchKey, _ := crypto.GenerateKey()
+	r, err := NewReceiver(Config{Chain: &movingChain{}, Signer: pm.NewSigner(orchKey)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(r.Close)
+	g := r.Gate(func(capability.Pipeline, string) *lpnet.PriceInfo {
+		return &lpnet.PriceInfo{PricePerUnit: 0, PixelsPerUnit: 1}
+	})
+	gwKey, _ := crypto.GenerateKey()
+	return r, g.(*gate), pm.NewSigner(gwKey)
+}
+
+// jobRequest is an AI job's request with the given sender in its payment and
+// the given segment credentials.
+func jobRequest(tb testing.TB, sender common.Address, sd *lpnet.SegData) *http.Request {
+	tb.Helper()
+	pay, err := pm.EncodeHeader(&lpnet.Payment{Sender: sender.Bytes(), ExpectedPrice: &lpnet.PriceInfo{PricePerUnit: 0, PixelsPerUnit: 1}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	seg, err := pm.EncodeHeader(sd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/text-to-image", nil)
+	req.Header.Set(gateway.PaymentHeader, pay)
+	req.Header.Set(gateway.SegmentHeader, seg)
+	return req
 }
