@@ -101,17 +101,21 @@ type byteBudget struct {
 	mu    sync.Mutex
 	limit int64
 	used  int64
-	freed chan struct{} // closed and replaced on every release
+	// freed is closed and replaced by the first release after someone
+	// started waiting on it; while nobody waits a release touches neither
+	// (no channel made and closed per job).
+	freed   chan struct{}
+	waiting bool
 }
 
 func newByteBudget(limit int64) *byteBudget {
 	return &byteBudget{limit: limit, freed: make(chan struct{})}
 }
 
-// acquire reserves n bytes, waiting up to wait for others to release.
+// acquire reserves n bytes, waiting up to wait for others to release. The
+// deadline's timer is made only when the bytes are not free at once.
 func (b *byteBudget) acquire(ctx context.Context, n int64, wait time.Duration) bool {
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
+	var timeout <-chan time.Time
 	for {
 		b.mu.Lock()
 		if b.used+n <= b.limit {
@@ -119,11 +123,17 @@ func (b *byteBudget) acquire(ctx context.Context, n int64, wait time.Duration) b
 			b.mu.Unlock()
 			return true
 		}
+		b.waiting = true
 		freed := b.freed
 		b.mu.Unlock()
+		if timeout == nil {
+			timer := time.NewTimer(wait)
+			defer timer.Stop()
+			timeout = timer.C
+		}
 		select {
 		case <-freed:
-		case <-timer.C:
+		case <-timeout:
 			return false
 		case <-ctx.Done():
 			return false
@@ -134,8 +144,11 @@ func (b *byteBudget) acquire(ctx context.Context, n int64, wait time.Duration) b
 func (b *byteBudget) release(n int64) {
 	b.mu.Lock()
 	b.used -= n
-	close(b.freed)
-	b.freed = make(chan struct{})
+	if b.waiting {
+		close(b.freed)
+		b.freed = make(chan struct{})
+		b.waiting = false
+	}
 	b.mu.Unlock()
 }
 

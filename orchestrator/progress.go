@@ -96,21 +96,29 @@ func (c *jobClock) timings(end bool) (queue, inference time.Duration, hasQ, hasI
 }
 
 func ms(d time.Duration) string {
-	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 3, 64)
+	return string(appendMS(nil, d))
 }
 
-// stamp sets JobTimingHeader as the answer's headers are written.
+// appendMS appends ms(d).
+func appendMS(dst []byte, d time.Duration) []byte {
+	return strconv.AppendFloat(dst, float64(d.Microseconds())/1000, 'f', 3, 64)
+}
+
+// stamp sets JobTimingHeader as the answer's headers are written (one
+// buffer, one string: it is on every job's answer).
 func (c *jobClock) stamp(h http.Header) {
 	q, i, hasQ, hasI := c.timings(true)
-	var parts []string
+	v := make([]byte, 0, 64)
 	if hasQ {
-		parts = append(parts, "queue_ms="+ms(q))
+		v = appendMS(append(v, "queue_ms="...), q)
+		v = append(v, ", "...)
 	}
 	if hasI {
-		parts = append(parts, "inference_ms="+ms(i))
+		v = appendMS(append(v, "inference_ms="...), i)
+		v = append(v, ", "...)
 	}
-	parts = append(parts, "progress="+ProgressVersion)
-	h.Set(JobTimingHeader, strings.Join(parts, ", "))
+	v = append(v, "progress="+ProgressVersion...)
+	h.Set(JobTimingHeader, string(v))
 }
 
 // finish ends a streamed job's stream once the handler returned, and

@@ -659,7 +659,7 @@ func (s *Server) relayStream(w *timedWriter, body io.Reader) bool {
 // one video per batch, and for URL-mode gateways data URLs become stored
 // /stream/ URLs.
 func (s *Server) shapeResult(r *http.Request, p capability.Pipeline, req aiRequest, raw []byte) ([]byte, error) {
-	var put func(dataURL string) (string, error)
+	var put func(dataURL []byte) (string, error)
 	if r.Header.Get("Authorization") == aiWorkerProtocol {
 		put = s.mediaPutter(r)
 	}
@@ -673,7 +673,7 @@ func (s *Server) shapeResult(r *http.Request, p capability.Pipeline, req aiReque
 
 // shapeGeneric is shapeResult for any answer: decoded whole, rewritten,
 // encoded again.
-func shapeGeneric(p capability.Pipeline, req aiRequest, raw []byte, put func(string) (string, error)) ([]byte, error) {
+func shapeGeneric(p capability.Pipeline, req aiRequest, raw []byte, put func([]byte) (string, error)) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any
@@ -696,7 +696,7 @@ func shapeGeneric(p capability.Pipeline, req aiRequest, raw []byte, put func(str
 
 // mediaPutter stores a data URL's bytes under a new request id and returns
 // the /stream/ URL that serves them.
-func (s *Server) mediaPutter(r *http.Request) func(dataURL string) (string, error) {
+func (s *Server) mediaPutter(r *http.Request) func(dataURL []byte) (string, error) {
 	id := mediastore.NewRequestID()
 	base := s.cfg.ServiceURI
 	if base == "" {
@@ -707,7 +707,7 @@ func (s *Server) mediaPutter(r *http.Request) func(dataURL string) (string, erro
 		base = scheme + "://" + r.Host
 	}
 	base = strings.TrimRight(base, "/")
-	return func(dataURL string) (string, error) {
+	return func(dataURL []byte) (string, error) {
 		mime, data, err := parseDataURL(dataURL)
 		if err != nil {
 			return "", err
@@ -731,12 +731,12 @@ var mimeExt = map[string]string{
 
 // storeMedia replaces every "url" holding a data URL with what put returns
 // for it (a stored URL).
-func storeMedia(v any, put func(dataURL string) (string, error)) error {
+func storeMedia(v any, put func(dataURL []byte) (string, error)) error {
 	switch t := v.(type) {
 	case map[string]any:
 		for k, e := range t {
 			if str, ok := e.(string); ok && k == "url" && strings.HasPrefix(str, "data:") {
-				u, err := put(str)
+				u, err := put([]byte(str))
 				if err != nil {
 					return err
 				}
@@ -757,16 +757,18 @@ func storeMedia(v any, put func(dataURL string) (string, error)) error {
 	return nil
 }
 
-func parseDataURL(u string) (mime string, data []byte, err error) {
-	meta, payload, ok := strings.Cut(strings.TrimPrefix(u, "data:"), ",")
-	if !ok || !strings.HasSuffix(meta, ";base64") {
+func parseDataURL(u []byte) (mime string, data []byte, err error) {
+	meta, payload, ok := bytes.Cut(bytes.TrimPrefix(u, []byte("data:")), []byte(","))
+	if !ok || !bytes.HasSuffix(meta, []byte(";base64")) {
 		return "", nil, errors.New("data URL is not base64")
 	}
-	data, err = base64.StdEncoding.DecodeString(payload)
+	data = make([]byte, base64.StdEncoding.DecodedLen(len(payload)))
+	n, err := base64.StdEncoding.Decode(data, payload)
 	if err != nil {
 		return "", nil, fmt.Errorf("data URL: %w", err)
 	}
-	return strings.TrimSuffix(meta, ";base64"), data, nil
+	// The MIME type is a copy: u may be a view of a reused buffer.
+	return string(bytes.TrimSuffix(meta, []byte(";base64"))), data[:n], nil
 }
 
 // framesToVideo turns the runner's {"frames":[[Media…]]} into the gateway
@@ -807,7 +809,7 @@ func framesToVideo(v any, fps int) (any, error) {
 			if sd, ok := m["seed"]; ok {
 				seed = sd
 			}
-			_, data, err := parseDataURL(u)
+			_, data, err := parseDataURL([]byte(u))
 			if err != nil {
 				return nil, fmt.Errorf("frame: %w", err)
 			}

@@ -3,7 +3,6 @@ package orchestrator
 import (
 	"bytes"
 	"encoding/json"
-	"strings"
 )
 
 // shapeImages is shapeResult's fast path for the answer nearly every image
@@ -23,9 +22,12 @@ import (
 // escapes them; FuzzShapeImagesMatchesGeneric checks it), storing the
 // media in the same order. Anything else reports ok false, before any
 // media is stored, and takes the generic path.
-func shapeImages(raw []byte, put func(dataURL string) (string, error)) (out []byte, ok bool, err error) {
+func shapeImages(raw []byte, put func(dataURL []byte) (string, error)) (out []byte, ok bool, err error) {
+	// Views of raw, nil when absent: the data URL, most of the answer, is
+	// read in place, never copied before it is decoded.
 	type image struct {
-		url, seed, nsfw string // "" when absent
+		url, seed []byte
+		nsfw      string // "" when absent
 	}
 	c := cursor{b: raw}
 	if !c.token('{') || !c.key("images") || !c.token('[') {
@@ -46,19 +48,19 @@ func shapeImages(raw []byte, put func(dataURL string) (string, error)) (out []by
 						return nil, false, nil
 					}
 					c.ws()
-					switch k {
+					switch string(k) {
 					case "url":
-						if im.url != "" {
+						if im.url != nil {
 							return nil, false, nil
 						}
 						v, ok := c.plainString()
-						if !ok || v == "" {
+						if !ok || len(v) == 0 {
 							return nil, false, nil
 						}
 						im.url = v
 					case "seed":
 						v, ok := c.number()
-						if !ok || im.seed != "" {
+						if !ok || im.seed != nil {
 							return nil, false, nil
 						}
 						im.seed = v
@@ -109,22 +111,26 @@ func shapeImages(raw []byte, put func(dataURL string) (string, error)) (out []by
 			out = append(out, im.nsfw...)
 			sep = ","
 		}
-		if im.seed != "" {
+		if im.seed != nil {
 			out = append(out, sep...)
 			out = append(out, `"seed":`...)
 			out = append(out, im.seed...)
 			sep = ","
 		}
-		if im.url != "" {
-			u := im.url
-			if put != nil && strings.HasPrefix(u, "data:") {
-				if u, err = put(u); err != nil {
-					return nil, true, err
-				}
-			}
+		if im.url != nil {
 			out = append(out, sep...)
 			out = append(out, `"url":`...)
-			out = appendJSONString(out, u)
+			if put != nil && bytes.HasPrefix(im.url, []byte("data:")) {
+				u, err := put(im.url)
+				if err != nil {
+					return nil, true, err
+				}
+				out = appendJSONString(out, u)
+			} else {
+				// Printable ASCII without escapes (plainString), so
+				// encoding/json writes it as is unless it holds <, > or &.
+				out = appendJSONString(out, string(im.url))
+			}
 		}
 		out = append(out, '}')
 	}
@@ -177,33 +183,34 @@ func (c *cursor) token(t byte) bool {
 func (c *cursor) key(name string) bool {
 	c.ws()
 	s, ok := c.plainString()
-	return ok && s == name && c.token(':')
+	return ok && string(s) == name && c.token(':')
 }
 
 // plainString consumes a string of printable ASCII without escapes and
-// returns its contents (a copy: the answer's buffer is reused).
-func (c *cursor) plainString() (string, bool) {
+// returns its contents: a view of the answer, valid while it is shaped
+// (its buffer is reused after).
+func (c *cursor) plainString() ([]byte, bool) {
 	if c.i >= len(c.b) || c.b[c.i] != '"' {
-		return "", false
+		return nil, false
 	}
 	body := c.b[c.i+1:]
 	end := bytes.IndexByte(body, '"')
 	if end < 0 {
-		return "", false
+		return nil, false
 	}
 	body = body[:end]
 	for _, b := range body {
 		if b < 0x20 || b > 0x7e || b == '\\' {
-			return "", false
+			return nil, false
 		}
 	}
 	c.i += end + 2
-	return string(body), true
+	return body, true
 }
 
 // number consumes a JSON number (RFC 8259 grammar) and returns it as
-// written.
-func (c *cursor) number() (string, bool) {
+// written (a view of the answer).
+func (c *cursor) number() ([]byte, bool) {
 	b, i := c.b, c.i
 	digits := func() bool {
 		start := i
@@ -219,12 +226,12 @@ func (c *cursor) number() (string, bool) {
 	case i < len(b) && b[i] == '0':
 		i++
 	case !digits():
-		return "", false
+		return nil, false
 	}
 	if i < len(b) && b[i] == '.' {
 		i++
 		if !digits() {
-			return "", false
+			return nil, false
 		}
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
@@ -233,10 +240,10 @@ func (c *cursor) number() (string, bool) {
 			i++
 		}
 		if !digits() {
-			return "", false
+			return nil, false
 		}
 	}
-	s := string(b[c.i:i])
+	s := b[c.i:i]
 	c.i = i
 	return s, true
 }

@@ -35,11 +35,11 @@ func FuzzShapeImagesMatchesGeneric(f *testing.F) {
 	p := mustPipe(capability.TextToImage)
 	f.Fuzz(func(t *testing.T, urlMode bool, raw string) {
 		var fastLog, genLog []string
-		putter := func(log *[]string) func(string) (string, error) {
+		putter := func(log *[]string) func([]byte) (string, error) {
 			if !urlMode {
 				return nil
 			}
-			return func(u string) (string, error) {
+			return func(u []byte) (string, error) {
 				mime, data, err := parseDataURL(u)
 				if err != nil {
 					return "", err
@@ -80,7 +80,7 @@ func TestShapeImagesTakesRunnerAnswers(t *testing.T) {
 		`{"images":[{"url":"` + img + `","seed":42,"nsfw":false}]}`,
 		`{"images": [{"url": "` + img + `", "seed": 42, "nsfw": false}, {"url": "` + img + `", "seed": 43, "nsfw": false}]}`,
 	} {
-		if _, ok, err := shapeImages([]byte(raw), func(string) (string, error) { return "u", nil }); !ok || err != nil {
+		if _, ok, err := shapeImages([]byte(raw), func([]byte) (string, error) { return "u", nil }); !ok || err != nil {
 			t.Errorf("%.60q: fast path not taken (ok %v, err %v)", raw, ok, err)
 		}
 	}

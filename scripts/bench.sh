@@ -169,6 +169,7 @@ step truth "$GO" test "${B[@]}" -bench 'Truth' -benchtime 1x -count 1 -timeout 1
 step live "$GO" test "${B[@]}" -bench 'LiveAccuracy' -benchtime 1x -count "$COUNT" -timeout 10m ./tester/probe/
 step pngcheck "$GO" test -run '^$' -benchmem -bench 'PNGValidation' -count "$COUNT" -timeout 5m ./media/pngfile/
 step orchestrator "$GO" test "${B[@]}" -bench 'Overhead|JobPath' -benchtime 1000x -count "$COUNT" -timeout 10m ./orchestrator/
+step orchestrator-gate "$GO" test "${B[@]}" -bench 'SegmentCredentials' -count "$COUNT" -timeout 5m ./orchestrator/payment/
 step writer "$GO" test "${B[@]}" -bench 'Insert' -benchtime 1s -count "$COUNT_SLOW" -timeout 10m ./internal/results/resultsdb/
 step leaderboard env LPGAUGE_BENCH_ROWS="$ROWS" LPGAUGE_BENCH_SHAPE="$SHAPE" LPGAUGE_BENCH_ROUND="$ROUND" "$GO" test "${B[@]}" -bench 'Reads' -benchtime 1x -count "$COUNT_SLOW" -timeout "$LB_TIMEOUT" ./leaderboard/store/
 step rss-tester "$GO" test "${B[@]}" -bench 'PeakRSS' -benchtime 1x -count "$COUNT_SLOW" -timeout 10m ./tester/node/
@@ -318,6 +319,8 @@ fi
   done
   jc=$(m BenchmarkJobPath cpu-µs/job); ja=$(m BenchmarkJobPath allocs/op); jb=$(m BenchmarkJobPath B/op)
   echo "| orchestrator | job path alone: text-to-image 64×64, URL mode, handler called in process, runner answer canned (\`BenchmarkJobPath\`) | CPU per job, allocations | $(fmt "$jc" 0) µs, $(fmt "$ja" 0) allocs, $(fmt "$(awk -v v="$jb" 'BEGIN { print v / 1024 }')" 1) KiB | $(awk -v v="$jc" 'BEGIN { if (v == "nan" || v <= 0) print "n/a"; else printf "%.0f", 1e6 / v }') jobs/s per core of this CPU | — | — |"
+  gc=$(m BenchmarkSegmentCredentials/check ns/op); gr=$(m BenchmarkSegmentCredentials/recover ns/op)
+  echo "| orchestrator | on-chain payment gate: one job's headers checked (payment decoded, segment credentials decoded and signature-verified against the sender, auth token), which each job asks 2+ times (\`BenchmarkSegmentCredentials\`) | CPU per check | $(fmt "$(awk -v v="$gc" 'BEGIN { print v / 1000 }')" 1) µs | the sender's key recovery alone, which every check did before credentials were remembered: $(fmt "$(awk -v v="$gr" 'BEGIN { print v / 1000 }')" 1) µs | $(ratio "$gc" "$gr") | — |"
 
   n=BenchmarkPeakRSS
   t500=$(m "$n/fleet=500x4" peak-RSS-MiB)

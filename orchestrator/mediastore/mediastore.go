@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -80,7 +81,7 @@ func (s *Store) Put(requestID, contentType, ext string, data []byte) (string, er
 	}
 	rm := el.Value.(*requestMedia)
 	rm.expires = time.Now().Add(s.ttl)
-	name := fmt.Sprintf("%d.%s", len(rm.files), ext)
+	name := strconv.Itoa(len(rm.files)) + "." + ext
 	rm.files[name] = Media{ContentType: contentType, Data: data}
 	rm.bytes += n
 	s.bytes += n

@@ -31,7 +31,7 @@ func WithCapabilities(caps func() *lpnet.Capabilities) GateOption {
 
 // Gate returns the orchestrator.Gate that checks jobs against this receiver.
 func (r *Receiver) Gate(price PriceFunc, opts ...GateOption) orchestrator.Gate {
-	g := &gate{r: r, price: price}
+	g := &gate{r: r, price: price, sigs: new(verifiedSigs), segs: new(decodedSegs)}
 	for _, o := range opts {
 		o(g)
 	}
@@ -43,6 +43,8 @@ type gate struct {
 	price PriceFunc
 	caps  func() *lpnet.Capabilities
 	info  InfoFunc // the /payment reply's OrchestratorInfo (live.go)
+	sigs  *verifiedSigs
+	segs  *decodedSegs
 }
 
 func refuse(status int, format string, args ...any) *orchestrator.Refusal {
@@ -66,12 +68,12 @@ func (g *gate) Check(req *http.Request, job orchestrator.Job) (orchestrator.Admi
 	if sh == "" {
 		return nil, refuse(http.StatusForbidden, "missing segment credentials: %s header required", gateway.SegmentHeader)
 	}
-	var sd lpnet.SegData
-	if err := pm.DecodeHeader(sh, &sd); err != nil {
+	sd, err := g.segs.decode(sh) // shared: read only
+	if err != nil {
 		return nil, refuse(http.StatusForbidden, "invalid segment credentials: %v", err)
 	}
 	if onChain {
-		if err := pm.VerifyKeccak(sender, gateway.SegDataMessage(&sd), sd.GetSig()); err != nil {
+		if err := g.sigs.verifyKeccak(sender, gateway.SegDataMessage(sd), sd.GetSig()); err != nil {
 			return nil, refuse(http.StatusForbidden, "invalid segment credentials: signature does not verify against the payment sender %s: %v", sender.Hex(), err)
 		}
 	}
@@ -89,7 +91,7 @@ func (g *gate) Check(req *http.Request, job orchestrator.Job) (orchestrator.Admi
 	if err := g.r.VerifyAuthToken(sd.GetAuthToken()); err != nil {
 		return nil, refuse(http.StatusForbidden, "invalid segment credentials: %v", err)
 	}
-	return &admission{g: g, job: job, payment: &p, sender: sender, seg: &sd, manifest: gateway.ManifestID(job.Pipeline.ID, job.Model)}, nil
+	return &admission{g: g, job: job, payment: &p, sender: sender, seg: sd, manifest: gateway.ManifestID(job.Pipeline.ID, job.Model)}, nil
 }
 
 type admission struct {
