@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,17 +62,95 @@ func gwLiveBytes(t testing.TB, stem string) []byte {
 
 // gwLiveInfo is L02, O's GetOrchestrator answer for live noop, with its own
 // auth token (expires 2027-01-01): Livepeer-Segment carries the token, so
-// moving it would change the bytes.
+// moving it would change the bytes. The gateways that pay against it run on
+// gwLiveCaptured's clock (gwLiveGateway), so the vector is checked the same
+// way after 2027 as before.
 func gwLiveInfo(t testing.TB) *lpnet.OrchestratorInfo {
 	t.Helper()
 	var info lpnet.OrchestratorInfo
 	if err := proto.Unmarshal(gwLiveBytes(t, "payment/L02_orchestrator_info_live_noop"), &info); err != nil {
 		t.Fatal(err)
 	}
-	if time.Now().Unix() >= info.GetAuthToken().GetExpiration() {
-		t.Skip("the L02 vector's auth token has expired (2027-01-01); regenerate the live vectors")
+	if info.GetAuthToken().GetExpiration() != vecExpiration {
+		t.Fatalf("L02's auth token expires at %d, the vectors' fixed input is %d", info.GetAuthToken().GetExpiration(), vecExpiration)
 	}
 	return &info
+}
+
+// gwLiveCaptured is when O issued L02's auth token: go-livepeer's token is
+// valid for authTokenValidPeriod, 30 minutes (server/rpc.go:47), and the
+// vectors fix its expiry at vecExpiration (as vecReceiver issues it).
+var gwLiveCaptured = time.Unix(vecExpiration, 0).Add(-30 * time.Minute)
+
+// gwLiveGateway is gwGateway on a clock stopped at the moment the live
+// vectors were captured.
+func gwLiveGateway(t testing.TB) *gateway.Gateway {
+	t.Helper()
+	g := gwGateway(t, newGWChain())
+	g.Now = func() time.Time { return gwLiveCaptured }
+	return g
+}
+
+// L02's auth token is enforced on the gateway's clock: at the capture and
+// up to its last second the start request is paid, from its expiry on the
+// gateway refuses (ErrTokenExpired, go-livepeer's "auth token expired") and
+// pays nothing; a periodic payment in the token's last AuthTokenRefresh
+// first asks O again (server/broadcast.go:1637-1644), so an O that does not
+// answer GetOrchestrator gets no payment.
+func TestGatewayLiveTokenExpiry(t *testing.T) {
+	exp := time.Unix(vecExpiration, 0)
+	for _, tt := range []struct {
+		name string
+		at   time.Time
+		ok   bool
+	}{
+		{"at the capture", gwLiveCaptured, true},
+		{"one second before expiry", exp.Add(-time.Second), true},
+		{"at expiry", exp, false},
+		{"a year later", exp.AddDate(1, 0, 0), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g := gwLiveGateway(t)
+			g.Now = func() time.Time { return tt.at }
+			h, n, err := g.LivePayer(gwLiveInfo(t), "noop").StartHeaders(context.Background())
+			if tt.ok && (err != nil || n != 3) {
+				t.Fatalf("start payment at %s: %d tickets, %v; want go-livepeer's 3", tt.at.UTC(), n, err)
+			}
+			if !tt.ok && (!errors.Is(err, gateway.ErrTokenExpired) || h != nil || n != 0) {
+				t.Fatalf("start payment at %s with a token that expired at %s: %d tickets, %v; want ErrTokenExpired and nothing paid",
+					tt.at.UTC(), exp.UTC(), n, err)
+			}
+		})
+	}
+
+	var posted atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// An empty PaymentResult: the session keeps L02. The refresh's
+		// gRPC preface reaches here too and is not a payment.
+		if r.Method == http.MethodPost && r.URL.Path == "/payment" {
+			posted.Add(1)
+		}
+	}))
+	defer srv.Close()
+	info := gwLiveInfo(t)
+	info.Transcoder = srv.URL // answers HTTP, not GetOrchestrator
+	now := gwLiveCaptured
+	g := gwLiveGateway(t)
+	g.Now = func() time.Time { return now }
+	p := g.LivePayer(info, "noop")
+	if _, _, err := p.StartHeaders(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_800_000_000, 0)
+	p.Started(gwLiveMid, t0)
+	if _, err := p.Pay(context.Background(), srv.Client(), p.Due(t0.Add(gateway.LivePaymentInterval))); err != nil || posted.Load() != 1 {
+		t.Fatalf("payment 30 min before expiry: %v, %d POSTs; want paid without a refresh", err, posted.Load())
+	}
+	now = exp.Add(-gateway.AuthTokenRefresh + time.Second)
+	if _, err := p.Pay(context.Background(), srv.Client(), p.Due(t0.Add(2*gateway.LivePaymentInterval))); err == nil || posted.Load() != 1 {
+		t.Fatalf("payment in the token's last %s with no GetOrchestrator to refresh it: %v, %d POSTs; want an error and no payment",
+			gateway.AuthTokenRefresh, err, posted.Load())
+	}
 }
 
 // The start body is byte-identical to what go-livepeer's gateway marshals
@@ -130,7 +209,7 @@ func TestGatewayLiveOrchestratorRequest(t *testing.T) {
 // payments send the ticket counts and keep the credit L00's timeline
 // lists (0-ticket payments included).
 func TestGatewayLivePayments(t *testing.T) {
-	g := gwGateway(t, newGWChain())
+	g := gwLiveGateway(t)
 	p := g.LivePayer(gwLiveInfo(t), "noop")
 	h, n, err := p.StartHeaders(context.Background())
 	if err != nil {
@@ -213,7 +292,7 @@ func TestGatewayLivePayments(t *testing.T) {
 // 86-92), so payments at 5 s + 37 ns and at 15 s pay exactly 15 s in all
 // (the first one's extra pixel moves the clock, so 10 s is not yet due).
 func TestGatewayLivePaymentCarriesRounding(t *testing.T) {
-	p := gwGateway(t, newGWChain()).LivePayer(gwLiveInfo(t), "noop")
+	p := gwLiveGateway(t).LivePayer(gwLiveInfo(t), "noop")
 	t0 := time.Unix(1_800_000_000, 0)
 	p.Started(gwLiveMid, t0)
 	var total int64
@@ -260,7 +339,7 @@ func TestGatewayLiveStartRequest(t *testing.T) {
 	if err := json.Unmarshal(gwLiveFile(t, "http/start_and_payment_http.json"), &vec); err != nil {
 		t.Fatal(err)
 	}
-	g := gwGateway(t, newGWChain())
+	g := gwLiveGateway(t)
 	p := g.LivePayer(gwLiveInfo(t), "noop")
 	h, _, err := p.StartHeaders(context.Background())
 	if err != nil {
@@ -363,7 +442,7 @@ func TestGatewayLivePaymentRequest(t *testing.T) {
 	defer srv.Close()
 	info := gwLiveInfo(t)
 	info.Transcoder = srv.URL
-	p := gwGateway(t, newGWChain()).LivePayer(info, "noop")
+	p := gwLiveGateway(t).LivePayer(info, "noop")
 	if _, _, err := p.StartHeaders(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +468,7 @@ func TestGatewayLivePaymentRequest(t *testing.T) {
 	}
 	status = http.StatusBadRequest
 	// L05's info names orchestrator.example as transcoder: a new session here.
-	p = gwGateway(t, newGWChain()).LivePayer(info, "noop")
+	p = gwLiveGateway(t).LivePayer(info, "noop")
 	p.Started(gwLiveMid, t0)
 	_, err = p.Pay(context.Background(), srv.Client(), gateway.LivePixelsPerSecond*5)
 	var e *gateway.LivePaymentError

@@ -60,6 +60,11 @@ type Gateway struct {
 	// Dial, when set, makes GetOrchestrator's connections (the tester's
 	// own network, as its probes use it); nil is gRPC's dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Now, when set, is the clock auth tokens expire by (tests replay an
+	// OrchestratorInfo at the time it was captured); nil is time.Now.
+	// Elapsed times (round trips, cache ages) always use the monotonic
+	// clock.
+	Now func() time.Time
 
 	chain    chainCache
 	sessions sessions
@@ -169,7 +174,7 @@ func (g *Gateway) Pay(ctx context.Context, info *lpnet.OrchestratorInfo, id capa
 	if _, ok := Model(info, id, model); !ok {
 		return nil, fmt.Errorf("%w: %d %s", ErrNotOffered, id, model)
 	}
-	if exp := info.GetAuthToken().GetExpiration(); exp != 0 && time.Now().Unix() >= exp {
+	if exp := info.GetAuthToken().GetExpiration(); exp != 0 && g.now().Unix() >= exp {
 		return nil, ErrTokenExpired
 	}
 	price := info.GetPriceInfo()
@@ -211,12 +216,12 @@ func (g *Gateway) pay(ctx context.Context, info *lpnet.OrchestratorInfo, j *Job)
 	credit := g.balances.reserve(key)
 	pay, n, change, err := g.tickets(ctx, info, j.Fee, credit)
 	if err != nil {
-		g.balances.credit(key, credit, info.GetAuthToken().GetExpiration())
+		g.balances.credit(key, credit, info.GetAuthToken().GetExpiration(), g.now())
 		return nil, err
 	}
 	j.Tickets = n
 	exp := info.GetAuthToken().GetExpiration()
-	j.accepted = func() { g.balances.credit(key, change, exp) }
+	j.accepted = func() { g.balances.credit(key, change, exp, g.now()) }
 	return pay, nil
 }
 
@@ -291,11 +296,12 @@ func (b *balances) reserve(key balanceKey) *big.Rat {
 	return e.credit
 }
 
-// credit adds amount (which may be negative) to key's credit.
-func (b *balances) credit(key balanceKey, amount *big.Rat, expires int64) {
+// credit adds amount (which may be negative) to key's credit, dropping the
+// balances of sessions whose token expired before now.
+func (b *balances) credit(key balanceKey, amount *big.Rat, expires int64, at time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	now := time.Now().Unix()
+	now := at.Unix()
 	for k, e := range b.m {
 		if e.expires != 0 && e.expires < now {
 			delete(b.m, k)

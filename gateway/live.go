@@ -282,7 +282,7 @@ func (p *LivePayer) StartHeaders(ctx context.Context) (http.Header, int, error) 
 	if _, ok := Model(info, capability.LiveVideoToVideo, p.model); !ok {
 		return nil, 0, fmt.Errorf("%w: %d %s", ErrNotOffered, capability.LiveVideoToVideo, p.model)
 	}
-	if exp := info.GetAuthToken().GetExpiration(); exp != 0 && time.Now().Unix() >= exp {
+	if exp := info.GetAuthToken().GetExpiration(); exp != 0 && p.g.now().Unix() >= exp {
 		return nil, 0, ErrTokenExpired
 	}
 	if err := p.g.checkPrice(info.GetPriceInfo()); err != nil {
@@ -410,7 +410,7 @@ func (p *LivePayer) refreshIfNeeded(ctx context.Context) error {
 	p.mu.Lock()
 	info := p.info
 	p.mu.Unlock()
-	stale := info.GetAuthToken() != nil && time.Now().After(time.Unix(info.GetAuthToken().GetExpiration(), 0).Add(-AuthTokenRefresh))
+	stale := info.GetAuthToken() != nil && p.g.now().After(time.Unix(info.GetAuthToken().GetExpiration(), 0).Add(-AuthTokenRefresh))
 	if !stale {
 		var err error
 		if stale, err = p.g.expiring(ctx, info); err != nil {

@@ -116,6 +116,14 @@ func (g *Gateway) cached(key sessionKey) (cachedSession, bool) {
 // (server/broadcast.go:1637-1644, server/rpc.go:47).
 const AuthTokenRefresh = 180 * time.Second
 
+// now is the time auth tokens are checked against: Now when set.
+func (g *Gateway) now() time.Time {
+	if g.Now != nil {
+		return g.Now()
+	}
+	return time.Now()
+}
+
 // stale is go-livepeer's shouldRefreshSession: no auth token, now after the
 // token's expiration − AuthTokenRefresh, or the ticket params within a block
 // of expiry (expirationBlock − lastSeenL1Block ≤ 1); or, ours, SessionTTL
@@ -132,7 +140,7 @@ func (g *Gateway) stale(ctx context.Context, c cachedSession) (bool, error) {
 	if tok == nil {
 		return true, nil
 	}
-	if time.Now().After(time.Unix(tok.GetExpiration(), 0).Add(-AuthTokenRefresh)) {
+	if g.now().After(time.Unix(tok.GetExpiration(), 0).Add(-AuthTokenRefresh)) {
 		return true, nil
 	}
 	return g.expiring(ctx, c.info)

@@ -32,12 +32,8 @@ import (
 // the environment (LoadSecrets), never from a flag.
 type Config struct {
 	Log             cli.Log
-	listen          string
+	serve           cli.ReadServer
 	ch              chclient.Config
-	window          time.Duration
-	queryTimeout    time.Duration
-	shutdownTimeout time.Duration
-	migrate         bool
 	ethURL          string
 	bondingManager  string
 	serviceRegistry string
@@ -50,13 +46,15 @@ type Config struct {
 // RegisterFlags defines every flag with its default.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Log.RegisterFlags(fs, "json")
-	fs.StringVar(&c.listen, "listen", ":8081", "HTTP listen address")
+	c.serve.RegisterFlags(fs, cli.ReadServerDefaults{
+		Listen:            ":8081",
+		WindowUsage:       "score look-back when a request gives no since",
+		QueryTimeoutUsage: "store and chain time allowed to one request",
+		Migrate:           false,
+		MigrateUsage:      "apply the schema migrations at start (the leaderboard normally does)",
+	})
 	c.ch.RegisterFlags(fs, "clickhouse.")
 	c.ch.RegisterStoreFlag(fs)
-	fs.DurationVar(&c.window, "window", 24*time.Hour, "score look-back when a request gives no since")
-	fs.DurationVar(&c.queryTimeout, "query-timeout", 8*time.Second, "store and chain time allowed to one request")
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
-	fs.BoolVar(&c.migrate, "migrate", false, "apply the schema migrations at start (the leaderboard normally does)")
 	fs.StringVar(&c.ethURL, "eth.url", "", "Ethereum JSON-RPC URL (Arbitrum One) for on-chain facts; empty: profiles carry on_chain null")
 	fs.StringVar(&c.bondingManager, "eth.bonding-manager", "", "BondingManager address (required with -eth.url)")
 	fs.StringVar(&c.serviceRegistry, "eth.service-registry", "", "ServiceRegistry address (required with -eth.url)")
@@ -72,8 +70,11 @@ func (c *Config) Validate() error {
 	if err := c.ch.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("clickhouse: %w", err))
 	}
-	if c.window <= 0 || c.queryTimeout <= 0 || c.shutdownTimeout <= 0 || c.poolTTL <= 0 {
-		errs = append(errs, errors.New("-window, -query-timeout, -shutdown-timeout and -eth.pool-ttl must be positive"))
+	if err := c.serve.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.poolTTL <= 0 {
+		errs = append(errs, fmt.Errorf("-eth.pool-ttl %s: must be positive", c.poolTTL))
 	}
 	if c.ethURL != "" || c.backend != nil {
 		for name, v := range map[string]string{"-eth.bonding-manager": c.bondingManager, "-eth.service-registry": c.serviceRegistry} {
@@ -136,7 +137,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
-	st, closeStore, err := lbnode.OpenStore(ctx, cfg.ch, cfg.migrate, cfg.queryTimeout, log)
+	st, closeStore, err := lbnode.OpenStore(ctx, cfg.ch, cfg.serve.Migrate, cfg.serve.QueryTimeout, log)
 	if err != nil {
 		return err
 	}
@@ -151,9 +152,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 		oc.Logger = log
 		oc.Start(ctx)
 	}
-	handler := explorerapi.New(explorerapi.Config{Window: cfg.window, QueryTimeout: cfg.queryTimeout, Chain: ch, Logger: log}, st)
+	handler := explorerapi.New(explorerapi.Config{Window: cfg.serve.Window, QueryTimeout: cfg.serve.QueryTimeout, Chain: ch, Logger: log}, st)
 	// explorer-api's own /healthz stays; /metrics is added in front.
 	handler = httpserve.Observe("explorer_api", handler, prometheus.NewRegistry(), nil)
-	srv := httpserve.NewServer(handler, 2*cfg.queryTimeout+10*time.Second)
-	return httpserve.Run(ctx, srv, cfg.listen, cfg.shutdownTimeout, log.With("chain", ch != nil), ready)
+	srv := httpserve.NewServer(handler, 2*cfg.serve.QueryTimeout+10*time.Second)
+	return httpserve.Run(ctx, srv, cfg.serve.Listen, cfg.serve.ShutdownTimeout, log.With("chain", ch != nil), ready)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lpgauge/lpgauge/explorer-api/seed"
 	"github.com/lpgauge/lpgauge/internal/chtest"
+	"github.com/lpgauge/lpgauge/internal/cli"
 )
 
 func TestMain(m *testing.M) { chtest.Main(m) }
@@ -65,7 +66,8 @@ func startServerWith(t *testing.T, more func(*testing.T, seed.Network)) (string,
 	c.Orchestrator(t, seed.A, 1500, 25, 50, "https://a.example:8935")
 	var cfg Config
 	cfg.ch = n.DB.Config()
-	cfg.listen, cfg.window, cfg.queryTimeout, cfg.shutdownTimeout, cfg.poolTTL = "127.0.0.1:0", 24*time.Hour, 8*time.Second, 5*time.Second, time.Minute
+	cfg.serve = cli.ReadServer{Listen: "127.0.0.1:0", Window: 24 * time.Hour, QueryTimeout: 8 * time.Second, ShutdownTimeout: 5 * time.Second}
+	cfg.poolTTL = time.Minute
 	cfg.backend = c.Sim.Client()
 	cfg.bondingManager, cfg.serviceRegistry = c.L.BondingManager.Address().Hex(), c.L.ServiceRegistry.Address().Hex()
 	ctx, cancel := context.WithCancel(context.Background())

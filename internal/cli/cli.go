@@ -1,6 +1,7 @@
 // Package cli is what every lpgauge binary shares on its command line: the
 // flag-parsing rules, the -log.level/-log.format logger, deprecated flag
-// aliases and secrets read from files or the environment (never flags).
+// aliases, secrets read from files or the environment (never flags), and the
+// house flags of the read servers (ReadServer: leaderboard, explorer-api).
 package cli
 
 import (

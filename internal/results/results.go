@@ -98,11 +98,20 @@ type Live struct {
 	Stalls                             uint32        // output gaps longer than the stall bound while input flowed
 	StallTotal                         time.Duration // their summed length
 	StallMax                           time.Duration // the longest
-	SegmentsLost                       uint32        // output segment numbers skipped
-	SegmentsReorder                    uint32        // output frames that came back out of order
-	PaymentsOK                         uint32        // live payments the orchestrator accepted (start + periodic)
-	PaymentsRefused                    uint32        // live payments it refused
-	Session                            time.Duration // start POST sent → session ended
+	// SegmentsLost is the larger of two counts, since either alone misses a
+	// kind of loss: the output (-out channel) seq numbers missing between
+	// the lowest and the highest seq read, and the input segments published
+	// none of whose frames came back intact (decoded, stamp readable,
+	// transformed or not) in any output segment read before the session
+	// ended, the input's last segments included (a runner that drops a
+	// segment publishes the next one under the next seq, so only the frames
+	// show it). 0 when no output segment was read at all: the verdict
+	// (live_no_output, live_session_closed) says that, not this count.
+	SegmentsLost    uint32
+	SegmentsReorder uint32        // output frames that came back out of order
+	PaymentsOK      uint32        // live payments the orchestrator accepted (start + periodic)
+	PaymentsRefused uint32        // live payments it refused
+	Session         time.Duration // start POST sent → session ended
 }
 
 // ProbeID derives a deterministic probe id from the parts that identify a

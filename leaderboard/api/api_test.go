@@ -73,10 +73,15 @@ func newFixture(t *testing.T, rows func(now time.Time) []results.Result) *fixtur
 
 func newFixtureCfg(t *testing.T, cfg Config, rows func(now time.Time) []results.Result) *fixture {
 	t.Helper()
+	return newFixtureOn(t, chtest.NewDB(t), cfg, rows)
+}
+
+// newFixtureOn is newFixtureCfg on a given database (either engine).
+func newFixtureOn(t *testing.T, db *chtest.DB, cfg Config, rows func(now time.Time) []results.Result) *fixture {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	db := chtest.NewDB(t)
 	now := time.Now().UTC().Truncate(time.Second)
 	if err := resultsdb.Insert(context.Background(), db.Conn, db.Name, rows(now)); err != nil {
 		t.Fatal(err)

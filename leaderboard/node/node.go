@@ -30,32 +30,31 @@ import (
 // Config is the leaderboard's command line; secrets come from the
 // environment (LoadSecrets), never from flags.
 type Config struct {
-	Log             cli.Log
-	listen          string
-	ch              chclient.Config
-	window          time.Duration
-	queryTimeout    time.Duration
-	shutdownTimeout time.Duration
-	migrate         bool
-	secret          string
-	maxPostBytes    int64
-	keysFile        string
-	plausible       api.Plausibility
-	maxWindow       time.Duration
-	maxStale        time.Duration
-	cacheEntries    int
-	rollups         rollup.Config
+	Log          cli.Log
+	serve        cli.ReadServer
+	ch           chclient.Config
+	secret       string
+	maxPostBytes int64
+	keysFile     string
+	plausible    api.Plausibility
+	maxWindow    time.Duration
+	maxStale     time.Duration
+	cacheEntries int
+	rollups      rollup.Config
 }
 
 // RegisterFlags defines every flag with its default.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Log.RegisterFlags(fs, "json")
-	fs.StringVar(&c.listen, "listen", ":8080", "HTTP listen address")
+	c.serve.RegisterFlags(fs, cli.ReadServerDefaults{
+		Listen:            ":8080",
+		WindowUsage:       "default look-back when a request gives no since (leaderboard-serverless START_TIME_WINDOW)",
+		QueryTimeoutUsage: "store time allowed to one request",
+		Migrate:           true,
+		MigrateUsage:      "apply the schema migrations at start",
+	})
 	c.ch.RegisterFlags(fs, "clickhouse.")
 	c.ch.RegisterStoreFlag(fs)
-	fs.DurationVar(&c.window, "window", 24*time.Hour, "default look-back when a request gives no since (leaderboard-serverless START_TIME_WINDOW)")
-	fs.DurationVar(&c.queryTimeout, "query-timeout", 8*time.Second, "store time allowed to one request")
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
 	fs.Int64Var(&c.maxPostBytes, "post.max-body-bytes", api.DefaultMaxPostBytes, "largest post_stats body accepted (413 above)")
 	fs.StringVar(&c.keysFile, "post.keys-file", "", "JSON file {\"<key id>\": {\"secret\": \"…\", \"regions\": [\"FRA\"]}} of per-tester post_stats keys (signed mode with timestamp and nonce); a key posts only for its regions; \"gateway\": true lets it post a gateway's own jobs (source gateway)")
 	fs.DurationVar(&c.plausible.MinRTT, "post.min-rtt", 50*time.Millisecond, "shortest round_trip_time a successful post may claim (400 below)")
@@ -63,7 +62,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.plausible.MaxAge, "post.max-age", 7*24*time.Hour, "oldest timestamp a post may carry (400 older; capped at -retention when set)")
 	fs.DurationVar(&c.plausible.MaxFuture, "post.max-future", 5*time.Minute, "how far ahead of the server clock a post's timestamp may be (400 beyond)")
 	fs.DurationVar(&c.maxWindow, "max-window", 31*24*time.Hour, "longest since..until a read may ask for (400 beyond)")
-	fs.BoolVar(&c.migrate, "migrate", true, "apply the schema migrations at start")
 	fs.DurationVar(&c.maxStale, "cache.max-stale", 24*time.Hour, "oldest cached answer served (marked stale) while the store is down")
 	fs.IntVar(&c.cacheEntries, "cache.entries", 1024, "distinct requests whose last good answer is kept for store outages")
 	c.rollups.RegisterFlags(fs)
@@ -78,10 +76,10 @@ func (c *Config) Validate() error {
 	if err := c.ch.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("clickhouse: %w", err))
 	}
-	if c.window <= 0 {
-		errs = append(errs, errors.New("-window must be positive"))
+	if err := c.serve.Validate(); err != nil {
+		errs = append(errs, err)
 	}
-	if c.maxWindow < c.window {
+	if c.maxWindow < c.serve.Window {
 		errs = append(errs, errors.New("-max-window must be at least -window"))
 	}
 	if c.plausible.MinRTT <= 0 || c.plausible.MaxRTT <= c.plausible.MinRTT || c.plausible.MaxAge <= 0 || c.plausible.MaxFuture <= 0 {
@@ -89,9 +87,6 @@ func (c *Config) Validate() error {
 	}
 	if c.maxStale <= 0 || c.cacheEntries <= 0 {
 		errs = append(errs, errors.New("-cache.max-stale and -cache.entries must be positive"))
-	}
-	if c.queryTimeout <= 0 || c.shutdownTimeout <= 0 {
-		errs = append(errs, errors.New("-query-timeout and -shutdown-timeout must be positive"))
 	}
 	if err := c.rollups.Validate(); err != nil {
 		errs = append(errs, err)
@@ -132,7 +127,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	if err != nil {
 		return err
 	}
-	st, closeStore, err := OpenStore(ctx, cfg.ch, cfg.migrate, cfg.queryTimeout, log)
+	st, closeStore, err := OpenStore(ctx, cfg.ch, cfg.serve.Migrate, cfg.serve.QueryTimeout, log)
 	if err != nil {
 		return err
 	}
@@ -146,11 +141,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 		// A post older than the raw retention would be dropped at once.
 		plausible.MaxAge = r
 	}
-	handler := api.New(api.Config{Window: cfg.window, QueryTimeout: cfg.queryTimeout, Secret: cfg.secret, MaxPostBytes: cfg.maxPostBytes, Keys: keys,
+	handler := api.New(api.Config{Window: cfg.serve.Window, QueryTimeout: cfg.serve.QueryTimeout, Secret: cfg.secret, MaxPostBytes: cfg.maxPostBytes, Keys: keys,
 		Plausibility: plausible, MaxWindow: cfg.maxWindow,
 		MaxStale: cfg.maxStale, CacheEntries: cfg.cacheEntries, Logger: log}, st)
-	srv := httpserve.NewServer(handler, cfg.queryTimeout+10*time.Second)
-	return httpserve.Run(ctx, srv, cfg.listen, cfg.shutdownTimeout, log, ready)
+	srv := httpserve.NewServer(handler, cfg.serve.QueryTimeout+10*time.Second)
+	return httpserve.Run(ctx, srv, cfg.serve.Listen, cfg.serve.ShutdownTimeout, log, ready)
 }
 
 // OpenStore is the read side's store: open the ClickHouse server or the

@@ -30,20 +30,23 @@ import (
 
 // The suite runs against the real Docker engine with images built FROM
 // scratch from our own static binaries: fakeImage (testdata/fakerunner, which
-// can crash on start and stall /health during a job) and, once the CPU
-// reference runner exists in the tree, runnerImage.
+// can crash on start and stall /health during a job) and runnerImage (the CPU
+// reference runner, cmd/runner, with orchestrator/runner's Dockerfile). Both
+// are built in TestMain, so a test that needs either image never skips for
+// want of it: without an engine every Docker test skips (the package fails
+// under CI=true), and an image that does not build fails the package.
 var (
 	engine      *client.Client
 	noDocker    string // why the Docker tests cannot run
 	fakeImage   string
-	runnerImage string // "" when cmd/runner is not in the tree
+	runnerImage string
 )
 
 const testLabel = "lpgauge.test" // on every image and container the tests make
 
 func TestMain(m *testing.M) {
 	code := func() int {
-		if err := setupDocker(); err != nil {
+		if err := connectDocker(); err != nil {
 			if os.Getenv("CI") == "true" {
 				fmt.Fprintf(os.Stderr, "FAIL: Docker engine required under CI=true: %v\n", err)
 				return 1
@@ -53,12 +56,18 @@ func TestMain(m *testing.M) {
 			return m.Run()
 		}
 		defer teardownDocker()
+		// An engine that answers but an image that does not build is our
+		// bug, not a missing component: fail, CI or not.
+		if err := buildImages(); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: test images: %v\n", err)
+			return 1
+		}
 		return m.Run()
 	}()
 	os.Exit(code)
 }
 
-func setupDocker() error {
+func connectDocker() error {
 	c, err := NewEngine()
 	if err != nil {
 		return err
@@ -69,18 +78,20 @@ func setupDocker() error {
 		return fmt.Errorf("docker engine not answering: %w", err)
 	}
 	engine = c
+	return nil
+}
+
+func buildImages() error {
 	tag := fmt.Sprintf("lpgauge-runtime-test-fake:%d", os.Getpid())
 	if err := buildImage("./testdata/fakerunner", tag, ""); err != nil {
 		return err
 	}
 	fakeImage = tag
-	if _, err := os.Stat("../../cmd/runner"); err == nil {
-		tag := fmt.Sprintf("lpgauge-runtime-test-runner:%d", os.Getpid())
-		if err := buildImage("../../cmd/runner", tag, "../runner/Dockerfile"); err != nil {
-			return fmt.Errorf("cpu reference runner image: %w", err)
-		}
-		runnerImage = tag
+	tag = fmt.Sprintf("lpgauge-runtime-test-runner:%d", os.Getpid())
+	if err := buildImage("../../cmd/runner", tag, "../runner/Dockerfile"); err != nil {
+		return fmt.Errorf("cpu reference runner image: %w", err)
 	}
+	runnerImage = tag
 	return nil
 }
 

@@ -80,9 +80,6 @@ func TestLiveRunnerContainer(t *testing.T) {
 // The CPU reference runner image, started as a live runner container with
 // only PIPELINE and MODEL_ID, answers on 8900 and reports IDLE: ready.
 func TestLiveRunnerImageListensOn8900(t *testing.T) {
-	if runnerImage == "" {
-		t.Skip("cmd/runner not in the tree")
-	}
 	live, _ := capability.ByID(capability.LiveVideoToVideo)
 	cfg := testConfig(t, Model{Pipeline: live, ModelID: "noop", Warm: true})
 	cfg.Image = runnerImage

@@ -40,11 +40,7 @@ func TestWarmRunnersServe(t *testing.T) {
 	m.Containers = 2
 	m.OptimizationFlags = map[string]string{"SFAST": "true"}
 	cfg := testConfig(t, m)
-	if runnerImage != "" {
-		cfg.Image = runnerImage // the CPU reference runner, as an operator would run it
-	} else {
-		t.Log("cmd/runner not in the tree yet: serving with the fake runner")
-	}
+	cfg.Image = runnerImage // the CPU reference runner, as an operator would run it
 	rt := start(t, cfg)
 	p := m.Pipeline
 	waitFor(t, 20*time.Second, "two warm runners ready", func() bool { return rt.States()[0].Capacity == 2 })
