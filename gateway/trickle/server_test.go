@@ -93,7 +93,7 @@ func readAll(t *testing.T, seg *Segment) string {
 // order; the ring keeps 5, so an evicted seq is 470 with Latest, and the
 // subscriber resumes from Latest (trickle_server.go:92,545-563,601-613).
 func TestLiveEdgeRingAnd470(t *testing.T) {
-	_, base := newTestServer(t, ServerConfig{}, "ch")
+	srv, base := newTestServer(t, ServerConfig{}, "ch")
 	pub := NewPublisher(base+"ch", nil)
 	sub := NewSubscriber(base+"ch", nil, -1)
 	defer sub.Close()
@@ -107,15 +107,25 @@ func TestLiveEdgeRingAnd470(t *testing.T) {
 		}
 		got <- fmt.Sprintf("%d:%s", seg.Seq, readAll(t, seg))
 	}()
-	time.Sleep(20 * time.Millisecond) // the GET is waiting at the live edge
-	for i := 0; i < 8; i++ {
+	// Each step waits for the requests it relies on to be held by the
+	// server, not a fixed time (20 ms lost the race in 41 of 300 runs at
+	// load 26): the publisher's preconnect of seq 0 and the GET at the live
+	// edge, then the preconnects of seq 1 from both sides.
+	write := func(i int) {
+		t.Helper()
 		seq, err := pub.Write(ctx(t), strings.NewReader(fmt.Sprintf("seg%d", i)))
 		if err != nil || seq != i {
 			t.Fatalf("write %d: seq %d, %v", i, seq, err)
 		}
 	}
+	waitHeld(t, srv, "ch", 2)
+	write(0)
 	if g := <-got; g != "0:seg0" {
 		t.Fatalf("live-edge read: %q, want 0:seg0", g)
+	}
+	waitHeld(t, srv, "ch", 2)
+	for i := 1; i < 8; i++ {
+		write(i)
 	}
 	// seqs 0..2 fell out of the ring of 5 (and the publisher's preconnect of
 	// seq 8 takes slot 3 = 8 % 5 as soon as it arrives).

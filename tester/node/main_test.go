@@ -253,9 +253,15 @@ func TestOnChainDiscoveryPaysOrchestrators(t *testing.T) {
 	otherKey, _ := crypto.GenerateKey()
 	testerKey, _ := crypto.GenerateKey()
 	c := chaintest.New(t, winKey, otherKey, testerKey)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := c.L.FundDepositAndReserve(ctx, testerKey, big.NewInt(1e17), big.NewInt(1e17)); err != nil {
+	// One deadline per chain call: a single one for the whole test also
+	// bounded the two tester rounds between them, which take 25-36 s at
+	// load 12-20 under -race, and it is not what the test measures.
+	chainCtx := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	if err := c.L.FundDepositAndReserve(chainCtx(), testerKey, big.NewInt(1e17), big.NewInt(1e17)); err != nil {
 		t.Fatal(err)
 	}
 	face := big.NewInt(1e15)
@@ -302,7 +308,7 @@ func TestOnChainDiscoveryPaysOrchestrators(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	info, err := c.L.SenderInfo(ctx, crypto.PubkeyToAddress(testerKey.PublicKey))
+	info, err := c.L.SenderInfo(chainCtx(), crypto.PubkeyToAddress(testerKey.PublicKey))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -231,9 +231,16 @@ func (s *Shard) resolve() {
 		if err != nil && !errors.Is(err, zk.ErrNoNode) {
 			continue // no session yet: try again later
 		}
+		// Close resolves while resolveLoop may be resolving the same
+		// snapshot: only the call that removes the claim records it, or
+		// its probe gets two excused rows (seen at exit under load).
 		s.mu.Lock()
+		_, mine := s.pending[node]
 		delete(s.pending, node)
 		s.mu.Unlock()
+		if !mine {
+			continue
+		}
 		if err == nil && string(data) == s.cfg.ID {
 			s.cfg.Log.Warn("a claim made as ZooKeeper dropped was ours: its probe is recorded excused", "claim", node)
 			if orphan != nil {

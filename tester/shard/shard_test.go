@@ -3,6 +3,8 @@ package shard
 import (
 	"context"
 	"fmt"
+	"path"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -138,5 +140,45 @@ func TestClaimWaitsForTheSweepOnOthersShare(t *testing.T) {
 			t.Fatal("a member that left still owns its share")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A claim whose answer was lost is settled once, however many resolvers
+// race for it (Close resolves while the background loop may be resolving
+// the same claims): one orphan call, so one excused row per probe. Both
+// recorded it before, which doubled rows when a tester stopped under load.
+func TestLostClaimIsRecordedOnceWhenResolversRace(t *testing.T) {
+	s := open(t, startZK(t), "a", 0)
+	slot := time.Unix(1_800_000_000, 0)
+	ps := plan(200)
+	var mu sync.Mutex
+	orphans := map[string]int{}
+	s.OnOrphan(func(_ time.Time, p tester.Planned) {
+		mu.Lock()
+		orphans[p.Target.Address]++
+		mu.Unlock()
+	})
+	for _, p := range ps {
+		if !s.ClaimNow(context.Background(), slot, p) {
+			t.Fatalf("claim of %s refused", p.Target.Address)
+		}
+	}
+	// Every create landed but, as far as this instance knows, its answer
+	// was lost.
+	s.mu.Lock()
+	for _, p := range ps {
+		s.pending[path.Join(s.claimsDir(), strconv.FormatInt(slot.Unix(), 10), ClaimName(p))] = pendingClaim{slot: slot, p: p}
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.resolve() }()
+	}
+	wg.Wait()
+	for _, p := range ps {
+		if n := orphans[p.Target.Address]; n != 1 {
+			t.Errorf("%s recorded %d times, want once", p.Target.Address, n)
+		}
 	}
 }
