@@ -76,11 +76,11 @@ func benchTableFor(b *testing.B, n int, sh fleetShape) *benchTable {
 // cores): one INSERT … SELECT ran on one thread, the SELECT's 65,536-row
 // blocks were copied into 1M-row blocks, and the four views ran one after
 // the other on each. Now the rows go in chunks of whole rounds (at least
-// 2^21 rows), each chunk one block end to end (max_block_size = the insert
+// 2^20 rows), each chunk one block end to end (max_block_size = the insert
 // block sizes = the chunk, so nothing is squashed and each view aggregates
 // the chunk at once: fewer, bigger parts to merge), the views of a block run
-// in parallel (parallel_view_processing), and GOMAXPROCS (at least 2) chunks
-// are inserted at once. Then the rollup tables are merged (OPTIMIZE FINAL),
+// in parallel (parallel_view_processing), and 2 × GOMAXPROCS chunks are
+// inserted at once. Then the rollup tables are merged (OPTIMIZE FINAL),
 // as the leaderboard reads them after background merges.
 func loadFleet(b *testing.B, n int, sh fleetShape) *benchTable {
 	t := &benchTable{}
@@ -94,7 +94,7 @@ func loadFleet(b *testing.B, n int, sh fleetShape) *benchTable {
 	}()
 	t.db = chtest.NewDB(heldTB{b, &t.cleanups})
 	t.now = time.Now().UTC()
-	par := max(runtime.GOMAXPROCS(0), 2)
+	par := 2 * runtime.GOMAXPROCS(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	// A connection of its own: OPTIMIZE sends nothing until it is done, past
@@ -106,7 +106,7 @@ func loadFleet(b *testing.B, n int, sh fleetShape) *benchTable {
 	defer conn.Close()
 
 	combos := sh.combos()
-	slots := max((1<<21+combos-1)/combos, 1) // whole rounds per chunk
+	slots := max((1<<20+combos-1)/combos, 1) // whole rounds per chunk
 	chunk := slots * combos
 	settings := clickhouse.Settings{
 		"max_block_size":             chunk,

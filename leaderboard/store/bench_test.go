@@ -80,7 +80,7 @@ func BenchmarkReads(b *testing.B) {
 	for _, l := range reads {
 		fmt.Println(l)
 	}
-	fmt.Println("\nload (first run of each size; GOMAXPROCS chunks inserted at once)\n\n| rows | load s | insert s | OPTIMIZE FINAL s | chunks × rows | parallel |\n|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("\nload (first run of each size; 2 × GOMAXPROCS chunks inserted at once)\n\n| rows | load s | insert s | OPTIMIZE FINAL s | chunks × rows | parallel |\n|---:|---:|---:|---:|---:|---:|")
 	for _, l := range loads {
 		fmt.Println(l)
 	}
