@@ -80,7 +80,7 @@ func benchTableFor(b *testing.B, n int, sh fleetShape) *benchTable {
 // block sizes = the chunk, so nothing is squashed and each view aggregates
 // the chunk at once: fewer, bigger parts to merge), the views of a block run
 // in parallel (parallel_view_processing), and 2 × GOMAXPROCS chunks are
-// inserted at once. Then the rollup tables are merged (OPTIMIZE FINAL),
+// inserted at once. Then every rollup table is merged (OPTIMIZE FINAL),
 // as the leaderboard reads them after background merges.
 func loadFleet(b *testing.B, n int, sh fleetShape) *benchTable {
 	t := &benchTable{}
@@ -133,7 +133,11 @@ func loadFleet(b *testing.B, n int, sh fleetShape) *benchTable {
 		b.Fatalf("load %d rows: %v", n, err)
 	}
 	inserted := time.Since(start)
-	rollups := []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly"}
+	// Every rollup table: each AggregatingMergeTree the migrations made.
+	var rollups []string
+	if err := conn.Select(ctx, &rollups, "SELECT name FROM system.tables WHERE database = ? AND engine = 'AggregatingMergeTree' ORDER BY name", t.db.Name); err != nil {
+		b.Fatal(err)
+	}
 	if err := inParallel(ctx, par, len(rollups), func(ctx context.Context, i int) error {
 		return conn.Exec(ctx, "OPTIMIZE TABLE "+t.db.Name+"."+rollups[i]+" FINAL")
 	}); err != nil {
