@@ -152,7 +152,7 @@ large_section() {
   echo "Loading each size (\`INSERT … SELECT\` from \`numbers()\` into probe_results, every migration's materialized view"
   echo "filling the rollups and probe_results_by_time as on the production insert path, in chunks of whole rounds of about"
   echo "1M rows, each chunk one block end to end, the views of a block in parallel, 2 × GOMAXPROCS chunks at once; then"
-  echo "\`OPTIMIZE … FINAL\` of the three rollup tables), on the same shared box as the reads:"
+  echo "\`OPTIMIZE … FINAL\` of every rollup table, each AggregatingMergeTree), on the same shared box as the reads:"
   echo
   echo "| rows | load s | of which insert s | of which OPTIMIZE FINAL s | chunks × rows | chunks at once |"
   echo "|---:|---:|---:|---:|---:|---:|"
