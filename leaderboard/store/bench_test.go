@@ -13,7 +13,9 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/lpgauge/lpgauge/internal/chclient"
 	"github.com/lpgauge/lpgauge/internal/chtest"
+	"github.com/lpgauge/lpgauge/schemas"
 )
 
 // BenchmarkReads loads a fleet-shaped probe_results (regions × orchestrators
@@ -36,7 +38,8 @@ import (
 // It prints a markdown table: rows, query, source (path/cache/clients),
 // p50/p99 latency per request and requests per second.
 //
-// Rows: 1M by default; LPGAUGE_BENCH_ROWS takes a comma list. Fleet:
+// Rows: 1M by default; LPGAUGE_BENCH_ROWS takes a comma list;
+// LPGAUGE_BENCH_DB keeps the loaded rows for the next run (benchDB). Fleet:
 // LPGAUGE_BENCH_SHAPE=ORCHSxMODELSxREGIONS (default 100x30x4) and
 // LPGAUGE_BENCH_ROUND seconds between one combo's probes (default 600);
 // `BENCH_LARGE=1 scripts/bench.sh` runs the network's future size,
@@ -97,10 +100,50 @@ type fleetShape struct {
 
 func (s fleetShape) combos() int { return s.orchs * s.models * s.regions }
 
-func benchReads(b *testing.B, n int, sh fleetShape) []string {
-	db := chtest.NewDB(b)
+// benchDB is the benchmark's database: a fresh one dropped at the end, or,
+// with LPGAUGE_BENCH_DB=NAME, NAME_<rows> on the test server, migrated and
+// kept, so later runs time new queries on the same rows without loading them
+// again (minutes at the fleet size). It reports the load's "now": the newest
+// probe of a kept database, or zero when the rows must be loaded.
+func benchDB(b *testing.B, n int) (*chtest.DB, time.Time) {
+	name := os.Getenv("LPGAUGE_BENCH_DB")
+	if name == "" {
+		return chtest.NewDB(b), time.Time{}
+	}
 	ctx := context.Background()
-	now := time.Now().UTC()
+	name = fmt.Sprintf("%s_%d", name, n)
+	addr := chtest.Addr(b)
+	conn, err := chclient.Open(ctx, chclient.Config{Addr: addr, ReadTimeout: 60 * time.Minute})
+	if err != nil {
+		b.Fatalf("connect to %s: %v", addr, err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	if _, err := schemas.Migrate(ctx, conn, schemas.Options{Database: name}); err != nil {
+		b.Fatalf("migrate kept database %s: %v", name, err)
+	}
+	var rows uint64
+	var newest time.Time
+	if err := conn.QueryRow(ctx, "SELECT count(), max(started_at) FROM "+name+".probe_results").Scan(&rows, &newest); err != nil {
+		b.Fatal(err)
+	}
+	db := &chtest.DB{Conn: conn, Name: name, Addr: addr, Engine: chtest.EngineServer}
+	if rows == 0 {
+		return db, time.Time{}
+	}
+	if rows != uint64(n) {
+		b.Fatalf("kept database %s holds %d rows, not %d: drop it", name, rows, n)
+	}
+	b.Logf("kept database %s: %d rows, newest %s", name, rows, newest.UTC())
+	return db, newest.UTC().Add(time.Second)
+}
+
+func benchReads(b *testing.B, n int, sh fleetShape) []string {
+	db, now := benchDB(b, n)
+	ctx := context.Background()
+	loaded := !now.IsZero()
+	if !loaded {
+		now = time.Now().UTC()
+	}
 	start := time.Now()
 	// Row i: combo i % combos (region, orchestrator, model), slot i / combos
 	// rounds back from now, each combo at its own offset in the round.
@@ -115,15 +158,17 @@ func benchReads(b *testing.B, n int, sh fleetShape) []string {
 		" 500000 + h %% 19500000, intDiv(500000 + h %% 19500000, 2), h %% 300000, h %% 200000, 'bench'"+
 		" FROM (SELECT number, number %% %[3]d AS combo, intHash64(number) AS h FROM system.numbers LIMIT %[4]d)",
 		db.Name, now.Unix(), sh.combos(), n, sh.regions, sh.orchs, sh.regions*sh.orchs, sh.round)
-	lctx, cancel := context.WithTimeout(ctx, 60*time.Minute)
-	defer cancel()
-	if err := db.Conn.Exec(lctx, load); err != nil {
-		b.Fatalf("load %d rows: %v", n, err)
+	if !loaded {
+		lctx, cancel := context.WithTimeout(ctx, 60*time.Minute)
+		defer cancel()
+		if err := db.Conn.Exec(lctx, load); err != nil {
+			b.Fatalf("load %d rows: %v", n, err)
+		}
+		for _, tbl := range []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly"} {
+			_ = db.Conn.Exec(lctx, "OPTIMIZE TABLE "+db.Name+"."+tbl+" FINAL")
+		}
+		b.Logf("loaded %d rows (rollups by the view) in %s", n, time.Since(start).Round(time.Millisecond))
 	}
-	for _, tbl := range []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly"} {
-		_ = db.Conn.Exec(lctx, "OPTIMIZE TABLE "+db.Name+"."+tbl+" FINAL")
-	}
-	b.Logf("loaded %d rows (rollups by the view) in %s", n, time.Since(start).Round(time.Millisecond))
 
 	warm, err := NewClickHouse(db.Conn, db.Name, time.Minute)
 	if err != nil {

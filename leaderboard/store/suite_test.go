@@ -113,6 +113,8 @@ func testRollupsEqualRaw(t *testing.T, newDB backend) {
 	base := time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
 	insert(t, db, fleet(base, 6))
 	st := newStore(t, db)
+	cold := newStore(t, db)
+	cold.cache.checked, cold.cache.enabled = true, false // every read reads the rollups
 	ctx := context.Background()
 	ms := time.Millisecond
 	windows := map[string]Window{
@@ -161,6 +163,8 @@ func testRollupsEqualRaw(t *testing.T, newDB backend) {
 			if !reflect.DeepEqual(gotMed, wantMed) {
 				t.Errorf("%s: medians from rollups %v, raw %v", name, gotMed, wantMed)
 			}
+			checkScoreInputs(t, name+" (cache on)", st, f, want, wantMed)
+			checkScoreInputs(t, name+" (cache off)", cold, f, want, wantMed)
 			wantP, err := st.pipelinesRaw(ctx, f)
 			if err != nil {
 				t.Fatal(err)
@@ -173,6 +177,29 @@ func testRollupsEqualRaw(t *testing.T, newDB backend) {
 				t.Errorf("%s: pipelines from rollups %+v, raw %+v", name, gotP, wantP)
 			}
 		}
+	}
+}
+
+// checkScoreInputs: AggregatesAndMedians, the one read aggregated_stats
+// makes, answers what the raw rows give for both (no median when there is
+// no aggregate to score).
+func checkScoreInputs(t *testing.T, name string, st *ClickHouse, f Filter, want []Aggregate, wantMed map[Key]float64) {
+	t.Helper()
+	got, gotMed, err := st.AggregatesAndMedians(context.Background(), f)
+	if err != nil {
+		t.Fatalf("%s: aggregates and medians: %v", name, err)
+	}
+	if len(want) == 0 {
+		if len(got) != 0 || gotMed != nil {
+			t.Errorf("%s: nothing to score, yet aggregates %+v, medians %v", name, got, gotMed)
+		}
+		return
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s: aggregates read with the medians differ from raw:\n got %+v\nwant %+v", name, got, want)
+	}
+	if !reflect.DeepEqual(gotMed, wantMed) {
+		t.Errorf("%s: medians read with the aggregates %v, raw %v", name, gotMed, wantMed)
 	}
 }
 
@@ -492,6 +519,7 @@ func testCachedWholeHoursSeeLateProbes(t *testing.T, newDB backend) {
 				if !reflect.DeepEqual(gotMed, wantMed) {
 					t.Errorf("%s, filter %d, pass %d: medians %v, raw %v", step, i, pass, gotMed, wantMed)
 				}
+				checkScoreInputs(t, fmt.Sprintf("%s, filter %d, pass %d", step, i, pass), st, f, want, wantMed)
 				if i == 0 {
 					first = want
 				}
