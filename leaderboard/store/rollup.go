@@ -24,15 +24,18 @@ func (c *ClickHouse) rollupTable() string { return c.db + ".probe_rollup_hourly"
 // of one model (or of all) reads only its own hours.
 func (c *ClickHouse) countsTable() string { return c.db + ".probe_rollup_counts_hourly" }
 
-// byTimeTable is probe_results_by_time (migration 0008): the raw columns a
+// byTimeTable is probe_results_by_time_fine (migration 0010; 0008's
+// probe_results_by_time with 1,024-row granules): the raw columns a
 // window's partial edge hours need, ordered by (pipeline, model,
 // started_at), so an edge reads its own minutes, not the model's every row
 // of those days as probe_results (started_at last in its key) would.
-func (c *ClickHouse) byTimeTable() string { return c.db + ".probe_results_by_time" }
+func (c *ClickHouse) byTimeTable() string { return c.db + "." + byTimeName }
+
+const byTimeName = "probe_results_by_time_fine"
 
 // edgeTable is where a read of f takes its raw edge rows: one
 // orchestrator's lie together in probe_results, everyone's by time in
-// probe_results_by_time.
+// probe_results_by_time_fine.
 func (c *ClickHouse) edgeTable(f Filter, skipOrchestrator bool) string {
 	if f.Orchestrator != "" && !skipOrchestrator {
 		return c.table()

@@ -37,7 +37,7 @@ func ScoreInputs(ctx context.Context, st interface {
 
 // AggregatesAndMedians is Aggregates(f) and MedianRTTs(f) (nil when there
 // is no aggregate) from one query: the raw edge rows of f's window are read
-// once, from probe_results_by_time, and grouped per (orchestrator, region,
+// once, from probe_results_by_time_fine, and grouped per (orchestrator, region,
 // pipeline, model) with both the sums Aggregates adds up and the times
 // MedianRTTs sorts (or t-digests); the whole hours come from
 // probe_rollup_counts_hourly (or the whole-hour cache) and

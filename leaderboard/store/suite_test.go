@@ -370,11 +370,11 @@ func testRebuildMatchesView(t *testing.T, newDB backend) {
 		}
 		// The raw copy by time (edge hours) is rebuilt too, never doubled.
 		var raw, byTime uint64
-		if err := db.Conn.QueryRow(ctx, "SELECT (SELECT count() FROM "+db.Name+".probe_results), (SELECT count() FROM "+db.Name+".probe_results_by_time)").Scan(&raw, &byTime); err != nil {
+		if err := db.Conn.QueryRow(ctx, "SELECT (SELECT count() FROM "+db.Name+".probe_results), (SELECT count() FROM "+db.Name+"."+byTimeName+")").Scan(&raw, &byTime); err != nil {
 			t.Fatal(err)
 		}
 		if raw == 0 || byTime != raw {
-			t.Errorf("rebuild %d: probe_results_by_time holds %d rows, probe_results %d", i+1, byTime, raw)
+			t.Errorf("rebuild %d: %s holds %d rows, probe_results %d", i+1, byTimeName, byTime, raw)
 		}
 	}
 	// Rebuilding one hour in the middle leaves the others alone.
@@ -408,7 +408,7 @@ func testRetention(t *testing.T, newDB backend) {
 		t.Fatal(err)
 	}
 	if len(dropped) != 2 || dropped[0].Table != "probe_results" || dropped[0].Partition != "20260307" ||
-		dropped[1].Table != "probe_results_by_time" || dropped[1].Partition != "20260307" {
+		dropped[1].Table != byTimeName || dropped[1].Partition != "20260307" {
 		t.Fatalf("dropped %+v, want raw partition 20260307 only (and its copy by time)", dropped)
 	}
 	f := Filter{Window: Window{old.Add(-time.Hour), old.Add(time.Hour)}, Orchestrator: orchA}
