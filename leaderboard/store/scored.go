@@ -36,17 +36,20 @@ func ScoreInputs(ctx context.Context, st interface {
 }
 
 // AggregatesAndMedians is Aggregates(f) and MedianRTTs(f) (nil when there
-// is no aggregate) from one query: the raw edge rows of f's window are read
-// once, from probe_results_by_time_fine, and grouped per (orchestrator, region,
-// pipeline, model) with both the sums Aggregates adds up and the times
-// MedianRTTs sorts (or t-digests); the whole hours come from
-// probe_rollup_counts_hourly (or the whole-hour cache) and
-// probe_rollup_model_hourly, each read once, as the two methods read them.
+// is no aggregate), the raw edge rows of f's window read once for both: one
+// query (scoreQuery) reads probe_results_by_time_fine's edge rows, grouped
+// per (orchestrator, region, pipeline, model) with the sums Aggregates adds
+// up and the t-digest MedianRTTs merges, the whole hours' sums from
+// probe_rollup_counts_hourly (or the whole-hour cache) and the model rows'
+// counts and t-digests from probe_rollup_model_hourly. Where every time of
+// a model is kept exactly (no rollup row past its bound: small fleets, short
+// windows) the median must be the exact one, and MedianRTTs' query reads
+// it; at the fleet size that is never the case, and one query answers.
 // Until this, aggregated_stats read its edge rows twice, once per method,
-// each rounded up to whole granules: at 1,000 orchestrators × 10 models × 4
-// regions most of what one request read (leaderboard/README.md,
-// "Benchmark"). With an orchestrator the two read different rows (its own
-// for the sums, everyone's for the median), so it asks the two methods.
+// and every model row's exact times though the t-digest answered
+// (leaderboard/README.md, "Benchmark"). With an orchestrator the two read
+// different rows (its own for the sums, everyone's for the median), so it
+// asks the two methods.
 func (c *ClickHouse) AggregatesAndMedians(ctx context.Context, f Filter) ([]Aggregate, map[Key]float64, error) {
 	if f.Orchestrator != "" {
 		aggs, err := c.Aggregates(ctx, f)
@@ -66,20 +69,25 @@ func (c *ClickHouse) AggregatesAndMedians(ctx context.Context, f Filter) ([]Aggr
 	q, args := c.scoreQuery(f, s, !cached)
 	var parts []aggPartial
 	medians := map[Key]float64{}
+	exact := map[Key]bool{}
 	if err := queryEach(ctx, c, "aggregates and median", q, args, func(rows driver.Rows) error {
 		var p aggPartial
-		var has uint8
+		var has, ex uint8
 		var n uint64
 		var med float64
 		if err := rows.Scan(&p.pipeline, &p.model, &has, &p.orchestrator, &p.region,
-			&p.probes, &p.successes, &p.excused, &p.rttSum, &p.rttN, &p.lastTested, &n, &med); err != nil {
+			&p.probes, &p.successes, &p.excused, &p.rttSum, &p.rttN, &p.lastTested, &n, &ex, &med); err != nil {
 			return err
 		}
 		if has == 1 {
 			parts = append(parts, p)
 		}
-		if n > 0 {
-			medians[Key{p.pipeline, p.model}] = med / 1e6
+		k := Key{p.pipeline, p.model}
+		switch {
+		case n > 0 && ex == 1:
+			exact[k] = true
+		case n > 0:
+			medians[k] = med / 1e6
 		}
 		return nil
 	}); err != nil {
@@ -89,42 +97,57 @@ func (c *ClickHouse) AggregatesAndMedians(ctx context.Context, f Filter) ([]Aggr
 	if len(aggs) == 0 {
 		return nil, nil, nil
 	}
+	if len(exact) > 0 {
+		// Every time of these models is at hand (no rollup row past its
+		// bound): the exact median, read as MedianRTTs reads it.
+		m, err := c.medianRTTs(ctx, f, s)
+		if err != nil {
+			return nil, nil, err
+		}
+		for k := range exact {
+			if v, ok := m[k]; ok {
+				medians[k] = v
+			}
+		}
+	}
 	return aggs, medians, nil
 }
 
 // scoreQuery is AggregatesAndMedians' one query for f (no orchestrator):
 // one row per aggregate partial (has = 1: the edges' sums, and the whole
 // hours' when counts) of each (pipeline, model), each row carrying the
-// model's median; a model with no partial gets one row with has = 0.
+// model's successful-time count, whether its median can be exact, and the
+// t-digest's median; a model with no partial gets one row with has = 0.
 //
 // Its parts, UNION ALL'ed with the same columns:
 //   - counts: probe_rollup_counts_hourly's whole hours, as Aggregates reads
-//     them (no times: an empty array and t-digest);
+//     them (no times: an empty t-digest);
 //   - model: probe_rollup_model_hourly's whole hours, one row per (region,
-//     hour) as MedianRTTs reads them; a row not holding all its times
-//     (length ≠ count) makes the median the t-digest's, so its times are
-//     dropped here rather than carried to the sort that will not happen;
+//     hour) as MedianRTTs reads them, without their exact times (rtt_few):
+//     a row holds them all exactly when its count is at most the bound
+//     (groupArrayIf(4096) keeps the first 4096), so the count says whether
+//     the median can be exact without reading them. At 1,000 orchestrators
+//     × 10 models × 4 regions every row is past the bound, and rtt_few was
+//     27 MB of the 31 MB one request read;
 //   - edges: the raw rows outside the whole hours, grouped per
-//     (orchestrator, region, pipeline, model): sums, times and t-digest.
+//     (orchestrator, region, pipeline, model): sums and t-digest.
 //
 // They are summed per (pipeline, model, orchestrator, region), then per
-// (pipeline, model) the median is taken as MedianRTTs takes it (exact when
-// every part holds all its times) and the partials kept as arrays, which
-// LEFT ARRAY JOIN turns back into rows after the median is computed (before,
-// the sorted times would be copied onto every row).
+// (pipeline, model): the t-digests merged, the partials kept as arrays,
+// which LEFT ARRAY JOIN turns back into rows.
 func (c *ClickHouse) scoreQuery(f Filter, s span, counts bool) (string, []any) {
 	regionCol := "region"
 	if f.Region == regions.Global {
 		regionCol = chclient.Quote(regions.Global)
 	}
-	const noTimes = " toUInt64(0) AS mn, toUInt8(1) AS mx, emptyArrayUInt64() AS v, quantileTDigestIfState(0.5)(toUInt64(0), toUInt8(0)) AS q"
 	var parts []string
 	var args []any
 	if s.whole() && counts {
 		rw, rargs := rollupWhere(f, s, false)
 		parts = append(parts, "SELECT orchestrator, "+regionCol+" AS reg, pipeline, model, toUInt8(1) AS agg,"+
 			" countIfMerge(probes) AS p, countIfMerge(successes) AS ok, countIfMerge(excused) AS ex,"+
-			" sumIfMerge(rtt_sum_us) AS rs, countIfMerge(rtt_n) AS rn, maxMerge(last_tested) AS lt,"+noTimes+
+			" sumIfMerge(rtt_sum_us) AS rs, countIfMerge(rtt_n) AS rn, maxMerge(last_tested) AS lt,"+
+			" toUInt64(0) AS mn, toUInt8(1) AS mx, quantileTDigestIfState(0.5)(toUInt64(0), toUInt8(0)) AS q"+
 			" FROM "+c.countsTable()+rw+" GROUP BY orchestrator, reg, pipeline, model")
 		args = append(args, rargs...)
 	}
@@ -132,9 +155,8 @@ func (c *ClickHouse) scoreQuery(f Filter, s span, counts bool) (string, []any) {
 		rw, rargs := rollupWhere(f, s, true)
 		parts = append(parts, "SELECT '' AS orchestrator, '' AS reg, pipeline, model, toUInt8(0) AS agg,"+
 			" toUInt64(0) AS p, toUInt64(0) AS ok, toUInt64(0) AS ex, toUInt64(0) AS rs, toUInt64(0) AS rn, toDateTime(0, 'UTC') AS lt,"+
-			" mn, toUInt8(length(few) = mn) AS mx, if(mx = 1, few, emptyArrayUInt64()) AS v, q"+
-			" FROM (SELECT pipeline, model, countIfMerge(rtt_n) AS mn, groupArrayIfMerge("+rttFewMax+")(rtt_few) AS few,"+
-			" quantileTDigestIfMergeState(0.5)(rtt_q) AS q"+
+			" mn, toUInt8(mn <= "+rttFewMax+") AS mx, q"+
+			" FROM (SELECT pipeline, model, countIfMerge(rtt_n) AS mn, quantileTDigestIfMergeState(0.5)(rtt_q) AS q"+
 			" FROM "+c.modelTable()+rw+" GROUP BY pipeline, model, region, hour)")
 		args = append(args, rargs...)
 	}
@@ -145,27 +167,22 @@ func (c *ClickHouse) scoreQuery(f Filter, s span, counts bool) (string, []any) {
 			" sumIf(total_us, outcome = 'success' AND total_us > 0) AS rs, countIf(outcome = 'success' AND total_us > 0) AS rn,"+
 			" max(started_at) AS lt,"+
 			" countIf(outcome = 'success' AND total_us > 0) AS mn, toUInt8(1) AS mx,"+
-			" groupArrayIf(total_us, outcome = 'success' AND total_us > 0) AS v,"+
 			" quantileTDigestIfState(0.5)(total_us, outcome = 'success' AND total_us > 0) AS q"+
 			" FROM "+c.byTimeTable()+ew+" GROUP BY orchestrator, reg, pipeline, model")
 		args = append(args, eargs...)
 	}
 	perKey := "SELECT pipeline, model, orchestrator, reg, max(agg) AS a_agg, sum(p) AS a_p, sum(ok) AS a_ok, sum(ex) AS a_ex," +
 		" sum(rs) AS a_rs, sum(rn) AS a_rn, max(lt) AS a_lt," +
-		" sum(mn) AS m_n, min(mx) AS m_x, groupArrayArray(v) AS m_v, quantileTDigestIfMergeState(0.5)(q) AS m_q" +
+		" sum(mn) AS m_n, min(mx) AS m_x, quantileTDigestIfMergeState(0.5)(q) AS m_q" +
 		" FROM (" + strings.Join(parts, " UNION ALL ") + ") GROUP BY pipeline, model, orchestrator, reg"
 	perModel := "SELECT pipeline, model," +
 		" groupArrayIf(orchestrator, a_agg = 1) AS os, groupArrayIf(reg, a_agg = 1) AS rgs," +
 		" groupArrayIf(a_p, a_agg = 1) AS ps, groupArrayIf(a_ok, a_agg = 1) AS oks, groupArrayIf(a_ex, a_agg = 1) AS exs," +
 		" groupArrayIf(a_rs, a_agg = 1) AS rss, groupArrayIf(a_rn, a_agg = 1) AS rns, groupArrayIf(a_lt, a_agg = 1) AS lts," +
-		" sum(m_n) AS n, min(m_x) AS exact," +
-		" arraySort(if(exact = 1, groupArrayArray(m_v), emptyArrayUInt64())) AS a, quantileTDigestIfMerge(0.5)(m_q) AS d" +
+		" sum(m_n) AS n, min(m_x) AS exact, toFloat64(quantileTDigestIfMerge(0.5)(m_q)) AS d" +
 		" FROM (" + perKey + ") GROUP BY pipeline, model"
-	median := "SELECT pipeline, model, os, rgs, ps, oks, exs, rss, rns, lts, n," +
-		" if(exact = 1, if(n % 2 = 1, toFloat64(a[intDiv(n + 1, 2)]), (toFloat64(a[intDiv(n, 2)]) + toFloat64(a[intDiv(n, 2) + 1])) / 2), toFloat64(d)) AS median_us" +
-		" FROM (" + perModel + ")"
-	q := "SELECT pipeline, model, toUInt8(notEmpty(os)) AS has, o, r, pr, su, exc, rsum, rcnt, last, n, median_us" +
-		" FROM (" + median + ")" +
+	q := "SELECT pipeline, model, toUInt8(notEmpty(os)) AS has, o, r, pr, su, exc, rsum, rcnt, last, n, exact, d" +
+		" FROM (" + perModel + ")" +
 		" LEFT ARRAY JOIN os AS o, rgs AS r, ps AS pr, oks AS su, exs AS exc, rss AS rsum, rns AS rcnt, lts AS last"
 	return q, args
 }

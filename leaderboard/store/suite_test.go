@@ -617,6 +617,34 @@ func testBoundedRollupState(t *testing.T, newDB backend) {
 	} else {
 		t.Logf("median of 5000: t-digest %.6f s, exact %.6f s (%.3f ms apart)", g, w, math.Abs(g-w)*1e3)
 	}
+	// The one read of aggregated_stats, past the bound with an edge hour
+	// of raw rows too: exact sums, the median within 1 %.
+	var late []results.Result
+	for i := 0; i < 40; i++ {
+		at := hour.Add(time.Hour + time.Duration(i)*time.Minute)
+		r := probe(orchA, "FRA", at, results.Success, time.Duration(3000+i*100)*time.Millisecond)
+		r.ProbeID = results.ProbeID(orchA, "late", at.Format(time.RFC3339Nano))
+		late = append(late, r)
+	}
+	insert(t, db, late)
+	edged := Filter{Window: Window{hour, hour.Add(time.Hour + 30*time.Minute)}, Pipeline: t2i, Model: sdxl}
+	wantAggs, err := st.aggregatesRaw(ctx, edged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, err = st.medianRTTsRaw(ctx, edged); err != nil {
+		t.Fatal(err)
+	}
+	gotAggs, gotMed, err := st.AggregatesAndMedians(ctx, edged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(wantAggs) != 501 || !reflect.DeepEqual(gotAggs, wantAggs) {
+		t.Errorf("aggregates read with the t-digest median: %d of them, differing from the raw %d", len(gotAggs), len(wantAggs))
+	}
+	if w, g := want[k], gotMed[k]; w == 0 || math.Abs(g-w) > 0.01*w {
+		t.Errorf("median read with the aggregates %.6f s, exact %.6f s: more than 1 %% apart", g, w)
+	}
 
 	f.Orchestrator = orchA
 	wantH, err := st.historyRaw(ctx, f, Hour)
