@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"runtime"
 	"strconv"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/lpgauge/lpgauge/internal/chclient"
 	"github.com/lpgauge/lpgauge/internal/chtest"
+	"github.com/lpgauge/lpgauge/schemas"
 )
 
 // benchTable is one loaded fleet table of BenchmarkReads. It is loaded by
@@ -92,7 +94,13 @@ func loadFleet(b *testing.B, n int, sh fleetShape) *benchTable {
 			}
 		}
 	}()
-	t.db = chtest.NewDB(heldTB{b, &t.cleanups})
+	var kept time.Time
+	t.db, kept = benchDB(heldTB{b, &t.cleanups}, n)
+	if !kept.IsZero() {
+		t.now = kept
+		ok = true
+		return t
+	}
 	t.now = time.Now().UTC()
 	par := 2 * runtime.GOMAXPROCS(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
@@ -203,4 +211,42 @@ feed:
 	wg.Wait()
 	close(errs)
 	return <-errs
+}
+
+// benchDB is the benchmark's database: a fresh one dropped after the last
+// -count run, or, with LPGAUGE_BENCH_DB=NAME, NAME_<rows> on the test
+// server, migrated and kept, so later runs time new queries on the same rows
+// without loading them again (minutes at the fleet size). It reports the
+// load's "now": the newest probe of a kept database, or zero when the rows
+// must be loaded.
+func benchDB(tb testing.TB, n int) (*chtest.DB, time.Time) {
+	name := os.Getenv("LPGAUGE_BENCH_DB")
+	if name == "" {
+		return chtest.NewDB(tb), time.Time{}
+	}
+	ctx := context.Background()
+	name = fmt.Sprintf("%s_%d", name, n)
+	addr := chtest.Addr(tb)
+	conn, err := chclient.Open(ctx, chclient.Config{Addr: addr, ReadTimeout: 60 * time.Minute})
+	if err != nil {
+		tb.Fatalf("connect to %s: %v", addr, err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	if _, err := schemas.Migrate(ctx, conn, schemas.Options{Database: name}); err != nil {
+		tb.Fatalf("migrate kept database %s: %v", name, err)
+	}
+	var rows uint64
+	var newest time.Time
+	if err := conn.QueryRow(ctx, "SELECT count(), max(started_at) FROM "+name+".probe_results").Scan(&rows, &newest); err != nil {
+		tb.Fatal(err)
+	}
+	db := &chtest.DB{Conn: conn, Name: name, Addr: addr, Engine: chtest.EngineServer}
+	if rows == 0 {
+		return db, time.Time{}
+	}
+	if rows != uint64(n) {
+		tb.Fatalf("kept database %s holds %d rows, not %d: drop it", name, rows, n)
+	}
+	tb.Logf("kept database %s: %d rows, newest %s", name, rows, newest.UTC())
+	return db, newest.UTC().Add(time.Second)
 }

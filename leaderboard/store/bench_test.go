@@ -16,8 +16,9 @@ import (
 
 // BenchmarkReads loads a fleet-shaped probe_results (regions × orchestrators
 // × models, one probe each per round, newest now; rollups filled by the view
-// on insert) and times, in the same run, aggregated_stats (Aggregates +
-// MedianRTTs for one pipeline/model, last 24 h) from rollups and from raw
+// on insert) and times, in the same run, aggregated_stats (Aggregates and
+// MedianRTTs for one pipeline/model, last 24 h, in one read as the API asks
+// them: ScoreInputs) from rollups and from raw
 // rows, an orchestrator's hourly history over 7 days from rollups and from
 // raw rows, and raw_stats (one orchestrator, one pipeline/model, last hour).
 //
@@ -34,7 +35,10 @@ import (
 // It prints a markdown table: rows, query, source (path/cache/clients),
 // p50/p99 latency per request and requests per second.
 //
-// Rows: 1M by default; LPGAUGE_BENCH_ROWS takes a comma list. Fleet:
+// Rows: 1M by default; LPGAUGE_BENCH_ROWS takes a comma list;
+// LPGAUGE_BENCH_DB keeps the loaded rows for the next run (benchDB), and
+// LPGAUGE_BENCH_QUERIES=TEXT times only the reads whose "query/source"
+// contains TEXT. Fleet:
 // LPGAUGE_BENCH_SHAPE=ORCHSxMODELSxREGIONS (default 100x30x4) and
 // LPGAUGE_BENCH_ROUND seconds between one combo's probes (default 600);
 // `BENCH_LARGE=1 scripts/bench.sh` runs the network's future size,
@@ -118,12 +122,11 @@ func benchReads(b *testing.B, n int, sh fleetShape) []string {
 	day := Filter{Window: Window{now.Add(-24 * time.Hour), now}, Pipeline: "pipeline-2", Model: "model-7"}
 	week := Filter{Window: Window{now.Add(-7 * 24 * time.Hour), now}, Pipeline: "pipeline-2", Model: "model-7", Orchestrator: "0xbench42"}
 	hour := Filter{Window: Window{now.Add(-time.Hour), now}, Pipeline: "pipeline-2", Model: "model-7", Orchestrator: "0xbench42"}
+	// What the API's aggregated_stats asks: aggregates and medians in one
+	// read (ScoreInputs).
 	aggregated := func(st *ClickHouse) func(context.Context) error {
 		return func(ctx context.Context) error {
-			if _, err := st.Aggregates(ctx, day); err != nil {
-				return err
-			}
-			_, err := st.MedianRTTs(ctx, day)
+			_, _, err := ScoreInputs(ctx, st, day)
 			return err
 		}
 	}
@@ -146,7 +149,11 @@ func benchReads(b *testing.B, n int, sh fleetShape) []string {
 		{"raw_stats 1h one orchestrator", "raw/cold", func(ctx context.Context) error { _, err := cold.Raw(ctx, hour, false, 1000); return err }},
 	}
 	var lines []string
+	only := os.Getenv("LPGAUGE_BENCH_QUERIES")
 	for _, q := range queries {
+		if only != "" && !strings.Contains(q.name+"/"+q.source, only) {
+			continue
+		}
 		// The first request fills the warm cache and fails the benchmark if
 		// the query fails; the second counts what ClickHouse read for one
 		// request as timed below (the native protocol's progress packets,
@@ -186,7 +193,7 @@ func benchReads(b *testing.B, n int, sh fleetShape) []string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bounded, err := cold.MedianRTTs(ctx, day)
+	_, bounded, err := ScoreInputs(ctx, cold, day)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -69,7 +69,7 @@ const countsSelect = "SELECT pipeline, model, toStartOfHour(started_at) AS hour,
 	" countIfState(outcome = 'success' AND total_us > 0) AS rtt_n," +
 	" maxState(started_at) AS last_tested"
 
-// byTimeColumns are probe_results_by_time's (migration 0008), copied from
+// byTimeColumns are probe_results_by_time_fine's (migration 0010), copied from
 // probe_results by its view.
 const byTimeColumns = "pipeline, model, started_at, started_at_ms, region, orchestrator, outcome, total_us"
 
@@ -83,10 +83,10 @@ const (
 // RebuildRollups recomputes the rollups of the whole hours in [from, to)
 // from raw rows, for example after a materialized-view failure (the raw rows
 // were stored, the rollup rows were not), after a raw back-fill, or once after
-// migration 0003 or 0008 on a database that already held probes. Every
+// migration 0003, 0008 or 0010 on a database that already held probes. Every
 // rollup table is rebuilt (probe_rollup_hourly and, since 0008,
 // probe_rollup_model_hourly and probe_rollup_counts_hourly), and the raw
-// copy probe_results_by_time for the range.
+// copy probe_results_by_time_fine for the range.
 //
 // An hour cannot be targeted by DROP PARTITION (rollups are partitioned by
 // month, and raw retention may already have dropped the month's older days),
@@ -123,9 +123,9 @@ func (c *ClickHouse) RebuildRollups(ctx context.Context, from, to time.Time, now
 	}
 	// Every rollup table is deleted and rebuilt: the tables of 0008 may
 	// hold the range even where the hourly one does not, or the reverse.
-	for _, tbl := range []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly", "probe_results_by_time"} {
+	for _, tbl := range []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly", byTimeName} {
 		col := "hour"
-		if tbl == "probe_results_by_time" {
+		if tbl == byTimeName {
 			col = "started_at"
 		}
 		// Values are formatted, not bound: ALTER is not a SELECT and the
@@ -196,8 +196,9 @@ type Dropped struct {
 	Newest time.Time
 }
 
-// Retention drops the partitions of probe_results (and its copy by time,
-// probe_results_by_time) whose newest probe is older than now − raw, and of the rollup tables (probe_rollup_hourly,
+// Retention drops the partitions of probe_results (and its copies by time,
+// probe_results_by_time_fine and 0008's probe_results_by_time, no longer
+// fed since 0010) whose newest probe is older than now − raw, and of the rollup tables (probe_rollup_hourly,
 // probe_rollup_model_hourly, probe_rollup_counts_hourly) whose newest hour is
 // older than now − rollups (a zero duration keeps that table forever). Raw is
 // partitioned by day and rollups by month, so a partition goes only once all
@@ -208,7 +209,7 @@ func (c *ClickHouse) Retention(ctx context.Context, now time.Time, raw, rollups 
 	for _, t := range []struct {
 		name string
 		keep time.Duration
-	}{{"probe_results", raw}, {"probe_results_by_time", raw}, {"probe_rollup_hourly", rollups}, {"probe_rollup_model_hourly", rollups}, {"probe_rollup_counts_hourly", rollups}} {
+	}{{"probe_results", raw}, {byTimeName, raw}, {"probe_results_by_time", raw}, {"probe_rollup_hourly", rollups}, {"probe_rollup_model_hourly", rollups}, {"probe_rollup_counts_hourly", rollups}} {
 		if t.keep <= 0 {
 			continue
 		}

@@ -113,6 +113,8 @@ func testRollupsEqualRaw(t *testing.T, newDB backend) {
 	base := time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
 	insert(t, db, fleet(base, 6))
 	st := newStore(t, db)
+	cold := newStore(t, db)
+	cold.cache.checked, cold.cache.enabled = true, false // every read reads the rollups
 	ctx := context.Background()
 	ms := time.Millisecond
 	windows := map[string]Window{
@@ -161,6 +163,8 @@ func testRollupsEqualRaw(t *testing.T, newDB backend) {
 			if !reflect.DeepEqual(gotMed, wantMed) {
 				t.Errorf("%s: medians from rollups %v, raw %v", name, gotMed, wantMed)
 			}
+			checkScoreInputs(t, name+" (cache on)", st, f, want, wantMed)
+			checkScoreInputs(t, name+" (cache off)", cold, f, want, wantMed)
 			wantP, err := st.pipelinesRaw(ctx, f)
 			if err != nil {
 				t.Fatal(err)
@@ -173,6 +177,29 @@ func testRollupsEqualRaw(t *testing.T, newDB backend) {
 				t.Errorf("%s: pipelines from rollups %+v, raw %+v", name, gotP, wantP)
 			}
 		}
+	}
+}
+
+// checkScoreInputs: AggregatesAndMedians, the one read aggregated_stats
+// makes, answers what the raw rows give for both (no median when there is
+// no aggregate to score).
+func checkScoreInputs(t *testing.T, name string, st *ClickHouse, f Filter, want []Aggregate, wantMed map[Key]float64) {
+	t.Helper()
+	got, gotMed, err := st.AggregatesAndMedians(context.Background(), f)
+	if err != nil {
+		t.Fatalf("%s: aggregates and medians: %v", name, err)
+	}
+	if len(want) == 0 {
+		if len(got) != 0 || gotMed != nil {
+			t.Errorf("%s: nothing to score, yet aggregates %+v, medians %v", name, got, gotMed)
+		}
+		return
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s: aggregates read with the medians differ from raw:\n got %+v\nwant %+v", name, got, want)
+	}
+	if !reflect.DeepEqual(gotMed, wantMed) {
+		t.Errorf("%s: medians read with the aggregates %v, raw %v", name, gotMed, wantMed)
 	}
 }
 
@@ -343,11 +370,11 @@ func testRebuildMatchesView(t *testing.T, newDB backend) {
 		}
 		// The raw copy by time (edge hours) is rebuilt too, never doubled.
 		var raw, byTime uint64
-		if err := db.Conn.QueryRow(ctx, "SELECT (SELECT count() FROM "+db.Name+".probe_results), (SELECT count() FROM "+db.Name+".probe_results_by_time)").Scan(&raw, &byTime); err != nil {
+		if err := db.Conn.QueryRow(ctx, "SELECT (SELECT count() FROM "+db.Name+".probe_results), (SELECT count() FROM "+db.Name+"."+byTimeName+")").Scan(&raw, &byTime); err != nil {
 			t.Fatal(err)
 		}
 		if raw == 0 || byTime != raw {
-			t.Errorf("rebuild %d: probe_results_by_time holds %d rows, probe_results %d", i+1, byTime, raw)
+			t.Errorf("rebuild %d: %s holds %d rows, probe_results %d", i+1, byTimeName, byTime, raw)
 		}
 	}
 	// Rebuilding one hour in the middle leaves the others alone.
@@ -381,7 +408,7 @@ func testRetention(t *testing.T, newDB backend) {
 		t.Fatal(err)
 	}
 	if len(dropped) != 2 || dropped[0].Table != "probe_results" || dropped[0].Partition != "20260307" ||
-		dropped[1].Table != "probe_results_by_time" || dropped[1].Partition != "20260307" {
+		dropped[1].Table != byTimeName || dropped[1].Partition != "20260307" {
 		t.Fatalf("dropped %+v, want raw partition 20260307 only (and its copy by time)", dropped)
 	}
 	f := Filter{Window: Window{old.Add(-time.Hour), old.Add(time.Hour)}, Orchestrator: orchA}
@@ -492,6 +519,7 @@ func testCachedWholeHoursSeeLateProbes(t *testing.T, newDB backend) {
 				if !reflect.DeepEqual(gotMed, wantMed) {
 					t.Errorf("%s, filter %d, pass %d: medians %v, raw %v", step, i, pass, gotMed, wantMed)
 				}
+				checkScoreInputs(t, fmt.Sprintf("%s, filter %d, pass %d", step, i, pass), st, f, want, wantMed)
 				if i == 0 {
 					first = want
 				}
@@ -588,6 +616,34 @@ func testBoundedRollupState(t *testing.T, newDB backend) {
 		t.Errorf("median from the t-digest %.6f s, exact %.6f s: more than 1 %% apart", g, w)
 	} else {
 		t.Logf("median of 5000: t-digest %.6f s, exact %.6f s (%.3f ms apart)", g, w, math.Abs(g-w)*1e3)
+	}
+	// The one read of aggregated_stats, past the bound with an edge hour
+	// of raw rows too: exact sums, the median within 1 %.
+	var late []results.Result
+	for i := 0; i < 40; i++ {
+		at := hour.Add(time.Hour + time.Duration(i)*time.Minute)
+		r := probe(orchA, "FRA", at, results.Success, time.Duration(3000+i*100)*time.Millisecond)
+		r.ProbeID = results.ProbeID(orchA, "late", at.Format(time.RFC3339Nano))
+		late = append(late, r)
+	}
+	insert(t, db, late)
+	edged := Filter{Window: Window{hour, hour.Add(time.Hour + 30*time.Minute)}, Pipeline: t2i, Model: sdxl}
+	wantAggs, err := st.aggregatesRaw(ctx, edged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, err = st.medianRTTsRaw(ctx, edged); err != nil {
+		t.Fatal(err)
+	}
+	gotAggs, gotMed, err := st.AggregatesAndMedians(ctx, edged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(wantAggs) != 501 || !reflect.DeepEqual(gotAggs, wantAggs) {
+		t.Errorf("aggregates read with the t-digest median: %d of them, differing from the raw %d", len(gotAggs), len(wantAggs))
+	}
+	if w, g := want[k], gotMed[k]; w == 0 || math.Abs(g-w) > 0.01*w {
+		t.Errorf("median read with the aggregates %.6f s, exact %.6f s: more than 1 %% apart", g, w)
 	}
 
 	f.Orchestrator = orchA
