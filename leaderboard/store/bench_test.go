@@ -120,7 +120,7 @@ func benchReads(b *testing.B, n int, sh fleetShape) []string {
 	if err := db.Conn.Exec(lctx, load); err != nil {
 		b.Fatalf("load %d rows: %v", n, err)
 	}
-	for _, tbl := range []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly"} {
+	for _, tbl := range []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly", "probe_rollup_orchestrator_hourly"} {
 		_ = db.Conn.Exec(lctx, "OPTIMIZE TABLE "+db.Name+"."+tbl+" FINAL")
 	}
 	b.Logf("loaded %d rows (rollups by the view) in %s", n, time.Since(start).Round(time.Millisecond))
