@@ -33,22 +33,34 @@ func (c *ClickHouse) byTimeTable() string { return c.db + "." + byTimeName }
 
 const byTimeName = "probe_results_by_time_fine"
 
+// byOrchestratorTable is probe_results_by_orchestrator (migration 0009):
+// the raw columns of raw_stats and history ordered (orchestrator, pipeline,
+// model, region, started_at) in 1,024-row granules, so one orchestrator's
+// hour is read as one small granule, not one 8,192-row granule per region
+// holding every orchestrator of the model as in probe_results.
+func (c *ClickHouse) byOrchestratorTable() string { return c.db + ".probe_results_by_orchestrator" }
+
+// orchestratorTable is probe_rollup_orchestrator_hourly (migration 0009): the
+// hourly rollups one orchestrator's history and aggregates read, ordered by
+// orchestrator first in 256-row granules.
+func (c *ClickHouse) orchestratorTable() string { return c.db + ".probe_rollup_orchestrator_hourly" }
+
 // edgeTable is where a read of f takes its raw edge rows: one
-// orchestrator's lie together in probe_results, everyone's by time in
-// probe_results_by_time_fine.
+// orchestrator's lie together in probe_results_by_orchestrator, everyone's
+// by time in probe_results_by_time_fine.
 func (c *ClickHouse) edgeTable(f Filter, skipOrchestrator bool) string {
 	if f.Orchestrator != "" && !skipOrchestrator {
-		return c.table()
+		return c.byOrchestratorTable()
 	}
 	return c.byTimeTable()
 }
 
 // aggregatesTable is where Aggregates reads f's whole hours: one
-// orchestrator's rows lie together in rollupTable (its order keeps an
-// orchestrator's hours side by side), everyone's in countsTable.
+// orchestrator's rows lie together in orchestratorTable, everyone's by hour
+// in countsTable.
 func (c *ClickHouse) aggregatesTable(f Filter) (table, name string) {
 	if f.Orchestrator != "" {
-		return c.rollupTable(), "probe_rollup_hourly"
+		return c.orchestratorTable(), "probe_rollup_orchestrator_hourly"
 	}
 	return c.countsTable(), "probe_rollup_counts_hourly"
 }
