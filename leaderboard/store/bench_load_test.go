@@ -143,9 +143,21 @@ func loadFleet(b *testing.B, n int, sh fleetShape) *benchTable {
 	inserted := time.Since(start)
 	// Every rollup table: each AggregatingMergeTree the migrations made.
 	var rollups []string
-	if err := conn.Select(ctx, &rollups, "SELECT name FROM system.tables WHERE database = ? AND engine = 'AggregatingMergeTree' ORDER BY name", t.db.Name); err != nil {
+	trows, err := conn.Query(ctx, "SELECT name FROM system.tables WHERE database = ? AND engine = 'AggregatingMergeTree' ORDER BY name", t.db.Name)
+	if err != nil {
 		b.Fatal(err)
 	}
+	for trows.Next() {
+		var name string
+		if err := trows.Scan(&name); err != nil {
+			b.Fatal(err)
+		}
+		rollups = append(rollups, name)
+	}
+	if err := trows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	trows.Close()
 	if err := inParallel(ctx, par, len(rollups), func(ctx context.Context, i int) error {
 		return conn.Exec(ctx, "OPTIMIZE TABLE "+t.db.Name+"."+rollups[i]+" FINAL")
 	}); err != nil {
