@@ -127,8 +127,8 @@ func (c *ClickHouse) AggregatesAndMedians(ctx context.Context, f Filter) ([]Aggr
 //     a row holds them all exactly when its count is at most the bound
 //     (groupArrayIf(4096) keeps the first 4096), so the count says whether
 //     the median can be exact without reading them. At 1,000 orchestrators
-//     × 10 models × 4 regions every row is past the bound, and rtt_few was
-//     27 MB of the 31 MB one request read;
+//     × 10 models × 4 regions every row is past the bound, and a day's rows
+//     (one granule, read whole) hold 27 MB of rtt_few uncompressed;
 //   - edges: the raw rows outside the whole hours, grouped per
 //     (orchestrator, region, pipeline, model): sums and t-digest.
 //
