@@ -150,7 +150,7 @@ large_section() {
   awk -F'\t' '$1 == "read" && !seen[$2]++ { print $2 }' "$LOGS/large.tsv"
   echo
   echo "Loading each size (\`INSERT … SELECT\` from \`numbers()\` into probe_results, every migration's materialized view"
-  echo "filling the rollups and probe_results_by_time as on the production insert path, in chunks of whole rounds of about"
+  echo "filling the rollup tables and the raw copies as on the production insert path, in chunks of whole rounds of about"
   echo "1M rows, each chunk one block end to end, the views of a block in parallel, 2 × GOMAXPROCS chunks at once; then"
   echo "\`OPTIMIZE … FINAL\` of every rollup table, each AggregatingMergeTree), on the same shared box as the reads:"
   echo
