@@ -261,7 +261,9 @@ func (s *server) leaderboard(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.ctx(r)
 	defer cancel()
 	f := store.Filter{Window: p.window, Pipeline: p.pipeline, Model: p.model, Region: p.region}
-	aggs, err := s.store.Aggregates(ctx, f)
+	// One read for both (store.ScoreInputs): the window's raw edge rows
+	// serve the sums and the median alike.
+	aggs, medians, err := store.ScoreInputs(ctx, s.store, f)
 	if err != nil {
 		s.storeFailed(w, "aggregates", err)
 		return
@@ -274,11 +276,6 @@ func (s *server) leaderboard(w http.ResponseWriter, r *http.Request) {
 	}
 	out.Regions = regionInfos(regs)
 	if len(aggs) > 0 {
-		medians, err := s.store.MedianRTTs(ctx, f)
-		if err != nil {
-			s.storeFailed(w, "median", err)
-			return
-		}
 		times, err := s.store.ServerTimes(ctx, f)
 		if err != nil {
 			s.storeFailed(w, "server times", err)

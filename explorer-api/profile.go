@@ -194,14 +194,9 @@ func (s *server) profile(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		f := store.Filter{Window: p.window, Region: reg, Pipeline: p.pipeline, Model: p.model}
-		aggs, err := s.store.Aggregates(ctx, f)
+		aggs, medians, err := store.ScoreInputs(ctx, s.store, f)
 		if err != nil {
 			s.storeFailed(w, "aggregates", err)
-			return
-		}
-		medians, err := s.store.MedianRTTs(ctx, f)
-		if err != nil {
-			s.storeFailed(w, "median", err)
 			return
 		}
 		f.Orchestrator = addr

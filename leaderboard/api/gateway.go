@@ -33,12 +33,8 @@ type standing struct {
 // (orchestrator, region). With a pipeline and model there is one aggregate
 // per key, so the numbers equal aggregated_stats'.
 func (s *Server) standings(ctx context.Context, f store.Filter) (map[string]map[string]standing, error) {
-	aggs, err := s.store.Aggregates(ctx, f)
+	aggs, medians, err := store.ScoreInputs(ctx, s.store, f)
 	if err != nil || len(aggs) == 0 {
-		return nil, err
-	}
-	medians, err := s.store.MedianRTTs(ctx, f)
-	if err != nil {
 		return nil, err
 	}
 	out := map[string]map[string]standing{}

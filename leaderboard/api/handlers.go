@@ -153,17 +153,15 @@ func (s *Server) aggregatedStats(c *gin.Context) {
 	ctx, cancel := s.queryCtx(c)
 	defer cancel()
 	f := p.filter()
-	aggs, ok := s.aggregates(ctx, c, f)
-	if !ok {
+	// One read for both (store.ScoreInputs): the window's raw edge rows
+	// serve the sums and the median alike.
+	aggs, medians, err := store.ScoreInputs(ctx, s.store, f)
+	if err != nil {
+		s.storeFailed(c, "aggregates", err)
 		return
 	}
 	if len(aggs) == 0 {
 		writeJSON(c, http.StatusOK, out)
-		return
-	}
-	medians, err := s.store.MedianRTTs(ctx, f)
-	if err != nil {
-		s.storeFailed(c, "median", err)
 		return
 	}
 	for _, a := range aggs {

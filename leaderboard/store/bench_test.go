@@ -12,14 +12,13 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-
-	"github.com/lpgauge/lpgauge/internal/chtest"
 )
 
 // BenchmarkReads loads a fleet-shaped probe_results (regions × orchestrators
 // × models, one probe each per round, newest now; rollups filled by the view
-// on insert) and times, in the same run, aggregated_stats (Aggregates +
-// MedianRTTs for one pipeline/model, last 24 h) from rollups and from raw
+// on insert) and times, in the same run, aggregated_stats (Aggregates and
+// MedianRTTs for one pipeline/model, last 24 h, in one read as the API asks
+// them: ScoreInputs) from rollups and from raw
 // rows, an orchestrator's hourly history over 7 days from rollups and from
 // raw rows, and raw_stats (one orchestrator, one pipeline/model, last hour).
 //
@@ -36,7 +35,10 @@ import (
 // It prints a markdown table: rows, query, source (path/cache/clients),
 // p50/p99 latency per request and requests per second.
 //
-// Rows: 1M by default; LPGAUGE_BENCH_ROWS takes a comma list. Fleet:
+// Rows: 1M by default; LPGAUGE_BENCH_ROWS takes a comma list;
+// LPGAUGE_BENCH_DB keeps the loaded rows for the next run (benchDB), and
+// LPGAUGE_BENCH_QUERIES=TEXT times only the reads whose "query/source"
+// contains TEXT. Fleet:
 // LPGAUGE_BENCH_SHAPE=ORCHSxMODELSxREGIONS (default 100x30x4) and
 // LPGAUGE_BENCH_ROUND seconds between one combo's probes (default 600);
 // `BENCH_LARGE=1 scripts/bench.sh` runs the network's future size,
@@ -67,7 +69,7 @@ func BenchmarkReads(b *testing.B) {
 		sh.round = n
 	}
 	var table []string
-	reads, medianGaps = nil, nil
+	reads, medianGaps, loads, parts = nil, nil, nil, nil
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
 			table = append(table, benchReads(b, n, sh)...)
@@ -80,6 +82,14 @@ func BenchmarkReads(b *testing.B) {
 	}
 	fmt.Println("\nread by one request (ClickHouse progress packets)\n\n| rows | query | source | read rows | read MB |\n|---:|---|---|---:|---:|")
 	for _, l := range reads {
+		fmt.Println(l)
+	}
+	fmt.Println("\nload (first run of each size; 2 × GOMAXPROCS chunks inserted at once)\n\n| rows | load s | insert s | OPTIMIZE FINAL s | chunks × rows | parallel |\n|---:|---:|---:|---:|---:|---:|")
+	for _, l := range loads {
+		fmt.Println(l)
+	}
+	fmt.Println("\ntables after the load (system.parts, active parts)\n\n| rows | table | parts | table rows | MiB on disk |\n|---:|---|---:|---:|---:|")
+	for _, l := range parts {
 		fmt.Println(l)
 	}
 	fmt.Println("\nmedian_rtt of the benchmark's model over 24 h, exact (raw rows) vs from the rollups\n\n| rows | exact ms | rollups ms | rollups − exact ms |\n|---:|---:|---:|---:|")
@@ -98,32 +108,9 @@ type fleetShape struct {
 func (s fleetShape) combos() int { return s.orchs * s.models * s.regions }
 
 func benchReads(b *testing.B, n int, sh fleetShape) []string {
-	db := chtest.NewDB(b)
+	tbl := benchTableFor(b, n, sh)
+	db, now := tbl.db, tbl.now
 	ctx := context.Background()
-	now := time.Now().UTC()
-	start := time.Now()
-	// Row i: combo i % combos (region, orchestrator, model), slot i / combos
-	// rounds back from now, each combo at its own offset in the round.
-	// Pipeline = model % 5. 90 % success, 8 % failure, 2 % excused; times
-	// 0.5–20 s.
-	load := fmt.Sprintf("INSERT INTO %[1]s.probe_results"+
-		" (probe_id, region, orchestrator, pipeline, model, warm, started_at, started_at_ms, outcome, total_us, server_us, upload_us, download_us, source)"+
-		" SELECT toString(number), ['FRA', 'LAX', 'MDW', 'SIN'][combo %% %[5]d + 1], concat('0xbench', toString(intDiv(combo, %[5]d) %% %[6]d)),"+
-		" concat('pipeline-', toString(intDiv(combo, %[7]d) %% 5)), concat('model-', toString(intDiv(combo, %[7]d))), toUInt8(h %% 3 != 0),"+
-		" toDateTime(%[2]d - intDiv(number, %[3]d) * %[8]d - combo %% %[8]d), toUInt16(h %% 1000),"+
-		" CAST(multiIf(h %% 100 < 90, 'success', h %% 100 < 98, 'failure', 'excused') AS Enum8('success' = 1, 'failure' = 2, 'excused' = 3)),"+
-		" 500000 + h %% 19500000, intDiv(500000 + h %% 19500000, 2), h %% 300000, h %% 200000, 'bench'"+
-		" FROM (SELECT number, number %% %[3]d AS combo, intHash64(number) AS h FROM system.numbers LIMIT %[4]d)",
-		db.Name, now.Unix(), sh.combos(), n, sh.regions, sh.orchs, sh.regions*sh.orchs, sh.round)
-	lctx, cancel := context.WithTimeout(ctx, 60*time.Minute)
-	defer cancel()
-	if err := db.Conn.Exec(lctx, load); err != nil {
-		b.Fatalf("load %d rows: %v", n, err)
-	}
-	for _, tbl := range []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly"} {
-		_ = db.Conn.Exec(lctx, "OPTIMIZE TABLE "+db.Name+"."+tbl+" FINAL")
-	}
-	b.Logf("loaded %d rows (rollups by the view) in %s", n, time.Since(start).Round(time.Millisecond))
 
 	warm, err := NewClickHouse(db.Conn, db.Name, time.Minute)
 	if err != nil {
@@ -135,12 +122,11 @@ func benchReads(b *testing.B, n int, sh fleetShape) []string {
 	day := Filter{Window: Window{now.Add(-24 * time.Hour), now}, Pipeline: "pipeline-2", Model: "model-7"}
 	week := Filter{Window: Window{now.Add(-7 * 24 * time.Hour), now}, Pipeline: "pipeline-2", Model: "model-7", Orchestrator: "0xbench42"}
 	hour := Filter{Window: Window{now.Add(-time.Hour), now}, Pipeline: "pipeline-2", Model: "model-7", Orchestrator: "0xbench42"}
+	// What the API's aggregated_stats asks: aggregates and medians in one
+	// read (ScoreInputs).
 	aggregated := func(st *ClickHouse) func(context.Context) error {
 		return func(ctx context.Context) error {
-			if _, err := st.Aggregates(ctx, day); err != nil {
-				return err
-			}
-			_, err := st.MedianRTTs(ctx, day)
+			_, _, err := ScoreInputs(ctx, st, day)
 			return err
 		}
 	}
@@ -163,7 +149,11 @@ func benchReads(b *testing.B, n int, sh fleetShape) []string {
 		{"raw_stats 1h one orchestrator", "raw/cold", func(ctx context.Context) error { _, err := cold.Raw(ctx, hour, false, 1000); return err }},
 	}
 	var lines []string
+	only := os.Getenv("LPGAUGE_BENCH_QUERIES")
 	for _, q := range queries {
+		if only != "" && !strings.Contains(q.name+"/"+q.source, only) {
+			continue
+		}
 		// The first request fills the warm cache and fails the benchmark if
 		// the query fails; the second counts what ClickHouse read for one
 		// request as timed below (the native protocol's progress packets,
@@ -203,7 +193,7 @@ func benchReads(b *testing.B, n int, sh fleetShape) []string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bounded, err := cold.MedianRTTs(ctx, day)
+	_, bounded, err := ScoreInputs(ctx, cold, day)
 	if err != nil {
 		b.Fatal(err)
 	}

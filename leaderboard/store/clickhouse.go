@@ -305,7 +305,13 @@ func (c *ClickHouse) Raw(ctx context.Context, f Filter, includeExcused bool, lim
 	} else if mt {
 		w = " PREWHERE " + strings.TrimPrefix(w, " WHERE ")
 	}
-	q := "SELECT " + rawColumns + " FROM " + c.table() + w +
+	// One orchestrator's rows (raw_stats always names one) lie together in
+	// probe_results_by_orchestrator (migration 0009).
+	table := c.table()
+	if f.Orchestrator != "" {
+		table = c.byOrchestratorTable()
+	}
+	q := "SELECT " + rawColumns + " FROM " + table + w +
 		" ORDER BY started_at DESC, started_at_ms DESC, probe_id LIMIT " + fmt.Sprint(limit)
 	rows, err := c.conn.Query(cctx, q, args...)
 	if err != nil {

@@ -24,28 +24,43 @@ func (c *ClickHouse) rollupTable() string { return c.db + ".probe_rollup_hourly"
 // of one model (or of all) reads only its own hours.
 func (c *ClickHouse) countsTable() string { return c.db + ".probe_rollup_counts_hourly" }
 
-// byTimeTable is probe_results_by_time (migration 0008): the raw columns a
+// byTimeTable is probe_results_by_time_fine (migration 0010; 0008's
+// probe_results_by_time with 1,024-row granules): the raw columns a
 // window's partial edge hours need, ordered by (pipeline, model,
 // started_at), so an edge reads its own minutes, not the model's every row
 // of those days as probe_results (started_at last in its key) would.
-func (c *ClickHouse) byTimeTable() string { return c.db + ".probe_results_by_time" }
+func (c *ClickHouse) byTimeTable() string { return c.db + "." + byTimeName }
+
+const byTimeName = "probe_results_by_time_fine"
+
+// byOrchestratorTable is probe_results_by_orchestrator (migration 0009):
+// the raw columns of raw_stats and history ordered (orchestrator, pipeline,
+// model, region, started_at) in 1,024-row granules, so one orchestrator's
+// hour is read as one small granule, not one 8,192-row granule per region
+// holding every orchestrator of the model as in probe_results.
+func (c *ClickHouse) byOrchestratorTable() string { return c.db + ".probe_results_by_orchestrator" }
+
+// orchestratorTable is probe_rollup_orchestrator_hourly (migration 0009): the
+// hourly rollups one orchestrator's history and aggregates read, ordered by
+// orchestrator first in 256-row granules.
+func (c *ClickHouse) orchestratorTable() string { return c.db + ".probe_rollup_orchestrator_hourly" }
 
 // edgeTable is where a read of f takes its raw edge rows: one
-// orchestrator's lie together in probe_results, everyone's by time in
-// probe_results_by_time.
+// orchestrator's lie together in probe_results_by_orchestrator, everyone's
+// by time in probe_results_by_time_fine.
 func (c *ClickHouse) edgeTable(f Filter, skipOrchestrator bool) string {
 	if f.Orchestrator != "" && !skipOrchestrator {
-		return c.table()
+		return c.byOrchestratorTable()
 	}
 	return c.byTimeTable()
 }
 
 // aggregatesTable is where Aggregates reads f's whole hours: one
-// orchestrator's rows lie together in rollupTable (its order keeps an
-// orchestrator's hours side by side), everyone's in countsTable.
+// orchestrator's rows lie together in orchestratorTable, everyone's by hour
+// in countsTable.
 func (c *ClickHouse) aggregatesTable(f Filter) (table, name string) {
 	if f.Orchestrator != "" {
-		return c.rollupTable(), "probe_rollup_hourly"
+		return c.orchestratorTable(), "probe_rollup_orchestrator_hourly"
 	}
 	return c.countsTable(), "probe_rollup_counts_hourly"
 }
@@ -142,42 +157,25 @@ func (c *ClickHouse) aggregates(ctx context.Context, f Filter, s span) ([]Aggreg
 	if f.Region == regions.Global {
 		regionCol = chclient.Quote(regions.Global)
 	}
-	table, tableName := c.aggregatesTable(f)
-	rw, rargs := rollupWhere(f, s, false)
-	rollup := "SELECT orchestrator, " + regionCol + " AS reg, pipeline, model," +
-		" countIfMerge(probes) AS p, countIfMerge(successes) AS ok, countIfMerge(excused) AS ex," +
-		" sumIfMerge(rtt_sum_us) AS rs, countIfMerge(rtt_n) AS rn, maxMerge(last_tested) AS lt" +
-		" FROM " + table + rw + " GROUP BY orchestrator, reg, pipeline, model"
+	rollup, rargs := c.wholeSums(f, s)
 	ew, eargs := edgeWhere(f, s, false)
 	edge := "SELECT orchestrator, " + regionCol + " AS reg, pipeline, model," +
 		" countIf(outcome != 'excused') AS p, countIf(outcome = 'success') AS ok, countIf(outcome = 'excused') AS ex," +
 		" sumIf(total_us, outcome = 'success' AND total_us > 0) AS rs, countIf(outcome = 'success' AND total_us > 0) AS rn," +
 		" max(started_at) AS lt" +
 		" FROM " + c.edgeTable(f, false) + ew + " GROUP BY orchestrator, reg, pipeline, model"
-	if s.whole() {
-		t, cached, err := c.wholeHoursToken(ctx, s, tableName)
-		if err != nil {
-			return nil, err
-		}
-		if cached {
-			key := cacheKey("aggregates", f, s)
-			var whole []aggPartial
-			if e := c.cache.get(key, t); e != nil {
-				whole = e.aggs
-			} else {
-				if whole, err = c.scanPartials(ctx, rollup, rargs); err != nil {
-					return nil, err
-				}
-				c.cache.put(key, &wholeHoursEntry{token: t, aggs: whole, values: len(whole)})
+	whole, cached, err := c.wholeFromCache(ctx, f, s)
+	if err != nil {
+		return nil, err
+	}
+	if cached {
+		var edges []aggPartial
+		if s.edges {
+			if edges, err = c.scanPartials(ctx, edge, eargs); err != nil {
+				return nil, err
 			}
-			var edges []aggPartial
-			if s.edges {
-				if edges, err = c.scanPartials(ctx, edge, eargs); err != nil {
-					return nil, err
-				}
-			}
-			return sumPartials(whole, edges), nil
 		}
+		return sumPartials(whole, edges), nil
 	}
 	inner, args := unionAll(s, rollup, edge, rargs, eargs)
 	q := "SELECT orchestrator, reg, pipeline, model, sum(p) AS probes, sum(ok), sum(ex), sum(rs), sum(rn), max(lt)" +
@@ -185,6 +183,45 @@ func (c *ClickHouse) aggregates(ctx context.Context, f Filter, s span) ([]Aggreg
 		" GROUP BY orchestrator, reg, pipeline, model HAVING probes > 0" +
 		" ORDER BY orchestrator, reg, pipeline, model"
 	return c.scanAggregates(ctx, q, args)
+}
+
+// wholeSums is the query of Aggregates' sums over f's whole hours.
+func (c *ClickHouse) wholeSums(f Filter, s span) (string, []any) {
+	regionCol := "region"
+	if f.Region == regions.Global {
+		regionCol = chclient.Quote(regions.Global)
+	}
+	table, _ := c.aggregatesTable(f)
+	rw, rargs := rollupWhere(f, s, false)
+	return "SELECT orchestrator, " + regionCol + " AS reg, pipeline, model," +
+		" countIfMerge(probes) AS p, countIfMerge(successes) AS ok, countIfMerge(excused) AS ex," +
+		" sumIfMerge(rtt_sum_us) AS rs, countIfMerge(rtt_n) AS rn, maxMerge(last_tested) AS lt" +
+		" FROM " + table + rw + " GROUP BY orchestrator, reg, pipeline, model", rargs
+}
+
+// wholeFromCache gives Aggregates' sums over f's whole hours from the
+// whole-hour cache (read and kept there on a miss) and true, or false when
+// the cache does not apply (no whole hours, or not a MergeTree here).
+func (c *ClickHouse) wholeFromCache(ctx context.Context, f Filter, s span) ([]aggPartial, bool, error) {
+	if !s.whole() {
+		return nil, false, nil
+	}
+	_, tableName := c.aggregatesTable(f)
+	t, cached, err := c.wholeHoursToken(ctx, s, tableName)
+	if err != nil || !cached {
+		return nil, false, err
+	}
+	key := cacheKey("aggregates", f, s)
+	if e := c.cache.get(key, t); e != nil {
+		return e.aggs, true, nil
+	}
+	q, args := c.wholeSums(f, s)
+	whole, err := c.scanPartials(ctx, q, args)
+	if err != nil {
+		return nil, false, err
+	}
+	c.cache.put(key, &wholeHoursEntry{token: t, aggs: whole, values: len(whole)})
+	return whole, true, nil
 }
 
 // MedianRTTs implements Store from the model rollups (migration 0008) plus

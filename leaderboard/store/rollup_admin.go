@@ -69,9 +69,33 @@ const countsSelect = "SELECT pipeline, model, toStartOfHour(started_at) AS hour,
 	" countIfState(outcome = 'success' AND total_us > 0) AS rtt_n," +
 	" maxState(started_at) AS last_tested"
 
-// byTimeColumns are probe_results_by_time's (migration 0008), copied from
+// byTimeColumns are probe_results_by_time_fine's (migration 0010), copied from
 // probe_results by its view.
 const byTimeColumns = "pipeline, model, started_at, started_at_ms, region, orchestrator, outcome, total_us"
+
+// byOrchestratorColumns are probe_results_by_orchestrator's (migration 0009),
+// copied from probe_results by its view.
+const byOrchestratorColumns = "orchestrator, pipeline, model, region, started_at, started_at_ms, probe_id, batch_id, round_id, tester_id, source," +
+	" service_uri, warm, outcome, error_class, error_code, error_message, http_status, discovery_us, connect_us, tls_us," +
+	" upload_us, server_us, download_us, media_us, total_us, orch_processing_us, conn_reused, request_bytes, response_bytes," +
+	" ttft_us, output_units, input_parameters, queue_us, inference_us"
+
+// orchestratorColumns and orchestratorSelect are the view
+// probe_rollup_orchestrator_hourly_mv of migration 0009 (one orchestrator's
+// history and aggregates), kept in step with it.
+const orchestratorColumns = "orchestrator, pipeline, model, region, hour, probes, successes, excused, rtt_sum_us, rtt_n, last_tested," +
+	" server_n, server_few, server_pq"
+
+const orchestratorSelect = "SELECT orchestrator, pipeline, model, region, toStartOfHour(started_at) AS hour," +
+	" countIfState(outcome != 'excused') AS probes," +
+	" countIfState(outcome = 'success') AS successes," +
+	" countIfState(outcome = 'excused') AS excused," +
+	" sumIfState(total_us, outcome = 'success' AND total_us > 0) AS rtt_sum_us," +
+	" countIfState(outcome = 'success' AND total_us > 0) AS rtt_n," +
+	" maxState(started_at) AS last_tested," +
+	" countIfState(outcome = 'success' AND server_us > 0) AS server_n," +
+	" groupArrayIfState(" + serverFewMax + ")(server_us, outcome = 'success' AND server_us > 0) AS server_few," +
+	" quantilesTDigestIfState(0.5, 0.95)(server_us, outcome = 'success' AND server_us > 0) AS server_pq"
 
 // The bounds of the exact arrays of migration 0008: a rollup row keeps at
 // most this many values exactly (the rest only in its t-digest).
@@ -83,10 +107,12 @@ const (
 // RebuildRollups recomputes the rollups of the whole hours in [from, to)
 // from raw rows, for example after a materialized-view failure (the raw rows
 // were stored, the rollup rows were not), after a raw back-fill, or once after
-// migration 0003 or 0008 on a database that already held probes. Every
+// migration 0003, 0008 or 0010 on a database that already held probes. Every
 // rollup table is rebuilt (probe_rollup_hourly and, since 0008,
-// probe_rollup_model_hourly and probe_rollup_counts_hourly), and the raw
-// copy probe_results_by_time for the range.
+// probe_rollup_model_hourly and probe_rollup_counts_hourly, since 0009
+// probe_rollup_orchestrator_hourly), and the raw copies
+// probe_results_by_time_fine (0010) and probe_results_by_orchestrator (0009)
+// for the range.
 //
 // An hour cannot be targeted by DROP PARTITION (rollups are partitioned by
 // month, and raw retention may already have dropped the month's older days),
@@ -123,9 +149,10 @@ func (c *ClickHouse) RebuildRollups(ctx context.Context, from, to time.Time, now
 	}
 	// Every rollup table is deleted and rebuilt: the tables of 0008 may
 	// hold the range even where the hourly one does not, or the reverse.
-	for _, tbl := range []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly", "probe_results_by_time"} {
+	for _, tbl := range []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly", "probe_rollup_orchestrator_hourly",
+		byTimeName, "probe_results_by_orchestrator"} {
 		col := "hour"
-		if tbl == "probe_results_by_time" {
+		if strings.HasPrefix(tbl, "probe_results_") {
 			col = "started_at"
 		}
 		// Values are formatted, not bound: ALTER is not a SELECT and the
@@ -157,6 +184,16 @@ func (c *ClickHouse) RebuildRollups(ctx context.Context, from, to time.Time, now
 		c.byTimeTable(), byTimeColumns, c.table(), f, t)
 	if err := c.exec(ctx, ins); err != nil {
 		return 0, unavailable("rebuild: insert raw rows by time", err)
+	}
+	ins = fmt.Sprintf("INSERT INTO %s (%s) %s FROM %s WHERE started_at >= toDateTime(%d) AND started_at < toDateTime(%d)"+
+		" GROUP BY orchestrator, pipeline, model, region, hour", c.orchestratorTable(), orchestratorColumns, orchestratorSelect, c.table(), f, t)
+	if err := c.exec(ctx, ins); err != nil {
+		return 0, unavailable("rebuild: insert orchestrator rollups", err)
+	}
+	ins = fmt.Sprintf("INSERT INTO %s (%s) SELECT %[2]s FROM %s WHERE started_at >= toDateTime(%d) AND started_at < toDateTime(%d)",
+		c.byOrchestratorTable(), byOrchestratorColumns, c.table(), f, t)
+	if err := c.exec(ctx, ins); err != nil {
+		return 0, unavailable("rebuild: insert raw rows by orchestrator", err)
 	}
 	var n uint64
 	if err := c.queryRow(ctx, "SELECT count() FROM (SELECT 1 FROM "+c.rollupTable()+" WHERE hour >= toDateTime(?) AND hour < toDateTime(?)"+
@@ -196,9 +233,12 @@ type Dropped struct {
 	Newest time.Time
 }
 
-// Retention drops the partitions of probe_results (and its copy by time,
-// probe_results_by_time) whose newest probe is older than now − raw, and of the rollup tables (probe_rollup_hourly,
-// probe_rollup_model_hourly, probe_rollup_counts_hourly) whose newest hour is
+// Retention drops the partitions of probe_results (and its copies by time,
+// probe_results_by_time_fine and 0008's probe_results_by_time, no longer fed
+// since 0010, and by orchestrator, probe_results_by_orchestrator) whose newest
+// probe is older than now − raw, and of the rollup tables
+// (probe_rollup_hourly, probe_rollup_model_hourly, probe_rollup_counts_hourly,
+// probe_rollup_orchestrator_hourly) whose newest hour is
 // older than now − rollups (a zero duration keeps that table forever). Raw is
 // partitioned by day and rollups by month, so a partition goes only once all
 // of it is past the limit; 18.16 has no TTL. DROP PARTITION is instant and
@@ -208,7 +248,8 @@ func (c *ClickHouse) Retention(ctx context.Context, now time.Time, raw, rollups 
 	for _, t := range []struct {
 		name string
 		keep time.Duration
-	}{{"probe_results", raw}, {"probe_results_by_time", raw}, {"probe_rollup_hourly", rollups}, {"probe_rollup_model_hourly", rollups}, {"probe_rollup_counts_hourly", rollups}} {
+	}{{"probe_results", raw}, {byTimeName, raw}, {"probe_results_by_time", raw}, {"probe_results_by_orchestrator", raw},
+		{"probe_rollup_hourly", rollups}, {"probe_rollup_model_hourly", rollups}, {"probe_rollup_counts_hourly", rollups}, {"probe_rollup_orchestrator_hourly", rollups}} {
 		if t.keep <= 0 {
 			continue
 		}

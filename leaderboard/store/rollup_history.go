@@ -12,11 +12,14 @@ import (
 // raw ones exactly (TestServer/HistoryEqualsRaw holds it to historyRaw),
 // past that they are the t-digest's.
 //
-// The filter goes to PREWHERE on a MergeTree: the rollup table is ordered by
-// (pipeline, model, region, orchestrator, hour), so without a region the key
-// narrows only to the model and every orchestrator's rows of it would be
-// read whole; as PREWHERE only the narrow key columns are read for those, the
-// state columns only for granules holding this orchestrator.
+// One orchestrator's history reads probe_rollup_orchestrator_hourly and
+// probe_results_by_orchestrator (migration 0009), ordered by orchestrator
+// first, so it reads its own rows' granules and no neighbour's states. The
+// network's (no orchestrator) reads probe_rollup_hourly, with the filter as
+// PREWHERE on a MergeTree: that table is ordered by (pipeline, model,
+// region, orchestrator, hour), so without a region the key narrows only to
+// the model; as PREWHERE only the narrow key columns are read for every
+// row, the state columns only for granules that pass.
 func (c *ClickHouse) historyRollups(ctx context.Context, f Filter, b Bucket) ([]HistoryPoint, error) {
 	be, err := bucketExpr(b)
 	if err != nil {
@@ -26,6 +29,10 @@ func (c *ClickHouse) historyRollups(ctx context.Context, f Filter, b Bucket) ([]
 	rollupBucket := "hour"
 	if b == Day {
 		rollupBucket = "toStartOfDay(hour)"
+	}
+	table := c.rollupTable()
+	if f.Orchestrator != "" {
+		table = c.orchestratorTable()
 	}
 	rw, rargs := rollupWhere(f, s, false)
 	if s.whole() {
@@ -41,7 +48,7 @@ func (c *ClickHouse) historyRollups(ctx context.Context, f Filter, b Bucket) ([]
 		" countIfMerge(probes) AS p, countIfMerge(successes) AS ok, sumIfMerge(rtt_sum_us) AS rs, countIfMerge(rtt_n) AS rn," +
 		" countIfMerge(server_n) AS sn, groupArrayIfMerge(" + serverFewMax + ")(server_few) AS sv," +
 		" quantilesTDigestIfMergeState(0.5, 0.95)(server_pq) AS sq" +
-		" FROM " + c.rollupTable() + rw + " GROUP BY pipeline, model, region, orchestrator, hour"
+		" FROM " + table + rw + " GROUP BY pipeline, model, region, orchestrator, hour"
 	ew, eargs := edgeWhere(f, s, false)
 	edge := "SELECT " + regionColumn(f) + " AS reg, " + be + " AS t," +
 		" countIf(outcome != 'excused') AS p, countIf(outcome = 'success') AS ok," +
@@ -49,7 +56,7 @@ func (c *ClickHouse) historyRollups(ctx context.Context, f Filter, b Bucket) ([]
 		" countIf(outcome = 'success' AND server_us > 0) AS sn," +
 		" groupArrayIf(server_us, outcome = 'success' AND server_us > 0) AS sv," +
 		" quantilesTDigestIfState(0.5, 0.95)(server_us, outcome = 'success' AND server_us > 0) AS sq" +
-		" FROM " + c.table() + ew + " GROUP BY reg, t"
+		" FROM " + c.edgeTable(f, false) + ew + " GROUP BY reg, t"
 	inner, args := unionAll(s, rollup, edge, rargs, eargs)
 	q := "SELECT reg, t, sum(p) AS probes, sum(ok), sum(rs), sum(rn), min(length(sv) = sn) AS exact," +
 		" arraySort(if(exact = 1, groupArrayArray(sv), emptyArrayUInt64())), quantilesTDigestIfMerge(0.5, 0.95)(sq)" +

@@ -113,6 +113,8 @@ func testRollupsEqualRaw(t *testing.T, newDB backend) {
 	base := time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
 	insert(t, db, fleet(base, 6))
 	st := newStore(t, db)
+	cold := newStore(t, db)
+	cold.cache.checked, cold.cache.enabled = true, false // every read reads the rollups
 	ctx := context.Background()
 	ms := time.Millisecond
 	windows := map[string]Window{
@@ -161,6 +163,8 @@ func testRollupsEqualRaw(t *testing.T, newDB backend) {
 			if !reflect.DeepEqual(gotMed, wantMed) {
 				t.Errorf("%s: medians from rollups %v, raw %v", name, gotMed, wantMed)
 			}
+			checkScoreInputs(t, name+" (cache on)", st, f, want, wantMed)
+			checkScoreInputs(t, name+" (cache off)", cold, f, want, wantMed)
 			wantP, err := st.pipelinesRaw(ctx, f)
 			if err != nil {
 				t.Fatal(err)
@@ -173,6 +177,29 @@ func testRollupsEqualRaw(t *testing.T, newDB backend) {
 				t.Errorf("%s: pipelines from rollups %+v, raw %+v", name, gotP, wantP)
 			}
 		}
+	}
+}
+
+// checkScoreInputs: AggregatesAndMedians, the one read aggregated_stats
+// makes, answers what the raw rows give for both (no median when there is
+// no aggregate to score).
+func checkScoreInputs(t *testing.T, name string, st *ClickHouse, f Filter, want []Aggregate, wantMed map[Key]float64) {
+	t.Helper()
+	got, gotMed, err := st.AggregatesAndMedians(context.Background(), f)
+	if err != nil {
+		t.Fatalf("%s: aggregates and medians: %v", name, err)
+	}
+	if len(want) == 0 {
+		if len(got) != 0 || gotMed != nil {
+			t.Errorf("%s: nothing to score, yet aggregates %+v, medians %v", name, got, gotMed)
+		}
+		return
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s: aggregates read with the medians differ from raw:\n got %+v\nwant %+v", name, got, want)
+	}
+	if !reflect.DeepEqual(gotMed, wantMed) {
+		t.Errorf("%s: medians read with the aggregates %v, raw %v", name, gotMed, wantMed)
 	}
 }
 
@@ -202,7 +229,7 @@ func testGoldenMedianFromRollups(t *testing.T, newDB backend) {
 }
 
 // rollupTables are every rollup table, in the order Retention drops them.
-var rollupTables = []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly"}
+var rollupTables = []string{"probe_rollup_hourly", "probe_rollup_model_hourly", "probe_rollup_counts_hourly", "probe_rollup_orchestrator_hourly"}
 
 // rollupRows reads every rollup table back, merged, as comparable rows.
 func rollupRows(t *testing.T, db *chtest.DB) []string {
@@ -234,7 +261,39 @@ func rollupRows(t *testing.T, db *chtest.DB) []string {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return append(append(out, modelRollupRows(t, db)...), countRollupRows(t, db)...)
+	return append(append(append(out, modelRollupRows(t, db)...), countRollupRows(t, db)...), orchestratorRollupRows(t, db)...)
+}
+
+// orchestratorRollupRows reads probe_rollup_orchestrator_hourly (migration
+// 0009) back.
+func orchestratorRollupRows(t *testing.T, db *chtest.DB) []string {
+	t.Helper()
+	rows, err := db.Conn.Query(context.Background(), "SELECT orchestrator, pipeline, model, region, toUInt32(hour),"+
+		" countIfMerge(probes), countIfMerge(successes), countIfMerge(excused), sumIfMerge(rtt_sum_us), countIfMerge(rtt_n),"+
+		" toUInt32(maxMerge(last_tested)), countIfMerge(server_n), arraySort(groupArrayIfMerge(64)(server_few)),"+
+		" quantilesTDigestIfMerge(0.5, 0.95)(server_pq)"+
+		" FROM "+db.Name+".probe_rollup_orchestrator_hourly GROUP BY orchestrator, pipeline, model, region, hour"+
+		" ORDER BY orchestrator, pipeline, model, region, hour")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var o, p, m, r string
+		var h, lt uint32
+		var n [6]uint64
+		var few []uint64
+		var sq []float32
+		if err := rows.Scan(&o, &p, &m, &r, &h, &n[0], &n[1], &n[2], &n[3], &n[4], &lt, &n[5], &few, &sq); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprint("orchestrator ", o, p, m, r, h, n, lt, few, sq))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // countRollupRows reads probe_rollup_counts_hourly (migration 0008) back.
@@ -311,6 +370,17 @@ func testRebuildMatchesView(t *testing.T, newDB backend) {
 	win := Filter{Window: Window{base, base.Add(3*time.Hour - time.Millisecond)}}
 	want, _ := st.aggregatesRaw(ctx, win)
 	wantMed, _ := st.medianRTTsRaw(ctx, win)
+	// One orchestrator's reads (migration 0009's tables ordered by
+	// orchestrator first) as the view left them.
+	one := Filter{Window: win.Window, Orchestrator: orchB}
+	wantRaw, err := st.Raw(ctx, one, true, 1000)
+	if err != nil || len(wantRaw) == 0 {
+		t.Fatalf("raw rows of %s before the loss: %d, %v", orchB, len(wantRaw), err)
+	}
+	wantHist, err := st.historyRaw(ctx, one, Hour)
+	if err != nil || len(wantHist) == 0 {
+		t.Fatalf("history of %s before the loss: %d, %v", orchB, len(wantHist), err)
+	}
 
 	// Lose them: drop the month of every rollup table.
 	for _, tbl := range rollupTables {
@@ -324,12 +394,21 @@ func testRebuildMatchesView(t *testing.T, newDB backend) {
 	if got, _ := st.MedianRTTs(ctx, win); len(got) != 0 {
 		t.Fatalf("model rollups dropped, yet medians = %+v", got)
 	}
+	// and the raw copies, as on a database that predates 0008/0009.
+	for _, tbl := range []string{"probe_results_by_time", "probe_results_by_orchestrator"} {
+		if err := db.Conn.Exec(ctx, "ALTER TABLE "+db.Name+"."+tbl+" DROP PARTITION 20260304"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := st.Raw(ctx, one, true, 1000); len(got) != 0 {
+		t.Fatalf("raw copy by orchestrator dropped, yet raw_stats = %d rows", len(got))
+	}
 	for i := 0; i < 2; i++ {
 		n, err := st.RebuildRollups(ctx, base, base.Add(3*time.Hour), now)
 		if err != nil {
 			t.Fatalf("rebuild %d: %v", i+1, err)
 		}
-		if int(n) != len(byView)-len(modelRollupRows(t, db))-len(countRollupRows(t, db)) {
+		if int(n) != len(byView)-len(modelRollupRows(t, db))-len(countRollupRows(t, db))-len(orchestratorRollupRows(t, db)) {
 			t.Errorf("rebuild %d wrote %d rollup rows, want %d", i+1, n, len(byView))
 		}
 		if got := rollupRows(t, db); !reflect.DeepEqual(got, byView) {
@@ -343,11 +422,17 @@ func testRebuildMatchesView(t *testing.T, newDB backend) {
 		}
 		// The raw copy by time (edge hours) is rebuilt too, never doubled.
 		var raw, byTime uint64
-		if err := db.Conn.QueryRow(ctx, "SELECT (SELECT count() FROM "+db.Name+".probe_results), (SELECT count() FROM "+db.Name+".probe_results_by_time)").Scan(&raw, &byTime); err != nil {
+		if err := db.Conn.QueryRow(ctx, "SELECT (SELECT count() FROM "+db.Name+".probe_results), (SELECT count() FROM "+db.Name+"."+byTimeName+")").Scan(&raw, &byTime); err != nil {
 			t.Fatal(err)
 		}
 		if raw == 0 || byTime != raw {
-			t.Errorf("rebuild %d: probe_results_by_time holds %d rows, probe_results %d", i+1, byTime, raw)
+			t.Errorf("rebuild %d: %s holds %d rows, probe_results %d", i+1, byTimeName, byTime, raw)
+		}
+		if got, _ := st.Raw(ctx, one, true, 1000); !reflect.DeepEqual(got, wantRaw) {
+			t.Errorf("rebuild %d: raw_stats of %s from the copy by orchestrator differs: %d rows, want %d", i+1, orchB, len(got), len(wantRaw))
+		}
+		if got, _ := st.History(ctx, one, Hour); !reflect.DeepEqual(got, wantHist) {
+			t.Errorf("rebuild %d: history of %s %+v, want %+v", i+1, orchB, got, wantHist)
 		}
 	}
 	// Rebuilding one hour in the middle leaves the others alone.
@@ -380,9 +465,10 @@ func testRetention(t *testing.T, newDB backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dropped) != 2 || dropped[0].Table != "probe_results" || dropped[0].Partition != "20260307" ||
-		dropped[1].Table != "probe_results_by_time" || dropped[1].Partition != "20260307" {
-		t.Fatalf("dropped %+v, want raw partition 20260307 only (and its copy by time)", dropped)
+	if len(dropped) != 3 || dropped[0].Table != "probe_results" || dropped[0].Partition != "20260307" ||
+		dropped[1].Table != byTimeName || dropped[1].Partition != "20260307" ||
+		dropped[2].Table != "probe_results_by_orchestrator" || dropped[2].Partition != "20260307" {
+		t.Fatalf("dropped %+v, want raw partition 20260307 only (and its copies by time and by orchestrator)", dropped)
 	}
 	f := Filter{Window: Window{old.Add(-time.Hour), old.Add(time.Hour)}, Orchestrator: orchA}
 	if raw, _ := st.Raw(ctx, f, true, 10); len(raw) != 0 {
@@ -492,6 +578,7 @@ func testCachedWholeHoursSeeLateProbes(t *testing.T, newDB backend) {
 				if !reflect.DeepEqual(gotMed, wantMed) {
 					t.Errorf("%s, filter %d, pass %d: medians %v, raw %v", step, i, pass, gotMed, wantMed)
 				}
+				checkScoreInputs(t, fmt.Sprintf("%s, filter %d, pass %d", step, i, pass), st, f, want, wantMed)
 				if i == 0 {
 					first = want
 				}
@@ -588,6 +675,34 @@ func testBoundedRollupState(t *testing.T, newDB backend) {
 		t.Errorf("median from the t-digest %.6f s, exact %.6f s: more than 1 %% apart", g, w)
 	} else {
 		t.Logf("median of 5000: t-digest %.6f s, exact %.6f s (%.3f ms apart)", g, w, math.Abs(g-w)*1e3)
+	}
+	// The one read of aggregated_stats, past the bound with an edge hour
+	// of raw rows too: exact sums, the median within 1 %.
+	var late []results.Result
+	for i := 0; i < 40; i++ {
+		at := hour.Add(time.Hour + time.Duration(i)*time.Minute)
+		r := probe(orchA, "FRA", at, results.Success, time.Duration(3000+i*100)*time.Millisecond)
+		r.ProbeID = results.ProbeID(orchA, "late", at.Format(time.RFC3339Nano))
+		late = append(late, r)
+	}
+	insert(t, db, late)
+	edged := Filter{Window: Window{hour, hour.Add(time.Hour + 30*time.Minute)}, Pipeline: t2i, Model: sdxl}
+	wantAggs, err := st.aggregatesRaw(ctx, edged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, err = st.medianRTTsRaw(ctx, edged); err != nil {
+		t.Fatal(err)
+	}
+	gotAggs, gotMed, err := st.AggregatesAndMedians(ctx, edged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(wantAggs) != 501 || !reflect.DeepEqual(gotAggs, wantAggs) {
+		t.Errorf("aggregates read with the t-digest median: %d of them, differing from the raw %d", len(gotAggs), len(wantAggs))
+	}
+	if w, g := want[k], gotMed[k]; w == 0 || math.Abs(g-w) > 0.01*w {
+		t.Errorf("median read with the aggregates %.6f s, exact %.6f s: more than 1 %% apart", g, w)
 	}
 
 	f.Orchestrator = orchA
