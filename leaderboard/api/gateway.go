@@ -39,6 +39,13 @@ func (s *Server) standings(ctx context.Context, f store.Filter) (map[string]map[
 	}
 	out := map[string]map[string]standing{}
 	for _, a := range aggs {
+		if f.Pipeline == "" && a.Pipeline == store.LivePipeline {
+			// Live sessions have their own score (/api/live_stats); the
+			// batch sum over time to first segment would misrank them,
+			// and go-livepeer selects live orchestrators without perf
+			// scores. A request naming the live pipeline still gets them.
+			continue
+		}
 		sc := score.AI(a.SuccessRate(), a.MeanRTTSeconds, medians[store.Key{Pipeline: a.Pipeline, Model: a.Model}])
 		if out[a.Orchestrator] == nil {
 			out[a.Orchestrator] = map[string]standing{}

@@ -213,9 +213,11 @@ func (s *Server) topAIScore(c *gin.Context) {
 		return
 	}
 	// Only AI rows exist in probe_results; a row without a pipeline is not one.
+	// Live sessions are scored by /api/live_stats' live score: the batch sum
+	// over their time to first segment would misrank them.
 	var cands []store.Aggregate
 	for _, a := range aggs {
-		if a.Pipeline != "" && a.Model != "" && a.Region != regions.Global {
+		if a.Pipeline != "" && a.Model != "" && a.Region != regions.Global && a.Pipeline != store.LivePipeline {
 			cands = append(cands, a)
 		}
 	}

@@ -1,18 +1,13 @@
 package api
 
-// PENDING, FAILS ON PURPOSE until the change below lands (hygiene brief,
-// item 5). Live sessions (pipeline "Live video to video") are scored by the
-// live score of /api/live_stats; the batch score (0.65·S + 0.35·e^(−k·R),
-// R = time to first segment for a live row) is the sum that README's live
-// section says misranks live streams, and go-livepeer selects live
-// orchestrators with LiveSelectionAlgorithm, which reads no perf score. So
-// the reads that pool pipelines (top_ai_score, perf_scores without a
-// pipeline) must leave live rows out; a read that names the live pipeline
-// (aggregated_stats or perf_scores with pipeline=Live video to video) still
-// gets them. The change: skip store.LivePipeline aggregates in topAIScore's
-// candidates and, when the filter names no pipeline, in standings (or give
-// store.Filter an "exclude the live pipeline" that Aggregates/MedianRTTs
-// apply in SQL, owned by the store's rewrite).
+// Live sessions (pipeline "Live video to video") are scored by the live
+// score of /api/live_stats; the batch score (0.65·S + 0.35·e^(−k·R), R = time
+// to first segment for a live row) is the sum that README's live section says
+// misranks live streams, and go-livepeer selects live orchestrators with
+// LiveSelectionAlgorithm, which reads no perf score. So the reads that pool
+// pipelines (top_ai_score, perf_scores without a pipeline) leave live rows
+// out; a read that names the live pipeline (aggregated_stats or perf_scores
+// with pipeline=Live video to video) still gets them.
 
 import (
 	"math"
@@ -44,7 +39,7 @@ func liveBesideBatch(now time.Time) []results.Result {
 	return rows
 }
 
-func TestPendingLiveRowsStayOutOfBatchReads(t *testing.T) {
+func TestLiveRowsStayOutOfBatchReads(t *testing.T) {
 	for _, e := range chtest.Engines() {
 		t.Run(e.Name, func(t *testing.T) {
 			f := newFixtureOn(t, e.NewDB(t), Config{}, liveBesideBatch)
