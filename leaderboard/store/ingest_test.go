@@ -26,8 +26,12 @@ func postRow(i int, at time.Time) results.Result {
 func testIngestOnceAcrossReplicas(t *testing.T, newDB backend) {
 	db := newDB(t)
 	a, b := newStore(t, db), newStore(t, db)
+	// Settle must stay far above a claim INSERT's latency (IngestConfig):
+	// under -race on a loaded 2-core box chDB's inserts passed the default
+	// 1 s's half, every copy yielded and none was stored (ErrContested, the
+	// poster's retry would store it). 3 s keeps this a test of "once".
 	for _, st := range []*ClickHouse{a, b} {
-		st.SetIngest(IngestConfig{FlushEvery: 20 * time.Millisecond})
+		st.SetIngest(IngestConfig{FlushEvery: 20 * time.Millisecond, Settle: 3 * time.Second})
 	}
 	ctx := context.Background()
 	at := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
